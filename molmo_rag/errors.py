@@ -1,0 +1,143 @@
+"""The error tree of molmo-rag.
+
+Every error raised on purpose derives from :class:`MolmoRagError`::
+
+    MolmoRagError
+    ├── InputError                  bad input for one source (the rest of a batch goes on)
+    │   ├── SourceNotFoundError     a path that does not exist, a URL that answers 404
+    │   ├── UnreachableSourceError  a URL that cannot be fetched (DNS, refused, timeout)
+    │   ├── UnsupportedMediaError   not an image, deck or video we can read
+    │   ├── CorruptMediaError       truncated, damaged, encrypted or empty media
+    │   └── MediaTooLargeError      over a size cap, a decompression bomb, a too-long video
+    ├── UnsupportedTaskError        the backend cannot run this task (names those that can)
+    ├── ConfigurationError          a missing key, an unknown backend, a bad option
+    ├── MissingDependencyError      an optional dependency is not installed (names the extra)
+    └── BackendError                the backend or its transport failed
+        ├── AuthenticationError     the key was refused (401/403)
+        ├── RateLimitError          429 even after honouring Retry-After
+        ├── ResponseFormatError     a body that does not follow the protocol
+        └── BackendTimeout          the job did not finish in time
+
+Messages never contain API keys: backends pass what they raise through :func:`redact`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+
+class MolmoRagError(Exception):
+    """Root of every error molmo-rag raises on purpose."""
+
+
+class InputError(MolmoRagError):
+    """One source cannot be used; other sources in the same batch are unaffected."""
+
+    def __init__(self, message: str, *, source: str | None = None):
+        super().__init__(message)
+        self.source = source
+
+
+class SourceNotFoundError(InputError):
+    pass
+
+
+class UnreachableSourceError(InputError):
+    pass
+
+
+class UnsupportedMediaError(InputError):
+    pass
+
+
+class CorruptMediaError(InputError):
+    pass
+
+
+class MediaTooLargeError(InputError):
+    pass
+
+
+class UnsupportedTaskError(MolmoRagError):
+    """Raised when a backend is asked for a task it cannot run."""
+
+    def __init__(self, task: str, backend: str, capable: Iterable[str] = ()):
+        self.task = task
+        self.backend = backend
+        self.capable = sorted(capable)
+        hint = f"; backends that can: {', '.join(self.capable)}" if self.capable else ""
+        super().__init__(f"backend {backend!r} cannot run task {task!r}{hint}")
+
+
+class ConfigurationError(MolmoRagError):
+    pass
+
+
+class MissingDependencyError(MolmoRagError, ImportError):
+    """An optional dependency is missing; the message names the extra to install."""
+
+    def __init__(self, package: str, extra: str, purpose: str = ""):
+        self.package = package
+        self.extra = extra
+        what = f" for {purpose}" if purpose else ""
+        super().__init__(
+            f"{package} is needed{what}: install it with  pip install 'molmo-rag[{extra}]'"
+        )
+
+
+class BackendError(MolmoRagError):
+    """The backend or its transport failed.
+
+    ``code`` is the vendor's error code when it sent one, ``status`` the HTTP status,
+    ``retryable`` whether trying again may succeed.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        backend: str | None = None,
+        code: str | None = None,
+        status: int | None = None,
+        retryable: bool = False,
+    ):
+        super().__init__(message)
+        self.backend = backend
+        self.code = code
+        self.status = status
+        self.retryable = retryable
+
+
+class AuthenticationError(BackendError):
+    pass
+
+
+class RateLimitError(BackendError):
+    def __init__(self, message: str, *, retry_after: float | None = None, **kw):
+        super().__init__(message, retryable=True, **kw)
+        self.retry_after = retry_after
+
+
+class ResponseFormatError(BackendError):
+    pass
+
+
+class BackendTimeout(BackendError, TimeoutError):
+    pass
+
+
+_SECRET_PATTERNS = [
+    re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+"),
+    re.compile(r"(?i)((?:api[_-]?key|token|authorization)[\"']?\s*[:=]\s*[\"']?)[^\s\"'&,}]+"),
+]
+
+
+def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
+    """Remove the given secrets, and anything shaped like a bearer token or key, from text."""
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "***")
+    for pattern in _SECRET_PATTERNS:
+        text = pattern.sub(r"\1***", text)
+    return text
