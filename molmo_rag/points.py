@@ -45,6 +45,8 @@ _TAG = re.compile(
 )
 # An opening tag whose closing tag never came (truncated generation).
 _OPEN_TAG = re.compile(r"<(?P<tag>points|point|tracks|track)\b(?P<attrs>[^>]*)>", re.IGNORECASE)
+# Generation cut off inside the coords attribute itself.
+_CUT_COORDS = re.compile(r"<(?:points|tracks)\b[^>]*?coords\s*=\s*[\"']?(?P<coords>[^\"'>]*)$", re.IGNORECASE)
 _ATTR = re.compile(r"([A-Za-z_][\w-]*)\s*=\s*(?:\"([^\"]*)\"|'([^']*)'|([^\s\"'>]+))")
 _NUMBER = re.compile(r"^-?\d+(?:\.\d+)?$")
 
@@ -66,8 +68,12 @@ def _parse_coords(coords: str, label: str | None) -> list[Point]:
     points: list[Point] = []
     groups = [g for g in re.split(r"[;\t\n]", coords) if g.strip()]
     for group in groups:
-        tokens = group.split()
-        if not tokens or not all(_NUMBER.match(t) for t in tokens):
+        tokens = []
+        for token in group.split():
+            if not _NUMBER.match(token):
+                break  # keep the well-formed triples before the damage
+            tokens.append(token)
+        if not tokens:
             continue
         prefix, rest = tokens[0], tokens[1:]
         if "." in prefix:
@@ -119,6 +125,12 @@ def parse_points(text: str | None) -> list[Point]:
     tail = _OPEN_TAG.search(text, consumed_end)
     if tail:
         points.extend(_points_of(_attrs(tail.group("attrs")), None))
+    else:
+        cut = _CUT_COORDS.search(text, consumed_end)
+        if cut:
+            # The last number may itself be cut short ("4" of "400"): drop it.
+            coords = cut.group("coords").rsplit(None, 1)[0] if " " in cut.group("coords").strip() else ""
+            points.extend(_parse_coords(coords, None))
     return points
 
 

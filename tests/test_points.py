@@ -1,0 +1,110 @@
+import pytest
+
+from molmo_rag import parse_count, parse_points
+from molmo_rag.points import strip_points
+
+
+def xy(points):
+    return [(round(p.x, 3), round(p.y, 3)) for p in points]
+
+
+def test_single_image_points():
+    pts = parse_points('<points coords="1 1 460 588 2 504 740">cups</points>')
+    assert xy(pts) == [(0.46, 0.588), (0.504, 0.74)]
+    assert [p.id for p in pts] == [1, 2]
+    assert all(p.image == 1 and p.t is None and p.label == "cups" for p in pts)
+
+
+def test_several_images_use_integer_prefix_as_image_index():
+    pts = parse_points('<points coords="1 1 100 200;2 2 300 400 3 500 600">dogs</points>')
+    assert [(p.image, p.id) for p in pts] == [(1, 1), (2, 2), (2, 3)]
+    assert all(p.t is None for p in pts)
+
+
+def test_video_prefix_is_timestamp():
+    pts = parse_points('<points coords="0.5 1 120 340 2 600 410;3.0 3 130 335">people</points>')
+    assert [(p.t, p.id) for p in pts] == [(0.5, 1), (0.5, 2), (3.0, 3)]
+    assert all(p.image is None for p in pts)
+    assert xy(pts)[2] == (0.13, 0.335)
+
+
+def test_tab_separated_groups_and_tracks():
+    pts = parse_points('<tracks coords="1.0 7 100 100\t2.0 7 110 105">car</tracks>')
+    assert [(p.t, p.id, p.label) for p in pts] == [(1.0, 7, "car"), (2.0, 7, "car")]
+
+
+def test_old_point_forms_with_alt():
+    pts = parse_points('<point x="10.5" y="20.0" alt="a cup">a cup</point>')
+    assert xy(pts) == [(0.105, 0.2)]
+    pts = parse_points('<points x1="10" y1="20" x2="30.5" y2="40" alt="birds">birds</points>')
+    assert xy(pts) == [(0.1, 0.2), (0.305, 0.4)]
+    assert pts[0].label == "birds"
+    pts = parse_points('<point x="50" y="50" alt="hat"></point>')
+    assert pts[0].label == "hat"
+
+
+def test_several_tags_in_one_answer():
+    text = 'I see <points coords="1 1 100 100">a</points> and <points coords="1 1 900 900 2 800 800">b</points>.'
+    pts = parse_points(text)
+    assert [p.label for p in pts] == ["a", "b", "b"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        None,
+        "no markup at all",
+        '<points coords="">x</points>',
+        '<points coords="1 1 abc 200">x</points>',
+        '<points coords="1 1 100">x</points>',
+        '<points coords="1 1 1500 200">x</points>',
+        '<points coords=1 1 100 200>x</points>',
+        "<points>x</points>",
+        '<point x="abc" y="1">x</point>',
+    ],
+)
+def test_malformed_markup_never_raises(text):
+    pts = parse_points(text)
+    assert all(0 <= p.x <= 1 and 0 <= p.y <= 1 for p in pts)
+
+
+def test_malformed_keeps_well_formed_parts():
+    pts = parse_points('<points coords="1 1 100 200 2 bad 300;x y z;2.5 3 400 500">a</points>')
+    assert [(p.id, p.t) for p in pts] == [(1, None), (3, 2.5)]
+
+
+def test_truncated_tag_keeps_complete_triples():
+    pts = parse_points('Counting the <points coords="1 1 100 200 2 300 4')
+    assert [p.id for p in pts] == [1]
+
+
+def test_case_insensitive_and_single_quotes():
+    pts = parse_points("<POINTS coords='1 1 250 750'>Mug</POINTS>")
+    assert xy(pts) == [(0.25, 0.75)] and pts[0].label == "Mug"
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ('Counting the <points coords="1 1 460 588 2 504 740">dogs</points> shows a total of 2.', 2),
+        ('There are 3 <points coords="1 1 1 1 2 2 2 3 3 3">dogs</points>.', 3),
+        ("There are none.", 0),
+        ("Counting the people in the video shows a total of 9.", 9),
+        ("There are three cats on the sofa.", 3),
+        ("There is one bird.", 1),
+        ("The total count is 12.", 12),
+        ("12", 12),
+        ("A red car on a road.", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_parse_count(text, expected):
+    assert parse_count(text) == expected
+
+
+def test_strip_points_keeps_label():
+    assert strip_points('Counting the <points coords="1 1 4 5">dogs</points> shows a total of 1.') == (
+        "Counting the dogs shows a total of 1."
+    )
