@@ -1,0 +1,91 @@
+"""Any OpenAI-compatible chat-completions server serving Molmo2 (e.g. ``vllm serve
+allenai/Molmo2-4B``).
+
+``POST {base}/chat/completions`` (base like ``http://host:8000/v1``) with one user message:
+the media part first (``image_url`` or ``video_url``; the item's URL, or a data URI for
+local media), then the text prompt; ``max_tokens`` from the task, temperature 0. Token
+usage goes into ``Answer.meta``. The key is optional (vLLM often runs without one).
+
+A chat completion is not a stored job: an HTTP error answer (429, 5xx) means no completion
+was produced, so it is sent again; a connection lost after sending is not (the server may
+still be generating, and that compute is what a re-send would duplicate).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from ..errors import ResponseFormatError
+from ..tasks import ModelInput
+from .base import Answer, Request
+from .rest import RestBackend, RestEngine, RestOptions, data_uri, media_payload
+
+__all__ = ["OpenAIBackend", "build_chat_body", "parse_chat_completion"]
+
+
+def build_chat_body(model: str, media: ModelInput, url: str, prompt: str, max_tokens: int) -> dict:
+    """The chat-completions request for one item (pure)."""
+    part_type = "video_url" if media == "video" else "image_url"
+    return {
+        "model": model,
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": part_type, part_type: {"url": url}},
+                    {"type": "text", "text": prompt},
+                ],
+            }
+        ],
+        "max_tokens": max_tokens,
+        "temperature": 0,
+    }
+
+
+def parse_chat_completion(body: Any) -> tuple[str, dict, str | None]:
+    """(text, usage, model) from a chat-completions answer (pure)."""
+    try:
+        choice = body["choices"][0]
+        content = choice["message"]["content"]
+    except (KeyError, IndexError, TypeError):
+        raise ResponseFormatError("openai: answer has no choices[0].message.content", backend="openai") from None
+    if isinstance(content, list):  # some servers answer with content parts
+        content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    if not isinstance(content, str):
+        raise ResponseFormatError("openai: message content is not text", backend="openai")
+    usage = body.get("usage") if isinstance(body.get("usage"), dict) else {}
+    meta = {k: usage[k] for k in ("prompt_tokens", "completion_tokens", "total_tokens") if k in usage}
+    if choice.get("finish_reason"):
+        meta["finish_reason"] = choice["finish_reason"]
+    return content, meta, body.get("model")
+
+
+class OpenAIBackend(RestBackend):
+    """Molmo2 behind an OpenAI-compatible server. Options: :class:`~.rest.RestOptions`."""
+
+    name: ClassVar[str] = "openai"
+    capabilities: ClassVar[dict] = {
+        "image": frozenset({"caption", "ask", "count", "scene"}),
+        "video": frozenset({"caption", "ask", "count", "scene", "video"}),
+    }
+    default_model: ClassVar[str] = "allenai/Molmo2-4B"
+    api_key_env: ClassVar[str] = "OPENAI_API_KEY"
+    base_url_env: ClassVar[str] = "OPENAI_BASE_URL"
+    default_base_url: ClassVar[str] = "http://localhost:8000/v1"
+    key_required: ClassVar[bool] = False
+
+    def should_retry(self, method: str, status: int, body: Any, *, idempotent: bool) -> bool:
+        return status == 429 or status >= 500 or status == 408
+
+    async def call(self, request: Request, engine: RestEngine) -> Answer:
+        item, task = request.item, request.task
+        media = item.model_input
+        if item.remote_url:
+            url = item.remote_url
+        else:
+            data, mime = await media_payload(item)
+            url = data_uri(data, mime)
+        body = build_chat_body(self.model, media, url, task.prompt(media), task.max_new_tokens())
+        answer = await engine.post_json(f"{self.base_url}/chat/completions", body, timeout=self.options.timeout)
+        text, usage, model = parse_chat_completion(answer)
+        return Answer(text=text, cost_usd=0.0, model=model or self.model, meta=usage)

@@ -1,0 +1,537 @@
+"""The engine every hosted REST backend shares, and :class:`RestBackend`.
+
+A REST backend implements one hook, ``async call(request, engine) -> Answer``, for one
+request; everything else lives here once:
+
+* one ``httpx.AsyncClient`` per run; at most ``concurrency`` HTTP requests in flight and at
+  most ``max_jobs`` jobs submitted and not finished (a job waiting on the server holds no
+  request slot, so slow jobs do not starve submissions);
+* retries with jittered exponential back-off through tenacity: 5xx, 429 (``Retry-After``
+  honoured), connection errors, timeouts and unreadable bodies of idempotent requests;
+* **a POST is never re-sent when the server may already have accepted it**: after a read
+  timeout, a connection dropped after sending, or an answer we cannot read, the item fails
+  with ``code="submission_unconfirmed"`` instead of creating a duplicate (paid) job. A POST
+  is re-sent only when nothing was sent (connect errors) or when the answer says the job was
+  not accepted (429, and whatever the backend's :meth:`RestBackend.should_retry` allows);
+* polling that starts near the documented interval, grows, is capped, and learns how long
+  this run's jobs take so later jobs are polled when they are likely done;
+* vendor errors translated at one boundary into :mod:`molmo_rag.errors` (original kept as
+  ``__cause__``), API keys redacted from every message and kept as ``SecretStr``; the key
+  is sent only to the backend's own origin, never to output or upload URLs elsewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import email.utils
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar
+from urllib.parse import urlsplit
+
+import httpx
+from pydantic import Field, SecretStr
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    retry_if_result,
+    stop_after_attempt,
+    stop_before_delay,
+)
+
+from ..errors import (
+    AuthenticationError,
+    BackendError,
+    BackendTimeout,
+    ConfigurationError,
+    MolmoRagError,
+    RateLimitError,
+    ResponseFormatError,
+    redact,
+)
+from ..media.items import MediaItem
+from .base import Answer, Backend, BackendOptions, Request
+
+__all__ = [
+    "RestOptions",
+    "RestBackend",
+    "RestEngine",
+    "JobFailedError",
+    "data_uri",
+    "is_http_url",
+    "error_code_and_message",
+    "parse_retry_after",
+    "media_payload",
+]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class RestOptions(BackendOptions):
+    """Options every hosted REST backend takes (subclasses change defaults and add fields)."""
+
+    api_key: SecretStr | None = Field(None, description="API key; default: the backend's environment variable.")
+    base_url: str | None = Field(None, description="API base URL; default: the backend's environment variable or its public URL.")
+    concurrency: int = Field(16, ge=1, description="Most HTTP requests in flight at once.")
+    max_jobs: int = Field(64, ge=1, description="Most jobs submitted and not yet finished at once.")
+    timeout: float = Field(600.0, gt=0, description="Overall limit for one item, submission to answer (s).")
+    request_timeout: float = Field(60.0, gt=0, description="Read/write limit for one HTTP request (s).")
+    connect_timeout: float = Field(10.0, gt=0, description="Limit for opening a connection (s).")
+    max_retries: int = Field(4, ge=0, description="Retries of one HTTP request on transient failures.")
+    retry_wait: float = Field(0.5, ge=0, description="First back-off before a retry (s); doubles, with jitter.")
+    retry_wait_max: float = Field(20.0, ge=0, description="Longest back-off between retries (s).")
+    max_retry_after: float = Field(120.0, ge=0, description="Longest Retry-After honoured (s); longer fails with RateLimitError.")
+    poll_interval: float = Field(1.0, gt=0, description="First wait before polling a job (s).")
+    poll_growth: float = Field(1.5, ge=1.0, description="Factor the wait between polls grows by.")
+    poll_max_interval: float = Field(5.0, gt=0, description="Longest wait between polls (s).")
+    poll_timeout: float = Field(600.0, gt=0, description="Longest time a job is polled (s).")
+    adaptive_polling: bool = Field(True, description="Time the first poll from how long this run's jobs took.")
+    max_resubmits: int = Field(2, ge=0, description="New submissions after a job failed in a way the protocol says is retryable.")
+
+
+class JobFailedError(BackendError):
+    """A job reached a failed state. ``resubmit`` is true when the protocol says the job is
+    over and a new submission may succeed (e.g. OpenOctopus codes marked retryable)."""
+
+    def __init__(self, message: str, *, resubmit: bool = False, **kw):
+        super().__init__(message, retryable=resubmit, **kw)
+        self.resubmit = resubmit
+
+
+class _Transient(Exception):
+    """Internal: one failed attempt that may be tried again; carries the translated error."""
+
+    def __init__(self, error: BackendError, retry_after: float | None = None):
+        super().__init__(str(error))
+        self.error = error
+        self.retry_after = retry_after
+
+
+# -- pure helpers ----------------------------------------------------------------------------
+
+
+def data_uri(data: bytes, mime: str) -> str:
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def is_http_url(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith(("http://", "https://")) and not any(c.isspace() for c in value.strip())
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def error_code_and_message(body: Any) -> tuple[str | None, str | None]:
+    """The vendor's error code and message from the error shapes the three APIs use:
+    ``{"error": {"code", "message", "type"}}`` (OpenOctopus, OpenAI), ``{"error": "..."}``,
+    ``{"code": 401, "message": "..."}`` (WaveSpeed)."""
+    if not isinstance(body, dict):
+        return None, None
+    error = body.get("error")
+    if isinstance(error, dict):
+        code = error.get("code") or error.get("type")
+        return (str(code) if code is not None else None), _str_or_none(error.get("message"))
+    code = body.get("code")
+    message = _str_or_none(body.get("message")) or _str_or_none(error) or _str_or_none(body.get("error_message"))
+    return (str(code) if code is not None else None), message
+
+
+def _str_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _json_or_none(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    return parts.scheme, (parts.hostname or "").lower(), parts.port
+
+
+async def media_payload(item: MediaItem) -> tuple[bytes, str]:
+    """The bytes a REST backend sends for an item (encoded image or video clip), encoded
+    in a worker thread so many items can be prepared without blocking the event loop."""
+    if item.model_input == "video":
+        return await asyncio.to_thread(item.clip)
+    return await asyncio.to_thread(item.image_bytes)
+
+
+# -- the engine ------------------------------------------------------------------------------
+
+
+@dataclass
+class EngineStats:
+    """What one run sent: requests by method, retries, polls, re-submissions."""
+
+    requests: int = 0
+    posts: int = 0
+    retries: int = 0
+    polls: int = 0
+    resubmits: int = 0
+    by_method: dict[str, int] = field(default_factory=dict)
+
+
+class RestEngine:
+    """HTTP for one run of one backend: concurrency, retries, polling, error translation."""
+
+    def __init__(self, backend: "RestBackend", client: httpx.AsyncClient):
+        self.backend = backend
+        self.options: RestOptions = backend.options
+        self.client = client
+        self.stats = EngineStats()
+        self._slots = asyncio.Semaphore(self.options.concurrency)
+        self._origin = _origin(backend.base_url)
+        self._latency: dict[str, float] = {}
+
+    # -- requests ------------------------------------------------------------------------
+    async def post_json(self, url: str, body: Any, *, timeout: float | None = None, resend_safe: bool = False) -> Any:
+        """POST a JSON body; returns the decoded JSON answer. Never re-sent once the server
+        may have accepted it (see the module docstring), unless ``resend_safe`` says this
+        POST creates nothing that costs or duplicates (e.g. an upload ticket)."""
+        return await self.request("POST", url, json=body, timeout=timeout, resend_safe=resend_safe)
+
+    async def get_json(self, url: str) -> Any:
+        """GET a JSON document (idempotent: retried on every transient failure)."""
+        return await self.request("GET", url)
+
+    async def get_text(self, url: str) -> str:
+        """GET a text document, e.g. an output file a job wrote."""
+        return await self.request("GET", url, parse=lambda r: r.text)
+
+    async def upload(self, url: str, content: bytes, *, headers: dict[str, str] | None = None, method: str = "PUT") -> None:
+        """Send bytes to an upload URL (a presigned PUT: idempotent, so retried)."""
+        await self.request(method, url, content=content, headers=headers, parse=lambda r: None)
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        json: Any = None,
+        content: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        parse: Callable[[httpx.Response], T] | None = None,
+        timeout: float | None = None,
+        resend_safe: bool | None = None,
+    ) -> Any:
+        """One HTTP exchange with retries; ``resend_safe`` defaults to ``method != POST``."""
+        parse = parse or self._parse_json
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.options.max_retries + 1),
+            wait=self._wait,
+            retry=retry_if_exception_type(_Transient),
+            before_sleep=self._log_retry,
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    return await self._attempt(method, url, json, content, headers, parse, timeout, resend_safe)
+        except _Transient as exc:
+            raise exc.error from exc.__cause__
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _attempt(self, method, url, json, content, headers, parse, timeout, resend_safe):
+        method = method.upper()
+        safe_to_resend = method != "POST" if resend_safe is None else resend_safe
+        send_headers = {**self._auth_headers(url), **(headers or {})}
+        request_timeout = None
+        if timeout is not None:
+            request_timeout = httpx.Timeout(timeout, connect=self.options.connect_timeout)
+        async with self._slots:
+            self.stats.requests += 1
+            self.stats.by_method[method] = self.stats.by_method.get(method, 0) + 1
+            if method == "POST":
+                self.stats.posts += 1
+            try:
+                kwargs: dict[str, Any] = {"headers": send_headers, "json": json, "content": content}
+                if request_timeout is not None:
+                    kwargs["timeout"] = request_timeout
+                response = await self.client.request(method, url, **kwargs)
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+                # Nothing reached the server: safe to send again, POST included.
+                raise _Transient(self._transport_error(exc, method, url, sent=False)) from exc
+            except httpx.TransportError as exc:
+                error = self._transport_error(exc, method, url, sent=True, idempotent=safe_to_resend)
+                if safe_to_resend:
+                    raise _Transient(error) from exc
+                raise error from exc
+        body = _json_or_none(response)
+        if response.status_code >= 400:
+            error = self.backend.error_for(response.status_code, body, response.text, response.headers)
+            if self.backend.should_retry(method, response.status_code, body, idempotent=safe_to_resend):
+                raise _Transient(error, parse_retry_after(response.headers.get("retry-after")))
+            raise error
+        try:
+            return parse(response)
+        except ResponseFormatError as exc:
+            if safe_to_resend:
+                raise _Transient(exc) from exc
+            raise
+
+    def _parse_json(self, response: httpx.Response) -> Any:
+        try:
+            return response.json()
+        except ValueError as exc:
+            snippet = self.redact(response.text[:120])
+            raise ResponseFormatError(
+                f"{self.backend.name}: answer from {urlsplit(str(response.url)).path} is not JSON: {snippet!r}",
+                backend=self.backend.name,
+                status=response.status_code,
+            ) from exc
+
+    def _auth_headers(self, url: str) -> dict[str, str]:
+        # The key goes only to the backend's own origin: output files and presigned upload
+        # URLs may live on other hosts.
+        if _origin(url) != self._origin:
+            return {}
+        return self.backend.auth_headers()
+
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        backoff = min(self.options.retry_wait_max, self.options.retry_wait * 2 ** (state.attempt_number - 1))
+        backoff = random.uniform(backoff / 2, backoff)
+        retry_after = exc.retry_after if isinstance(exc, _Transient) else None
+        if retry_after is not None:
+            if retry_after > self.options.max_retry_after:
+                # Waiting that long is the caller's decision: stop retrying and report it.
+                raise exc.error
+            return retry_after if retry_after > 0 else backoff
+        return backoff
+
+    def _log_retry(self, state: RetryCallState) -> None:
+        self.stats.retries += 1
+        exc = state.outcome.exception() if state.outcome else None
+        log.info("%s: retrying after: %s", self.backend.name, self.redact(str(exc)))
+
+    def _transport_error(self, exc: Exception, method: str, url: str, *, sent: bool, idempotent: bool = True) -> BackendError:
+        path = urlsplit(url).path
+        what = type(exc).__name__
+        if sent and not idempotent:
+            return BackendError(
+                f"{self.backend.name}: no answer to POST {path} ({what}); the server may already have "
+                "accepted the job, so it is not sent again (no duplicate job). Retry the item later.",
+                backend=self.backend.name,
+                code="submission_unconfirmed",
+            )
+        error_cls = BackendTimeout if isinstance(exc, httpx.TimeoutException) else BackendError
+        return error_cls(
+            f"{self.backend.name}: {method} {path} failed ({what}: {self.redact(str(exc)) or 'no details'})",
+            backend=self.backend.name,
+            code="timeout" if isinstance(exc, httpx.TimeoutException) else "connection_error",
+            retryable=True,
+        )
+
+    def redact(self, text: str) -> str:
+        return self.backend.redact(text)
+
+    # -- polling and jobs ----------------------------------------------------------------
+    async def poll(
+        self,
+        fetch: Callable[[], Awaitable[T]],
+        is_done: Callable[[T], bool],
+        *,
+        interval: float | None = None,
+        timeout: float | None = None,
+        max_interval: float | None = None,
+        key: str | None = None,
+        job: str = "",
+    ) -> T:
+        """Call ``fetch`` until ``is_done`` holds. The first wait is ``interval`` (or, once
+        jobs of the same ``key`` finished in this run, a bit less than they took); the
+        wait then grows by ``poll_growth`` up to ``max_interval``, with jitter."""
+        opts = self.options
+        interval = interval or opts.poll_interval
+        max_interval = max(interval, max_interval or opts.poll_max_interval)
+        timeout = timeout or opts.poll_timeout
+        started = time.monotonic()
+        first = interval
+        if opts.adaptive_polling and key in self._latency:
+            first = max(0.05, min(max_interval * 4, 0.8 * self._latency[key]))
+
+        def next_wait(state: RetryCallState) -> float:
+            grown = interval * opts.poll_growth ** (state.attempt_number - 1)
+            return min(max_interval, grown) * random.uniform(0.9, 1.1)
+
+        async def on_timeout(state: RetryCallState) -> T:
+            raise BackendTimeout(
+                f"{self.backend.name}: job {job or '?'} not finished after {timeout:g} s of polling",
+                backend=self.backend.name,
+                code="timeout",
+            )
+
+        async def counted_fetch() -> T:
+            self.stats.polls += 1
+            return await fetch()
+
+        await asyncio.sleep(min(first * random.uniform(0.95, 1.05), timeout))
+        retrying = AsyncRetrying(
+            retry=retry_if_result(lambda state: not is_done(state)),
+            wait=next_wait,
+            stop=stop_before_delay(max(0.0, timeout - (time.monotonic() - started))),
+            retry_error_callback=on_timeout,
+        )
+        result = await retrying(counted_fetch)
+        if key is not None:
+            took = time.monotonic() - started
+            previous = self._latency.get(key)
+            self._latency[key] = took if previous is None else 0.7 * previous + 0.3 * took
+        return result
+
+    async def run_job(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        """Run a whole job (submit + poll); submit again, up to ``max_resubmits`` times,
+        only when it failed with a :class:`JobFailedError` whose ``resubmit`` is true."""
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.options.max_resubmits + 1),
+            wait=lambda s: random.uniform(0.5, 1.0) * min(self.options.retry_wait_max, self.options.retry_wait * 2 ** (s.attempt_number - 1)),
+            retry=lambda s: isinstance(s.outcome.exception(), JobFailedError) and s.outcome.exception().resubmit,
+            before_sleep=self._count_resubmit,
+            reraise=True,
+        )
+        return await retrying(attempt)
+
+    def _count_resubmit(self, state: RetryCallState) -> None:
+        self.stats.resubmits += 1
+        log.info("%s: job failed, submitting again: %s", self.backend.name, self.redact(str(state.outcome.exception())))
+
+
+# -- the backend base ------------------------------------------------------------------------
+
+
+class RestBackend(Backend):
+    """Base of hosted REST backends: subclasses implement :meth:`call` for one request."""
+
+    Options: ClassVar[type[RestOptions]] = RestOptions
+    api_key_env: ClassVar[str | None] = None
+    base_url_env: ClassVar[str | None] = None
+    default_base_url: ClassVar[str] = ""
+    key_required: ClassVar[bool] = True
+
+    def __init__(self, options: RestOptions | None = None, **kwargs: Any):
+        import os
+
+        values = {**(options.model_dump(exclude_unset=True) if options else {}), **{k: v for k, v in kwargs.items() if v is not None}}
+        if values.get("api_key") is None and self.api_key_env and os.environ.get(self.api_key_env):
+            values["api_key"] = os.environ[self.api_key_env]
+        if values.get("base_url") is None:
+            values["base_url"] = (os.environ.get(self.base_url_env) if self.base_url_env else None) or self.default_base_url
+        try:
+            self.options = self.Options(**values)
+        except ValueError as exc:  # pydantic.ValidationError
+            raise ConfigurationError(f"{self.name}: bad option: {redact(str(exc), [_secret(values.get('api_key'))])}") from None
+        if self.key_required and not self._key():
+            raise ConfigurationError(
+                f"{self.name}: no API key: set {self.api_key_env} or pass api_key=..."
+            )
+        self.model = self.options.model or self.default_model
+        self.base_url = self.options.base_url.rstrip("/")
+        self.last_stats: EngineStats | None = None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(model={self.model!r}, base_url={self.base_url!r}, concurrency={self.options.concurrency})"
+
+    # -- the hook ------------------------------------------------------------------------
+    async def call(self, request: Request, engine: RestEngine) -> Answer:  # pragma: no cover
+        raise NotImplementedError
+
+    # -- protocol details subclasses may refine ------------------------------------------
+    def auth_headers(self) -> dict[str, str]:
+        key = self._key()
+        return {"Authorization": f"Bearer {key}"} if key else {}
+
+    def should_retry(self, method: str, status: int, body: Any, *, idempotent: bool) -> bool:
+        """Whether an HTTP error answer may be retried. Default: 429 always (the request was
+        refused), 5xx only for idempotent requests (a POST's 5xx may hide an accepted job)."""
+        if status == 429:
+            return True
+        return idempotent and (status >= 500 or status == 408)
+
+    def error_for(self, status: int, body: Any, text: str, headers: Any = None) -> BackendError:
+        """Translate an HTTP error answer into the error tree (the one boundary)."""
+        code, message = error_code_and_message(body)
+        if message is None:
+            message = (text or "").strip()[:200] or "no details"
+        message = self.redact(f"{self.name}: HTTP {status}{f' {code}' if code else ''}: {message}")
+        kw: dict[str, Any] = {"backend": self.name, "code": code, "status": status}
+        if status in (401, 403):
+            return AuthenticationError(message, **kw)
+        if status == 429:
+            retry_after = parse_retry_after(headers.get("retry-after")) if headers is not None else None
+            return RateLimitError(message, retry_after=retry_after, **kw)
+        return BackendError(message, retryable=status >= 500 or status == 408, **kw)
+
+    def redact(self, text: str) -> str:
+        return redact(text, [self._key()])
+
+    def _key(self) -> str | None:
+        return _secret(self.options.api_key)
+
+    def http_client(self) -> httpx.AsyncClient:
+        opts = self.options
+        return httpx.AsyncClient(
+            timeout=httpx.Timeout(opts.request_timeout, connect=opts.connect_timeout),
+            limits=httpx.Limits(max_connections=opts.concurrency, max_keepalive_connections=opts.concurrency),
+            headers={"User-Agent": "molmo-rag"},
+            follow_redirects=True,
+        )
+
+    # -- Backend._execute ----------------------------------------------------------------
+    async def _execute(self, requests: Sequence[Request]) -> list[Answer | BaseException]:
+        jobs = asyncio.Semaphore(self.options.max_jobs)
+        async with self.http_client() as client:
+            engine = RestEngine(self, client)
+            self.last_stats = engine.stats
+
+            async def one(request: Request) -> Answer | BaseException:
+                async with jobs:
+                    return await self._call_guarded(request, engine)
+
+            return list(await asyncio.gather(*(one(r) for r in requests)))
+
+    async def _call_guarded(self, request: Request, engine: RestEngine) -> Answer | BaseException:
+        try:
+            async with asyncio.timeout(self.options.timeout):
+                return await self.call(request, engine)
+        except MolmoRagError as exc:
+            return exc
+        except TimeoutError as exc:
+            error = BackendTimeout(
+                f"{self.name}: item {request.item.source!r} not answered within {self.options.timeout:g} s",
+                backend=self.name,
+                code="timeout",
+            )
+            error.__cause__ = exc
+            return error
+        except Exception as exc:  # a bug or an unexpected library error: report, never leak
+            error = BackendError(f"{self.name}: {type(exc).__name__}: {self.redact(str(exc))}", backend=self.name)
+            error.__cause__ = exc
+            return error
+
+
+def _secret(value: Any) -> str | None:
+    if isinstance(value, SecretStr):
+        return value.get_secret_value() or None
+    return value or None
