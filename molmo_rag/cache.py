@@ -1,0 +1,223 @@
+"""A persistent cache of backend results, so a re-run on unchanged media calls nothing.
+
+One SQLite file (WAL mode, busy timeout) that several processes may read and write at
+once. A result is stored under :func:`cache_key`: the media content hash (``media_id``,
+which carries the slide or segment suffix), the backend name and model, the task with its
+parameters, and the input policy (frames per segment, fps, image size caps) that changes
+what the model sees. Stored: the answer text, its parsed fields and its cost. Never
+stored: API keys, request headers, media bytes. Failures are never cached.
+
+``read=False`` (the CLI's ``--no-cache``) bypasses lookups but still writes the fresh
+results, so the next normal run re-uses them.
+
+Location: ``MOLMO_RAG_CACHE_DIR`` if set, else the user cache directory
+(``platformdirs``; ``~/.cache/molmo-rag`` on Linux).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigurationError
+
+__all__ = ["CachedAnswer", "ResultCache", "cache_key", "default_cache_dir", "backend_policy"]
+
+_FILENAME = "results.sqlite3"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS results (
+    key TEXT PRIMARY KEY,
+    media_id TEXT NOT NULL,
+    backend TEXT NOT NULL,
+    model TEXT NOT NULL,
+    task TEXT NOT NULL,
+    text TEXT NOT NULL,
+    fields TEXT NOT NULL,
+    cost_usd REAL NOT NULL DEFAULT 0,
+    created REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS results_media ON results (media_id);
+"""
+
+# Backend option names that change what the model sees or says; other options
+# (concurrency, timeouts, keys, URLs) must not invalidate the cache.
+_POLICY_FIELDS = frozenset(
+    {
+        "num_frames",
+        "max_fps",
+        "max_image_side",
+        "max_image_size",
+        "image_size",
+        "max_pixels",
+        "max_crops",
+        "max_new_tokens",
+        "temperature",
+        "do_sample",
+        "dtype",
+    }
+)
+
+
+def default_cache_dir() -> Path:
+    """``MOLMO_RAG_CACHE_DIR``, else the platform's user cache dir for molmo-rag."""
+    env = os.environ.get("MOLMO_RAG_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    try:
+        import platformdirs
+
+        return Path(platformdirs.user_cache_dir("molmo-rag"))
+    except ImportError:  # pragma: no cover - platformdirs is almost always there
+        return Path.home() / ".cache" / "molmo-rag"
+
+
+def backend_policy(backend: Any) -> dict:
+    """The backend settings that change its answers (frame sampling, size caps).
+
+    A backend may define ``cache_params() -> dict`` to say so itself; otherwise known
+    option names are read from its pydantic ``options`` or its attributes.
+    """
+    explicit = getattr(backend, "cache_params", None)
+    if callable(explicit):
+        return dict(explicit())
+    found: dict = {}
+    options = getattr(backend, "options", None)
+    if options is not None and hasattr(options, "model_dump"):
+        found.update({k: v for k, v in options.model_dump(mode="json").items() if k in _POLICY_FIELDS})
+    for name in _POLICY_FIELDS - found.keys():
+        value = getattr(backend, name, None)
+        if isinstance(value, (int, float, str, bool)):
+            found[name] = value
+    return found
+
+
+def cache_key(
+    media_id: str, backend: str, model: str, task_key: str, policy: Mapping[str, Any] | None = None
+) -> str:
+    """A stable hex key; equal inputs give equal keys in every process."""
+    blob = json.dumps(
+        {"media": media_id, "backend": backend, "model": model, "task": task_key, "policy": dict(policy or {})},
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class CachedAnswer:
+    text: str
+    fields: dict
+    cost_usd: float
+    model: str
+
+
+class ResultCache:
+    """SQLite result cache; safe to share between threads and processes.
+
+    ``read`` turns lookups on or off, ``write`` storing; ``ResultCache(read=False)`` is
+    the ``--no-cache`` mode (fresh results, still stored).
+    """
+
+    def __init__(self, directory: str | os.PathLike | None = None, *, read: bool = True, write: bool = True):
+        self.directory = Path(directory).expanduser() if directory is not None else default_cache_dir()
+        self.read = read
+        self.write = write
+        self.path = self.directory / _FILENAME
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self._conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.execute("PRAGMA busy_timeout=30000")
+            self._conn.executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigurationError(f"cannot open the result cache at {self.path}: {exc}") from exc
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    # -- lookups --------------------------------------------------------------------------
+    def get(self, key: str) -> CachedAnswer | None:
+        return self.get_many([key]).get(key)
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, CachedAnswer]:
+        keys = list(dict.fromkeys(keys))
+        if not self.read or not keys:
+            return {}
+        found: dict[str, CachedAnswer] = {}
+        with self._lock:
+            for start in range(0, len(keys), 500):  # stay under SQLite's variable limit
+                part = keys[start : start + 500]
+                marks = ",".join("?" * len(part))
+                rows = self._conn.execute(
+                    f"SELECT key, text, fields, cost_usd, model FROM results WHERE key IN ({marks})", part
+                ).fetchall()
+                for key, text, fields, cost, model in rows:
+                    found[key] = CachedAnswer(text=text, fields=json.loads(fields), cost_usd=cost, model=model)
+        self.hits += len(found)
+        self.misses += len(keys) - len(found)
+        return found
+
+    # -- storing --------------------------------------------------------------------------
+    def put(self, key: str, *, media_id: str, backend: str, model: str, task: str, text: str, fields: dict, cost_usd: float = 0.0) -> None:
+        self.put_many([(key, dict(media_id=media_id, backend=backend, model=model, task=task, text=text, fields=fields, cost_usd=cost_usd))])
+
+    def put_many(self, entries: Iterable[tuple[str, dict]]) -> None:
+        if not self.write:
+            return
+        now = time.time()
+        rows = [
+            (
+                key,
+                e["media_id"],
+                e["backend"],
+                e["model"],
+                e["task"],
+                e["text"],
+                json.dumps(e["fields"], ensure_ascii=False, default=str),
+                float(e.get("cost_usd") or 0.0),
+                now,
+            )
+            for key, e in entries
+        ]
+        if not rows:
+            return
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._conn.executemany("INSERT OR REPLACE INTO results VALUES (?,?,?,?,?,?,?,?,?)", rows)
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+
+    # -- housekeeping ---------------------------------------------------------------------
+    def __len__(self) -> int:
+        with self._lock:
+            return self._conn.execute("SELECT COUNT(*) FROM results").fetchone()[0]
+
+    def clear(self) -> int:
+        """Delete every stored result; returns how many there were."""
+        with self._lock:
+            return self._conn.execute("DELETE FROM results").rowcount
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> "ResultCache":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"ResultCache({str(self.path)!r}, read={self.read}, write={self.write})"

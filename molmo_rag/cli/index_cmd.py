@@ -1,0 +1,195 @@
+"""``index`` and ``search``: the main job from the command line.
+
+``index`` exits 0 when the run completed, even if some items failed (they are listed on
+stderr and in the JSON summary); it exits 1 when items failed and nothing at all was
+indexed (a wrong key, a dead server), or, with ``--strict``, when anything failed.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..tasks import Detail
+from .app import app
+from .common import BackendOpt, ConcurrencyOpt, JsonOpt, ModelOpt, emit_json, make_backend, where_label
+
+DbOpt = Annotated[
+    Path | None,
+    typer.Option("--db", help="Embedded Qdrant folder (env MOLMO_RAG_DB; default ./.molmo-rag/qdrant).", show_default=False),
+]
+UrlOpt = Annotated[
+    str | None,
+    typer.Option("--qdrant-url", help="Qdrant server or cluster URL (env MOLMO_RAG_QDRANT_URL; key from QDRANT_API_KEY).", show_default=False),
+]
+CollectionOpt = Annotated[str, typer.Option("--collection", help="Collection name.")]
+EmbedderOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--embedder",
+        help="wordllama (offline default) or fastembed[:MODEL]; search uses the collection's own by default.",
+        show_default=False,
+    ),
+]
+
+
+def _split(values: list[str] | None) -> list[str]:
+    return [part.strip() for value in values or [] for part in value.split(",") if part.strip()]
+
+
+def _failure_line(obj: dict) -> str:
+    task = f" [{obj['task']}]" if obj.get("task") else ""
+    return f"  {where_label(obj)}{task}: {obj['error_type']}: {obj['error']}"
+
+
+@app.command("index")
+def index_command(
+    sources: Annotated[list[str], typer.Argument(help="Files, folders, globs or http(s) URLs.", show_default=False)],
+    db: DbOpt = None,
+    qdrant_url: UrlOpt = None,
+    collection: CollectionOpt = "molmo_rag",
+    count: Annotated[
+        list[str] | None,
+        typer.Option("--count", help="Things to count on every item, comma-separated or repeated (e.g. person,car).", show_default=False),
+    ] = None,
+    ask: Annotated[
+        list[str] | None, typer.Option("--ask", help="A question to answer about every item (repeatable).", show_default=False)
+    ] = None,
+    detail: Annotated[Detail, typer.Option("--detail", "-d", help="Caption detail: low | medium | high.")] = "medium",
+    backend: BackendOpt = None,
+    model: ModelOpt = None,
+    concurrency: ConcurrencyOpt = None,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Do not read cached results (fresh results are still stored).")
+    ] = False,
+    cache_dir: Annotated[
+        Path | None,
+        typer.Option("--cache-dir", help="Result cache folder (env MOLMO_RAG_CACHE_DIR; default the user cache dir).", show_default=False),
+    ] = None,
+    embedder: EmbedderOpt = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Exit 1 if any item or task failed.")] = False,
+    as_json: JsonOpt = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no warnings.")] = False,
+) -> None:
+    """Caption, describe and count every image, slide and video segment, and index it in Qdrant."""
+    from tqdm import tqdm
+
+    from ..pipeline import index
+
+    def warn(message: str) -> None:
+        if not quiet:
+            tqdm.write(f"molmo-rag: warning: {message}", file=sys.stderr)
+
+    def on_record(record, status: str) -> None:
+        if as_json:
+            emit_json({"status": status, "id": record.id, **record.payload, "text": record.text})
+
+    def on_failure(failure) -> None:
+        if as_json:
+            emit_json(failure.to_json())
+
+    engine = make_backend(backend, model, concurrency)
+    try:
+        summary = index(
+            sources,
+            backend=engine,
+            db=db,
+            qdrant_url=qdrant_url,
+            collection=collection,
+            count=_split(count),
+            ask=list(ask or []),
+            detail=detail,
+            cache=cache_dir,
+            no_cache=no_cache,
+            embedder=embedder,
+            progress=False if quiet or as_json else None,
+            on_record=on_record,
+            on_failure=on_failure,
+            on_warning=warn,
+        )
+    finally:
+        engine.close()
+    if as_json:
+        emit_json({"summary": summary.to_json()})
+    else:
+        print(
+            f"indexed {summary.items} item(s) into {summary.collection!r} at {summary.location}: "
+            f"{summary.indexed} written, {summary.unchanged} unchanged, {summary.pruned} stale removed; "
+            f"{summary.done} result(s) from {engine.name}, {summary.cached} from cache; "
+            f"cost ${summary.cost_usd:.4f}; {summary.elapsed_s:.1f} s"
+        )
+    if summary.failed:
+        print(f"molmo-rag: {len(summary.failed)} failure(s):", file=sys.stderr)
+        for failure in summary.failed:
+            print(_failure_line(failure.to_json()), file=sys.stderr)
+    if (strict and summary.failed) or not summary.ok:
+        raise typer.Exit(1)
+
+
+def _table(hits: list) -> str:
+    width = shutil.get_terminal_size((120, 24)).columns
+    rows = [(f"{h.score:.3f}", h.kind, where_label(h.to_json()), (h.caption or h.scene or "").replace("\n", " ")) for h in hits]
+    head = ("score", "kind", "where", "caption")
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(3)]
+    lines = []
+    for row in [head, *rows]:
+        left = "  ".join(cell.ljust(w) for cell, w in zip(row[:3], widths))
+        room = max(20, width - len(left) - 2)
+        caption = row[3] if len(row[3]) <= room else row[3][: room - 1] + "…"
+        lines.append(f"{left}  {caption}".rstrip())
+    return "\n".join(lines)
+
+
+@app.command("search")
+def search_command(
+    query: Annotated[str, typer.Argument(help="What to look for, in words.")],
+    db: DbOpt = None,
+    qdrant_url: UrlOpt = None,
+    collection: CollectionOpt = "molmo_rag",
+    kind: Annotated[
+        list[str] | None, typer.Option("--kind", "-k", help="image | slide | video (repeatable).", show_default=False)
+    ] = None,
+    where: Annotated[
+        list[str] | None,
+        typer.Option("--where", "-w", help="Condition like 'count.person>=2' (ops >= > <= < == !=; repeatable, all must hold).", show_default=False),
+    ] = None,
+    source: Annotated[
+        str | None, typer.Option("--source", help="Only this file or URL, or everything under this folder / URL prefix.", show_default=False)
+    ] = None,
+    after: Annotated[
+        float | None, typer.Option("--after", help="Only video segments that end after this second.", show_default=False)
+    ] = None,
+    before: Annotated[
+        float | None, typer.Option("--before", help="Only video segments that start before this second.", show_default=False)
+    ] = None,
+    top: Annotated[int, typer.Option("--top", "-n", min=1, help="How many hits.")] = 10,
+    embedder: EmbedderOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Search the index: a table of hits (score, kind, where, caption), or JSON Lines with --json."""
+    from ..pipeline import search
+
+    hits = search(
+        query,
+        db=db,
+        qdrant_url=qdrant_url,
+        collection=collection,
+        kind=kind,
+        where=where or [],
+        source=source,
+        after=after,
+        before=before,
+        top=top,
+        embedder=embedder,
+    )
+    if as_json:
+        for hit in hits:
+            emit_json(hit.to_json())
+    elif hits:
+        print(_table(hits))
+    else:
+        print("no hits", file=sys.stderr)

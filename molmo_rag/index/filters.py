@@ -1,0 +1,204 @@
+"""Search filters: ``--where`` parsing and the Qdrant filter they build.
+
+``--where`` takes conditions ``FIELD OP VALUE`` with OP one of ``>= > <= < == !=``;
+several conditions are joined with ``,`` or ``and`` (and repeated ``--where`` options),
+and all must hold. Fields:
+
+* ``count.LABEL`` (or ``counts.LABEL``): the count from ``--count LABEL`` at index time;
+  items never counted for LABEL do not match any condition on it;
+* ``slide``, ``start``, ``end``: numbers;
+* ``kind``, ``source``, ``backend``, ``model``, ``title``: text, with ``==`` or ``!=``
+  (quotes optional).
+
+Parsing is pure (:func:`parse_where`); :func:`build_filter` turns a
+:class:`SearchFilter` into a ``qdrant_client.models.Filter``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..errors import ConfigurationError
+
+__all__ = ["Condition", "SearchFilter", "parse_where", "label_key", "build_filter", "normalize_kind", "KINDS"]
+
+Op = Literal[">=", ">", "<=", "<", "==", "!="]
+KINDS = ("image", "slide", "video_segment")
+_KIND_ALIASES = {"video": "video_segment", "segment": "video_segment", "images": "image", "slides": "slide"}
+_NUMERIC_FIELDS = {"slide", "start", "end"}
+_TEXT_FIELDS = {"kind", "source", "backend", "model", "title"}
+_CONDITION = re.compile(r"^\s*([A-Za-z_][\w.\-]*)\s*(>=|<=|==|!=|=|>|<)\s*(.+?)\s*$")
+_SEPARATOR = re.compile(r"\s*,\s*|\s+and\s+", re.IGNORECASE)
+_HELP = "expected FIELD OP VALUE, e.g. 'count.person>=2' (ops: >= > <= < == !=; fields: count.LABEL, slide, start, end, kind, source, backend, model, title)"
+
+
+def label_key(label: str) -> str:
+    """The payload key of a count label: lower case, runs of other characters -> ``_``.
+
+    ``"Traffic lights"`` -> ``"traffic_lights"``; used when indexing and when filtering,
+    so both sides agree.
+    """
+    key = re.sub(r"[^0-9a-z]+", "_", label.strip().lower()).strip("_")
+    if not key:
+        raise ConfigurationError(f"count label {label!r} has no letters or digits")
+    return key
+
+
+def normalize_kind(kind: str) -> str:
+    value = _KIND_ALIASES.get(kind.strip().lower(), kind.strip().lower())
+    if value not in KINDS:
+        raise ConfigurationError(f"unknown kind {kind!r}; choose one of: image, slide, video")
+    return value
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One parsed condition; ``field`` is the payload key (``counts.person``)."""
+
+    field: str
+    op: Op
+    value: float | int | str
+
+
+def _number(text: str, expr: str) -> int | float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigurationError(f"bad --where {expr!r}: {text!r} is not a number; {_HELP}") from None
+    return int(value) if value.is_integer() else value
+
+
+def parse_where(expr: str) -> list[Condition]:
+    """Parse one ``--where`` string into conditions (all must hold)."""
+    if not expr or not expr.strip():
+        raise ConfigurationError(f"empty --where; {_HELP}")
+    conditions: list[Condition] = []
+    for part in _SEPARATOR.split(expr.strip()):
+        match = _CONDITION.match(part)
+        if not match:
+            raise ConfigurationError(f"bad --where {part!r}: {_HELP}")
+        name, op, raw = match.groups()
+        op = "==" if op == "=" else op
+        lowered = name.lower()
+        if lowered.startswith(("count.", "counts.")):
+            label = lowered.split(".", 1)[1]
+            conditions.append(Condition(f"counts.{label_key(label)}", op, _number(raw, part)))  # type: ignore[arg-type]
+        elif lowered in _NUMERIC_FIELDS:
+            conditions.append(Condition(lowered, op, _number(raw, part)))  # type: ignore[arg-type]
+        elif lowered in _TEXT_FIELDS:
+            if op not in ("==", "!="):
+                raise ConfigurationError(f"bad --where {part!r}: {lowered} is text, use == or !=")
+            value = raw.strip().strip("'\"")
+            if lowered == "kind":
+                value = normalize_kind(value)
+            conditions.append(Condition(lowered, op, value))  # type: ignore[arg-type]
+        else:
+            raise ConfigurationError(f"bad --where {part!r}: unknown field {name!r}; {_HELP}")
+    return conditions
+
+
+class SearchFilter(BaseModel):
+    """What a search is restricted to; every field optional, all given ones must hold."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: list[str] | None = Field(None, description="Media kinds to keep: image, slide, video (video_segment).")
+    where: list[str] = Field(default_factory=list, description="Conditions such as 'count.person>=2'.")
+    source: str | None = Field(
+        None, description="A source path or URL: exact match, or a folder / URL prefix (whole path components)."
+    )
+    after: float | None = Field(None, description="Keep video segments that end after this time (seconds).")
+    before: float | None = Field(None, description="Keep video segments that start before this time (seconds).")
+
+    def conditions(self) -> list[Condition]:
+        return [c for expr in self.where for c in parse_where(expr)]
+
+    def is_empty(self) -> bool:
+        return not (self.kind or self.where or self.source or self.after is not None or self.before is not None)
+
+
+def source_prefixes(source: str) -> list[str]:
+    """Every ancestor of a path or URL (whole components), for prefix matching.
+
+    ``/data/photos/a.jpg`` -> ``["/data", "/data/photos"]``;
+    ``https://x.org/m/v.mp4`` -> ``["https://x.org", "https://x.org/m"]``.
+    """
+    head, sep, rest = source.partition("://")
+    if not sep:
+        head, rest = "", source
+    parts = rest.split("/")
+    out: list[str] = []
+    for i in range(1, len(parts)):
+        prefix = "/".join(parts[:i])
+        if prefix in ("", "."):
+            continue
+        out.append(f"{head}://{prefix}" if sep else prefix)
+    return out
+
+
+def _source_candidates(source: str) -> list[str]:
+    value = source.rstrip("/") or source
+    candidates = [value]
+    if "://" not in value:
+        candidates.append(os.path.normpath(value))
+        if os.path.exists(value):
+            candidates.append(os.path.abspath(value))
+    return list(dict.fromkeys(candidates))
+
+
+def build_filter(search: SearchFilter) -> Any:
+    """The ``qdrant_client.models.Filter`` for a :class:`SearchFilter` (None when empty)."""
+    from qdrant_client import models
+
+    must: list[Any] = []
+    must_not: list[Any] = []
+    if search.kind:
+        kinds = sorted({normalize_kind(k) for k in search.kind})
+        must.append(models.FieldCondition(key="kind", match=models.MatchAny(any=kinds)))
+    for cond in search.conditions():
+        if isinstance(cond.value, str):
+            target = must if cond.op == "==" else must_not
+            target.append(models.FieldCondition(key=cond.field, match=models.MatchValue(value=cond.value)))
+            continue
+        v = cond.value
+        if cond.op == "!=":
+            # "!= v" also requires the field to exist: an item never counted is not "not 2".
+            must.append(
+                models.Filter(
+                    should=[
+                        models.FieldCondition(key=cond.field, range=models.Range(lt=v)),
+                        models.FieldCondition(key=cond.field, range=models.Range(gt=v)),
+                    ]
+                )
+            )
+            continue
+        rng = {
+            ">=": models.Range(gte=v),
+            ">": models.Range(gt=v),
+            "<=": models.Range(lte=v),
+            "<": models.Range(lt=v),
+            "==": models.Range(gte=v, lte=v),
+        }[cond.op]
+        must.append(models.FieldCondition(key=cond.field, range=rng))
+    if search.source:
+        candidates = _source_candidates(search.source)
+        must.append(
+            models.Filter(
+                should=[models.FieldCondition(key="source", match=models.MatchAny(any=candidates))]
+                + [models.FieldCondition(key="source_prefixes", match=models.MatchAny(any=candidates))]
+            )
+        )
+    if search.after is not None:
+        must.append(models.FieldCondition(key="end", range=models.Range(gt=search.after)))
+    if search.before is not None:
+        must.append(models.FieldCondition(key="start", range=models.Range(lt=search.before)))
+    if search.after is not None and search.before is not None and search.after > search.before:
+        raise ConfigurationError(f"--after {search.after} is later than --before {search.before}")
+    if not must and not must_not:
+        return None
+    return models.Filter(must=must or None, must_not=must_not or None)

@@ -1,0 +1,162 @@
+"""Records: one per image, slide or video segment, built from its task results.
+
+A record holds the metadata payload of ``DESIGN.md`` and the text that gets embedded.
+:meth:`MediaRecord.point_payload` lays it out so that three readers can open the same
+Qdrant point: molmo-rag (keys at the root), LlamaIndex (root keys + ``text``) and LangChain
+(``page_content`` + ``metadata``).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .filters import label_key, source_prefixes
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..backends.base import Result
+    from ..media.items import MediaItem
+
+__all__ = ["MediaRecord", "build_record", "point_id", "make_thumbnail", "PAYLOAD_KEYS"]
+
+PAYLOAD_KEYS = (
+    "kind",
+    "source",
+    "media_id",
+    "caption",
+    "detail",
+    "scene",
+    "counts",
+    "points",
+    "answers",
+    "slide",
+    "title",
+    "slide_text",
+    "notes",
+    "start",
+    "end",
+    "thumbnail",
+    "backend",
+    "model",
+)
+"""Public metadata keys (the payload root and LangChain's ``metadata`` copy)."""
+
+_NAMESPACE = uuid.UUID("5b0f6a3e-8a52-4f0e-9a57-6d6f6c6d6f32")
+
+
+def point_id(media_id: str) -> str:
+    """The Qdrant point id of a media item: the same media gives the same id in every run."""
+    return str(uuid.uuid5(_NAMESPACE, media_id))
+
+
+def make_thumbnail(item: "MediaItem", size: int = 128, quality: int = 70) -> str | None:
+    """A small JPEG data URI (longest side ``size`` px, a few kB), or None if unavailable."""
+    if size <= 0:
+        return None
+    try:
+        image = item.thumbnail().copy()
+    except Exception:  # a thumbnail is a nicety: never fail a record over it
+        return None
+    image.thumbnail((size, size))
+    from ..media.items import encode_image
+
+    data, mime = encode_image(image, "JPEG", quality=quality)
+    return f"data:{mime};base64,{base64.b64encode(data).decode()}"
+
+
+@dataclass
+class MediaRecord:
+    """Metadata of one indexed item and the text its vector is made from."""
+
+    payload: dict
+    text: str
+    item: "MediaItem | None" = field(default=None, repr=False)
+
+    @property
+    def media_id(self) -> str:
+        return self.payload["media_id"]
+
+    @property
+    def id(self) -> str:
+        return point_id(self.media_id)
+
+    def fingerprint(self, embedder: str) -> str:
+        """Changes whenever the stored point would change (thumbnail aside: it follows the media)."""
+        body = {k: v for k, v in self.payload.items() if k != "thumbnail"}
+        blob = json.dumps([body, self.text, embedder], sort_keys=True, ensure_ascii=False, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    def point_payload(self, embedder: str) -> dict:
+        metadata = {k: self.payload[k] for k in PAYLOAD_KEYS if k in self.payload}
+        return {
+            **metadata,
+            "text": self.text,
+            "page_content": self.text,
+            "metadata": dict(metadata),
+            "source_prefixes": source_prefixes(self.payload["source"]),
+            "record_hash": self.fingerprint(embedder),
+        }
+
+
+def _record_text(p: dict) -> str:
+    lines: list[str] = []
+    if p.get("title"):
+        lines.append(f"Slide title: {p['title']}")
+    for key in ("caption", "scene"):
+        if p.get(key):
+            lines.append(p[key])
+    if p.get("slide_text"):
+        lines.append(f"Slide text: {p['slide_text']}")
+    if p.get("notes"):
+        lines.append(f"Speaker notes: {p['notes']}")
+    present = [f"{n} {label.replace('_', ' ')}" for label, n in sorted(p.get("counts", {}).items()) if n]
+    if present:
+        lines.append("Counted: " + ", ".join(present) + ".")
+    for qa in p.get("answers", []):
+        lines.append(f"Q: {qa['question']} A: {qa['answer']}")
+    return "\n".join(lines)
+
+
+def build_record(item: "MediaItem", results: Sequence["Result"]) -> MediaRecord | None:
+    """Merge the results of one item into a record; None when there is nothing to index
+    (no result and no text of its own)."""
+    p: dict[str, Any] = item.describe()
+    counts: dict[str, int] = {}
+    points: list[dict] = []
+    answers: list[dict] = []
+    backends: list[str] = []
+    models: list[str] = []
+    for result in results:
+        f = result.fields
+        backends.append(result.backend)
+        models.append(result.model)
+        name = result.task.name
+        video_task = f.get("task") if name == "video" else None
+        if name == "caption":
+            p["caption"] = f.get("caption", "")
+            p["detail"] = f.get("detail")
+        elif name == "scene" or video_task == "scene_description":
+            p["scene"] = f.get("scene", f.get("answer", ""))
+        elif name == "count" or video_task == "counting":
+            target = f.get("target") or getattr(result.task, "target", None) or getattr(result.task, "text", "")
+            if isinstance(f.get("count"), int):
+                counts[label_key(target)] = f["count"]
+            points.extend({**pt, "label": target} for pt in f.get("points") or [])
+        else:  # a question, or a video task with its own text
+            question = f.get("question") or f.get("text") or video_task or name
+            answers.append({"question": question, "answer": f.get("answer", "")})
+            points.extend(f.get("points") or [])
+    if not results and not (item.title or item.slide_text or item.notes):
+        return None
+    p["counts"] = counts
+    p["points"] = points
+    p["answers"] = answers
+    if backends:
+        p["backend"] = "+".join(dict.fromkeys(backends))
+        p["model"] = "+".join(dict.fromkeys(models))
+    return MediaRecord(payload=p, text=_record_text(p), item=item)

@@ -1,0 +1,272 @@
+"""The Qdrant side: one collection, one point per image, slide or video segment.
+
+Where the index lives (one facade, like qdrant-client's own):
+
+* embedded, on disk: ``db=PATH`` (default ``MOLMO_RAG_DB`` or ``./.molmo-rag/qdrant``),
+  or ``db=":memory:"``; one process at a time may open an embedded path;
+* a Qdrant server or cluster: ``url=...`` (or ``MOLMO_RAG_QDRANT_URL``), key from
+  ``api_key`` or ``QDRANT_API_KEY``.
+
+Layout ("one collection, every door", see ``DESIGN.md``): a named dense vector
+``text-dense`` (cosine), the metadata at the payload root plus the embedded text under
+``text`` (LlamaIndex), and a copy as ``page_content`` + ``metadata`` (LangChain, opened
+with ``vector_name="text-dense"``). The embedder's name and dimension are recorded in the
+collection's metadata; a run with another embedder is refused instead of mixing vectors.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigurationError, MissingDependencyError
+from .embeddings import Embedder
+from .records import PAYLOAD_KEYS, MediaRecord
+
+__all__ = ["QdrantIndex", "Hit", "VECTOR_NAME", "DEFAULT_COLLECTION", "default_db_path"]
+
+VECTOR_NAME = "text-dense"
+DEFAULT_COLLECTION = "molmo_rag"
+_META_KEY = "molmo_rag"
+
+
+def default_db_path() -> Path:
+    """``MOLMO_RAG_DB`` if set, else ``./.molmo-rag/qdrant`` (next to the project, like .git)."""
+    return Path(os.environ.get("MOLMO_RAG_DB") or Path(".molmo-rag") / "qdrant")
+
+
+@dataclass
+class Hit:
+    """One search result: its score and the metadata of the item it points back at."""
+
+    score: float
+    id: str
+    kind: str
+    source: str
+    media_id: str
+    caption: str | None = None
+    scene: str | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+    slide: int | None = None
+    title: str | None = None
+    start: float | None = None
+    end: float | None = None
+    thumbnail: str | None = field(default=None, repr=False)
+    payload: dict = field(default_factory=dict, repr=False)
+    """Every public payload key (points, answers, slide_text, backend, model, ...)."""
+
+    @classmethod
+    def from_point(cls, point: Any) -> "Hit":
+        raw = point.payload or {}
+        payload = {k: raw[k] for k in PAYLOAD_KEYS if k in raw}
+        return cls(
+            score=float(point.score),
+            id=str(point.id),
+            kind=payload.get("kind", ""),
+            source=payload.get("source", ""),
+            media_id=payload.get("media_id", ""),
+            caption=payload.get("caption"),
+            scene=payload.get("scene"),
+            counts=dict(payload.get("counts") or {}),
+            slide=payload.get("slide"),
+            title=payload.get("title"),
+            start=payload.get("start"),
+            end=payload.get("end"),
+            thumbnail=payload.get("thumbnail"),
+            payload=payload,
+        )
+
+    def to_json(self) -> dict:
+        return {"score": round(self.score, 6), "id": self.id, **self.payload}
+
+
+class QdrantIndex:
+    """A molmo-rag collection in embedded or server Qdrant."""
+
+    def __init__(
+        self,
+        db: str | os.PathLike | None = None,
+        *,
+        url: str | None = None,
+        api_key: str | None = None,
+        collection: str = DEFAULT_COLLECTION,
+    ):
+        try:
+            from qdrant_client import QdrantClient
+        except ImportError as exc:
+            raise MissingDependencyError("qdrant-client", "index", "the Qdrant index") from exc
+        url = url or (None if db is not None else os.environ.get("MOLMO_RAG_QDRANT_URL"))
+        if db is not None and url:
+            raise ConfigurationError("give either a local --db path or a --qdrant-url, not both")
+        if not collection or not collection.strip():
+            raise ConfigurationError("the collection name is empty")
+        self.collection = collection
+        self.is_local = not url
+        try:
+            if url:
+                self.location = url
+                self.client = QdrantClient(url=url, api_key=api_key or os.environ.get("QDRANT_API_KEY"))
+            elif str(db) == ":memory:":
+                self.location = ":memory:"
+                self.client = QdrantClient(location=":memory:")
+            else:
+                path = Path(db) if db is not None else default_db_path()
+                path.mkdir(parents=True, exist_ok=True)
+                self.location = str(path)
+                self.client = QdrantClient(path=str(path))
+        except RuntimeError as exc:  # qdrant's lock: another process holds the embedded path
+            raise ConfigurationError(
+                f"the index at {db or default_db_path()} is in use by another process "
+                f"(embedded Qdrant allows one at a time; use a Qdrant server for sharing): {exc}"
+            ) from exc
+        self._count_labels: set[str] = set()
+        self._checked: str | None = None
+
+    # -- the collection ---------------------------------------------------------------
+    def exists(self) -> bool:
+        return self.client.collection_exists(self.collection)
+
+    def embedder_info(self) -> dict | None:
+        """``{"embedder": name, "dim": n}`` of an existing collection, None if it is new.
+
+        A collection made by another tool has no name recorded; its dimension is read
+        from the vector config.
+        """
+        if not self.exists():
+            return None
+        config = self.client.get_collection(self.collection).config
+        vectors = config.params.vectors
+        if not isinstance(vectors, dict) or VECTOR_NAME not in vectors:
+            raise ConfigurationError(
+                f"collection {self.collection!r} at {self.location} has no dense vector named {VECTOR_NAME!r}; "
+                "it was not made by molmo-rag: choose another --collection"
+            )
+        info = dict((config.metadata or {}).get(_META_KEY) or {})
+        info["dim"] = vectors[VECTOR_NAME].size
+        return info
+
+    def ensure(self, embedder: Embedder) -> None:
+        """Create the collection for this embedder, or check that it was made with it."""
+        if self._checked == embedder.name:
+            return
+        from qdrant_client import models
+
+        info = self.embedder_info()
+        if info is None:
+            self.client.create_collection(
+                self.collection,
+                vectors_config={VECTOR_NAME: models.VectorParams(size=embedder.dim, distance=models.Distance.COSINE)},
+                metadata={_META_KEY: {"embedder": embedder.name, "dim": embedder.dim}},
+            )
+            self._create_indexes()
+        elif info["dim"] != embedder.dim or info.get("embedder", embedder.name) != embedder.name:
+            recorded = info.get("embedder", "an unknown embedder")
+            raise ConfigurationError(
+                f"collection {self.collection!r} holds {info['dim']}-d vectors from {recorded}; this run embeds "
+                f"with {embedder.name} ({embedder.dim}-d). Vectors of different embedders cannot be mixed: "
+                "use the same --embedder or another --collection."
+            )
+        self._checked = embedder.name
+
+    def _index_field(self, key: str, schema: Any) -> None:
+        if self.is_local:
+            return  # embedded Qdrant ignores payload indexes (and warns about each one)
+        self.client.create_payload_index(self.collection, key, field_schema=schema)
+
+    def _create_indexes(self) -> None:
+        from qdrant_client import models
+
+        for key in ("kind", "source", "source_prefixes", "media_id"):
+            self._index_field(key, models.PayloadSchemaType.KEYWORD)
+        for key in ("start", "end"):
+            self._index_field(key, models.PayloadSchemaType.FLOAT)
+        self._index_field("slide", models.PayloadSchemaType.INTEGER)
+
+    def ensure_count_indexes(self, labels: Iterable[str]) -> None:
+        from qdrant_client import models
+
+        for label in set(labels) - self._count_labels:
+            self._index_field(f"counts.{label}", models.PayloadSchemaType.INTEGER)
+            self._count_labels.add(label)
+
+    # -- writing -------------------------------------------------------------------------
+    def stored_fingerprints(self, ids: Sequence[str]) -> dict[str, str]:
+        """``record_hash`` of the points that already exist, by point id."""
+        if not ids or not self.exists():
+            return {}
+        points = self.client.retrieve(self.collection, ids=list(ids), with_payload=["record_hash"], with_vectors=False)
+        return {str(p.id): (p.payload or {}).get("record_hash", "") for p in points}
+
+    def upsert(self, records: Sequence[MediaRecord], vectors: Sequence[Sequence[float]], embedder: Embedder) -> None:
+        from qdrant_client import models
+
+        self.ensure(embedder)
+        self.ensure_count_indexes(label for r in records for label in r.payload.get("counts", {}))
+        points = [
+            models.PointStruct(id=r.id, vector={VECTOR_NAME: list(v)}, payload=r.point_payload(embedder.name))
+            for r, v in zip(records, vectors)
+        ]
+        if points:
+            self.client.upsert(self.collection, points=points, wait=True)
+
+    def media_ids_of(self, source: str) -> dict[str, str]:
+        """media_id -> point id of every point of one source."""
+        from qdrant_client import models
+
+        if not self.exists():
+            return {}
+        flt = models.Filter(must=[models.FieldCondition(key="source", match=models.MatchValue(value=source))])
+        found: dict[str, str] = {}
+        offset = None
+        while True:
+            points, offset = self.client.scroll(
+                self.collection, scroll_filter=flt, limit=256, offset=offset, with_payload=["media_id"], with_vectors=False
+            )
+            found.update({(p.payload or {}).get("media_id", ""): str(p.id) for p in points})
+            if offset is None:
+                return found
+
+    def delete(self, ids: Sequence[str]) -> None:
+        from qdrant_client import models
+
+        if ids:
+            self.client.delete(self.collection, points_selector=models.PointIdsList(points=list(ids)), wait=True)
+
+    # -- reading -------------------------------------------------------------------------
+    def search(self, vector: Sequence[float], query_filter: Any = None, top: int = 10) -> list[Hit]:
+        if not self.exists():
+            raise ConfigurationError(
+                f"no collection {self.collection!r} at {self.location}: index something first (molmo-rag index ...)"
+            )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # local mode's note about payload indexes
+            response = self.client.query_points(
+                self.collection,
+                query=list(vector),
+                using=VECTOR_NAME,
+                query_filter=query_filter,
+                limit=top,
+                with_payload=True,
+            )
+        return [Hit.from_point(p) for p in response.points]
+
+    def count(self) -> int:
+        if not self.exists():
+            return 0
+        return self.client.count(self.collection, exact=True).count
+
+    def close(self) -> None:
+        self.client.close()
+
+    def __enter__(self) -> "QdrantIndex":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"QdrantIndex({self.location!r}, collection={self.collection!r})"

@@ -1,0 +1,344 @@
+"""The main job in two calls: :func:`index` media into Qdrant, :func:`search` it.
+
+``index`` reads sources lazily and works in chunks: each chunk is enriched (cache first,
+then the backend), turned into records, embedded and upserted before the next chunk is
+read. Results are cached and points written as chunks finish, so a killed run loses at
+most the chunk in flight, and starting it again finishes with the same points, re-using
+the cache. Points whose content did not change are not re-embedded nor rewritten. Once
+every source was read, points of those sources that no longer exist (an edited image, a
+deck with fewer slides) are removed.
+
+Failures (unreadable sources, failed requests) are collected in the :class:`RunSummary`,
+never raised; errors of setup (an unknown backend, an explicit task the backend cannot
+run, a collection made with another embedder) are raised before any work.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+from .analyze import Failure
+from .backends.base import Backend, get_backend
+from .cache import ResultCache
+from .enrich import EnrichedItem, Enricher, EnrichOptions
+from .errors import MolmoRagError
+from .index.embeddings import Embedder, get_embedder
+from .index.filters import SearchFilter, build_filter
+from .index.records import MediaRecord, build_record, make_thumbnail
+from .index.store import DEFAULT_COLLECTION, Hit, QdrantIndex
+from .media.items import MediaItem
+from .tasks import Detail
+
+__all__ = ["RunSummary", "index", "search", "open_index"]
+
+
+@dataclass
+class RunSummary:
+    """What an index run did. ``done`` and ``cached`` count task results (an item has one
+    per task of its plan); ``indexed`` and ``unchanged`` count points."""
+
+    items: int = 0
+    """Media items read (images, slides, video segments)."""
+    done: int = 0
+    """Task results computed by the backend in this run."""
+    cached: int = 0
+    """Task results served from the cache (no backend call)."""
+    indexed: int = 0
+    """Points written (new or changed)."""
+    unchanged: int = 0
+    """Points already up to date, left as they were."""
+    pruned: int = 0
+    """Stale points removed (media that changed or disappeared from a source)."""
+    failed: list[Failure] = field(default_factory=list)
+    """Sources that could not be read and (item, task) requests that failed."""
+    skipped: list[str] = field(default_factory=list)
+    """One warning per (task, media kind) the backend cannot run."""
+    cost_usd: float = 0.0
+    """Cost of this run's backend calls (cached results cost nothing)."""
+    elapsed_s: float = 0.0
+    collection: str = DEFAULT_COLLECTION
+    location: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """True when something was indexed or nothing failed."""
+        return not self.failed or (self.indexed + self.unchanged) > 0
+
+    def to_json(self) -> dict:
+        return {
+            "items": self.items,
+            "done": self.done,
+            "cached": self.cached,
+            "indexed": self.indexed,
+            "unchanged": self.unchanged,
+            "pruned": self.pruned,
+            "failed": [f.to_json() for f in self.failed],
+            "skipped": list(self.skipped),
+            "cost_usd": round(self.cost_usd, 6),
+            "elapsed_s": round(self.elapsed_s, 3),
+            "collection": self.collection,
+            "location": self.location,
+        }
+
+
+def open_index(
+    db: str | os.PathLike | None = None,
+    *,
+    qdrant_url: str | None = None,
+    api_key: str | None = None,
+    collection: str = DEFAULT_COLLECTION,
+) -> QdrantIndex:
+    """The collection at a local path (default ``./.molmo-rag/qdrant``) or a server URL."""
+    return QdrantIndex(db, url=qdrant_url, api_key=api_key, collection=collection)
+
+
+def _make_backend(backend: Backend | str | None, model: str | None, concurrency: int | None) -> tuple[Backend, bool]:
+    if isinstance(backend, Backend):
+        return backend, False
+    name = backend or os.environ.get("MOLMO_RAG_BACKEND") or "local"
+    options: dict[str, Any] = {}
+    model = model or os.environ.get("MOLMO_RAG_MODEL")
+    if model:
+        options["model"] = model
+    if concurrency:
+        options["batch_size" if name == "local" else "concurrency"] = concurrency
+    return get_backend(name, **options), True
+
+
+def _open_cache(cache: ResultCache | str | os.PathLike | bool | None, no_cache: bool) -> tuple[ResultCache | None, bool]:
+    if cache is False:
+        return None, False
+    if isinstance(cache, ResultCache):
+        if no_cache:
+            cache.read = False
+        return cache, False
+    directory = None if cache in (None, True) else cache
+    return ResultCache(directory, read=not no_cache), True  # type: ignore[arg-type]
+
+
+def _input_policy(reader_options: Any) -> dict:
+    """Reader settings that change what the model sees (caps on size, frames, fps)."""
+    if reader_options is None or not hasattr(reader_options, "model_dump"):
+        return {}
+    words = ("size", "side", "pixel", "frame", "fps", "dpi", "scale", "resolution")
+    dumped = reader_options.model_dump(mode="json", exclude_defaults=True)
+    return {f"reader.{k}": v for k, v in dumped.items() if any(w in k for w in words)}
+
+
+def _read(sources: Iterable[Any], reader_options: Any) -> Iterator[MediaItem | MolmoRagError]:
+    pending: list[Any] = []
+
+    def flush() -> Iterator[MediaItem | MolmoRagError]:
+        if pending:
+            from .media import read
+
+            yield from read(list(pending), reader_options)
+            pending.clear()
+
+    if isinstance(sources, (str, os.PathLike, MediaItem)):
+        sources = [sources]
+    for source in sources:
+        if isinstance(source, MediaItem):
+            yield from flush()
+            yield source
+        else:
+            pending.append(source)
+    yield from flush()
+
+
+def _embedder_for(store: QdrantIndex, spec: str | Embedder | None) -> Embedder:
+    """The embedder asked for, else the one the collection was made with, else the default."""
+    if spec is None:
+        info = store.embedder_info()
+        if info and info.get("embedder"):
+            return get_embedder(info["embedder"])
+    return get_embedder(spec)
+
+
+def _progress(enabled: bool | None):
+    import sys
+
+    from tqdm.auto import tqdm
+
+    disable = (not sys.stderr.isatty()) if enabled is None else not enabled
+    return tqdm(desc="indexing", unit="item", disable=disable, file=sys.stderr, dynamic_ncols=True)
+
+
+def index(
+    sources: Iterable[Any] | str | os.PathLike | MediaItem,
+    *,
+    backend: Backend | str | None = None,
+    model: str | None = None,
+    concurrency: int | None = None,
+    db: str | os.PathLike | None = None,
+    qdrant_url: str | None = None,
+    api_key: str | None = None,
+    collection: str = DEFAULT_COLLECTION,
+    count: Sequence[str] = (),
+    ask: Sequence[str] = (),
+    detail: Detail = "medium",
+    default_tasks: bool = True,
+    cache: ResultCache | str | os.PathLike | bool | None = None,
+    no_cache: bool = False,
+    embedder: str | Embedder | None = None,
+    reader_options: Any = None,
+    chunk_size: int = 16,
+    thumbnail_size: int = 128,
+    prune: bool = True,
+    progress: bool | None = False,
+    on_record: Callable[[MediaRecord, str], None] | None = None,
+    on_failure: Callable[[Failure], None] | None = None,
+    on_warning: Callable[[str], None] | None = None,
+) -> RunSummary:
+    """Enrich every image, slide and video segment of ``sources`` and index it.
+
+    ``sources``: paths, folders, globs, URLs, bytes or PIL images (whatever
+    :func:`molmo_rag.media.read` takes) and ready :class:`MediaItem` objects.
+    ``backend``: a Backend, or its name (env ``MOLMO_RAG_BACKEND``, default ``local``).
+    ``cache``: None/True for the default cache dir, a directory, a ResultCache, or False
+    for none; ``no_cache=True`` skips lookups but still stores fresh results.
+    ``progress``: a progress bar on stderr (None: only when stderr is a terminal).
+    ``on_record(record, status)``: called per item with status ``indexed`` or ``unchanged``.
+    """
+    started = time.perf_counter()
+    options = EnrichOptions(detail=detail, default_tasks=default_tasks, count=list(count), ask=list(ask))
+    store = open_index(db, qdrant_url=qdrant_url, api_key=api_key, collection=collection)
+    owned_backend = owned_cache = False
+    engine: Backend | None = None
+    result_cache: ResultCache | None = None
+    try:
+        vectors = _embedder_for(store, embedder)
+        engine, owned_backend = _make_backend(backend, model, concurrency)
+        result_cache, owned_cache = _open_cache(cache, no_cache)
+        summary = RunSummary(collection=collection, location=store.location)
+
+        def failed(failure: Failure) -> None:
+            summary.failed.append(failure)
+            if on_failure:
+                on_failure(failure)
+
+        enricher = Enricher(
+            engine, options=options, cache=result_cache, input_policy=_input_policy(reader_options), on_warning=on_warning
+        )
+        store.ensure(vectors)  # after the plan was checked: a refused run leaves no empty collection
+        seen: dict[str, set[str]] = {}
+        unreadable: set[str] = set()
+        bar = _progress(progress)
+        try:
+            stream = _read(sources, reader_options)
+            while chunk := list(islice(stream, max(1, chunk_size))):
+                items: list[MediaItem] = []
+                for entry in chunk:
+                    if isinstance(entry, MediaItem):
+                        items.append(entry)
+                        seen.setdefault(entry.source, set()).add(entry.media_id)
+                    else:
+                        source = getattr(entry, "source", None) or "?"
+                        unreadable.add(source)
+                        failed(Failure(source=source, error=entry))
+                enriched = enricher.enrich(items) if items else []
+                _store_chunk(enriched, store, vectors, summary, thumbnail_size, on_record, failed)
+                summary.items += len(items)
+                bar.update(len(items))
+                bar.set_postfix(cached=summary.cached, failed=len(summary.failed), refresh=False)
+        finally:
+            bar.close()
+        if prune:
+            for source, media_ids in seen.items():
+                if source in unreadable:
+                    continue
+                stale = [pid for mid, pid in store.media_ids_of(source).items() if mid not in media_ids]
+                store.delete(stale)
+                summary.pruned += len(stale)
+        summary.skipped = list(enricher.skipped)
+        summary.elapsed_s = time.perf_counter() - started
+        return summary
+    finally:
+        if owned_backend and engine is not None:
+            engine.close()
+        if owned_cache and result_cache is not None:
+            result_cache.close()
+        store.close()
+
+
+def _store_chunk(
+    enriched: Sequence[EnrichedItem],
+    store: QdrantIndex,
+    vectors: Embedder,
+    summary: RunSummary,
+    thumbnail_size: int,
+    on_record: Callable[[MediaRecord, str], None] | None,
+    failed: Callable[[Failure], None],
+) -> None:
+    records: list[MediaRecord] = []
+    for entry in enriched:
+        summary.cached += entry.cached
+        summary.done += len(entry.fresh)
+        summary.cost_usd += sum(r.cost_usd for r in entry.fresh)
+        for failure in entry.failures:
+            failed(failure)
+        record = build_record(entry.item, entry.results)
+        if record is not None and (entry.results or not entry.failures):
+            records.append(record)
+    stored = store.stored_fingerprints([r.id for r in records])
+    changed = [r for r in records if stored.get(r.id) != r.fingerprint(vectors.name)]
+    for record in changed:
+        if record.item is not None:
+            thumb = make_thumbnail(record.item, thumbnail_size)
+            if thumb:
+                record.payload["thumbnail"] = thumb
+    if changed:
+        store.upsert(changed, vectors.embed([r.text for r in changed]), vectors)
+    summary.indexed += len(changed)
+    summary.unchanged += len(records) - len(changed)
+    if on_record:
+        changed_ids = {r.id for r in changed}
+        for record in records:
+            on_record(record, "indexed" if record.id in changed_ids else "unchanged")
+
+
+def search(
+    query: str,
+    *,
+    db: str | os.PathLike | None = None,
+    qdrant_url: str | None = None,
+    api_key: str | None = None,
+    collection: str = DEFAULT_COLLECTION,
+    kind: str | Sequence[str] | None = None,
+    where: str | Sequence[str] = (),
+    source: str | None = None,
+    after: float | None = None,
+    before: float | None = None,
+    top: int = 10,
+    embedder: str | Embedder | None = None,
+) -> list[Hit]:
+    """The ``top`` items most similar to ``query`` that pass every filter, best first.
+
+    ``kind``: image, slide, video (or several); ``where``: conditions such as
+    ``"count.person>=2"`` (see :mod:`molmo_rag.index.filters`); ``source``: a file or URL,
+    or a folder / URL prefix; ``after``/``before``: keep video segments overlapping that
+    time range (seconds).
+    """
+    if top < 1:
+        from .errors import ConfigurationError
+
+        raise ConfigurationError(f"--top must be at least 1, not {top}")
+    flt = SearchFilter(
+        kind=[kind] if isinstance(kind, str) else (list(kind) if kind else None),
+        where=[where] if isinstance(where, str) else list(where),
+        source=str(source) if isinstance(source, Path) else source,
+        after=after,
+        before=before,
+    )
+    query_filter = build_filter(flt)  # bad --where fails before opening anything
+    with open_index(db, qdrant_url=qdrant_url, api_key=api_key, collection=collection) as store:
+        vectors = _embedder_for(store, embedder)
+        if store.exists():
+            store.ensure(vectors)
+        return store.search(vectors.embed_query(query), query_filter, top)
