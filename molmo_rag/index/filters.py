@@ -32,7 +32,7 @@ KINDS = ("image", "slide", "video_segment")
 _KIND_ALIASES = {"video": "video_segment", "segment": "video_segment", "images": "image", "slides": "slide"}
 _NUMERIC_FIELDS = {"slide", "start", "end"}
 _TEXT_FIELDS = {"kind", "source", "backend", "model", "title"}
-_CONDITION = re.compile(r"^\s*([A-Za-z_][\w.\-]*)\s*(>=|<=|==|!=|=|>|<)\s*(.+?)\s*$")
+_CONDITION = re.compile(r"^\s*([A-Za-z_][^<>=!]*?)\s*(>=|<=|==|!=|=|>|<)\s*(.+?)\s*$")
 _SEPARATOR = re.compile(r"\s*,\s*|\s+and\s+", re.IGNORECASE)
 _HELP = "expected FIELD OP VALUE, e.g. 'count.person>=2' (ops: >= > <= < == !=; fields: count.LABEL, slide, start, end, kind, source, backend, model, title)"
 

@@ -1,0 +1,113 @@
+import sqlite3
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from molmo_rag.cache import ResultCache, backend_policy, cache_key, default_cache_dir
+from molmo_rag.errors import ConfigurationError
+
+
+def entry(text="A cat.", **kw):
+    base = dict(media_id="abc", backend="local", model="m", task="caption(detail=medium)", text=text, fields={"caption": text}, cost_usd=0.002)
+    return {**base, **kw}
+
+
+def test_key_depends_on_every_part_and_is_stable():
+    base = cache_key("abc#slide=2", "wavespeed", "allenai/Molmo2-4B", "caption(detail=medium)", {"num_frames": 64})
+    assert base == cache_key("abc#slide=2", "wavespeed", "allenai/Molmo2-4B", "caption(detail=medium)", {"num_frames": 64})
+    variants = [
+        cache_key("abc#slide=3", "wavespeed", "allenai/Molmo2-4B", "caption(detail=medium)", {"num_frames": 64}),
+        cache_key("abc#slide=2", "local", "allenai/Molmo2-4B", "caption(detail=medium)", {"num_frames": 64}),
+        cache_key("abc#slide=2", "wavespeed", "allenai/Molmo2-8B", "caption(detail=medium)", {"num_frames": 64}),
+        cache_key("abc#slide=2", "wavespeed", "allenai/Molmo2-4B", "caption(detail=high)", {"num_frames": 64}),
+        cache_key("abc#slide=2", "wavespeed", "allenai/Molmo2-4B", "caption(detail=medium)", {"num_frames": 32}),
+    ]
+    assert len({base, *variants}) == 6
+    # the same key in another process (no per-process salt such as hash())
+    code = "from molmo_rag.cache import cache_key; print(cache_key('abc#slide=2','wavespeed','allenai/Molmo2-4B','caption(detail=medium)',{'num_frames':64}))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == base
+
+
+def test_put_get_roundtrip(tmp_path):
+    with ResultCache(tmp_path) as cache:
+        assert cache.get("k1") is None
+        cache.put("k1", **entry(fields={"caption": "A cat.", "points": [{"x": 0.5, "y": 0.25, "t": None}]}))
+        hit = cache.get("k1")
+        assert hit.text == "A cat." and hit.fields["points"][0]["x"] == 0.5 and hit.cost_usd == 0.002 and hit.model == "m"
+        assert len(cache) == 1
+        assert cache.hits == 1 and cache.misses == 1
+    with ResultCache(tmp_path) as again:  # persisted
+        assert again.get("k1").text == "A cat."
+        assert again.clear() == 1 and len(again) == 0
+
+
+def test_read_false_bypasses_lookups_but_still_writes(tmp_path):
+    with ResultCache(tmp_path) as cache:
+        cache.put("k", **entry("old"))
+    with ResultCache(tmp_path, read=False) as fresh:
+        assert fresh.get("k") is None
+        fresh.put("k", **entry("new"))
+    with ResultCache(tmp_path) as cache:
+        assert cache.get("k").text == "new"
+    with ResultCache(tmp_path, write=False) as readonly:
+        readonly.put("k2", **entry())
+        assert readonly.get("k2") is None
+
+
+def test_default_dir_honours_env(tmp_path, monkeypatch):
+    monkeypatch.setenv("MOLMO_RAG_CACHE_DIR", str(tmp_path / "c"))
+    assert default_cache_dir() == tmp_path / "c"
+    with ResultCache() as cache:
+        assert cache.path.parent == tmp_path / "c"
+        assert sqlite3.connect(cache.path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    monkeypatch.delenv("MOLMO_RAG_CACHE_DIR")
+    assert "molmo-rag" in str(default_cache_dir())
+
+
+def test_unusable_location_is_a_configuration_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(ConfigurationError, match="cannot open the result cache"):
+        ResultCache(blocker / "sub")
+
+
+def test_many_processes_write_and_read_at_once(tmp_path):
+    code = textwrap.dedent(
+        f"""
+        import sys
+        from molmo_rag.cache import ResultCache
+        n = int(sys.argv[1])
+        cache = ResultCache({str(tmp_path)!r})
+        for i in range(60):
+            cache.put(f"p{{n}}-{{i}}", media_id="m", backend="b", model="x", task="t", text=f"{{n}}:{{i}}", fields={{}})
+            assert cache.get(f"p{{n}}-{{i}}").text == f"{{n}}:{{i}}"
+        """
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(n)]) for n in range(3)]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0, 0]
+    with ResultCache(tmp_path) as cache:
+        assert len(cache) == 180
+        assert len(cache.get_many(f"p{n}-{i}" for n in range(3) for i in range(60))) == 180
+
+
+def test_backend_policy_reads_frame_and_size_settings_only():
+    from pydantic import BaseModel
+
+    class Opts(BaseModel):
+        num_frames: int = 16
+        max_fps: float = 1.0
+        concurrency: int = 8
+        api_key: str = "sk-secret"
+
+    class WithOptions:
+        options = Opts()
+
+    assert backend_policy(WithOptions()) == {"num_frames": 16, "max_fps": 1.0}
+
+    class Explicit:
+        def cache_params(self):
+            return {"max_image_side": 512}
+
+    assert backend_policy(Explicit()) == {"max_image_side": 512}
