@@ -251,6 +251,8 @@ class RestEngine:
                 with attempt:
                     return await self._attempt(method, url, json, content, headers, parse, timeout, resend_safe)
         except _Transient as exc:
+            if exc.__cause__ is exc.error:  # the attempt raised the translated error itself
+                raise exc.error from exc.error.__cause__
             raise exc.error from exc.__cause__
         raise AssertionError("unreachable")  # pragma: no cover
 

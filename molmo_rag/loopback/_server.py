@@ -156,7 +156,7 @@ class LoopbackServer:
 
         self._httpd = _Server((self.host, self.port), _Handler)
         self.port = self._httpd.server_address[1]
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name=f"{self.kind}-loopback", daemon=True)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), name=f"{self.kind}-loopback", daemon=True)
         self._thread.start()
         return self
 
