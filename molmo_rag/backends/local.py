@@ -1,0 +1,372 @@
+"""The local backend: Molmo2 through transformers' native implementation.
+
+The model and its processor load on first use through ``AutoProcessor`` /
+``AutoModelForImageTextToText`` (no ``trust_remote_code``); torch and transformers are
+imported only then, so importing this module stays cheap.
+
+Requests run in real batches: images share one ``generate`` call, videos share another
+(one video per prompt, never mixed with images in a batch), with left padding and greedy
+decoding, so a batched answer equals the answer the same request gets alone.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from pydantic import Field, ValidationError
+
+from ..errors import BackendError, ConfigurationError, MissingDependencyError, MolmoRagError
+from ..media.items import VideoFrames
+from ..tasks import ModelInput
+from .base import Answer, BackendOptions, BatchedBackend, Request
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+__all__ = ["LocalBackend", "LocalOptions"]
+
+DEFAULT_MODEL = "allenai/Molmo2-4B"
+
+
+class LocalOptions(BackendOptions):
+    """Options of the local (transformers) backend."""
+
+    model: str = Field(DEFAULT_MODEL, description="Hugging Face model id or local checkpoint folder.")
+    device: str = Field(
+        "auto", description="'auto' (CUDA, then Apple MPS, then CPU) or a torch device such as 'cuda:1'."
+    )
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
+        "auto", description="Weights dtype; 'auto' is bfloat16 on CUDA and MPS, float32 on CPU."
+    )
+    batch_size: int = Field(4, ge=1, description="Requests per generate call.")
+    num_frames: int = Field(64, ge=1, description="Most frames sampled from one video segment.")
+    max_fps: float = Field(2.0, gt=0, description="Most frames per second sampled from a video segment.")
+    max_new_tokens: int | None = Field(
+        None, ge=1, description="Answer length cap for every task; None = each task's own budget."
+    )
+    min_new_tokens: int | None = Field(
+        None, ge=1, description="Force at least this many new tokens (fixed-length benchmarks)."
+    )
+
+
+def _torch_and_transformers():
+    try:
+        import torch
+        import transformers
+    except ImportError as exc:
+        raise MissingDependencyError(exc.name or "transformers", "local", "the local backend") from exc
+    try:
+        import torchvision  # noqa: F401  (Molmo2's image and video processors need it)
+    except ImportError as exc:
+        raise MissingDependencyError("torchvision", "local", "Molmo2's image processors") from exc
+    return torch, transformers
+
+
+def resolve_device(device: str) -> str:
+    """'auto' becomes the best available accelerator; anything else is passed through."""
+    import torch
+
+    if device != "auto":
+        return device
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def resolve_dtype(dtype: str, device: str) -> "torch.dtype":
+    import torch
+
+    if dtype == "auto":
+        return torch.float32 if device.startswith("cpu") else torch.bfloat16
+    return getattr(torch, dtype)
+
+
+def video_metadata(frames: VideoFrames):
+    """transformers' VideoMetadata whose ``frames_indices / fps`` are the frames' clip times.
+
+    The processor prints each frame's time as ``frame_index / fps``; when the loader's
+    indices and fps do not reproduce its timestamps (e.g. variable frame rate), a
+    millisecond clock is used instead so the times in the prompt are still right.
+    """
+    from transformers.video_utils import VideoMetadata
+
+    fps, indices = float(frames.fps or 0.0), list(frames.indices)
+    consistent = fps > 0 and len(indices) == len(frames.timestamps) and all(
+        abs(i / fps - t) < 0.05 for i, t in zip(indices, frames.timestamps)
+    )
+    if not consistent:
+        fps, indices = 1000.0, [round(t * 1000) for t in frames.timestamps]
+    return VideoMetadata(
+        total_num_frames=max(frames.total_frames, len(frames)),
+        fps=fps,
+        width=frames.width,
+        height=frames.height,
+        duration=frames.duration,
+        frames_indices=indices,
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+
+
+def _pad_id(tokenizer: Any) -> int:
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+
+def _is_offline() -> bool:
+    return any(
+        os.environ.get(var, "").strip().lower() in ("1", "true", "yes", "on")
+        for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    )
+
+
+def _looks_like_path(model: str) -> bool:
+    return model.startswith(("/", "./", "../", "~", ".\\", "..\\")) or "\\" in model or model.count("/") > 1
+
+
+def _probe_hub(repo_id: str) -> None:
+    """One quick request before a download: fail in seconds, not after minutes of retries."""
+    import httpx
+
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+    hint = "pass a local checkpoint folder, or download it first where the Hub is reachable"
+    try:
+        response = httpx.get(f"{endpoint}/api/models/{repo_id}", timeout=10.0, follow_redirects=True)
+    except httpx.HTTPError as exc:
+        raise ConfigurationError(
+            f"model {repo_id!r} is not in the local Hugging Face cache and {endpoint} cannot be "
+            f"reached ({type(exc).__name__}); {hint}"
+        ) from None
+    if response.status_code in (401, 403, 404):
+        raise ConfigurationError(
+            f"model {repo_id!r} was not found on {endpoint} (HTTP {response.status_code}); "
+            "check the id, or log in for a gated model"
+        )
+
+
+class LocalBackend(BatchedBackend):
+    """Molmo2 on this machine through transformers (GPU, Apple MPS or CPU)."""
+
+    name: ClassVar[str] = "local"
+    capabilities: ClassVar[dict[ModelInput, frozenset[str]]] = {
+        "image": frozenset({"caption", "ask", "count", "scene"}),
+        "video": frozenset({"caption", "ask", "count", "scene", "video"}),
+    }
+
+    def __init__(
+        self,
+        model: str | None = None,
+        *,
+        device: str = "auto",
+        dtype: str = "auto",
+        batch_size: int = 4,
+        num_frames: int = 64,
+        max_fps: float = 2.0,
+        max_new_tokens: int | None = None,
+        min_new_tokens: int | None = None,
+    ):
+        try:
+            self.options = LocalOptions(
+                model=model or DEFAULT_MODEL,
+                device=device,
+                dtype=dtype,
+                batch_size=batch_size,
+                num_frames=num_frames,
+                max_fps=max_fps,
+                max_new_tokens=max_new_tokens,
+                min_new_tokens=min_new_tokens,
+            )
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            raise ConfigurationError(f"invalid local backend options: {problems}") from None
+        self.model = self.options.model
+        self.batch_size = self.options.batch_size
+        self._hf_model: Any = None
+        self._processor: Any = None
+        self._load_error: MolmoRagError | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_options(cls, options: LocalOptions) -> "LocalBackend":
+        return cls(**options.model_dump())
+
+    @classmethod
+    def from_loaded(cls, model: Any, processor: Any, *, name: str = "in-memory", **options: Any) -> "LocalBackend":
+        """Wrap a Molmo2 model and processor already in memory (notebooks, benchmarks)."""
+        backend = cls(name, **options)
+        backend._hf_model, backend._processor = model.eval(), processor
+        processor.tokenizer.padding_side = "left"
+        return backend
+
+    def __repr__(self) -> str:
+        state = "loaded" if self._hf_model is not None else "not loaded"
+        return f"LocalBackend(model={self.model!r}, device={self.options.device!r}, {state})"
+
+    # -- loading ---------------------------------------------------------------------------
+    def load(self) -> None:
+        """Load the model now (it otherwise loads on first use); raises a clear error if it cannot."""
+        with self._lock:
+            self._ensure_loaded()
+
+    def _ensure_loaded(self) -> tuple[Any, Any]:
+        if self._hf_model is not None:
+            return self._hf_model, self._processor
+        if self._load_error is not None:  # do not retry a failed load for every request
+            raise self._load_error
+        try:
+            self._hf_model, self._processor = self._load()
+        except MolmoRagError as exc:
+            self._load_error = exc
+            raise
+        return self._hf_model, self._processor
+
+    def _load(self) -> tuple[Any, Any]:
+        torch, transformers = _torch_and_transformers()
+        opts = self.options
+        source, local_only = self._source()
+        device = resolve_device(opts.device)
+        dtype = resolve_dtype(opts.dtype, device)
+        kwargs: dict[str, Any] = {"local_files_only": local_only}
+        try:
+            processor = transformers.AutoProcessor.from_pretrained(source, **kwargs)
+            model = transformers.AutoModelForImageTextToText.from_pretrained(
+                source, dtype=dtype, device_map=None if device == "cpu" else device, **kwargs
+            )
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ConfigurationError(f"cannot load a Molmo2 model from {self.model!r}: {_first_line(exc)}") from exc
+        if type(model).__name__ != "Molmo2ForConditionalGeneration":
+            raise ConfigurationError(f"{self.model!r} is a {type(model).__name__}, not a Molmo2 model")
+        if device == "cpu":
+            model = model.to(device)
+        processor.tokenizer.padding_side = "left"
+        return model.eval(), processor
+
+    def _source(self) -> tuple[str, bool]:
+        """Where to load from, and whether to stay off the network."""
+        model = self.model
+        path = Path(model).expanduser()
+        if path.is_dir():
+            if not (path / "config.json").is_file():
+                raise ConfigurationError(f"{model!r} is a folder but not a model checkpoint (no config.json)")
+            return str(path), True
+        if path.exists() or _looks_like_path(model):
+            raise ConfigurationError(f"model folder {model!r} does not exist")
+        if self._in_hub_cache(model):
+            return model, True
+        if _is_offline():
+            raise ConfigurationError(
+                f"model {model!r} is not in the local Hugging Face cache and offline mode is on "
+                "(HF_HUB_OFFLINE); pass a local checkpoint folder or download the model first"
+            )
+        _probe_hub(model)
+        return model, False
+
+    @staticmethod
+    def _in_hub_cache(repo_id: str) -> bool:
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            found = try_to_load_from_cache(repo_id, "config.json")
+        except Exception:  # an invalid repo id: let the loader report it
+            return False
+        return isinstance(found, str)
+
+    def close(self) -> None:
+        with self._lock:
+            self._hf_model = self._processor = None
+        try:
+            import torch
+        except ImportError:  # pragma: no cover
+            return
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    # -- batching --------------------------------------------------------------------------
+    def batches(self, requests: Sequence[Request]) -> list[list[int]]:
+        """Images batch with images, videos with videos (Molmo2 cannot mix them in a batch)."""
+        groups: dict[str, list[int]] = {}
+        for i, request in enumerate(requests):
+            groups.setdefault(request.item.model_input, []).append(i)
+        size = self.batch_size
+        return [idx[i : i + size] for idx in groups.values() for i in range(0, len(idx), size)]
+
+    def max_new_tokens(self, requests: Sequence[Request]) -> int:
+        """The batch's token budget: the override, else the largest budget of its tasks."""
+        if self.options.max_new_tokens:
+            return self.options.max_new_tokens
+        return max(r.task.max_new_tokens() for r in requests)
+
+    def conversation(self, request: Request) -> tuple[list[dict], VideoFrames | None]:
+        """The chat messages for one request (and its frames, for a video)."""
+        media = request.item.model_input
+        frames = None
+        if media == "image":
+            part: dict = {"type": "image", "image": request.item.image()}
+        else:
+            frames = request.item.frames(self.options.num_frames, self.options.max_fps)
+            part = {"type": "video", "video": frames.frames}
+        text = {"type": "text", "text": request.task.prompt(media)}
+        return [{"role": "user", "content": [part, text]}], frames
+
+    # -- generation ------------------------------------------------------------------------
+    def prepare_inputs(self, requests: Sequence[Request]) -> Any:
+        """Model inputs of one batch (left-padded token ids, pixels, pooling indices)."""
+        if len({r.item.model_input for r in requests}) > 1:
+            raise BackendError("a Molmo2 batch cannot mix images and videos", backend=self.name)
+        with self._lock:
+            _, processor = self._ensure_loaded()
+        prepared = [self.conversation(r) for r in requests]  # a bad file raises its InputError here
+        processor_kwargs: dict[str, Any] = {"padding": True}
+        videos = [frames for _, frames in prepared if frames is not None]
+        if videos:
+            # Frames are already sampled; their metadata makes the prompt's frame times right.
+            processor_kwargs.update(video_metadata=[video_metadata(f) for f in videos], do_sample_frames=False)
+        try:
+            return processor.apply_chat_template(
+                [conversation for conversation, _ in prepared],
+                tokenize=True,
+                add_generation_prompt=True,
+                return_tensors="pt",
+                return_dict=True,
+                processor_kwargs=processor_kwargs,
+            )
+        except Exception as exc:  # pixels or frames the processor cannot take
+            raise BackendError(f"Molmo2 processor failed: {_first_line(exc)}", backend=self.name) from exc
+
+    def generate_batch(self, requests: Sequence[Request]) -> list[Answer]:
+        inputs = self.prepare_inputs(requests)  # loads the model; media decoding runs outside the lock
+        import torch
+
+        with self._lock:
+            model, processor = self._ensure_loaded()
+            generate_kwargs: dict[str, Any] = {
+                "max_new_tokens": self.max_new_tokens(requests),
+                "do_sample": False,
+                "num_beams": 1,
+                "pad_token_id": _pad_id(processor.tokenizer),
+            }
+            if self.options.min_new_tokens:
+                generate_kwargs["min_new_tokens"] = min(self.options.min_new_tokens, generate_kwargs["max_new_tokens"])
+            try:
+                inputs = inputs.to(model.device, dtype=model.dtype)
+                with torch.inference_mode():
+                    output = model.generate(**inputs, **generate_kwargs)
+            except Exception as exc:  # torch/transformers failures (OOM, shapes): one typed error
+                raise BackendError(f"Molmo2 generation failed: {_first_line(exc)}", backend=self.name) from exc
+            new_tokens = output[:, inputs["input_ids"].shape[1] :]
+            texts = processor.batch_decode(new_tokens, skip_special_tokens=True)
+            pad = generate_kwargs["pad_token_id"]
+            counts = (new_tokens != pad).sum(dim=1).tolist()
+            prompt_tokens = inputs["attention_mask"].sum(dim=1).tolist()
+        return [
+            Answer(text=text.strip(), model=self.model, meta={"prompt_tokens": p, "new_tokens": n})
+            for text, p, n in zip(texts, prompt_tokens, counts)
+        ]

@@ -1,0 +1,321 @@
+"""Offline Molmo2 checkpoints for tests, examples and benchmarks.
+
+:func:`build_tiny_molmo2` writes a small random-init checkpoint of transformers' native
+Molmo2 (config, weights, tokenizer, image and video processors, chat template) that loads
+through ``AutoProcessor`` / ``AutoModelForImageTextToText`` without ``trust_remote_code``
+and without any network access. Its answers are noise, but every code path between a
+:class:`~molmo_rag.media.items.MediaItem` and a decoded answer is the real one.
+
+The pieces (:func:`make_tokenizer`, :func:`make_processor`, :func:`make_config`) are public
+so that benchmarks can build larger architectures in memory from the same parts.
+
+Requires the ``local`` extra (torch, torchvision, transformers) and ``tokenizers``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .errors import MissingDependencyError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from transformers import Molmo2Config, Molmo2Processor, PreTrainedTokenizerBase
+
+__all__ = [
+    "Molmo2Sizes",
+    "TINY",
+    "SPECIAL_TOKENS",
+    "MEDIA_TOKENS",
+    "CHAT_TEMPLATE",
+    "make_tokenizer",
+    "make_processor",
+    "make_config",
+    "build_tiny_molmo2",
+]
+
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+"""Chat control tokens; they sit in the base vocabulary, so the LM head can emit them."""
+MEDIA_TOKENS = [
+    "<|image|>",
+    "<|video|>",
+    "<im_patch>",
+    "<im_col>",
+    "<im_start>",
+    "<low_res_im_start>",
+    "<frame_start>",
+    "<im_end>",
+    "<frame_end>",
+    "<im_low>",
+]
+"""Placeholders the Molmo2 processor looks up; like the released checkpoints, they live in
+the model's *additional* vocabulary (embedded, never generated)."""
+
+CHAT_TEMPLATE = (
+    "{%- for message in messages -%}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' -}}"
+    "{%- if message['content'] is string -%}{{- message['content'] -}}"
+    "{%- else -%}"
+    # Molmo2 reads media first: placeholders go before any text, whatever the order given.
+    "{%- for part in message['content'] if part['type'] == 'image' -%}{{- '<|image|>' -}}{%- endfor -%}"
+    "{%- for part in message['content'] if part['type'] == 'video' -%}{{- '<|video|>' -}}{%- endfor -%}"
+    "{%- for part in message['content'] if part['type'] == 'text' -%}{{- part['text'] -}}{%- endfor -%}"
+    "{%- endif -%}"
+    "{{- '<|im_end|>\\n' -}}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\\n' -}}{%- endif -%}"
+)
+
+_MARKER = "molmo_rag_checkpoint.json"
+_BUILDER_VERSION = 1
+
+
+class Molmo2Sizes(BaseModel):
+    """Architecture sizes of a Molmo2 built from scratch (the token ids come from the tokenizer)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    text_hidden_size: int = Field(32, description="Hidden size of the language model.")
+    text_layers: int = Field(2, description="Decoder layers of the language model.")
+    text_heads: int = Field(4, description="Query heads of the language model.")
+    text_kv_heads: int = Field(2, description="Key/value heads of the language model.")
+    text_head_dim: int = Field(8, description="Head size of the language model.")
+    text_intermediate_size: int = Field(64, description="MLP width of the language model.")
+    vocab_size: int | None = Field(
+        None, description="Base vocabulary size; None = exactly the tokenizer's base vocabulary."
+    )
+    additional_vocab_size: int = Field(
+        0, description="Embedding-only rows past the base vocabulary (at least what the media tokens need)."
+    )
+    vision_hidden_size: int = Field(32, description="Hidden size of the vision transformer.")
+    vision_layers: int = Field(2, description="Layers of the vision transformer.")
+    vision_heads: int = Field(4, description="Heads of the vision transformer.")
+    vision_head_dim: int = Field(8, description="Head size of the vision transformer.")
+    vision_intermediate_size: int = Field(64, description="MLP width of the vision transformer.")
+    vision_feature_layers: list[int] = Field(
+        [-1, -2], description="ViT layers whose outputs the adapter concatenates."
+    )
+    adapter_intermediate_size: int = Field(64, description="MLP width of the vision-to-text projector.")
+    crop_size: int = Field(56, description="Square crop side in pixels (the ViT's input size).")
+    patch_size: int = Field(14, description="ViT patch side in pixels.")
+    max_crops: int = Field(4, description="Most high-resolution crops per image.")
+    overlap_margins: list[int] = Field([1, 1], description="Crop overlap margins, in patches.")
+    image_pooling: list[int] = Field([2, 2], description="Patches pooled into one image token (h, w).")
+    video_pooling: list[int] = Field([2, 2], description="Patches pooled into one frame token (h, w).")
+    max_position_embeddings: int = Field(4096, description="Longest sequence the text model accepts.")
+    rope_theta: float = Field(1_000_000.0, description="RoPE base frequency.")
+    initializer_range: float = Field(
+        0.5,
+        description="Std of the random weight init; large enough that answers depend on the pixels.",
+    )
+
+
+TINY = Molmo2Sizes()
+"""About 75k parameters: loads, and answers an image on CPU, in a fraction of a second."""
+
+
+def _require_local() -> None:
+    try:
+        import tokenizers  # noqa: F401
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
+    except ImportError as exc:
+        raise MissingDependencyError(exc.name or "transformers", "local", "building a Molmo2 checkpoint") from exc
+
+
+def make_tokenizer() -> "PreTrainedTokenizerBase":
+    """A byte-level BPE tokenizer (no merges: one token per byte) with Molmo2's special tokens.
+
+    Ids: the three chat control tokens first (pad = ``<|endoftext|>`` = 0), then the 256
+    byte symbols, then the media placeholders.
+    """
+    _require_local()
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    vocab = {token: i for i, token in enumerate(SPECIAL_TOKENS + alphabet)}
+    backend = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    backend.add_special_tokens(SPECIAL_TOKENS + MEDIA_TOKENS)
+
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        bos_token="<|im_end|>",
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        padding_side="left",
+        chat_template=CHAT_TEMPLATE,
+    )
+    return tokenizer
+
+
+def make_processor(tokenizer: "PreTrainedTokenizerBase", sizes: Molmo2Sizes = TINY) -> "Molmo2Processor":
+    """Molmo2's processor with image and video processors matched to ``sizes``."""
+    _require_local()
+    from transformers import Molmo2ImageProcessor, Molmo2Processor, Molmo2VideoProcessor
+
+    crop = {"height": sizes.crop_size, "width": sizes.crop_size}
+    image_processor = Molmo2ImageProcessor(
+        size=crop,
+        patch_size=sizes.patch_size,
+        max_crops=sizes.max_crops,
+        overlap_margins=list(sizes.overlap_margins),
+        pooling_size=list(sizes.image_pooling),
+    )
+    video_processor = Molmo2VideoProcessor(
+        size=crop, patch_size=sizes.patch_size, pooling_size=list(sizes.video_pooling)
+    )
+    return Molmo2Processor(
+        image_processor=image_processor,
+        video_processor=video_processor,
+        tokenizer=tokenizer,
+        chat_template=CHAT_TEMPLATE,
+    )
+
+
+def make_config(tokenizer: "PreTrainedTokenizerBase", sizes: Molmo2Sizes = TINY) -> "Molmo2Config":
+    """A Molmo2Config whose every token id is the tokenizer's id for that token."""
+    _require_local()
+    from transformers import Molmo2Config
+
+    ids = {token: tokenizer.convert_tokens_to_ids(token) for token in SPECIAL_TOKENS + MEDIA_TOKENS}
+    base_vocab = min(ids[t] for t in MEDIA_TOKENS)
+    vocab_size = sizes.vocab_size or base_vocab
+    if vocab_size < min(ids[t] for t in SPECIAL_TOKENS) + len(SPECIAL_TOKENS):
+        raise ValueError(f"vocab_size {vocab_size} leaves the chat tokens out of the LM head")
+    # Ids past the base vocabulary index the additional (embedding-only) table.
+    additional = max(sizes.additional_vocab_size, max(ids.values()) + 1 - vocab_size)
+
+    text_config = {
+        "hidden_size": sizes.text_hidden_size,
+        "num_hidden_layers": sizes.text_layers,
+        "num_attention_heads": sizes.text_heads,
+        "num_key_value_heads": sizes.text_kv_heads,
+        "head_dim": sizes.text_head_dim,
+        "intermediate_size": sizes.text_intermediate_size,
+        "vocab_size": vocab_size,
+        "additional_vocab_size": additional,
+        "max_position_embeddings": sizes.max_position_embeddings,
+        "rope_parameters": {"rope_type": "default", "rope_theta": sizes.rope_theta},
+        "initializer_range": sizes.initializer_range,
+    }
+    vision_config = {
+        "hidden_size": sizes.vision_hidden_size,
+        "intermediate_size": sizes.vision_intermediate_size,
+        "num_hidden_layers": sizes.vision_layers,
+        "num_attention_heads": sizes.vision_heads,
+        "num_key_value_heads": sizes.vision_heads,
+        "head_dim": sizes.vision_head_dim,
+        "image_size": [sizes.crop_size, sizes.crop_size],
+        "patch_size": sizes.patch_size,
+        "initializer_range": sizes.initializer_range,
+    }
+    adapter_config = {
+        "vision_feature_layer": list(sizes.vision_feature_layers),
+        "hidden_size": sizes.vision_hidden_size,
+        "num_attention_heads": sizes.vision_heads,
+        "num_key_value_heads": sizes.vision_heads,
+        "head_dim": sizes.vision_head_dim,
+        "intermediate_size": sizes.adapter_intermediate_size,
+        "text_hidden_size": sizes.text_hidden_size,
+        "initializer_range": sizes.initializer_range,
+    }
+    return Molmo2Config(
+        text_config=text_config,
+        vision_config=vision_config,
+        adapter_config=adapter_config,
+        image_start_token_id=ids["<im_start>"],
+        low_res_image_start_token_id=ids["<low_res_im_start>"],
+        image_end_token_id=ids["<im_end>"],
+        image_patch_id=ids["<im_patch>"],
+        frame_start_token_id=ids["<frame_start>"],
+        frame_end_token_id=ids["<frame_end>"],
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        initializer_range=sizes.initializer_range,
+    )
+
+
+def random_model(config: "Molmo2Config", *, seed: int = 0, dtype: Any = None, device: Any = None):
+    """A Molmo2ForConditionalGeneration with seeded random weights (global RNG untouched)."""
+    _require_local()
+    import torch
+    from transformers import AutoModelForImageTextToText, GenerationConfig
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if device is not None:
+            with torch.device(device):
+                model = AutoModelForImageTextToText.from_config(config, dtype=dtype)
+        else:
+            model = AutoModelForImageTextToText.from_config(config, dtype=dtype)
+    model.generation_config = GenerationConfig(
+        bos_token_id=config.bos_token_id,
+        eos_token_id=config.eos_token_id,
+        pad_token_id=config.pad_token_id,
+        do_sample=False,
+    )
+    return model.eval()
+
+
+def _is_built(path: Path, sizes: Molmo2Sizes, seed: int) -> bool:
+    marker = path / _MARKER
+    if not marker.is_file():
+        return False
+    try:
+        info = json.loads(marker.read_text())
+    except (OSError, ValueError):
+        return False
+    return info == _marker_info(sizes, seed)
+
+
+def _marker_info(sizes: Molmo2Sizes, seed: int) -> dict:
+    return {"builder_version": _BUILDER_VERSION, "seed": seed, "sizes": sizes.model_dump()}
+
+
+def build_tiny_molmo2(path: str | os.PathLike, *, sizes: Molmo2Sizes = TINY, seed: int = 0) -> Path:
+    """Build (once) and save a random-init Molmo2 checkpoint at ``path``; return the path.
+
+    Deterministic for a given ``sizes`` and ``seed``. If ``path`` already holds a checkpoint
+    this function built with the same sizes and seed, it is returned as is. The files are
+    written to a sibling temporary folder first and moved into place, so an interrupted
+    build never leaves a half checkpoint behind.
+    """
+    _require_local()
+    path = Path(path)
+    if _is_built(path, sizes, seed):
+        return path
+    if path.exists() and any(path.iterdir()):
+        raise FileExistsError(f"{path} exists and is not a checkpoint built by build_tiny_molmo2")
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
+    try:
+        tokenizer = make_tokenizer()
+        processor = make_processor(tokenizer, sizes)
+        config = make_config(tokenizer, sizes)
+        model = random_model(config, seed=seed)
+        model.save_pretrained(staging)
+        processor.save_pretrained(staging)
+        (staging / _MARKER).write_text(json.dumps(_marker_info(sizes, seed), indent=2))
+        if path.exists():
+            path.rmdir()  # empty (checked above)
+        try:
+            staging.rename(path)
+        except OSError:
+            # Someone else finished the same build first.
+            if not _is_built(path, sizes, seed):
+                raise
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return path
