@@ -59,6 +59,7 @@ _POLICY_FIELDS = frozenset(
         "max_pixels",
         "max_crops",
         "max_new_tokens",
+        "min_new_tokens",
         "temperature",
         "do_sample",
         "dtype",

@@ -144,7 +144,7 @@ def _read(sources: Iterable[Any], reader_options: Any) -> Iterator[MediaItem | M
     if isinstance(sources, (str, os.PathLike, MediaItem)):
         sources = [sources]
     for source in sources:
-        if isinstance(source, MediaItem):
+        if isinstance(source, (MediaItem, MolmoRagError)):  # e.g. the output of media.read()
             yield from flush()
             yield source
         else:

@@ -10,8 +10,10 @@ Every embedder has a ``name`` and a ``dim``; the index records both and refuses 
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Protocol, runtime_checkable
 
 from ..errors import ConfigurationError, MissingDependencyError
@@ -34,13 +36,27 @@ class Embedder(Protocol):
         """The vector of a search query."""
 
 
+@contextmanager
+def _root_logging_kept() -> Iterator[None]:
+    """wordllama calls ``logging.basicConfig(level=INFO)`` on import, which would make every
+    library (httpx...) log to stderr in the host application: undo that."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        yield
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+
+
 class WordLlamaEmbedder:
     """WordLlama's bundled ``l2_supercat`` model, loaded fully offline."""
 
     def __init__(self, config: str = "l2_supercat", dim: int = 256):
         try:
-            import wordllama
-            from wordllama import WordLlama
+            with _root_logging_kept():
+                import wordllama
+                from wordllama import WordLlama
         except ImportError as exc:
             raise MissingDependencyError("wordllama", "index", "offline text embeddings") from exc
         package_dir = os.path.dirname(wordllama.__file__)

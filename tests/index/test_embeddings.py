@@ -68,3 +68,9 @@ def test_env_picks_the_embedder(monkeypatch):
 def test_fastembed_missing_names_the_extra():
     with pytest.raises(MissingDependencyError, match=r"molmo-rag\[fastembed\]"):
         get_embedder("fastembed")
+
+
+def test_loading_wordllama_leaves_the_host_logging_alone():
+    code = "import logging; from molmo_rag.index.embeddings import get_embedder; get_embedder(); print(len(logging.getLogger().handlers), logging.getLogger().level)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.split() == ["0", str(30)]

@@ -1,0 +1,158 @@
+import numpy as np
+import pytest
+from _pixel_backend import PixelBackend
+from PIL import Image
+
+from molmo_rag import pipeline
+from molmo_rag.errors import ConfigurationError, InputError, UnsupportedTaskError
+from molmo_rag.index.store import QdrantIndex
+from molmo_rag.media.items import MediaItem, VideoFrames
+
+COLOURS = {"red": (200, 30, 30), "blue": (30, 60, 200), "green": (30, 160, 40), "yellow": (220, 210, 40)}
+
+
+def photo(name, blobs, source=None):
+    a = np.zeros((40, 90, 3), np.uint8)
+    a[:] = COLOURS[name]
+    for k in range(blobs):
+        a[5:12, 4 + 12 * k : 9 + 12 * k] = 255
+    return MediaItem.from_pil(Image.fromarray(a), source=source or f"/lib/photos/{name}.png")
+
+
+def segment(name, start, blobs=1):
+    frames = np.zeros((4, 32, 64, 3), np.uint8)
+    frames[:] = COLOURS[name]
+    for k in range(blobs):
+        frames[:, 4:10, 4 + 12 * k : 9 + 12 * k] = 255
+    vf = VideoFrames(frames, [0.0, 2.5, 5.0, 7.5], 0.4, 64, 32, 10.0, 4, [0, 1, 2, 3])
+    return MediaItem.from_frames(vf, source="/lib/clips/street.mp4", start=start)
+
+
+@pytest.fixture
+def media():
+    return [photo("red", 3), photo("blue", 1), photo("green", 0), segment("yellow", 0.0, 2), segment("blue", 10.0, 0)]
+
+
+@pytest.fixture
+def where(tmp_path):
+    return {"db": tmp_path / "db", "cache": tmp_path / "cache"}
+
+
+def test_index_then_search_with_filters(media, where):
+    backend = PixelBackend()
+    records = []
+    summary = pipeline.index(media, backend=backend, count=["person"], on_record=lambda r, s: records.append((r, s)), **where)
+    assert (summary.items, summary.indexed, summary.unchanged, summary.done, summary.cached) == (5, 5, 0, 15, 0)
+    assert summary.failed == [] and summary.skipped == [] and summary.ok
+    assert [s for _, s in records] == ["indexed"] * 5
+    db = where["db"]
+
+    hits = pipeline.search("a red picture", db=db, top=1)
+    assert hits[0].source == "/lib/photos/red.png" and "red" in hits[0].caption and hits[0].counts == {"person": 3}
+    assert {h.source for h in pipeline.search("anything", db=db, where="count.person>=2")} == {
+        "/lib/photos/red.png",
+        "/lib/clips/street.mp4",
+    }
+    assert [h.kind for h in pipeline.search("anything", db=db, where=["count.person>=2"], kind="video")] == ["video_segment"]
+    assert {(h.start, h.end) for h in pipeline.search("x", db=db, kind="video", after=9.0)} == {(0.0, 10.0), (10.0, 20.0)}
+    assert {(h.start, h.end) for h in pipeline.search("x", db=db, after=10.0)} == {(10.0, 20.0)}
+    assert {h.source for h in pipeline.search("x", db=db, source="/lib/photos")} == {
+        "/lib/photos/red.png", "/lib/photos/blue.png", "/lib/photos/green.png"}
+    assert len(pipeline.search("x", db=db, top=2)) == 2
+    assert {h.caption.split()[2] for h in pipeline.search("x", db=db, where="count.person==0")} == {"green", "blue"}
+
+
+def test_rerun_calls_nothing_and_rewrites_nothing(media, where):
+    pipeline.index(media, backend=PixelBackend(), **where)
+    again = PixelBackend()
+    summary = pipeline.index(media, backend=again, **where)
+    assert again.calls == 0
+    assert (summary.done, summary.cached, summary.indexed, summary.unchanged) == (0, 10, 0, 5)
+    # --no-cache: everything asked again, points identical so nothing rewritten
+    fresh = PixelBackend()
+    summary = pipeline.index(media, backend=fresh, no_cache=True, **where)
+    assert fresh.calls == 10 and summary.done == 10 and summary.unchanged == 5
+    # a new question only asks the new task
+    more = PixelBackend()
+    summary = pipeline.index(media, backend=more, ask=["What colour?"], **where)
+    assert more.calls == 5 and summary.indexed == 5 and summary.cached == 10
+
+
+def test_changed_media_replaces_its_stale_point(where):
+    pipeline.index([photo("red", 1, source="/x/a.png"), photo("blue", 1, source="/x/b.png")], backend=PixelBackend(), **where)
+    summary = pipeline.index([photo("green", 1, source="/x/a.png")], backend=PixelBackend(), **where)
+    assert summary.pruned == 1
+    with QdrantIndex(where["db"]) as store:
+        assert store.count() == 2
+    assert {h.caption.split()[2] for h in pipeline.search("x", db=where["db"])} == {"green", "blue"}
+
+
+def test_failures_are_collected_and_a_rerun_completes(media, where):
+    media.append(InputError("not an image", source="/lib/photos/broken.jpg"))
+    seen = []
+    summary = pipeline.index(media, backend=PixelBackend(fail_on="blue", batch_size=1), on_failure=seen.append, **where)
+    assert summary.indexed == 4 and summary.ok  # all but the blue photo
+    reasons = {(f.source, f.task.name if f.task else None) for f in summary.failed}
+    assert reasons == {("/lib/photos/blue.png", "caption"), ("/lib/photos/blue.png", "scene"), ("/lib/photos/broken.jpg", None)}
+    assert seen == summary.failed
+    assert summary.to_json()["failed"][0]["error"]
+    summary = pipeline.index(media, backend=PixelBackend(), **where)
+    assert (summary.indexed, summary.unchanged, summary.cached, summary.done) == (1, 4, 8, 2)
+
+
+def test_nothing_indexed_is_not_ok(where):
+    summary = pipeline.index([photo("red", 1)], backend=PixelBackend(fail_on="red"), **where)
+    assert summary.indexed == 0 and not summary.ok
+
+
+def test_setup_errors_are_raised_before_any_work(media, where):
+    class CaptionOnly(PixelBackend):
+        capabilities = {"image": frozenset({"caption"}), "video": frozenset({"caption"})}
+
+    backend = CaptionOnly()
+    with pytest.raises(UnsupportedTaskError):
+        pipeline.index(media, backend=backend, count=["person"], **where)
+    assert backend.calls == 0
+    with QdrantIndex(where["db"]) as store:
+        assert not store.exists()
+    with pytest.raises(ConfigurationError, match="bad --where"):
+        pipeline.search("x", db=where["db"], where="person>=2")
+    with pytest.raises(ConfigurationError, match="index something first"):
+        pipeline.search("x", db=where["db"])
+
+
+def test_embedder_is_taken_from_the_collection_and_mixing_is_refused(media, where):
+    import hashlib
+
+    class Hashing:
+        name, dim = "test/hashing-8", 8
+
+        def embed(self, texts):
+            out = []
+            for t in texts:
+                v = np.zeros(8)
+                for w in t.lower().split():
+                    v[int(hashlib.md5(w.encode()).hexdigest(), 16) % 8] += 1
+                out.append(v.tolist())
+            return out
+
+        def embed_query(self, text):
+            return self.embed([text])[0]
+
+    pipeline.index(media[:1], backend=PixelBackend(), embedder=Hashing(), **where)
+    with pytest.raises(ConfigurationError, match="cannot be mixed"):
+        pipeline.index(media[1:2], backend=PixelBackend(), embedder="wordllama", **where)
+    with pytest.raises(ConfigurationError, match="hashing-8"):
+        pipeline.search("x", db=where["db"])  # the recorded embedder is not a known spec
+    assert pipeline.search("red", db=where["db"], embedder=Hashing())[0].source == "/lib/photos/red.png"
+
+
+def test_backend_by_name_and_unknown_name(where, monkeypatch):
+    import _pixel_backend
+
+    _pixel_backend.register(monkeypatch)
+    summary = pipeline.index([photo("red", 1)], backend="pixels", model="pixel-stats-9", **where)
+    assert summary.indexed == 1
+    assert pipeline.search("red", db=where["db"])[0].payload["model"] == "pixel-stats-9"
+    with pytest.raises(ConfigurationError, match="unknown backend"):
+        pipeline.index([photo("red", 1)], backend="nope", **where)
