@@ -34,7 +34,7 @@ from .errors import MolmoRagError, UnsupportedTaskError
 from .media.items import MediaItem, MediaKind
 from .tasks import Ask, Caption, Count, Detail, ModelInput, Scene, Task, VideoTask
 
-__all__ = ["EnrichOptions", "Enricher", "EnrichedItem", "default_plan", "equivalents"]
+__all__ = ["EnrichOptions", "Enricher", "EnrichedItem", "check_explicit", "default_plan", "equivalents"]
 
 log = logging.getLogger("molmo_rag")
 
@@ -68,6 +68,15 @@ def equivalents(task: Task, media: ModelInput) -> list[Task]:
         if isinstance(task, Ask):
             return [task, VideoTask(task="general", text=task.question)]
     return [task]
+
+
+def check_explicit(backend: Backend | type[Backend], options: EnrichOptions) -> None:
+    """Raise UnsupportedTaskError (naming the capable backends) for a requested task the
+    backend can run on no input at all; works on a backend class, before any key is read."""
+    for task in options.explicit_tasks():
+        if not any(backend.supports(alt, m) for m in task.inputs for alt in equivalents(task, m)):
+            capable = sorted({b for m in task.inputs for b in capable_backends(task, m)})
+            raise UnsupportedTaskError(task.name, backend.name, capable)
 
 
 @dataclass
@@ -113,10 +122,7 @@ class Enricher:
     # -- planning --------------------------------------------------------------------------
     def check(self) -> None:
         """Fail now if an explicit task can run on no input at all."""
-        for task in self.options.explicit_tasks():
-            if not any(self.backend.supports(alt, m) for m in task.inputs for alt in equivalents(task, m)):
-                capable = sorted({b for m in task.inputs for b in capable_backends(task, m)})
-                raise UnsupportedTaskError(task.name, self.backend.name, capable)
+        check_explicit(self.backend, self.options)
 
     def _resolve(self, task: Task, item: MediaItem, explicit: bool) -> Task | None:
         media = item.model_input

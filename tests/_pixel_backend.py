@@ -102,11 +102,18 @@ class PixelBackend(BatchedBackend):
 
 
 def register(monkeypatch=None) -> None:
-    """Make ``--backend pixels`` resolvable (through pytest's monkeypatch when given)."""
+    """Make ``--backend pixels`` and ``--backend caption-only`` resolvable (through pytest's monkeypatch when given)."""
     from molmo_rag.backends import base
 
-    target = f"{__name__}:PixelBackend"
-    if monkeypatch is not None:
-        monkeypatch.setitem(base.BACKENDS, "pixels", target)
-    else:
-        base.BACKENDS["pixels"] = target
+    for name, cls in (("pixels", "PixelBackend"), ("caption-only", "CaptionOnlyBackend")):
+        if monkeypatch is not None:
+            monkeypatch.setitem(base.BACKENDS, name, f"{__name__}:{cls}")
+        else:
+            base.BACKENDS[name] = f"{__name__}:{cls}"
+
+
+class CaptionOnlyBackend(PixelBackend):
+    """Captions only: for the 'explicit task it cannot run' paths."""
+
+    name: ClassVar[str] = "caption-only"
+    capabilities: ClassVar = {"image": frozenset({"caption"}), "video": frozenset({"caption"})}

@@ -16,7 +16,16 @@ import typer
 
 from ..tasks import Detail
 from .app import app
-from .common import BackendOpt, ConcurrencyOpt, JsonOpt, ModelOpt, emit_json, make_backend, where_label
+from .common import (
+    BackendOpt,
+    ConcurrencyOpt,
+    JsonOpt,
+    ModelOpt,
+    emit_json,
+    make_backend,
+    resolve_backend_name,
+    where_label,
+)
 
 DbOpt = Annotated[
     Path | None,
@@ -71,6 +80,9 @@ def index_command(
         typer.Option("--cache-dir", help="Result cache folder (env MOLMO_RAG_CACHE_DIR; default the user cache dir).", show_default=False),
     ] = None,
     embedder: EmbedderOpt = None,
+    chunk_size: Annotated[
+        int, typer.Option("--chunk-size", min=1, help="Items per chunk: results are cached and points written after each.")
+    ] = 16,
     strict: Annotated[bool, typer.Option("--strict", help="Exit 1 if any item or task failed.")] = False,
     as_json: JsonOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no warnings.")] = False,
@@ -92,6 +104,11 @@ def index_command(
         if as_json:
             emit_json(failure.to_json())
 
+    from ..backends.base import backend_class
+    from ..enrich import EnrichOptions, check_explicit
+
+    # A task the backend cannot do is refused before the backend is made (no key needed).
+    check_explicit(backend_class(resolve_backend_name(backend)), EnrichOptions(count=_split(count), ask=list(ask or [])))
     engine = make_backend(backend, model, concurrency)
     try:
         summary = index(
@@ -106,6 +123,7 @@ def index_command(
             cache=cache_dir,
             no_cache=no_cache,
             embedder=embedder,
+            chunk_size=chunk_size,
             progress=False if quiet or as_json else None,
             on_record=on_record,
             on_failure=on_failure,
