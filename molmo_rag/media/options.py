@@ -1,0 +1,184 @@
+"""Options of the media readers (data, not code)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+__all__ = ["ReaderOptions", "IMAGE_EXTENSIONS", "SLIDE_EXTENSIONS", "VIDEO_EXTENSIONS", "MAX_SEGMENT_SECONDS"]
+
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".heif", ".avif"}
+)
+SLIDE_EXTENSIONS = frozenset({".pptx", ".pdf"})
+VIDEO_EXTENSIONS = frozenset(
+    {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".mts", ".3gp", ".ogv", ".flv", ".wmv"}
+)
+
+MAX_SEGMENT_SECONDS = 120.0
+"""The hosted video APIs take at most 120 s per call; no segment is ever longer."""
+
+
+class ReaderOptions(BaseModel):
+    """How sources are found, fetched, checked and cut into media items."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # --- finding files ------------------------------------------------------------------
+    extensions: frozenset[str] = Field(
+        default=IMAGE_EXTENSIONS | SLIDE_EXTENSIONS | VIDEO_EXTENSIONS,
+        description="File name endings (case and leading dot optional) picked up when walking a "
+        "folder or a glob. Files named one by one are read whatever their ending: their kind "
+        "is told by their first bytes.",
+    )
+    recursive: bool = Field(default=True, description="Walk sub-folders of a folder source.")
+    include_hidden: bool = Field(
+        default=False, description="Pick up files and folders whose name starts with a dot."
+    )
+
+    # --- fetching -----------------------------------------------------------------------
+    url_timeout: float = Field(
+        default=30.0, gt=0, description="Seconds to wait for a URL to connect or send more data."
+    )
+    max_download_bytes: int = Field(
+        default=2 * 1024**3,
+        gt=0,
+        description="Largest file fetched from a URL (or accepted as bytes / data URI); "
+        "bigger ones give MediaTooLargeError.",
+    )
+    download_in_memory_bytes: int = Field(
+        default=32 * 1024**2,
+        ge=0,
+        description="Downloads up to this size stay in memory; bigger ones are spooled to a "
+        "temporary file that is deleted when its items are.",
+    )
+
+    # --- images -------------------------------------------------------------------------
+    max_image_side: int = Field(
+        default=2048,
+        ge=64,
+        description="Images, slides and thumbnails are downscaled so that their longer side "
+        "is at most this many pixels before they are handed to any backend.",
+    )
+    max_image_pixels: int = Field(
+        default=178_956_970,
+        gt=0,
+        description="Images declaring more pixels than this are refused as decompression "
+        "bombs (MediaTooLargeError) without being decoded. Pillow's own default.",
+    )
+    verify_images: bool = Field(
+        default=True,
+        description="Decode each image once while reading, so that truncated or corrupt files "
+        "are reported as CorruptMediaError in the read stream instead of later in a backend.",
+    )
+    jpeg_quality: int = Field(
+        default=90, ge=1, le=100, description="Quality of JPEG bytes made for backends."
+    )
+
+    # --- slides -------------------------------------------------------------------------
+    slide_dpi: int = Field(
+        default=144,
+        ge=36,
+        le=600,
+        description="Resolution at which PDF pages and rendered slides are rasterised "
+        "(144 dpi makes a 16:9 slide 1920x1080); max_image_side still applies.",
+    )
+    render_timeout: float = Field(
+        default=180.0, gt=0, description="Seconds LibreOffice may take to render one deck."
+    )
+    include_hidden_slides: bool = Field(
+        default=False, description="Also read the slides a deck marks as hidden."
+    )
+    cache_dir: Path | None = Field(
+        default=None,
+        description="Where rendered decks are cached by content hash (None: "
+        "$XDG_CACHE_HOME/molmo-rag or ~/.cache/molmo-rag).",
+    )
+
+    # --- video --------------------------------------------------------------------------
+    segment_mode: Literal["fixed", "scenes"] = Field(
+        default="scenes",
+        description="'fixed': windows of segment_seconds; 'scenes': cut at shot boundaries, "
+        "then merge scenes shorter than min_segment_seconds and split those longer than "
+        "max_segment_seconds.",
+    )
+    segment_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        le=MAX_SEGMENT_SECONDS,
+        description="Length of a window in 'fixed' mode (the last may be shorter; "
+        "max_segment_seconds does not apply to fixed windows).",
+    )
+    min_segment_seconds: float = Field(
+        default=3.0,
+        ge=0,
+        description="Shortest segment: shorter scenes (and a short last window) are merged "
+        "into a neighbour.",
+    )
+    max_segment_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        le=MAX_SEGMENT_SECONDS,
+        description="Longest segment (at most 120 s, the hosted APIs' limit); longer scenes "
+        "are split into equal parts.",
+    )
+    scene_threshold: float = Field(
+        default=3.0,
+        gt=0,
+        description="PySceneDetect AdaptiveDetector threshold: how many times a frame's change "
+        "must exceed its neighbours' average to count as a cut.",
+    )
+    scene_min_content: float = Field(
+        default=15.0,
+        ge=0,
+        description="PySceneDetect AdaptiveDetector min_content_val: the least absolute change "
+        "(0-255 scale) a cut must show.",
+    )
+    scene_edges: bool = Field(
+        default=True,
+        description="Let edge changes count alongside hue, saturation and brightness: finds cuts "
+        "between greyscale or similar-coloured shots (slightly slower).",
+    )
+    scene_frame_width: int = Field(
+        default=160,
+        ge=32,
+        description="Approximate width in pixels of the tiny frames scene detection compares.",
+    )
+    max_frame_side: int | None = Field(
+        default=768,
+        ge=64,
+        description="Frames handed to backends are downscaled so their longer side is at most "
+        "this (None: full resolution). Molmo2 looks at 378 px per frame.",
+    )
+    clip_max_side: int = Field(
+        default=854,
+        ge=64,
+        description="Longer side of re-encoded clips for upload (854 with a 480 shorter side is 480p).",
+    )
+    clip_short_side: int = Field(
+        default=480, ge=64, description="Shorter side of re-encoded clips for upload."
+    )
+    clip_max_fps: float = Field(default=30.0, gt=0, description="Frame-rate cap of re-encoded clips.")
+    clip_crf: int = Field(
+        default=28, ge=0, le=51, description="H.264 constant rate factor of re-encoded clips."
+    )
+    max_video_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        description="Videos longer than this are refused (MediaTooLargeError); None: no limit.",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> "ReaderOptions":
+        if self.min_segment_seconds > self.max_segment_seconds:
+            raise ValueError("min_segment_seconds must not exceed max_segment_seconds")
+        return self
+
+    @field_validator("extensions", mode="before")
+    @classmethod
+    def _normalise_extensions(cls, value):
+        if isinstance(value, str):
+            value = value.replace(",", " ").split()
+        return frozenset(("." + e.lower().lstrip(".")) for e in value)
