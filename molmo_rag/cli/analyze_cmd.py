@@ -103,3 +103,58 @@ def video(
 ) -> None:
     """Run a video-understanding task on each segment of a video."""
     run_task([source], VideoTask(task=task, text=text), backend, model, concurrency, as_json)
+
+
+@app.command()
+def estimate(
+    sources: Sources,
+    backend: BackendOpt = None,
+    detail: Annotated[Detail, typer.Option("--detail", "-d", help="Caption detail of the default plan.")] = "medium",
+    count_targets: Annotated[list[str] | None, typer.Option("--count", help="Also count these (comma-separated or repeated).")] = None,
+    questions: Annotated[list[str] | None, typer.Option("--ask", help="Also ask this question (repeatable).")] = None,
+    only: Annotated[str | None, typer.Option("--task", help="Estimate one task instead of the index plan: caption|scene|video.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Calls and cost of running SOURCES through a backend, without calling anything."""
+    from ..analyze import _read
+    from ..cost import estimate as estimate_cost
+    from ..enrich import default_plan
+    from ..errors import MolmoRagError
+    from ..tasks import Ask, Scene
+    from .common import resolve_backend_name
+
+    name = resolve_backend_name(backend)
+    targets = [t.strip() for value in count_targets or [] for t in value.split(",") if t.strip()]
+    if only == "caption":
+        tasks: list[Task] = [Caption(detail=detail)]
+    elif only == "scene":
+        tasks = [Scene()]
+    elif only == "video":
+        tasks = [VideoTask()]
+    elif only is None:
+        tasks = default_plan("image", detail)
+    else:
+        raise typer.BadParameter("choose caption, scene or video", param_hint="--task")
+    tasks += [Count(target=t) for t in targets] + [Ask(question=q) for q in questions or []]
+
+    items, failures = [], []
+    for entry in _read(sources, None):
+        (failures if isinstance(entry, MolmoRagError) else items).append(entry)
+    result = estimate_cost(name, items, tasks)
+    if as_json:
+        for item in result.items:
+            emit_json({"backend": name, **item.__dict__})
+        for exc in failures:
+            emit_json({"source": getattr(exc, "source", None), "error": str(exc), "error_type": type(exc).__name__})
+        emit_json({"backend": name, "total_calls": result.calls, "total_cost_usd": result.cost_usd, "items": len(items)})
+    else:
+        for item in result.items:
+            where = where_label(item.__dict__ | {"slide": None})
+            note = f"  ERROR {item.error}" if item.error else ""
+            skipped = f"  (skipped: {', '.join(item.skipped_tasks)})" if item.skipped_tasks else ""
+            print(f"{where} [{item.kind}]: {item.calls} call(s), ${item.cost_usd:.4f}{skipped}{note}")
+        for exc in failures:
+            print(f"{getattr(exc, 'source', '?')}: ERROR {type(exc).__name__}: {exc}")
+        print(f"total: {len(items)} item(s), {result.calls} call(s), ${result.cost_usd:.4f} on {name}")
+    if failures:
+        raise typer.Exit(1)
