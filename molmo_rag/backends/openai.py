@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 from ..errors import ResponseFormatError
 from ..tasks import ModelInput
 from .base import Answer, Request
-from .rest import RestBackend, RestEngine, RestOptions, data_uri, media_payload
+from .rest import RestBackend, RestEngine, data_uri, media_payload
 
 __all__ = ["OpenAIBackend", "build_chat_body", "parse_chat_completion"]
 
