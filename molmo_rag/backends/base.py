@@ -36,6 +36,7 @@ __all__ = [
     "BACKENDS",
     "backend_class",
     "get_backend",
+    "create_backend",
     "capable_backends",
     "run_sync",
 ]
@@ -257,6 +258,30 @@ def backend_class(name: str) -> type[Backend]:
 def get_backend(name: str, **options: Any) -> Backend:
     """Create a backend by name; options are that backend's typed options."""
     return backend_class(name)(**options)
+
+
+MODEL_ENV_BACKENDS = frozenset({"local", "openai"})
+"""Backends whose model is a Molmo2 checkpoint name, so MOLMO_RAG_MODEL applies to them
+(the hosted endpoints name their model in the URL path instead)."""
+
+
+def create_backend(
+    backend: str | None = None, model: str | None = None, concurrency: int | None = None, **options: Any
+) -> Backend:
+    """A backend from user-facing choices and the environment: ``MOLMO_RAG_BACKEND``
+    (default ``local``) and ``MOLMO_RAG_MODEL``; ``concurrency`` is the batch size of the
+    local backend and the requests in flight of the REST ones."""
+    import os
+
+    name = backend or os.environ.get("MOLMO_RAG_BACKEND") or "local"
+    backend_class(name)  # fail early, and clearly, on an unknown name
+    if model is None and name in MODEL_ENV_BACKENDS:
+        model = os.environ.get("MOLMO_RAG_MODEL") or None
+    if model:
+        options["model"] = model
+    if concurrency:
+        options["batch_size" if name == "local" else "concurrency"] = concurrency
+    return get_backend(name, **options)
 
 
 def capable_backends(task: Task, media: ModelInput) -> list[str]:

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ..backends.base import BACKENDS, Backend, get_backend
+from ..backends.base import BACKENDS, Backend, create_backend
 from ..errors import ConfigurationError
 
 BackendOpt = Annotated[
@@ -41,14 +41,7 @@ def resolve_backend_name(backend: str | None) -> str:
 
 def make_backend(backend: str | None, model: str | None, concurrency: int | None = None, **extra: Any) -> Backend:
     """The backend the options name, with the environment's defaults."""
-    name = resolve_backend_name(backend)
-    options: dict[str, Any] = dict(extra)
-    model = model or os.environ.get("MOLMO_RAG_MODEL")
-    if model:
-        options["model"] = model
-    if concurrency:
-        options["batch_size" if name == "local" else "concurrency"] = concurrency
-    return get_backend(name, **options)
+    return create_backend(resolve_backend_name(backend), model, concurrency, **extra)
 
 
 def emit_json(obj: dict) -> None:
