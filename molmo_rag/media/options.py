@@ -172,8 +172,9 @@ class ReaderOptions(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> "ReaderOptions":
-        if self.min_segment_seconds > self.max_segment_seconds:
-            raise ValueError("min_segment_seconds must not exceed max_segment_seconds")
+        if self.min_segment_seconds > self.max_segment_seconds / 2:
+            # otherwise a long shot cannot be split into parts that respect both bounds
+            raise ValueError("min_segment_seconds must be at most half of max_segment_seconds")
         return self
 
     @field_validator("extensions", mode="before")

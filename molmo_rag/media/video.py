@@ -231,10 +231,17 @@ def _last_frame_end(blob: "Blob", origin: float, end: float | None, fps: float) 
 
 
 # --- cutting ------------------------------------------------------------------------------------
-def _equal_parts(start: float, end: float, max_len: float, first_boundary: str) -> list[Segment]:
+def _snap(t: float, fps: float | None) -> float:
+    """Round a boundary to the frame grid, so that a segment starts exactly on a frame."""
+    return round(t * fps) / fps if fps else t
+
+
+def _equal_parts(start: float, end: float, max_len: float, first_boundary: str, fps: float | None = None) -> list[Segment]:
     n = max(1, math.ceil((end - start) / max_len - 1e-9))
     step = (end - start) / n
-    edges = [start + i * step for i in range(n)] + [end]
+    edges = [start] + [_snap(start + i * step, fps) for i in range(1, n)] + [end]
+    if any(b - a > max_len + 1e-9 for a, b in zip(edges, edges[1:])):
+        edges = [start + i * step for i in range(n)] + [end]  # snapping would overshoot the cap
     return [Segment(edges[i], edges[i + 1], first_boundary if i == 0 else "split") for i in range(n)]
 
 
@@ -246,7 +253,8 @@ class SegmentPlanner:
     is held back until the next boundary so that a short tail can still merge into it.
     """
 
-    def __init__(self, min_len: float, max_len: float):
+    def __init__(self, min_len: float, max_len: float, fps: float | None = None):
+        self.fps = fps
         self.min_len = min_len
         self.max_len = min(max_len, MAX_SEGMENT_SECONDS)
         self.start = 0.0
@@ -256,7 +264,7 @@ class SegmentPlanner:
     def cut(self, t: float) -> list[Segment]:
         if t - self.start < self.min_len:
             return []
-        pieces = _equal_parts(self.start, t, self.max_len, self.start_boundary)
+        pieces = _equal_parts(self.start, t, self.max_len, self.start_boundary, self.fps)
         self.start, self.start_boundary = t, "scene"
         ready = ([self.held] if self.held else []) + pieces[:-1]
         self.held = pieces[-1]
@@ -264,16 +272,25 @@ class SegmentPlanner:
 
     def finish(self, end: float) -> list[Segment]:
         if self.held is not None and end - self.start < self.min_len:
-            return _equal_parts(self.held.start, end, self.max_len, self.held.boundary)
-        return ([self.held] if self.held else []) + _equal_parts(self.start, end, self.max_len, self.start_boundary)
+            return _equal_parts(self.held.start, end, self.max_len, self.held.boundary, self.fps)
+        return ([self.held] if self.held else []) + _equal_parts(
+            self.start, end, self.max_len, self.start_boundary, self.fps
+        )
 
 
-def plan_segments(duration: float, cuts: list[float], options: ReaderOptions) -> list[Segment]:
-    """Segments covering [0, duration]: fixed windows, or the given shot boundaries."""
+def plan_segments(
+    duration: float, cuts: list[float], options: ReaderOptions, fps: float | None = None
+) -> list[Segment]:
+    """Segments covering [0, duration]: fixed windows, or the given shot boundaries.
+
+    With ``fps``, inner boundaries are put on the frame grid (a window of 2.5 s at 12.5 fps
+    starts on the frame at 2.48 s, not between frames)."""
     if options.segment_mode == "fixed":
         window = min(options.segment_seconds, MAX_SEGMENT_SECONDS)
         n = max(1, math.ceil(duration / window - 1e-9))
-        edges = [min(i * window, duration) for i in range(n)] + [duration]
+        edges = [0.0] + [_snap(i * window, fps) for i in range(1, n)] + [duration]
+        if any(b <= a or b - a > MAX_SEGMENT_SECONDS for a, b in zip(edges, edges[1:])):
+            edges = [min(i * window, duration) for i in range(n)] + [duration]
         segments = [Segment(edges[i], edges[i + 1], "start" if i == 0 else "window") for i in range(n)]
         last = segments[-1]
         if len(segments) > 1 and last.end - last.start < options.min_segment_seconds:
@@ -281,7 +298,7 @@ def plan_segments(duration: float, cuts: list[float], options: ReaderOptions) ->
             if merged.end - merged.start <= MAX_SEGMENT_SECONDS:
                 segments[-2:] = [merged]
         return segments
-    planner = SegmentPlanner(options.min_segment_seconds, options.max_segment_seconds)
+    planner = SegmentPlanner(options.min_segment_seconds, options.max_segment_seconds, fps)
     out: list[Segment] = []
     for t in sorted(cuts):
         if 0 < t < duration:
@@ -535,7 +552,7 @@ def read_video(blob: "Blob", options: ReaderOptions) -> Iterator[MediaItem]:
     if scenes:
         segments = _scene_segments(blob, info, options)
     else:
-        segments = iter(plan_segments(info.duration, [], options))
+        segments = iter(plan_segments(info.duration, [], options, info.fps))
     pending: Segment | None = None
     index = 0
     # Hold one segment back: only the last one learns the total count, and a lone segment
@@ -550,7 +567,7 @@ def read_video(blob: "Blob", options: ReaderOptions) -> Iterator[MediaItem]:
 
 
 def _scene_segments(blob: "Blob", info: VideoInfo, options: ReaderOptions) -> Iterator[Segment]:
-    planner = SegmentPlanner(options.min_segment_seconds, options.max_segment_seconds)
+    planner = SegmentPlanner(options.min_segment_seconds, options.max_segment_seconds, info.fps)
     scan = CutScan(blob, info, options)
     for cut in scan:
         if cut < info.duration:

@@ -1,0 +1,262 @@
+from __future__ import annotations
+
+import hashlib
+import io
+import random
+
+import av
+import numpy as np
+import pytest
+
+from molmo_rag.errors import CorruptMediaError, MediaTooLargeError, UnsupportedMediaError
+from molmo_rag.media import MediaItem, ReaderOptions, read, samples
+from molmo_rag.media.options import MAX_SEGMENT_SECONDS
+from molmo_rag.media.sources import Blob
+from molmo_rag.media.video import detect_cuts, plan_segments, probe, sample_times
+
+SCENES = ReaderOptions(segment_mode="scenes", min_segment_seconds=1.0, max_segment_seconds=60)
+
+
+def _items(source, options) -> list[MediaItem]:
+    results = list(read(source, options))
+    for r in results:
+        if isinstance(r, Exception):
+            raise r
+    return results
+
+
+def _assert_covers(items, duration):
+    assert items[0].start == 0.0
+    for a, b in zip(items, items[1:]):
+        assert a.end == b.start  # no gap, no overlap
+    assert items[-1].end == pytest.approx(duration, abs=1e-6)
+    assert all(0 < i.end - i.start <= MAX_SEGMENT_SECONDS for i in items)
+
+
+# --- probing and cutting -------------------------------------------------------------------------
+def test_probe(cuts_video, ntsc_video, pal_half_video, rotated_video):
+    info = probe(Blob(source="x", path=cuts_video.path))
+    assert info.duration == pytest.approx(12.0, abs=1e-3)
+    assert info.fps == pytest.approx(25.0)
+    assert (info.width, info.height, info.rotation, info.has_audio) == (192, 108, 0, True)
+    assert probe(Blob(source="x", path=ntsc_video.path)).fps == pytest.approx(29.97, abs=1e-3)
+    assert probe(Blob(source="x", path=pal_half_video.path)).fps == pytest.approx(12.5)
+    rotated = probe(Blob(source="x", path=rotated_video.path))
+    assert rotated.rotation == 90 and (rotated.width, rotated.height) == (96, 160)
+
+
+def test_scene_cuts_found_within_half_a_second(cuts_video, ntsc_video, pal_half_video):
+    for video in (cuts_video, ntsc_video, pal_half_video):
+        found = detect_cuts(Blob(source="x", path=video.path))
+        assert len(found) == len(video.cuts), (video.path.name, found, video.cuts)
+        for truth, got in zip(video.cuts, found):
+            assert abs(truth - got) <= 0.5
+
+
+def test_scene_segments_start_at_the_cuts(cuts_video):
+    items = _items(cuts_video.path, SCENES)
+    _assert_covers(items, cuts_video.duration)
+    assert len(items) == 3
+    for cut, item in zip(cuts_video.cuts, items[1:]):
+        assert abs(item.start - cut) <= 0.5
+        assert item.extra["boundary"] == "scene"
+    sha = hashlib.sha256(cuts_video.path.read_bytes()).hexdigest()
+    assert items[1].media_id == f"{sha}#t={items[1].start:.3f}-{items[1].end:.3f}"
+    assert all(i.kind == "video_segment" and i.content_hash == sha for i in items)
+
+
+def test_min_and_max_segment_length_in_scene_mode(cuts_video):
+    merged = _items(cuts_video.path, ReaderOptions(min_segment_seconds=3.5, max_segment_seconds=60))
+    _assert_covers(merged, cuts_video.duration)
+    assert len(merged) == 2  # the 3 s middle shot merged into the next one
+    assert all(i.end - i.start >= 3.5 for i in merged)
+    split = _items(cuts_video.path, ReaderOptions(min_segment_seconds=1.0, max_segment_seconds=2.0))
+    _assert_covers(split, cuts_video.duration)
+    assert all(i.end - i.start <= 2.0 + 1e-9 for i in split)
+    assert {i.extra["boundary"] for i in split} == {"start", "scene", "split"}
+
+
+def test_fixed_windows(ntsc_video):
+    items = _items(ntsc_video.path, ReaderOptions(segment_mode="fixed", segment_seconds=2.0, min_segment_seconds=0.5))
+    _assert_covers(items, ntsc_video.duration)
+    assert [round(i.start, 3) for i in items] == [0.0, 2.0, 4.0]
+
+
+@pytest.mark.parametrize("mode", ["fixed", "scenes"])
+def test_planned_segments_always_cover_without_gaps(mode):
+    rng = random.Random(3)
+    for _ in range(300):
+        duration = rng.uniform(0.2, 900)
+        cuts = sorted(rng.uniform(0, duration) for _ in range(rng.randint(0, 40)))
+        max_len = rng.uniform(2, 120)
+        options = ReaderOptions(
+            segment_mode=mode,
+            segment_seconds=rng.uniform(1, 120),
+            min_segment_seconds=rng.uniform(0, max_len / 2),
+            max_segment_seconds=max_len,
+        )
+        fps = rng.choice([None, 12.5, 30000 / 1001, 60.0])
+        segments = plan_segments(duration, cuts, options, fps)
+        assert segments[0].start == 0 and segments[-1].end == pytest.approx(duration)
+        assert all(a.end == b.start for a, b in zip(segments, segments[1:]))
+        assert all(0 < s.end - s.start <= MAX_SEGMENT_SECONDS + 1e-9 for s in segments)
+        if mode == "scenes":
+            assert all(s.end - s.start <= options.max_segment_seconds + 1e-9 for s in segments)
+            if len(segments) > 1:
+                assert all(s.end - s.start >= options.min_segment_seconds - 1e-9 for s in segments)
+
+
+def test_sample_times():
+    assert sample_times(3.0, 64, 2.0, 25.0) == [0.0, 0.5, 1.0, 1.5, 2.0, 2.5]
+    assert sample_times(100.0, 4, 2.0, 25.0) == [0.0, 25.0, 50.0, 75.0]
+    assert sample_times(1.0, 64, 50.0, 12.5) == [i / 12.5 for i in range(13)]
+
+
+# --- loading ------------------------------------------------------------------------------------
+def test_frames_in_clip_time(cuts_video):
+    items = _items(cuts_video.path, SCENES)
+    second = items[1]  # the 3 s zoom on the coffee photo
+    frames = second.frames(num_frames=64, max_fps=2.0)
+    assert frames.frames.dtype == np.uint8 and frames.frames.shape[1:] == (108, 192, 3)
+    assert len(frames) == 6
+    assert frames.timestamps[0] == pytest.approx(0.0, abs=0.05)
+    assert all(b > a for a, b in zip(frames.timestamps, frames.timestamps[1:]))
+    assert all(0 <= t < second.duration for t in frames.timestamps)
+    for target, got in zip(sample_times(second.duration, 64, 2.0, 25.0), frames.timestamps):
+        assert abs(target - got) <= 2 / 25  # the nearest decodable frame
+    assert frames.fps == pytest.approx(25.0) and frames.total_frames == round(second.duration * 25)
+    assert frames.indices == [round(t * 25) for t in frames.timestamps]
+    # Every frame shows the coffee shot (warm), none the astronaut or the deep field.
+    coffee = np.asarray(samples.photo("coffee")).astype(float).mean(axis=(0, 1))
+    for frame in frames.frames:
+        mean = frame.reshape(-1, 3).mean(axis=0)
+        assert mean[0] > mean[2] + 15 and np.abs(mean - coffee).max() < 45
+    few = second.frames(num_frames=3, max_fps=2.0)
+    assert len(few) == 3 and few.timestamps[1] == pytest.approx(1.0, abs=0.05)
+
+
+def test_frames_at_odd_frame_rates(ntsc_video, pal_half_video):
+    for video in (ntsc_video, pal_half_video):
+        fps = float(video.fps)
+        for item in _items(video.path, ReaderOptions(segment_mode="fixed", segment_seconds=2.5, min_segment_seconds=0.1)):
+            frames = item.frames(16, 4.0)
+            for t, index in zip(frames.timestamps, frames.indices):
+                # clip timestamps sit on the source frame grid, shifted to the segment start
+                assert abs((item.start + t) * fps - round((item.start + t) * fps)) < 0.02
+                assert abs(t * fps - index) <= 0.51
+            assert frames.timestamps[-1] < item.duration
+
+
+def test_thumbnail_and_clip(cuts_video):
+    items = _items(cuts_video.path, SCENES)
+    last = items[2]
+    thumb = last.thumbnail()
+    assert thumb.size == (192, 108) and last.image().size == (192, 108)
+    data, mime = last.clip()
+    assert mime == "video/mp4"
+    with av.open(io.BytesIO(data)) as clip:
+        assert not clip.streams.audio
+        stream = clip.streams.video[0]
+        decoded = [f for f in clip.decode(stream)]
+        assert abs(len(decoded) / 25.0 - last.duration) <= 0.1
+        assert (decoded[0].width, decoded[0].height) == (192, 108)
+        assert decoded[0].time == pytest.approx(0.0, abs=0.05)
+
+
+def test_clip_downscaled_to_480p(tmp_path):
+    video = samples.make_video(tmp_path / "wide.mp4", [samples.Shot("rocket", 1.0, "pan")], size=(1280, 720), fps=10)
+    item = _items(video.path, ReaderOptions(segment_mode="fixed"))[0]
+    with av.open(io.BytesIO(item.clip()[0])) as clip:
+        stream = clip.streams.video[0]
+        assert (stream.width, stream.height) == (854, 480)
+    frames = item.frames(4, 2.0)
+    assert frames.frames.shape[1:] == (432, 768, 3)  # max_frame_side
+
+
+def test_rotation_applied(rotated_video):
+    item = _items(rotated_video.path, ReaderOptions(segment_mode="fixed"))[0]
+    assert (item.width, item.height) == (96, 160)
+    frames = item.frames(2, 1.0)
+    assert frames.frames.shape[1:] == (160, 96, 3) and (frames.width, frames.height) == (96, 160)
+    assert item.thumbnail().size == (96, 160)
+    # Turned the right way: the stored frame's left column becomes the displayed bottom row.
+    with av.open(str(rotated_video.path)) as c:
+        stored = next(c.decode(video=0)).to_ndarray(format="rgb24").astype(int)
+    shown = frames.frames[0].astype(int)
+    assert np.abs(shown[-1, :, :] - stored[:, 0, :]).mean() < 12
+    with av.open(io.BytesIO(item.clip()[0])) as clip:
+        frame = next(clip.decode(video=0))
+        assert (frame.width, frame.height) == (96, 160) and not frame.rotation
+
+
+def test_single_segment_keeps_remote_url(http_server, http_root, rotated_video):
+    (http_root / "clip.mp4").write_bytes(rotated_video.path.read_bytes())
+    items = _items(f"{http_server}/clip.mp4", ReaderOptions(segment_mode="fixed"))
+    assert len(items) == 1 and items[0].remote_url == f"{http_server}/clip.mp4"
+    assert items[0].frames(2, 1.0).frames.shape[0] == 2
+
+
+def test_video_from_bytes(pal_half_video):
+    items = _items(pal_half_video.path.read_bytes(), ReaderOptions(segment_mode="fixed", segment_seconds=4))
+    assert [i.source for i in items] == ["<bytes>", "<bytes>"]
+    assert items[1].duration == pytest.approx(7.04 - 4.0)
+    timestamps = items[1].frames(4, 1.0).timestamps
+    assert len(timestamps) == 4  # 0, 1, 2, 3 s wanted; the nearest decodable frames come back
+    assert all(abs(got - want) <= 2 / 12.5 for got, want in zip(timestamps, [0, 1, 2, 3]))
+
+
+# --- bad input ------------------------------------------------------------------------------------
+def test_zero_length_video(tmp_path):
+    path = tmp_path / "empty.mp4"
+    path.write_bytes(b"")
+    assert isinstance(next(read(path)), CorruptMediaError)
+
+
+def test_truncated_video(tmp_path, cuts_video):
+    data = cuts_video.path.read_bytes()
+    for fraction in (0.5, 0.9):
+        path = tmp_path / f"cut-{fraction}.mp4"
+        path.write_bytes(data[: int(len(data) * fraction)])
+        for mode in ("fixed", "scenes"):
+            results = list(read(path, ReaderOptions(segment_mode=mode)))
+            assert isinstance(results[-1], CorruptMediaError), (fraction, mode, results)
+            assert results[-1].source == str(path)
+
+
+def test_truncated_faststart_video(tmp_path, cuts_video):
+    # moov first (as streaming files are), then the media data cut short
+    import subprocess  # noqa: F401  (no ffmpeg binary needed: PyAV remuxes)
+
+    fast = tmp_path / "fast.mp4"
+    with av.open(str(cuts_video.path)) as src, av.open(str(fast), "w", options={"movflags": "+faststart"}) as dst:
+        out = dst.add_stream_from_template(src.streams.video[0])
+        for packet in src.demux(src.streams.video[0]):
+            if packet.dts is None:
+                continue
+            packet.stream = out
+            dst.mux(packet)
+    data = fast.read_bytes()
+    assert data.find(b"moov") < data.find(b"mdat")
+    cut = tmp_path / "fast-cut.mp4"
+    cut.write_bytes(data[: int(len(data) * 0.6)])
+    for mode in ("fixed", "scenes"):
+        results = list(read(cut, ReaderOptions(segment_mode=mode)))
+        assert isinstance(results[-1], CorruptMediaError), (mode, results)
+        assert "truncated" in str(results[-1])
+
+
+def test_garbage_named_mp4(tmp_path):
+    path = tmp_path / "movie.mp4"
+    path.write_bytes(b"\x00\x00\x00\x20ftypisom" + bytes(range(256)) * 20)
+    assert isinstance(next(read(path)), CorruptMediaError)
+
+
+def test_audio_only(tmp_path):
+    path = samples.make_audio(tmp_path / "tone.m4a")
+    result = next(read(path))
+    assert isinstance(result, UnsupportedMediaError) and "audio only" in str(result)
+
+
+def test_too_long_video(cuts_video):
+    result = next(read(cuts_video.path, ReaderOptions(max_video_seconds=5)))
+    assert isinstance(result, MediaTooLargeError)
