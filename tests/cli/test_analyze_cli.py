@@ -1,0 +1,101 @@
+"""``molmo-rag caption|ask|count|video|estimate`` end to end, in process."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from molmo_rag.cli import main
+from molmo_rag.loopback import WaveSpeedServer
+from molmo_rag.media.samples import Shot, make_video, photo
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("media")
+    photo("astronaut").save(folder / "astronaut.jpg")
+    photo("coffee").save(folder / "coffee.png")
+    (folder / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"\x00" * 64)
+    make_video(folder / "clip.mp4", [Shot("chelsea", 2.0, "pan"), Shot("rocket", 2.0, "static")], size=(160, 90))
+    return folder
+
+
+def run_json(capsys, argv):
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, [json.loads(line) for line in out.splitlines()], err
+
+
+def test_caption_several_sources_one_line_each_and_errors_in_place(capsys, media, tiny_molmo2_path):
+    argv = ["caption", str(media / "astronaut.jpg"), str(media / "corrupt.jpg"), str(media / "missing.jpg"),
+            str(media / "coffee.png"), "--backend", "local", "--model", str(tiny_molmo2_path), "--detail", "low", "--json"]
+    code, lines, err = run_json(capsys, argv)
+    assert code == 1 and "2 item(s) failed" in err
+    assert [line["source"] for line in lines] == [str(media / n) for n in ("astronaut.jpg", "corrupt.jpg", "missing.jpg", "coffee.png")]
+    ok = [lines[0], lines[3]]
+    for line in ok:
+        assert line["kind"] == "image" and line["backend"] == "local" and line["model"] == str(tiny_molmo2_path)
+        assert isinstance(line["caption"], str) and line["detail"] == "low" and line["cost_usd"] == 0
+    assert lines[1]["error_type"] == "CorruptMediaError"
+    assert lines[2]["error_type"] == "SourceNotFoundError"
+    assert "Traceback" not in err
+
+
+def test_ask_and_count_fields(capsys, media, tiny_molmo2_path):
+    code, lines, _ = run_json(capsys, ["ask", str(media / "coffee.png"), "What is in the cup?", "--model", str(tiny_molmo2_path), "--json"])
+    assert code == 0 and lines[0]["question"] == "What is in the cup?" and isinstance(lines[0]["answer"], str)
+    code, lines, _ = run_json(capsys, ["count", str(media / "astronaut.jpg"), "people", "--model", str(tiny_molmo2_path), "--json"])
+    assert code == 0
+    assert lines[0]["target"] == "people" and isinstance(lines[0]["points"], list)
+    assert lines[0]["count"] is None or isinstance(lines[0]["count"], int)
+
+
+def test_video_segments_over_rest(capsys, media, monkeypatch):
+    with WaveSpeedServer(api_key="cli-key") as server:
+        monkeypatch.setenv("WAVESPEED_API_KEY", "cli-key")
+        monkeypatch.setenv("WAVESPEED_BASE_URL", server.base_url)
+        code, lines, err = run_json(capsys, ["video", str(media / "clip.mp4"), "--task", "counting", "--text", "cats", "--backend", "wavespeed", "--json"])
+    assert code == 0, err
+    assert lines and all(line["kind"] == "video_segment" for line in lines)
+    assert lines[0]["start"] == 0 and lines[-1]["end"] == pytest.approx(4.0, abs=0.1)
+    for line in lines:
+        assert line["count"] >= 1 and line["cost_usd"] == 0.005
+        assert all(line["start"] <= p["t"] for p in line["points"])
+    assert "cli-key" not in err and "total cost" in err
+
+
+def test_unsupported_task_names_capable_backends(capsys, media, monkeypatch):
+    monkeypatch.setenv("WAVESPEED_API_KEY", "k" * 12)
+    # WaveSpeed answers questions about videos only: the photo gets an error line naming who can.
+    code = main(["ask", str(media / "coffee.png"), "why?", "--backend", "wavespeed"])
+    out, err = capsys.readouterr()
+    assert code == 1 and "UnsupportedTaskError" in out and "local, openai, openoctopus" in out
+    assert "Traceback" not in err
+    # Scene descriptions on a photo: WaveSpeed can on video only; caption-only tasks fail up front.
+    from molmo_rag.errors import UnsupportedTaskError
+    from molmo_rag.analyze import check_runnable
+    from molmo_rag.backends.base import get_backend
+    from molmo_rag import VideoTask
+    with pytest.raises(UnsupportedTaskError, match="local, openai, wavespeed"):
+        check_runnable(get_backend("openoctopus", api_key="k" * 12), [VideoTask()])
+
+
+def test_estimate_calls_nothing(capsys, media):
+    code, lines, _ = run_json(capsys, ["estimate", str(media), "--backend", "wavespeed", "--json"])
+    items = [line for line in lines if "kind" in line]
+    total = lines[-1]
+    # Photos: caption only (WaveSpeed has no image scene); the 4 s video: caption + scene per segment.
+    assert total["total_calls"] == sum(i["calls"] for i in items)
+    assert total["total_cost_usd"] == pytest.approx(sum(i["cost_usd"] for i in items))
+    photos = [i for i in items if i["kind"] == "image"]
+    assert len(photos) == 2 and all(i["cost_usd"] == 0.002 for i in photos)
+    assert code == 1  # the corrupt file is reported
+
+
+def test_console_script_runs(media):
+    out = subprocess.run([sys.executable, "-m", "molmo_rag.cli", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "caption" in out.stdout and "index" in out.stdout
