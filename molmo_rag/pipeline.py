@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
@@ -230,6 +231,10 @@ def index(
         seen: dict[str, set[str]] = {}
         unreadable: set[str] = set()
         bar = _progress(progress)
+        # Storing chunk N (thumbnails, embedding, upsert) overlaps enriching chunk N+1; one
+        # chunk at most is in the writer, so the store is used by one thread at a time.
+        writer = ThreadPoolExecutor(1, thread_name_prefix="molmo-rag-index")
+        pending: Future | None = None
         try:
             stream = _read(sources, reader_options)
             while chunk := list(islice(stream, max(1, chunk_size))):
@@ -243,19 +248,22 @@ def index(
                         unreadable.add(source)
                         failed(Failure(source=source, error=entry))
                 enriched = enricher.enrich(items) if items else []
-                _store_chunk(enriched, store, vectors, summary, thumbnail_size, on_record, failed)
+                if pending is not None:
+                    pending.result()
+                pending = writer.submit(_store_chunk, enriched, store, vectors, summary, thumbnail_size, on_record, failed)
                 summary.items += len(items)
                 bar.update(len(items))
                 bar.set_postfix(cached=summary.cached, failed=len(summary.failed), refresh=False)
+            if pending is not None:
+                pending.result()
         finally:
+            writer.shutdown(wait=True)
             bar.close()
         if prune:
-            for source, media_ids in seen.items():
-                if source in unreadable:
-                    continue
-                stale = [pid for mid, pid in store.media_ids_of(source).items() if mid not in media_ids]
-                store.delete(stale)
-                summary.pruned += len(stale)
+            stored = store.points_of(s for s in seen if s not in unreadable)
+            stale = [pid for source, points in stored.items() for mid, pid in points.items() if mid not in seen[source]]
+            store.delete(stale)
+            summary.pruned = len(stale)
         summary.skipped = list(enricher.skipped)
         summary.elapsed_s = time.perf_counter() - started
         return summary

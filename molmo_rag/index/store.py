@@ -112,12 +112,13 @@ class QdrantIndex:
                 self.client = QdrantClient(url=url, api_key=api_key or os.environ.get("QDRANT_API_KEY"))
             elif str(db) == ":memory:":
                 self.location = ":memory:"
-                self.client = QdrantClient(location=":memory:")
+                self.client = QdrantClient(location=":memory:", force_disable_check_same_thread=True)
             else:
                 path = Path(db) if db is not None else default_db_path()
                 path.mkdir(parents=True, exist_ok=True)
                 self.location = str(path)
-                self.client = QdrantClient(path=str(path))
+                # used by one thread at a time, but not always the one that opened it
+                self.client = QdrantClient(path=str(path), force_disable_check_same_thread=True)
         except RuntimeError as exc:  # qdrant's lock: another process holds the embedded path
             raise ConfigurationError(
                 f"the index at {db or default_db_path()} is in use by another process "
@@ -213,22 +214,30 @@ class QdrantIndex:
         if points:
             self.client.upsert(self.collection, points=points, wait=True)
 
-    def media_ids_of(self, source: str) -> dict[str, str]:
-        """media_id -> point id of every point of one source."""
+    def points_of(self, sources: Iterable[str]) -> dict[str, dict[str, str]]:
+        """source -> {media_id: point id} for every point of these sources (one scan per
+        1,000 sources, not one per source)."""
         from qdrant_client import models
 
-        if not self.exists():
-            return {}
-        flt = models.Filter(must=[models.FieldCondition(key="source", match=models.MatchValue(value=source))])
-        found: dict[str, str] = {}
-        offset = None
-        while True:
-            points, offset = self.client.scroll(
-                self.collection, scroll_filter=flt, limit=256, offset=offset, with_payload=["media_id"], with_vectors=False
-            )
-            found.update({(p.payload or {}).get("media_id", ""): str(p.id) for p in points})
-            if offset is None:
-                return found
+        wanted = list(dict.fromkeys(sources))
+        found: dict[str, dict[str, str]] = {}
+        if not wanted or not self.exists():
+            return found
+        for start in range(0, len(wanted), 1000):
+            part = wanted[start : start + 1000]
+            flt = models.Filter(must=[models.FieldCondition(key="source", match=models.MatchAny(any=part))])
+            offset = None
+            while True:
+                points, offset = self.client.scroll(
+                    self.collection, scroll_filter=flt, limit=1024, offset=offset,
+                    with_payload=["source", "media_id"], with_vectors=False,
+                )
+                for p in points:
+                    payload = p.payload or {}
+                    found.setdefault(payload.get("source", ""), {})[payload.get("media_id", "")] = str(p.id)
+                if offset is None:
+                    break
+        return found
 
     def delete(self, ids: Sequence[str]) -> None:
         from qdrant_client import models
