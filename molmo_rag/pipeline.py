@@ -94,9 +94,10 @@ def open_index(
     qdrant_url: str | None = None,
     api_key: str | None = None,
     collection: str = DEFAULT_COLLECTION,
+    create: bool = True,
 ) -> QdrantIndex:
     """The collection at a local path (default ``./.molmo-rag/qdrant``) or a server URL."""
-    return QdrantIndex(db, url=qdrant_url, api_key=api_key, collection=collection)
+    return QdrantIndex(db, url=qdrant_url, api_key=api_key, collection=collection, create=create)
 
 
 def _make_backend(backend: Backend | str | None, model: str | None, concurrency: int | None) -> tuple[Backend, bool]:
@@ -345,7 +346,7 @@ def search(
         before=before,
     )
     query_filter = build_filter(flt)  # bad --where fails before opening anything
-    with open_index(db, qdrant_url=qdrant_url, api_key=api_key, collection=collection) as store:
+    with open_index(db, qdrant_url=qdrant_url, api_key=api_key, collection=collection, create=False) as store:
         vectors = _embedder_for(store, embedder)
         if store.exists():
             store.ensure(vectors)

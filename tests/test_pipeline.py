@@ -109,6 +109,9 @@ def test_setup_errors_are_raised_before_any_work(media, where):
     class CaptionOnly(PixelBackend):
         capabilities = {"image": frozenset({"caption"}), "video": frozenset({"caption"})}
 
+    with pytest.raises(ConfigurationError, match="no index at"):
+        pipeline.search("x", db=where["db"])  # and searching makes no empty index
+    assert not where["db"].exists()
     backend = CaptionOnly()
     with pytest.raises(UnsupportedTaskError):
         pipeline.index(media, backend=backend, count=["person"], **where)

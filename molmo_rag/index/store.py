@@ -94,7 +94,9 @@ class QdrantIndex:
         url: str | None = None,
         api_key: str | None = None,
         collection: str = DEFAULT_COLLECTION,
+        create: bool = True,
     ):
+        """``create=False``: a missing embedded folder is an error instead of being made."""
         try:
             from qdrant_client import QdrantClient
         except ImportError as exc:
@@ -115,6 +117,8 @@ class QdrantIndex:
                 self.client = QdrantClient(location=":memory:", force_disable_check_same_thread=True)
             else:
                 path = Path(db) if db is not None else default_db_path()
+                if not create and not path.exists():
+                    raise ConfigurationError(f"no index at {path}: index something first (molmo-rag index ...)")
                 path.mkdir(parents=True, exist_ok=True)
                 self.location = str(path)
                 # used by one thread at a time, but not always the one that opened it
