@@ -31,12 +31,14 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "Molmo2Sizes",
     "TINY",
+    "MOLMO2_4B",
     "SPECIAL_TOKENS",
     "MEDIA_TOKENS",
     "CHAT_TEMPLATE",
     "make_tokenizer",
     "make_processor",
     "make_config",
+    "random_model",
     "build_tiny_molmo2",
 ]
 
@@ -117,7 +119,36 @@ class Molmo2Sizes(BaseModel):
 
 
 TINY = Molmo2Sizes()
-"""About 75k parameters: loads, and answers an image on CPU, in a fraction of a second."""
+"""About 85k parameters: loads, and answers an image on CPU, in a fraction of a second."""
+
+MOLMO2_4B = Molmo2Sizes(
+    text_hidden_size=2560,
+    text_layers=36,
+    text_heads=32,
+    text_kv_heads=8,
+    text_head_dim=128,
+    text_intermediate_size=9728,
+    vocab_size=151936,
+    additional_vocab_size=128,
+    max_position_embeddings=36864,
+    vision_hidden_size=1152,
+    vision_layers=25,
+    vision_heads=16,
+    vision_head_dim=72,
+    vision_intermediate_size=4304,
+    vision_feature_layers=[24, 18],
+    adapter_intermediate_size=9728,
+    crop_size=378,
+    patch_size=14,
+    max_crops=8,
+    overlap_margins=[4, 4],
+    image_pooling=[2, 2],
+    video_pooling=[3, 3],
+    initializer_range=0.02,
+)
+"""The architecture of ``allenai/Molmo2-4B`` (Qwen3-4B text model, SigLIP-so400m ViT trimmed
+to the 25 layers it reads): 4.85 B parameters, like the release. The projector width is
+inferred from that parameter count. For benchmarks: build it in memory with random weights."""
 
 
 def _require_local() -> None:

@@ -12,6 +12,7 @@ decoding, so a batched answer equals the answer the same request gets alone.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -137,7 +138,7 @@ def _probe_hub(repo_id: str) -> None:
     import httpx
 
     endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
-    hint = "pass a local checkpoint folder, or download it first where the Hub is reachable"
+    hint = "no local folder has that name either; pass a checkpoint folder, or download the model where the Hub is reachable"
     try:
         response = httpx.get(f"{endpoint}/api/models/{repo_id}", timeout=10.0, follow_redirects=True)
     except httpx.HTTPError as exc:
@@ -229,16 +230,24 @@ class LocalBackend(BatchedBackend):
         return self._hf_model, self._processor
 
     def _load(self) -> tuple[Any, Any]:
-        torch, transformers = _torch_and_transformers()
-        opts = self.options
+        _, transformers = _torch_and_transformers()
         source, local_only = self._source()
-        device = resolve_device(opts.device)
-        dtype = resolve_dtype(opts.dtype, device)
-        kwargs: dict[str, Any] = {"local_files_only": local_only}
         try:
-            processor = transformers.AutoProcessor.from_pretrained(source, **kwargs)
+            return self._from_pretrained(transformers, source, local_only)
+        except ConfigurationError:
+            if not local_only or source != self.model or _is_offline():
+                raise
+            # Cached only in part (an interrupted download): fetch the rest.
+            _probe_hub(source)
+            return self._from_pretrained(transformers, source, False)
+
+    def _from_pretrained(self, transformers: Any, source: str, local_only: bool) -> tuple[Any, Any]:
+        device = resolve_device(self.options.device)
+        dtype = resolve_dtype(self.options.dtype, device)
+        try:
+            processor = transformers.AutoProcessor.from_pretrained(source, local_files_only=local_only)
             model = transformers.AutoModelForImageTextToText.from_pretrained(
-                source, dtype=dtype, device_map=None if device == "cpu" else device, **kwargs
+                source, dtype=dtype, device_map=None if device == "cpu" else device, local_files_only=local_only
             )
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ConfigurationError(f"cannot load a Molmo2 model from {self.model!r}: {_first_line(exc)}") from exc
@@ -263,8 +272,8 @@ class LocalBackend(BatchedBackend):
             return model, True
         if _is_offline():
             raise ConfigurationError(
-                f"model {model!r} is not in the local Hugging Face cache and offline mode is on "
-                "(HF_HUB_OFFLINE); pass a local checkpoint folder or download the model first"
+                f"model {model!r} is neither a local folder nor in the Hugging Face cache, and offline "
+                "mode is on (HF_HUB_OFFLINE); pass a checkpoint folder or download the model first"
             )
         _probe_hub(model)
         return model, False
@@ -281,13 +290,12 @@ class LocalBackend(BatchedBackend):
 
     def close(self) -> None:
         with self._lock:
-            self._hf_model = self._processor = None
-        try:
+            loaded, self._hf_model, self._processor = self._hf_model is not None, None, None
+        if loaded and "torch" in sys.modules:
             import torch
-        except ImportError:  # pragma: no cover
-            return
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
 
     # -- batching --------------------------------------------------------------------------
     def batches(self, requests: Sequence[Request]) -> list[list[int]]:

@@ -68,7 +68,7 @@ def texts(results) -> list[str]:
 def test_import_does_not_load_torch_or_transformers():
     code = (
         "import sys, molmo_rag, molmo_rag.backends.local;"
-        "from molmo_rag.backends.base import backend_class; backend_class('local')('x/y', batch_size=2);"
+        "from molmo_rag.backends.base import backend_class; backend_class('local')('x/y', batch_size=2).close();"
         "print([m for m in ('torch', 'transformers', 'torchvision') if m in sys.modules])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
