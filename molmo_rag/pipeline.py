@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .analyze import Failure
-from .backends.base import Backend, get_backend
+from .backends.base import Backend, create_backend
 from .cache import ResultCache
 from .enrich import EnrichedItem, Enricher, EnrichOptions
 from .errors import MolmoRagError
@@ -103,14 +103,7 @@ def open_index(
 def _make_backend(backend: Backend | str | None, model: str | None, concurrency: int | None) -> tuple[Backend, bool]:
     if isinstance(backend, Backend):
         return backend, False
-    name = backend or os.environ.get("MOLMO_RAG_BACKEND") or "local"
-    options: dict[str, Any] = {}
-    model = model or os.environ.get("MOLMO_RAG_MODEL")
-    if model:
-        options["model"] = model
-    if concurrency:
-        options["batch_size" if name == "local" else "concurrency"] = concurrency
-    return get_backend(name, **options), True
+    return create_backend(backend, model, concurrency), True
 
 
 def _open_cache(cache: ResultCache | str | os.PathLike | bool | None, no_cache: bool) -> tuple[ResultCache | None, bool]:
