@@ -23,7 +23,7 @@ import tempfile
 import urllib.parse
 import weakref
 import zipfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -40,7 +40,7 @@ from ..errors import (
 from .items import MediaItem
 from .options import IMAGE_EXTENSIONS, SLIDE_EXTENSIONS, VIDEO_EXTENSIONS, ReaderOptions
 
-__all__ = ["Blob", "Kind", "read", "expand", "sniff", "fetch_url", "from_data_uri"]
+__all__ = ["Blob", "Kind", "read", "expand", "sniff", "classify", "fetch_url", "from_data_uri"]
 
 log = logging.getLogger(__name__)
 
@@ -212,7 +212,12 @@ def expand(source: Any, options: ReaderOptions | None = None) -> Iterator[Blob |
             )
         path = Path(source).expanduser()
         if path.is_dir():
-            yield from (Blob(source=str(p), path=p) for p in _walk(path, options))
+            found = 0
+            for file in _walk(path, options):
+                found += 1
+                yield Blob(source=str(file), path=file)
+            if not found:
+                raise SourceNotFoundError(f"no media files in folder {str(path)!r}", source=str(path))
         elif path.is_file():
             yield Blob(source=str(path), path=path)
         elif isinstance(source, str) and _GLOB_CHARS.search(source):
@@ -286,7 +291,7 @@ def fetch_url(url: str, options: ReaderOptions | None = None) -> Blob:
                     spool = tempfile.NamedTemporaryFile(prefix="molmo-rag-", delete=False)
                     spool.write(buf.getvalue())
                     buf = None
-                (spool or buf).write(chunk)
+                (spool if spool is not None else buf).write(chunk)
     except InputError:
         if spool is not None:
             spool.close()
@@ -424,11 +429,3 @@ def _read_blob(blob: Blob, options: ReaderOptions) -> Iterator[MediaItem | Input
         log.exception("unexpected error reading %s", blob.source)
         yield CorruptMediaError(f"cannot read {blob.source}: {type(exc).__name__}: {exc}", source=blob.source)
 
-
-def iter_blobs(sources: Iterable[Any], options: ReaderOptions | None = None) -> Iterator[Blob | InputError | Any]:
-    """The blobs of several sources (no decoding): for estimates and listings."""
-    options = options or ReaderOptions()
-    if _is_single(sources):
-        sources = [sources]
-    for source in sources:
-        yield from expand(source, options)

@@ -15,7 +15,9 @@ rotation stored in the display matrix and downscales.
 from __future__ import annotations
 
 import math
+import queue
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -333,10 +335,11 @@ class CutScan:
     """Iterating yields shot boundaries (seconds from the first frame) as they are found;
     afterwards ``decoded_end`` is the end time of the last decoded frame."""
 
-    def __init__(self, blob: "Blob", info: VideoInfo, options: ReaderOptions):
+    def __init__(self, blob: "Blob", info: VideoInfo, options: ReaderOptions, stop: threading.Event | None = None):
         self.blob = blob
         self.info = info
         self.options = options
+        self.stop = stop or threading.Event()
         self.decoded_end: float | None = None
 
     def __iter__(self) -> Iterator[float]:
@@ -357,6 +360,8 @@ class CutScan:
         with _opened(self.blob) as container, _decoding(self.blob):
             stream = _video_stream(container, fast=True, skip="BIDIR")
             for frame in container.decode(stream):
+                if self.stop.is_set():
+                    return
                 t = _frame_time(frame)
                 t = (last + 1.0 / info.fps if last is not None else 0.0) if t is None else t - info.start_time
                 if t < 0:
@@ -398,6 +403,19 @@ def _fit(width: int, height: int, max_side: int | None) -> tuple[int, int]:
     return max(2, round(width * scale / 2) * 2), max(2, round(height * scale / 2) * 2)
 
 
+def _rgb(frame: Any, max_side: int | None) -> "np.ndarray":
+    """The frame as RGB, downscaled to ``max_side``: swscale converts at full size (its
+    fast path), OpenCV resizes (several times faster than swscale's filtered scalers)."""
+    width, height = _fit(frame.width, frame.height, max_side)
+    if (width, height) == (frame.width, frame.height):
+        return frame.to_ndarray(format="rgb24")
+    try:
+        import cv2
+    except ImportError:
+        return frame.to_ndarray(width=width, height=height, format="rgb24", interpolation="BILINEAR")
+    return cv2.resize(frame.to_ndarray(format="rgb24"), (width, height), interpolation=cv2.INTER_LINEAR)
+
+
 def _rotate(array: "np.ndarray", rotation: int) -> "np.ndarray":
     import numpy as np
 
@@ -436,9 +454,7 @@ class VideoSegmentLoader:
                 yield max(0.0, t), frame
 
     def _array(self, frame: Any, max_side: int | None) -> "np.ndarray":
-        width, height = _fit(frame.width, frame.height, max_side)
-        array = frame.to_ndarray(width=width, height=height, format="rgb24", interpolation="AREA")
-        return _rotate(array, self.info.rotation)
+        return _rotate(_rgb(frame, max_side), self.info.rotation)
 
     def frames(self, num_frames: int, max_fps: float) -> VideoFrames:
         import numpy as np
@@ -447,39 +463,49 @@ class VideoSegmentLoader:
         spacing = targets[1] - targets[0] if len(targets) > 1 else self.duration
         # Skipping non-reference frames is safe when samples are several frames apart.
         skip = spacing * self.info.fps >= 4
-        picked: list[tuple[float, "np.ndarray"]] = []
-        j, previous = 0, None
+        times: list[float] = []
+        stack: "np.ndarray | None" = None
         max_side = self.options.max_frame_side
+
+        def keep(t: float, frame: Any) -> None:
+            nonlocal stack
+            if times and times[-1] == t:
+                return  # two wanted times, one nearest frame
+            array = self._array(frame, max_side)
+            if stack is None:  # filled in place: no second copy of every frame
+                stack = np.empty((len(targets), *array.shape), np.uint8)
+            stack[len(times)] = array
+            times.append(t)
+
+        j, previous = 0, None
         for t, frame in self._clip_frames(targets[0], skip_nonref=skip):
             while j < len(targets) and t >= targets[j]:
                 if previous is not None and abs(previous[0] - targets[j]) < abs(t - targets[j]):
-                    chosen = previous
+                    keep(*previous)
                 else:
-                    chosen = (t, frame)
-                if not picked or picked[-1][0] != chosen[0]:
-                    picked.append((chosen[0], self._array(chosen[1], max_side)))
+                    keep(t, frame)
                 j += 1
             if j == len(targets):
                 break
             previous = (t, frame)
-        if j < len(targets) and previous is not None and (not picked or picked[-1][0] != previous[0]):
-            picked.append((previous[0], self._array(previous[1], max_side)))
-        if not picked:
+        if j < len(targets) and previous is not None:
+            keep(*previous)
+        if stack is None:
             raise CorruptMediaError(
                 f"{self.blob.source}: no frame decodes between {self.start:.2f} s and {self.end:.2f} s",
                 source=self.blob.source,
             )
-        stack = np.stack([a for _, a in picked])
+        stack = stack[: len(times)]
         fps = self.info.fps
         return VideoFrames(
             frames=stack,
-            timestamps=[t for t, _ in picked],
+            timestamps=times,
             fps=fps,
             width=int(stack.shape[2]),
             height=int(stack.shape[1]),
             duration=self.duration,
             total_frames=max(1, round(self.duration * fps)),
-            indices=[min(round(t * fps), max(0, round(self.duration * fps) - 1)) for t, _ in picked],
+            indices=[min(round(t * fps), max(0, round(self.duration * fps) - 1)) for t in times],
         )
 
     def thumbnail(self) -> "Image.Image":
@@ -550,7 +576,7 @@ def read_video(blob: "Blob", options: ReaderOptions) -> Iterator[MediaItem]:
     info = probe(blob, options, check_end=not scenes)
     sha = blob.sha256()
     if scenes:
-        segments = _scene_segments(blob, info, options)
+        segments = _in_background(lambda stop: _scene_segments(blob, info, options, stop))
     else:
         segments = iter(plan_segments(info.duration, [], options, info.fps))
     pending: Segment | None = None
@@ -566,12 +592,59 @@ def read_video(blob: "Blob", options: ReaderOptions) -> Iterator[MediaItem]:
         yield _item(blob, sha, info, pending, index, index + 1, options)
 
 
-def _scene_segments(blob: "Blob", info: VideoInfo, options: ReaderOptions) -> Iterator[Segment]:
+def _in_background(make: Any, ahead: int = 8) -> Iterator[Any]:
+    """Run the generator ``make(stop)`` in a thread, at most ``ahead`` results ahead.
+
+    Scene detection then goes on decoding while the caller samples the segments it already
+    has (PyAV releases the GIL while decoding), and stops as soon as the caller stops.
+    """
+    results: queue.Queue = queue.Queue(ahead)
+    stop = threading.Event()
+
+    def put(entry: tuple[str, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                results.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        try:
+            for value in make(stop):
+                if not put(("value", value)):
+                    return
+            put(("done", None))
+        except BaseException as exc:  # handed to the caller's thread
+            put(("error", exc))
+
+    worker = threading.Thread(target=work, name="molmo-rag-scene-scan", daemon=True)
+    worker.start()
+    try:
+        while True:
+            kind, value = results.get()
+            if kind == "value":
+                yield value
+            elif kind == "error":
+                raise value
+            else:
+                return
+    finally:
+        stop.set()
+        worker.join()
+
+
+def _scene_segments(
+    blob: "Blob", info: VideoInfo, options: ReaderOptions, stop: threading.Event | None = None
+) -> Iterator[Segment]:
     planner = SegmentPlanner(options.min_segment_seconds, options.max_segment_seconds, info.fps)
-    scan = CutScan(blob, info, options)
+    scan = CutScan(blob, info, options, stop)
     for cut in scan:
         if cut < info.duration:
             yield from planner.cut(cut)
+    if scan.stop.is_set():
+        return
     end = info.duration
     if info.exact_duration and scan.decoded_end < info.duration - max(1.0, 3.0 / info.fps):
         raise CorruptMediaError(

@@ -199,3 +199,9 @@ def test_importing_media_loads_no_heavy_dependency():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_folder_without_media_is_reported(tmp_path):
+    (tmp_path / "readme.txt").write_text("no pictures here")
+    result = list(read(tmp_path))
+    assert len(result) == 1 and isinstance(result[0], SourceNotFoundError)

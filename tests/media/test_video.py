@@ -260,3 +260,21 @@ def test_audio_only(tmp_path):
 def test_too_long_video(cuts_video):
     result = next(read(cuts_video.path, ReaderOptions(max_video_seconds=5)))
     assert isinstance(result, MediaTooLargeError)
+
+
+def test_scene_scan_stops_when_the_caller_stops(cuts_video):
+    import threading
+
+    stream = read(cuts_video.path, SCENES)
+    first = next(stream)
+    assert first.start == 0.0
+    stream.close()
+    assert not any(t.name == "molmo-rag-scene-scan" for t in threading.enumerate())
+
+
+def test_segments_stream_while_the_scan_goes_on(cuts_video):
+    # Sampling a segment as soon as it is yielded (the scan still running) gives the same
+    # frames as sampling after the whole scan.
+    streamed = [(i.media_id, i.frames(8, 2.0).timestamps) for i in read(cuts_video.path, SCENES)]
+    after = [(i.media_id, i.frames(8, 2.0).timestamps) for i in _items(cuts_video.path, SCENES)]
+    assert streamed == after
