@@ -199,7 +199,8 @@ def read_image(blob: "Blob", options: ReaderOptions) -> MediaItem:
     """One image file (already sniffed as an image) to its media item."""
     loader = FileImageLoader(blob, options)
     width, height = loader.probe()
-    extra = {"format": loader.format, "original_width": loader.original_size[0], "original_height": loader.original_size[1]}
+    original_width, original_height = loader.original_size
+    extra = {"format": loader.format, "original_width": original_width, "original_height": original_height}
     if loader.frames > 1:
         extra["frames"] = loader.frames
     return MediaItem(

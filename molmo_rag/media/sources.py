@@ -389,7 +389,8 @@ def _items_of(blob: Blob, options: ReaderOptions) -> Iterator[MediaItem]:
 
 
 def _is_single(source: Any) -> bool:
-    return isinstance(source, (str, bytes, bytearray, memoryview, os.PathLike)) or _is_pil(source) or hasattr(source, "read")
+    single = (str, bytes, bytearray, memoryview, os.PathLike)
+    return isinstance(source, single) or _is_pil(source) or hasattr(source, "read")
 
 
 def read(sources: Any, options: ReaderOptions | None = None) -> Iterator[MediaItem | InputError]:

@@ -2,14 +2,17 @@
 
 A video is cut into segments that cover it from 0 to its end without gaps or overlaps,
 never longer than 120 s: fixed windows, or shots (scene-aware). Shot boundaries are found
-by PySceneDetect's AdaptiveDetector fed with tiny frames that PyAV decodes fast:
-B-frames and the deblocking filter are skipped, and the small picture is sampled straight from the decoded YUV planes (no full-size colour conversion). Segments are
-yielded while the video is still being scanned, and no more than a few frames are ever
-held in memory.
+by PySceneDetect's AdaptiveDetector fed with tiny frames that PyAV decodes fast: B-frames
+and the deblocking filter are skipped, and the small picture is sampled straight from the
+decoded YUV planes (no full-size colour conversion). The scan runs in a background thread
+and segments are yielded while it goes on, so sampling the first segments overlaps
+scanning the rest; no more than a few frames are ever held in memory.
 
 Each segment's loader decodes only what it is asked for: it seeks to the segment, keeps
 the frames nearest the wanted times (in *clip time*, 0 at the segment start), applies the
-rotation stored in the display matrix and downscales.
+rotation stored in the display matrix and downscales. When samples are several frames
+apart, non-reference frames are not decoded at all; the timestamps returned are those of
+the frames actually kept.
 """
 
 from __future__ import annotations
@@ -106,7 +109,9 @@ def _opened(blob: "Blob") -> Iterator[Any]:
     except av.error.FileNotFoundError as exc:
         raise SourceNotFoundError(f"no such file: {blob.source}", source=blob.source) from exc
     except (av.error.InvalidDataError, av.error.EOFError) as exc:
-        raise CorruptMediaError(f"{blob.source} is not a readable video (truncated or damaged): {exc}", source=blob.source) from exc
+        raise CorruptMediaError(
+            f"{blob.source} is not a readable video (truncated or damaged): {exc}", source=blob.source
+        ) from exc
     except av.FFmpegError as exc:
         raise CorruptMediaError(f"{blob.source} cannot be opened as a video: {exc}", source=blob.source) from exc
     try:
@@ -227,7 +232,9 @@ def _last_frame_end(blob: "Blob", origin: float, end: float | None, fps: float) 
                 last = t if last is None else max(last, t)
         if last is None:
             if end is not None and end - origin > 2.0:  # the seek landed past the data
-                raise CorruptMediaError(f"{blob.source} is truncated: no frame decodes near its end", source=blob.source)
+                raise CorruptMediaError(
+                    f"{blob.source} is truncated: no frame decodes near its end", source=blob.source
+                )
             raise CorruptMediaError(f"{blob.source} has no decodable frame", source=blob.source)
     return last + 1.0 / fps
 
@@ -238,7 +245,9 @@ def _snap(t: float, fps: float | None) -> float:
     return round(t * fps) / fps if fps else t
 
 
-def _equal_parts(start: float, end: float, max_len: float, first_boundary: str, fps: float | None = None) -> list[Segment]:
+def _equal_parts(
+    start: float, end: float, max_len: float, first_boundary: str, fps: float | None = None
+) -> list[Segment]:
     n = max(1, math.ceil((end - start) / max_len - 1e-9))
     step = (end - start) / n
     edges = [start] + [_snap(start + i * step, fps) for i in range(1, n)] + [end]
@@ -445,7 +454,10 @@ class VideoSegmentLoader:
             previous = None
             for frame in container.decode(stream):
                 t = _frame_time(frame)
-                t = (previous + 1.0 / self.info.fps if previous is not None else 0.0) if t is None else t - self.info.start_time - self.start
+                if t is None:  # no timestamp: count on from the previous frame
+                    t = previous + 1.0 / self.info.fps if previous is not None else 0.0
+                else:
+                    t -= self.info.start_time + self.start
                 previous = t
                 if t < -half:
                     continue
@@ -518,7 +530,9 @@ class VideoSegmentLoader:
             if t >= middle:
                 break
         if chosen is None:
-            raise CorruptMediaError(f"{self.blob.source}: no frame decodes near {self.start + middle:.2f} s", source=self.blob.source)
+            raise CorruptMediaError(
+                f"{self.blob.source}: no frame decodes near {self.start + middle:.2f} s", source=self.blob.source
+            )
         return fit_within(Image.fromarray(self._array(chosen, None)), self.options.max_image_side)
 
     def clip(self) -> tuple[bytes, str]:
