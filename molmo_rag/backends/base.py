@@ -186,6 +186,10 @@ class Backend:
         """What one request would cost (USD), without calling anything."""
         return 0.0
 
+    def load(self) -> None:
+        """Prepare what is expensive (a model in memory) now, so a bad configuration fails
+        before any media is read; otherwise it happens on first use."""
+
     def close(self) -> None:
         """Release clients, threads or model memory."""
 

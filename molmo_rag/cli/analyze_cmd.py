@@ -33,6 +33,7 @@ def run_task(sources: list[str], task: Task, backend: str | None, model: str | N
     failed = 0
     total_cost = 0.0
     try:
+        engine.load()
         for outcome in analyze(sources, [task], engine):
             obj = outcome.to_json()
             if isinstance(outcome, Failure):
