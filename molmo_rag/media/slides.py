@@ -138,10 +138,10 @@ def _clean(text: str) -> str:
     return "\n".join(line for line in lines if line.strip())
 
 
-def _rendered_size(width_pt: float, height_pt: float, rotation: int, options: ReaderOptions) -> tuple[int, int]:
+def _rendered_size(width_pt: float, height_pt: float, options: ReaderOptions) -> tuple[int, int]:
+    """Pixel size of a rendered page; PDFium's page size already has the page's /Rotate applied."""
     scale = _page_scale(width_pt, height_pt, options)
-    w, h = round(width_pt * scale), round(height_pt * scale)
-    return (h, w) if rotation in (90, 270) else (w, h)
+    return round(width_pt * scale), round(height_pt * scale)
 
 
 def read_pdf(blob: "Blob", options: ReaderOptions) -> Iterator[MediaItem]:
@@ -159,7 +159,7 @@ def read_pdf(blob: "Blob", options: ReaderOptions) -> Iterator[MediaItem]:
                 textpage = page.get_textpage()
                 text = _clean(textpage.get_text_range())
                 textpage.close()
-                pages.append((text, _rendered_size(width, height, page.get_rotation(), options)))
+                pages.append((text, _rendered_size(width, height, options)))
                 page.close()
         except Exception as exc:
             if isinstance(exc, CorruptMediaError):
@@ -421,7 +421,7 @@ def read_pptx(blob: "Blob", options: ReaderOptions) -> Iterator[MediaItem]:
             )
         for index, (info, (w, h)) in enumerate(zip(wanted, sizes)):
             loader = PdfPageLoader(pdf, index, options, blob.source)
-            loaders.append((info, loader, _rendered_size(w, h, 0, options), "libreoffice"))
+            loaders.append((info, loader, _rendered_size(w, h, options), "libreoffice"))
     else:
         _warn_no_libreoffice()
         for info in wanted:

@@ -142,3 +142,19 @@ def test_damaged_pptx_inside_a_zip(tmp_path, deck):
                 data = data[: len(data) // 2]
             dst.writestr(info, data)
     assert isinstance(list(read(path))[0], CorruptMediaError)
+
+
+def test_rotated_pdf_pages_report_their_rendered_size(tmp_path):
+    import pypdfium2
+
+    flat = samples.make_pdf(tmp_path / "flat.pdf", [["One"], ["Two"], ["Three"]])
+    doc = pypdfium2.PdfDocument(str(flat))
+    for index, degrees in enumerate((90, 180, 270)):
+        doc[index].set_rotation(degrees)
+    rotated = tmp_path / "rotated.pdf"
+    doc.save(str(rotated))
+    doc.close()
+    items = list(read(rotated))
+    # A page turned a quarter is shown portrait; the size an item announces is the picture's.
+    assert [(i.width, i.height) for i in items] == [(1080, 1920), (1920, 1080), (1080, 1920)]
+    assert all(i.image().size == (i.width, i.height) for i in items)
