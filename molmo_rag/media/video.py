@@ -116,8 +116,12 @@ def _opened(blob: "Blob") -> Iterator[Any]:
         raise CorruptMediaError(f"{blob.source} cannot be opened as a video: {exc}", source=blob.source) from exc
     try:
         if not container.streams.video:
-            what = "audio only" if container.streams.audio else "no video stream"
-            raise UnsupportedMediaError(f"{blob.source} has no video to read ({what})", source=blob.source)
+            if container.streams.audio:
+                raise UnsupportedMediaError(f"{blob.source} has no video to read (audio only)", source=blob.source)
+            # e.g. an MP4 cut inside its index ('moov'): the container opens, no stream is usable
+            raise CorruptMediaError(
+                f"{blob.source} has no readable video or audio stream (truncated or damaged)", source=blob.source
+            )
         yield container
     finally:
         container.close()

@@ -245,6 +245,19 @@ def test_truncated_faststart_video(tmp_path, cuts_video):
         assert "truncated" in str(results[-1])
 
 
+
+def test_mp4_cut_inside_its_index_is_corrupt_not_unsupported(tmp_path, cuts_video):
+    # The container still opens, but without its whole 'moov' no stream is usable: that is a
+    # damaged file (CorruptMediaError), not a file of a kind we do not read.
+    data = cuts_video.path.read_bytes()
+    moov = data.find(b"moov")
+    assert moov > data.find(b"mdat")  # index at the end, as encoders write it
+    cut = tmp_path / "cut-in-moov.mp4"
+    cut.write_bytes(data[: moov + 100])
+    result = next(read(cut))
+    assert isinstance(result, CorruptMediaError), result
+    assert "truncated or damaged" in str(result)
+
 def test_garbage_named_mp4(tmp_path):
     path = tmp_path / "movie.mp4"
     path.write_bytes(b"\x00\x00\x00\x20ftypisom" + bytes(range(256)) * 20)
