@@ -1,22 +1,27 @@
 """Parse the points and counts Molmo2 writes into its answers.
 
-Forms handled (see AI2's Molmo2 sources):
+Forms handled (see AI2's Molmo2 model cards and technical report):
 
 * ``<points coords="1 1 460 588 2 504 740">cups</points>``: a single image; groups are
-  ``PREFIX ID X Y ID X Y ...`` separated by ``;`` (older outputs: tab).
+  ``PREFIX ID X Y ID X Y ...`` separated by ``;`` (AI2's own parser also splits on tab,
+  ``,`` and ``:``, so this one does too).
 * several images: PREFIX is the 1-based image index (an integer).
 * video: PREFIX is the timestamp in seconds printed with a decimal point (``3.0``).
-* ``<tracks coords="...">`` for tracking (ids are persistent object ids).
+* ``<tracks coords="...">`` for tracking (ids are persistent object ids); tags may also
+  be self-closing (``<tracks coords="..."/>``), as AI2's parser allows.
 * the older single point ``<point x="10.5" y="20.1" alt="cup">cup</point>`` and
   ``<points x1=".." y1=".." x2=".." y2=".." alt="..">..</points>`` with 0-100 coordinates.
 
 X and Y in ``coords`` are integers on a 0-1000 scale; every returned point has ``x`` and
-``y`` in 0..1. Malformed markup never raises: whatever is well-formed is returned.
+``y`` in 0..1. Malformed markup never raises: whatever is well-formed is returned, also
+from answers whose markup came back HTML-escaped or with backslash-escaped quotes.
 """
 
 from __future__ import annotations
 
+import html
 import re
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
 __all__ = ["Point", "parse_points", "parse_count", "strip_points"]
@@ -39,23 +44,52 @@ class Point:
         return asdict(self)
 
 
-_TAG = re.compile(
-    r"<(?P<tag>points|point|tracks|track)\b(?P<attrs>[^>]*)>(?P<label>.*?)</(?P=tag)\s*>",
-    re.IGNORECASE | re.DOTALL,
-)
-# An opening tag whose closing tag never came (truncated generation).
-_OPEN_TAG = re.compile(r"<(?P<tag>points|point|tracks|track)\b(?P<attrs>[^>]*)>", re.IGNORECASE)
-# Generation cut off inside the coords attribute itself.
-_CUT_COORDS = re.compile(r"<(?:points|tracks)\b[^>]*?coords\s*=\s*[\"']?(?P<coords>[^\"'>]*)$", re.IGNORECASE)
+_TAG_NAMES = r"(?:points|point|tracks|track)"
+_OPEN_TAG = re.compile(r"<(?P<tag>points|point|tracks|track)\b(?P<attrs>[^<>]*)>", re.IGNORECASE)
+# Generation cut off inside the opening tag itself (no ">" yet).
+_CUT_TAG = re.compile(r"<" + _TAG_NAMES + r"\b[^<>]*$", re.IGNORECASE)
+_CUT_COORDS = re.compile(r"coords\s*=\s*[\"']?(?P<coords>[^\"'>]*)$", re.IGNORECASE)
+_ESCAPED_TAG = re.compile(r"&lt;/?" + _TAG_NAMES + r"\b|<" + _TAG_NAMES + r"\b[^<>]*&quot;", re.IGNORECASE)
 _ATTR = re.compile(r"([A-Za-z_][\w-]*)\s*=\s*(?:\"([^\"]*)\"|'([^']*)'|([^\s\"'>]+))")
 _NUMBER = re.compile(r"^-?\d+(?:\.\d+)?$")
+_GROUP_SEP = re.compile(r"[;\t\n,:]")
+
+
+@dataclass(frozen=True)
+class _Tag:
+    start: int
+    end: int
+    attrs: dict[str, str]
+    label: str | None  # the text inside; None when self-closing or never closed
+    self_closing: bool = False
+
+
+def _unescape(text: str) -> str:
+    """Markup that came back HTML-escaped (``&lt;points coords=&quot;...``) made plain."""
+    return html.unescape(text) if _ESCAPED_TAG.search(text) else text
 
 
 def _attrs(text: str) -> dict[str, str]:
     out = {}
-    for m in _ATTR.finditer(text):
+    for m in _ATTR.finditer(text.replace('\\"', '"').replace("\\'", "'")):
         out[m.group(1).lower()] = next(g for g in m.group(2, 3, 4) if g is not None)
     return out
+
+
+def _tags(text: str) -> Iterator[_Tag]:
+    """Every point tag in order; an unclosed one ends where the next tag begins."""
+    openers = list(_OPEN_TAG.finditer(text))
+    for i, m in enumerate(openers):
+        raw = m.group("attrs")
+        if raw.rstrip().endswith("/"):
+            yield _Tag(m.start(), m.end(), _attrs(raw.rstrip()[:-1]), None, self_closing=True)
+            continue
+        limit = openers[i + 1].start() if i + 1 < len(openers) else len(text)
+        close = re.compile(rf"</{m.group('tag')}\s*>", re.IGNORECASE).search(text, m.end(), limit)
+        if close:
+            yield _Tag(m.start(), close.end(), _attrs(raw), text[m.end() : close.start()])
+        else:
+            yield _Tag(m.start(), m.end(), _attrs(raw), None)
 
 
 def _clip01(v: float) -> float | None:
@@ -66,8 +100,7 @@ def _clip01(v: float) -> float | None:
 
 def _parse_coords(coords: str, label: str | None) -> list[Point]:
     points: list[Point] = []
-    groups = [g for g in re.split(r"[;\t\n]", coords) if g.strip()]
-    for group in groups:
+    for group in _GROUP_SEP.split(coords):
         tokens = []
         for token in group.split():
             if not _NUMBER.match(token):
@@ -82,7 +115,7 @@ def _parse_coords(coords: str, label: str | None) -> list[Point]:
             image, t = int(prefix), None
         for i in range(0, len(rest) - len(rest) % 3, 3):
             pid, x, y = rest[i : i + 3]
-            if "." in pid:
+            if "." in pid or pid.startswith("-"):
                 continue
             px, py = _clip01(float(x) / 1000.0), _clip01(float(y) / 1000.0)
             if px is None or py is None:
@@ -112,30 +145,32 @@ def _parse_xy_attrs(attrs: dict[str, str], label: str | None) -> list[Point]:
     return points
 
 
+def _label(tag: _Tag) -> str | None:
+    label = " ".join((tag.label or "").split())  # newlines and runs of spaces inside the tag
+    return label or tag.attrs.get("alt") or None
+
+
 def parse_points(text: str | None) -> list[Point]:
     """Every point in a Molmo2 answer, in the order written. Never raises."""
     if not text:
         return []
+    text = _unescape(text)
     points: list[Point] = []
     consumed_end = 0
-    for m in _TAG.finditer(text):
-        consumed_end = m.end()
-        points.extend(_points_of(_attrs(m.group("attrs")), m.group("label")))
-    # A last tag cut off by the token limit: keep its well-formed coordinates.
-    tail = _OPEN_TAG.search(text, consumed_end)
-    if tail:
-        points.extend(_points_of(_attrs(tail.group("attrs")), None))
-    else:
-        cut = _CUT_COORDS.search(text, consumed_end)
-        if cut:
-            # The last number may itself be cut short ("4" of "400"): drop it.
-            coords = cut.group("coords").rsplit(None, 1)[0] if " " in cut.group("coords").strip() else ""
-            points.extend(_parse_coords(coords, None))
+    for tag in _tags(text):
+        consumed_end = tag.end
+        points.extend(_points_of(tag.attrs, _label(tag)))
+    # A last tag cut off by the token limit inside its coords: keep the complete triples.
+    cut = _CUT_TAG.search(text, consumed_end)
+    coords = _CUT_COORDS.search(cut.group(0)) if cut else None
+    if coords:
+        # The last number may itself be cut short ("4" of "400"): drop it.
+        kept = coords.group("coords").rsplit(None, 1)[0] if " " in coords.group("coords").strip() else ""
+        points.extend(_parse_coords(kept, None))
     return points
 
 
-def _points_of(attrs: dict[str, str], raw_label: str | None) -> list[Point]:
-    label = (raw_label or "").strip() or attrs.get("alt") or None
+def _points_of(attrs: dict[str, str], label: str | None) -> list[Point]:
     if "coords" in attrs:
         return _parse_coords(attrs["coords"], label)
     return _parse_xy_attrs(attrs, label)
@@ -143,38 +178,84 @@ def _points_of(attrs: dict[str, str], raw_label: str | None) -> list[Point]:
 
 def strip_points(text: str) -> str:
     """The answer with point markup replaced by its label (for captions and embeddings)."""
-    text = _TAG.sub(lambda m: (m.group("label") or "").strip() or _attrs(m.group("attrs")).get("alt", ""), text)
-    text = _OPEN_TAG.sub("", text)
-    return re.sub(r"[ \t]{2,}", " ", text).strip()
+    if not text:
+        return ""
+    text = _unescape(text)
+    parts, pos = [], 0
+    for tag in _tags(text):
+        parts.append(text[pos : tag.start])
+        if tag.label is not None or tag.self_closing:
+            parts.append(_label(tag) or "")
+        pos = tag.end
+    parts.append(_CUT_TAG.sub("", text[pos:]))
+    return re.sub(r"[ \t]{2,}", " ", "".join(parts)).strip()
 
 
-_WORDS = {
-    "no": 0, "none": 0, "zero": 0, "one": 1, "a single": 1, "two": 2, "three": 3, "four": 4,
-    "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9, "ten": 10, "eleven": 11,
-    "twelve": 12, "thirteen": 13, "fourteen": 14, "fifteen": 15, "sixteen": 16,
-    "seventeen": 17, "eighteen": 18, "nineteen": 19, "twenty": 20,
+_UNITS = {
+    "zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
+    "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13,
+    "fourteen": 14, "fifteen": 15, "sixteen": 16, "seventeen": 17, "eighteen": 18,
+    "nineteen": 19,
 }
-_NUM = r"(\d+|" + "|".join(sorted(_WORDS, key=len, reverse=True)) + r")"
+_TENS = {
+    "twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70,
+    "eighty": 80, "ninety": 90,
+}
+_SMALL = "|".join(sorted(_UNITS, key=len, reverse=True))
+_WORD_NUM = (
+    r"(?:(?:" + "|".join(_TENS) + r")(?:[-\s](?:" + "|".join(k for k in _UNITS if 0 < _UNITS[k] < 10) + r"))?"
+    r"|" + _SMALL + r"|a\s+single|a\s+dozen|a\s+hundred|one\s+hundred)"
+)
+# "1,234" before "1" so a thousands separator is not read as the end of the number.
+_NUM = r"(\d{1,3}(?:,\d{3})+(?!\d)|\d+|" + _WORD_NUM + r")"
+_QUALIFIER = r"(?:(?:a\s+total\s+of|exactly|about|around|roughly|approximately|only|just|at\s+least)\s+)?"
 _COUNT_PATTERNS = [
-    re.compile(r"total\s+(?:count\s+)?(?:of\s+|is\s+|was\s+|=\s*)?" + _NUM + r"\b", re.I),
-    re.compile(r"\bthere\s+(?:are|is|were|was)\s+(?:a\s+total\s+of\s+|exactly\s+|about\s+|approximately\s+)?" + _NUM + r"\b", re.I),
-    re.compile(r"\b(?:count|number)\s+(?:of\s+[\w\s]+?\s+)?(?:is|was|=|:)\s*" + _NUM + r"\b", re.I),
-    re.compile(r"\bI\s+(?:count|see|can\s+see)\s+" + _NUM + r"\b", re.I),
+    re.compile(r"\btotal\s+(?:count\s+|number\s+)?(?:of\s+|is\s+|was\s+|=\s*|:\s*)?" + _NUM + r"\b", re.I),
+    re.compile(r"\bthere(?:\s+(?:are|is|were|was)|['’](?:s|re))\s+" + _QUALIFIER + _NUM + r"\b", re.I),
+    re.compile(r"\b(?:count|number)\s+(?:of\s+[\w\s]+?\s+)?(?:is|was|=|:)\s*" + _QUALIFIER + _NUM + r"\b", re.I),
+    re.compile(r"\bI\s+(?:count(?:ed)?|see|can\s+see|found|find|spot|can\s+spot)\s+" + _QUALIFIER + _NUM + r"\b", re.I),
+    re.compile(r"\banswer\s*(?:is|:)\s*" + _NUM + r"\b", re.I),
+    re.compile(r"\b(?:shows?|showing|contains?|has|have|depicts?|features?)\s+" + _QUALIFIER + _NUM + r"\b", re.I),
+    # The answer opens with the number: "5 people.", "Only one person is visible."
+    re.compile(r"^\W*(?:only\s+|just\s+|exactly\s+)?" + _NUM + r"\b(?![.,]?\d)", re.I),
 ]
-_NONE = re.compile(r"\bthere\s+(?:are|is|were)\s+(?:none|no\b)|\bnone\s+(?:are|were)\s+(?:visible|present)", re.I)
+_NONE = re.compile(
+    r"\bthere(?:\s+(?:are|is|were|was)|['’](?:s|re))\s+(?:none|no)\b"
+    r"|\bnone\s+(?:are|is|were|was)?\s*(?:visible|present|shown|in\s+(?:the|this))"
+    r"|\b(?:are|is|were|was)(?:\s+not|n['’]t)\s+any\b"
+    r"|\b(?:do|does|did|can|could|ca)(?:n['’]t|\s+not|not)\s+(?:see|find|spot|count)\s+any\b"
+    r"|\bI\s+(?:see|find|count)\s+(?:no|none)\b"
+    r"|^\W*(?:no|none|zero|nothing)\b",
+    re.I,
+)
+# "There is a cat.": one, unless the article opens a quantity ("a lot of", "a group of").
+_A_SINGLE = re.compile(
+    r"\bthere(?:\s+(?:is|was)|['’]s)\s+(?:only\s+|just\s+|exactly\s+)?an?\s+"
+    r"(?!(?:total|lot|lots|number|few|couple|group|crowd|bunch|pair|dozen|hundred|handful|"
+    r"several|many|variety|series|set|row|line|herd|flock|pile|stack|collection|pack|team|"
+    r"fleet|swarm|school|cluster|range|mix|large|small|huge|big|great|good|whole)\b)",
+    re.I,
+)
 
 
 def _to_int(token: str) -> int:
-    token = token.lower()
-    return int(token) if token.isdigit() else _WORDS[token]
+    token = " ".join(token.lower().replace("-", " ").split())
+    if token[0].isdigit():
+        return int(token.replace(",", ""))
+    special = {"a single": 1, "a dozen": 12, "a hundred": 100, "one hundred": 100}
+    if token in special:
+        return special[token]
+    words = token.split()
+    return sum(_TENS.get(w, _UNITS.get(w, 0)) for w in words)
 
 
 def parse_count(text: str | None) -> int | None:
     """The count stated in an answer, or None when it states none.
 
     Handles "Counting the <points ...>dogs</points> shows a total of 3.", "There are 3
-    <points ...>dogs</points>.", "There are none.", and prose such as "Counting the people
-    in the video shows a total of 9." A bare number ("3") counts too.
+    <points ...>dogs</points>.", "There are none.", "No people.", number words
+    ("twenty-one"), thousands separators, and prose such as "Counting the people in the
+    video shows a total of 9." A bare number ("3") counts too.
     """
     if not text:
         return None
@@ -185,9 +266,6 @@ def parse_count(text: str | None) -> int | None:
             return _to_int(m.group(1))
     if _NONE.search(plain):
         return 0
-    bare = plain.strip().rstrip(".")
-    if bare.isdigit():
-        return int(bare)
-    if bare.lower() in _WORDS:
-        return _WORDS[bare.lower()]
+    if _A_SINGLE.search(plain):
+        return 1
     return None
