@@ -43,8 +43,9 @@ def _count_of(text: str) -> tuple[int | None, list[dict]]:
     points = _points_json(text)
     count = parse_count(text)
     if count is None and points:
-        ids = {(p["t"], p["id"]) for p in points} if any(p["t"] is not None for p in points) else {p["id"] for p in points}
-        count = len(ids)
+        # Molmo2's object ids are unique per object across images and frames (tracks
+        # repeat an id in every frame the object is in), so distinct ids are the count.
+        count = len({(p["label"], p["id"]) for p in points})
     return count, points
 
 

@@ -67,3 +67,10 @@ def test_keys_are_stable_and_distinct_and_round_trip():
     assert Caption(detail="high").key() == Caption(detail="high").key()
     for t in tasks:
         assert task_from_dict(t.to_dict()) == t
+
+
+def test_count_fallback_counts_track_ids_once():
+    # A tracked object repeats its id in every frame: two objects, not five points.
+    text = '<tracks coords="0.0 1 635 522;0.5 1 606 490 2 511 124;1.0 2 515 164;1.5 2 520 168">player</tracks>'
+    fields = Count(target="players").parse(text)
+    assert fields["count"] == 2 and len(fields["points"]) == 5
