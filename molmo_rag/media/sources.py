@@ -23,7 +23,7 @@ import tempfile
 import urllib.parse
 import weakref
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -268,6 +268,10 @@ def fetch_url(url: str, options: ReaderOptions | None = None) -> Blob:
 
     options = options or ReaderOptions()
     shown = _strip_credentials(url)
+    try:
+        httpx.URL(url)
+    except (httpx.InvalidURL, ValueError, TypeError) as exc:
+        raise UnreachableSourceError(f"{shown} is not a valid URL: {exc}", source=shown) from exc
     spool: IO[bytes] | None = None
     try:
         timeout = httpx.Timeout(options.url_timeout)
@@ -297,24 +301,30 @@ def fetch_url(url: str, options: ReaderOptions | None = None) -> Blob:
             spool.close()
             _unlink_quietly(spool.name)
         raise
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError) as exc:
         if spool is not None:
             spool.close()
             _unlink_quietly(spool.name)
         raise UnreachableSourceError(f"cannot fetch {shown}: {type(exc).__name__}: {exc}", source=shown) from exc
+    remote = url
     if spool is None:
-        return Blob(source=shown, data=buf.getvalue(), remote_url=url, mime=mime)
+        return Blob(source=shown, data=buf.getvalue(), remote_url=remote, mime=mime)
     spool.close()
-    blob = Blob(source=shown, path=Path(spool.name), remote_url=url, mime=mime)
+    blob = Blob(source=shown, path=Path(spool.name), remote_url=remote, mime=mime)
     weakref.finalize(blob, _unlink_quietly, spool.name)
     return blob
 
 
+_AUTHORITY = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)([^/?#]*)(.*)$", re.DOTALL)
+
+
 def _strip_credentials(url: str) -> str:
-    parts = urllib.parse.urlsplit(url)
-    if parts.username or parts.password:
-        parts = parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else ""))
-    return urllib.parse.urlunsplit(parts)
+    """The URL without ``user:password@`` (works on malformed URLs too)."""
+    match = _AUTHORITY.match(url)
+    if match is None:
+        return url
+    scheme, authority, tail = match.groups()
+    return f"{scheme}{authority.rpartition('@')[2]}{tail}"
 
 
 def from_data_uri(uri: str, options: ReaderOptions | None = None) -> Blob:
@@ -401,8 +411,8 @@ def read(sources: Any, options: ReaderOptions | None = None) -> Iterator[MediaIt
     :class:`InputError` (``.source`` set) and reading goes on with the next.
     """
     options = options or ReaderOptions()
-    if _is_single(sources):
-        sources = [sources]
+    if _is_single(sources) or not isinstance(sources, Iterable):
+        sources = [sources]  # a lone unreadable object becomes its UnsupportedMediaError
     for source in sources:
         for blob in expand(source, options):
             if isinstance(blob, InputError):

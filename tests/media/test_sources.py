@@ -187,6 +187,20 @@ def test_url_credentials_are_not_shown(http_server):
     assert "s3cret-token" not in str(result) and "s3cret-token" not in result.source
 
 
+
+@pytest.mark.parametrize("url", ["http://[::1/x.jpg", "http://user:pw@:80/x.jpg", "http://host:99999999/x.jpg"])
+def test_malformed_urls_are_reported_and_the_rest_goes_on(url):
+    results = list(read([url, _png_bytes()]))
+    assert isinstance(results[0], UnreachableSourceError) and results[0].source
+    assert isinstance(results[1], MediaItem)
+
+
+def test_a_lone_object_of_no_source_type_is_reported():
+    for thing in (12345, None, 3.5):
+        results = list(read(thing))
+        assert len(results) == 1 and isinstance(results[0], UnsupportedMediaError)
+
+
 def test_importing_media_loads_no_heavy_dependency():
     import subprocess
     import sys
