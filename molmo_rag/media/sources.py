@@ -54,7 +54,7 @@ class Blob:
 
     source: str
     path: Path | None = None
-    data: bytes | None = None
+    data: bytes | None = field(default=None, repr=False)
     remote_url: str | None = None
     mime: str | None = None
     """The content type the server or data URI declared, if any."""
@@ -306,7 +306,9 @@ def fetch_url(url: str, options: ReaderOptions | None = None) -> Blob:
             spool.close()
             _unlink_quietly(spool.name)
         raise UnreachableSourceError(f"cannot fetch {shown}: {type(exc).__name__}: {exc}", source=shown) from exc
-    remote = url
+    # A URL with a user name or password is not handed on: backends would send it (and the
+    # password) to a hosted API; they send the bytes fetched here instead.
+    remote = url if shown == url else None
     if spool is None:
         return Blob(source=shown, data=buf.getvalue(), remote_url=remote, mime=mime)
     spool.close()

@@ -188,6 +188,17 @@ def test_url_credentials_are_not_shown(http_server):
 
 
 
+def test_url_with_credentials_is_fetched_but_not_handed_on(http_server, http_root):
+    (http_root / "private.jpg").write_bytes(_jpeg_bytes())
+    host = http_server.removeprefix("http://")
+    item = next(read(f"http://user:s3cret-token@{host}/private.jpg"))
+    assert item.source == f"{http_server}/private.jpg"
+    # REST backends pass remote_url to a hosted API: the password must not travel with it.
+    assert item.remote_url is None
+    assert "s3cret-token" not in repr(item) + repr(item.loader.blob)
+    assert item.image().size == (64, 48)
+
+
 @pytest.mark.parametrize("url", ["http://[::1/x.jpg", "http://user:pw@:80/x.jpg", "http://host:99999999/x.jpg"])
 def test_malformed_urls_are_reported_and_the_rest_goes_on(url):
     results = list(read([url, _png_bytes()]))
