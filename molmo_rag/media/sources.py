@@ -162,19 +162,30 @@ def _is_pptx(blob: Blob) -> bool:
 _GLOB_CHARS = re.compile(r"[*?\[]")
 
 
-def _walk(root: Path, options: ReaderOptions) -> Iterator[Path]:
-    """Files under ``root`` with a wanted ending, in sorted order (depth-first, by name)."""
+def _walk(root: Path, options: ReaderOptions, seen: set[tuple[int, int]] | None = None) -> Iterator[Path]:
+    """Files under ``root`` with a wanted ending, in sorted order (depth-first, by name).
+
+    Symlinked folders are followed once: a link back up the tree does not loop."""
+    seen = set() if seen is None else seen
     try:
+        stat = root.stat()
         entries = sorted(os.scandir(root), key=lambda e: e.name)
     except OSError:
         return
+    if (stat.st_dev, stat.st_ino) in seen:
+        return
+    seen.add((stat.st_dev, stat.st_ino))
     for entry in entries:
         if not options.include_hidden and entry.name.startswith("."):
             continue
-        if entry.is_dir():
+        try:
+            is_dir, is_file = entry.is_dir(), entry.is_file()
+        except OSError:  # a broken or looping link
+            continue
+        if is_dir:
             if options.recursive:
-                yield from _walk(Path(entry.path), options)
-        elif entry.is_file() and os.path.splitext(entry.name)[1].lower() in options.extensions:
+                yield from _walk(Path(entry.path), options, seen)
+        elif is_file and os.path.splitext(entry.name)[1].lower() in options.extensions:
             yield Path(entry.path)
 
 
@@ -222,13 +233,16 @@ def expand(source: Any, options: ReaderOptions | None = None) -> Iterator[Blob |
             yield Blob(source=str(path), path=path)
         elif isinstance(source, str) and _GLOB_CHARS.search(source):
             matches = sorted(globlib.glob(os.path.expanduser(source), recursive=True))
-            files = [
-                Path(m)
-                for m in matches
-                if os.path.isfile(m)
-                and os.path.splitext(m)[1].lower() in options.extensions
-                and (options.include_hidden or not os.path.basename(m).startswith("."))
-            ]
+            files, real = [], set()
+            for m in matches:
+                if (
+                    os.path.isfile(m)
+                    and os.path.splitext(m)[1].lower() in options.extensions
+                    and (options.include_hidden or not os.path.basename(m).startswith("."))
+                    and os.path.realpath(m) not in real  # '**' walks symlinked folders again
+                ):
+                    real.add(os.path.realpath(m))
+                    files.append(Path(m))
             if not files:
                 raise SourceNotFoundError(f"no media files match {source!r}", source=str(source))
             yield from (Blob(source=str(p), path=p) for p in files)

@@ -77,6 +77,18 @@ def test_folder_recursive_sorted_with_extension_filter(tmp_path):
     assert only_jpg == [str(tmp_path / "a/2.jpg")]
 
 
+
+def test_folder_with_a_symlink_loop_is_walked_once(tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "top.png").write_bytes(_png_bytes())
+    (tmp_path / "sub" / "inner.jpg").write_bytes(_jpeg_bytes())
+    (tmp_path / "sub" / "back-up").symlink_to(tmp_path, target_is_directory=True)
+    (tmp_path / "dangling.png").symlink_to(tmp_path / "nowhere.png")
+    sources = [item.source for item in read(tmp_path)]
+    assert sources == [str(tmp_path / "sub" / "inner.jpg"), str(tmp_path / "top.png")]
+    found = [item.source for item in read(str(tmp_path / "**" / "*.png"))]
+    assert found == [str(tmp_path / "top.png")]
+
 def test_glob_source(tmp_path):
     for name in ("one.png", "two.png", "three.jpg"):
         (tmp_path / name).write_bytes(_png_bytes())
