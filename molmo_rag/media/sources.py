@@ -232,17 +232,17 @@ def expand(source: Any, options: ReaderOptions | None = None) -> Iterator[Blob |
         elif path.is_file():
             yield Blob(source=str(path), path=path)
         elif isinstance(source, str) and _GLOB_CHARS.search(source):
-            matches = sorted(globlib.glob(os.path.expanduser(source), recursive=True))
-            files, real = [], set()
-            for m in matches:
+            matches = globlib.glob(os.path.expanduser(source), recursive=True)
+            # '**' walks symlinked folders again: keep one path per file, the shortest
+            shortest: dict[str, str] = {}
+            for m in sorted(matches, key=lambda m: (m.count(os.sep), m)):
                 if (
                     os.path.isfile(m)
                     and os.path.splitext(m)[1].lower() in options.extensions
                     and (options.include_hidden or not os.path.basename(m).startswith("."))
-                    and os.path.realpath(m) not in real  # '**' walks symlinked folders again
                 ):
-                    real.add(os.path.realpath(m))
-                    files.append(Path(m))
+                    shortest.setdefault(os.path.realpath(m), m)
+            files = [Path(m) for m in sorted(shortest.values())]
             if not files:
                 raise SourceNotFoundError(f"no media files match {source!r}", source=str(source))
             yield from (Blob(source=str(p), path=p) for p in files)
