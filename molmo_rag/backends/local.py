@@ -14,7 +14,8 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -116,6 +117,22 @@ def video_metadata(frames: VideoFrames):
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+
+
+@contextmanager
+def _quiet_progress_bars() -> Iterator[None]:
+    """No "Loading weights" bars when stderr is a log file or a pipe, not a terminal
+    (they stay where a person watches a long download)."""
+    from transformers.utils import logging as hf_logging
+
+    if sys.stderr.isatty() or not hf_logging.is_progress_bar_enabled():
+        yield
+        return
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.enable_progress_bar()
 
 
 def _pad_id(tokenizer: Any) -> int:
@@ -230,8 +247,8 @@ class LocalBackend(BatchedBackend):
         return self._hf_model, self._processor
 
     def _load(self) -> tuple[Any, Any]:
+        source, local_only = self._source()  # before torch: a bad model id fails in a second
         _, transformers = _torch_and_transformers()
-        source, local_only = self._source()
         try:
             return self._from_pretrained(transformers, source, local_only)
         except ConfigurationError:
@@ -245,10 +262,11 @@ class LocalBackend(BatchedBackend):
         device = resolve_device(self.options.device)
         dtype = resolve_dtype(self.options.dtype, device)
         try:
-            processor = transformers.AutoProcessor.from_pretrained(source, local_files_only=local_only)
-            model = transformers.AutoModelForImageTextToText.from_pretrained(
-                source, dtype=dtype, device_map=None if device == "cpu" else device, local_files_only=local_only
-            )
+            with _quiet_progress_bars():
+                processor = transformers.AutoProcessor.from_pretrained(source, local_files_only=local_only)
+                model = transformers.AutoModelForImageTextToText.from_pretrained(
+                    source, dtype=dtype, device_map=None if device == "cpu" else device, local_files_only=local_only
+                )
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ConfigurationError(f"cannot load a Molmo2 model from {self.model!r}: {_first_line(exc)}") from exc
         if type(model).__name__ != "Molmo2ForConditionalGeneration":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.server
+import os
 import socket
 import subprocess
 import sys
@@ -137,6 +138,22 @@ def test_uncached_hub_id_offline_fails_fast(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ConfigurationError, match="offline"):
         LocalBackend("molmo-rag-tests/not-a-model", device="cpu").load()
+
+
+def test_bad_hub_id_fails_before_importing_torch():
+    code = (
+        "import sys; from molmo_rag.backends.local import LocalBackend\n"
+        "try:\n    LocalBackend('molmo-rag-tests/not-a-model').load()\n"
+        "except Exception as exc:\n    print(type(exc).__name__, [m for m in ('torch', 'transformers') if m in sys.modules])"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
+    assert out.strip() == "ConfigurationError []"
+
+
+def test_loading_prints_no_progress_bars_into_logs(tiny_molmo2_path, capfd):
+    LocalBackend(str(tiny_molmo2_path), device="cpu").load()  # stderr is not a terminal here
+    assert "Loading weights" not in capfd.readouterr().err
 
 
 def test_unreachable_hub_fails_fast(monkeypatch):
