@@ -84,11 +84,15 @@ class VideoInfo:
     rotation: int
     """Degrees counter-clockwise the decoded pictures are turned to display them."""
     start_time: float
-    """Time of the first frame in the stream's own clock (what seeks are relative to)."""
+    """Time 0 of the video in the stream's own clock (what seeks are relative to): the
+    stream's start, as players and ffmpeg count, or the first frame's time if earlier."""
     codec: str
     has_audio: bool
     exact_duration: bool
     """True when the duration comes from the video stream itself (not the container)."""
+    first_frame: float = 0.0
+    """Seconds from time 0 to the first frame that decodes: more than 0 when the file starts
+    after a lost keyframe (cut out of a longer stream); times are still counted from 0."""
 
 
 @dataclass(frozen=True)
@@ -170,9 +174,18 @@ def probe(blob: "Blob", options: ReaderOptions | None = None, check_end: bool = 
         first = next(iter(container.decode(stream)), None)
         if first is None:
             raise CorruptMediaError(f"{blob.source} has a video stream but no decodable frame", source=blob.source)
-        origin = _frame_time(first)
-        stream_start = float(stream.start_time * tb) if stream.start_time is not None else 0.0
-        origin = stream_start if origin is None else origin
+        first_time = _frame_time(first)
+        declared_start = float(stream.start_time * tb) if stream.start_time is not None else None
+        stream_start = 0.0 if declared_start is None else declared_start
+        if first_time is None:
+            origin = stream_start
+        elif declared_start is not None and declared_start <= first_time:
+            # The first packets may not decode (no keyframe before them): keep the stream's
+            # clock anyway, so that times match what players and ffmpeg show.
+            origin = declared_start
+        else:
+            origin = first_time
+        first_frame = 0.0 if first_time is None else first_time - origin
         if stream.duration:
             end, exact = stream_start + float(stream.duration * tb), True
         elif container.duration:
@@ -214,13 +227,20 @@ def probe(blob: "Blob", options: ReaderOptions | None = None, check_end: bool = 
         codec=codec,
         has_audio=has_audio,
         exact_duration=exact,
+        first_frame=first_frame,
     )
 
 
 def _seek(container: Any, stream: Any, seconds: float) -> None:
-    """Seek to the keyframe at or before ``seconds`` (stream clock)."""
+    """Seek a freshly opened container to the keyframe at or before ``seconds`` (stream clock).
+
+    With no keyframe before that time (a file that starts after a lost keyframe) FFmpeg
+    refuses the seek; decoding then simply starts from the beginning."""
     target = int(math.floor(seconds / stream.time_base)) if seconds > 0 else 0
-    container.seek(max(target, 0), stream=stream, backward=True, any_frame=False)
+    try:
+        container.seek(max(target, 0), stream=stream, backward=True, any_frame=False)
+    except _av().error.PermissionError:
+        pass
 
 
 def _last_frame_end(blob: "Blob", origin: float, end: float | None, fps: float) -> float:
@@ -294,12 +314,17 @@ class SegmentPlanner:
 
 
 def plan_segments(
-    duration: float, cuts: list[float], options: ReaderOptions, fps: float | None = None
+    duration: float,
+    cuts: list[float],
+    options: ReaderOptions,
+    fps: float | None = None,
+    first_frame: float = 0.0,
 ) -> list[Segment]:
     """Segments covering [0, duration]: fixed windows, or the given shot boundaries.
 
     With ``fps``, inner boundaries are put on the frame grid (a window of 2.5 s at 12.5 fps
-    starts on the frame at 2.48 s, not between frames)."""
+    starts on the frame at 2.48 s, not between frames). Windows that end before
+    ``first_frame`` (the first frame that decodes) join the next, so none is empty."""
     if options.segment_mode == "fixed":
         window = min(options.segment_seconds, MAX_SEGMENT_SECONDS)
         n = max(1, math.ceil(duration / window - 1e-9))
@@ -312,6 +337,10 @@ def plan_segments(
             merged = Segment(segments[-2].start, last.end, segments[-2].boundary)
             if merged.end - merged.start <= MAX_SEGMENT_SECONDS:
                 segments[-2:] = [merged]
+        while len(segments) > 1 and segments[0].end <= first_frame:
+            if segments[1].end - segments[0].start > MAX_SEGMENT_SECONDS:
+                break
+            segments[:2] = [Segment(segments[0].start, segments[1].end, segments[0].boundary)]
         return segments
     planner = SegmentPlanner(options.min_segment_seconds, options.max_segment_seconds, fps)
     out: list[Segment] = []
@@ -454,7 +483,8 @@ class VideoSegmentLoader:
         half = 0.5 / self.info.fps
         with _opened(self.blob) as container, _decoding(self.blob):
             stream = _video_stream(container, skip="NONREF" if skip_nonref else "DEFAULT")
-            _seek(container, stream, self.info.start_time + self.start + max(0.0, first))
+            wanted = max(self.start + max(0.0, first), self.info.first_frame)
+            _seek(container, stream, self.info.start_time + wanted)
             previous = None
             for frame in container.decode(stream):
                 t = _frame_time(frame)
@@ -596,7 +626,7 @@ def read_video(blob: "Blob", options: ReaderOptions) -> Iterator[MediaItem]:
     if scenes:
         segments = _in_background(lambda stop: _scene_segments(blob, info, options, stop))
     else:
-        segments = iter(plan_segments(info.duration, [], options, info.fps))
+        segments = iter(plan_segments(info.duration, [], options, info.fps, info.first_frame))
     pending: Segment | None = None
     index = 0
     # Hold one segment back: only the last one learns the total count, and a lone segment

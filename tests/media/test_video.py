@@ -258,6 +258,42 @@ def test_mp4_cut_inside_its_index_is_corrupt_not_unsupported(tmp_path, cuts_vide
     assert isinstance(result, CorruptMediaError), result
     assert "truncated or damaged" in str(result)
 
+
+def test_video_starting_after_a_lost_keyframe_keeps_the_stream_clock(tmp_path):
+    # Cut out of a longer stream: the first packets (the keyframe among them) are gone, so
+    # nothing decodes until the next keyframe at 2 s. Times still count from the stream's
+    # start, as players and ffmpeg do, and no segment is left without a frame.
+    shots = [samples.Shot("astronaut", 3.0, "pan"), samples.Shot("coffee", 3.0, "static")]
+    whole = samples.make_video(tmp_path / "whole.mp4", shots, size=(96, 64), fps=25, gop=50)
+    cut = tmp_path / "cut.mp4"
+    with av.open(str(whole.path)) as src, av.open(str(cut), "w") as dst:
+        out = dst.add_stream_from_template(src.streams.video[0])
+        packets = [p for p in src.demux(src.streams.video[0]) if p.dts is not None]
+        assert packets[0].is_keyframe and not packets[1].is_keyframe
+        for packet in packets[1:]:
+            packet.stream = out
+            dst.mux(packet)
+    with av.open(str(cut)) as c:
+        stream = c.streams.video[0]
+        declared_start = float(stream.start_time * stream.time_base)
+        declared_end = declared_start + float(stream.duration * stream.time_base)
+    info = probe(Blob(source="x", path=cut))
+    assert info.start_time == pytest.approx(declared_start)
+    assert info.first_frame == pytest.approx(2.0 - declared_start, abs=0.05)
+    assert info.duration == pytest.approx(declared_end - declared_start, abs=0.05)
+    for options in (ReaderOptions(segment_mode="fixed", segment_seconds=1.0, min_segment_seconds=0.5), SCENES):
+        items = _items(cut, options)
+        _assert_covers(items, info.duration)
+        assert items[0].end > info.first_frame  # windows before the first frame joined the next
+        for item in items:
+            frames = item.frames(8, 4.0)
+            for t in frames.timestamps:  # every time is a real frame's time in the stream clock
+                stamp = (item.start + t + info.start_time) * 25
+                assert stamp == pytest.approx(round(stamp), abs=0.01)
+        assert items[0].frames(8, 4.0).timestamps[0] == pytest.approx(info.first_frame, abs=0.05)
+        with av.open(io.BytesIO(items[0].clip()[0])) as clip:
+            assert len(list(clip.decode(video=0))) > 0
+
 def test_garbage_named_mp4(tmp_path):
     path = tmp_path / "movie.mp4"
     path.write_bytes(b"\x00\x00\x00\x20ftypisom" + bytes(range(256)) * 20)
