@@ -231,35 +231,55 @@ def probe(blob: "Blob", options: ReaderOptions | None = None, check_end: bool = 
     )
 
 
-def _seek(container: Any, stream: Any, seconds: float) -> None:
+def _seek(container: Any, stream: Any, seconds: float) -> bool:
     """Seek a freshly opened container to the keyframe at or before ``seconds`` (stream clock).
 
-    With no keyframe before that time (a file that starts after a lost keyframe) FFmpeg
-    refuses the seek; decoding then simply starts from the beginning."""
+    False when FFmpeg refuses (no keyframe before that time, as in a file that starts after
+    a lost keyframe): decoding then simply starts from the beginning."""
     target = int(math.floor(seconds / stream.time_base)) if seconds > 0 else 0
     try:
         container.seek(max(target, 0), stream=stream, backward=True, any_frame=False)
     except _av().error.PermissionError:
-        pass
+        return False
+    return True
+
+
+def _decode_at(blob: "Blob", seconds: float, fast: bool = False, skip: str = "DEFAULT") -> Iterator[Any]:
+    """Decoded frames from the keyframe at or before ``seconds`` (stream clock) to the end.
+
+    In files without an index (MPEG-TS above all) FFmpeg's seek can land on a later keyframe
+    or past the last one. Then the seek is retried further back (1, 4, 16... s before) and,
+    at last, decoding starts from the beginning: slower, never wrong."""
+    back = 0.0
+    while True:
+        target = seconds - back
+        with _opened(blob) as container, _decoding(blob):
+            stream = _video_stream(container, fast=fast, skip=skip)
+            seeked = target > 0 and _seek(container, stream, target)
+            frames = container.decode(stream)
+            first = next(frames, None)
+            first_time = _frame_time(first) if first is not None else None
+            overshot = first is None or (first_time is not None and first_time > seconds + 1e-3)
+            if seeked and overshot:
+                back = 1.0 if back == 0 else back * 4
+                continue
+            if first is None:
+                return
+            yield first
+            yield from frames
+            return
 
 
 def _last_frame_end(blob: "Blob", origin: float, end: float | None, fps: float) -> float:
     """End time of the last decodable frame, decoding only from the keyframe before the end."""
-    with _opened(blob) as container, _decoding(blob):
-        stream = _video_stream(container, fast=True)
-        if end is not None and end - origin > 2.0:
-            _seek(container, stream, end - 1.0)
-        last = None
-        for frame in container.decode(stream):
-            t = _frame_time(frame)
-            if t is not None:
-                last = t if last is None else max(last, t)
-        if last is None:
-            if end is not None and end - origin > 2.0:  # the seek landed past the data
-                raise CorruptMediaError(
-                    f"{blob.source} is truncated: no frame decodes near its end", source=blob.source
-                )
-            raise CorruptMediaError(f"{blob.source} has no decodable frame", source=blob.source)
+    near_end = end is not None and end - origin > 2.0
+    last = None
+    for frame in _decode_at(blob, end - 1.0 if near_end else 0.0, fast=True):
+        t = _frame_time(frame)
+        if t is not None:
+            last = t if last is None else max(last, t)
+    if last is None:
+        raise CorruptMediaError(f"{blob.source} has no decodable frame", source=blob.source)
     return last + 1.0 / fps
 
 
@@ -481,23 +501,21 @@ class VideoSegmentLoader:
     def _clip_frames(self, first: float, skip_nonref: bool = False) -> Iterator[tuple[float, Any]]:
         """(clip time, frame) from the keyframe before ``first`` (clip time) to the segment end."""
         half = 0.5 / self.info.fps
-        with _opened(self.blob) as container, _decoding(self.blob):
-            stream = _video_stream(container, skip="NONREF" if skip_nonref else "DEFAULT")
-            wanted = max(self.start + max(0.0, first), self.info.first_frame)
-            _seek(container, stream, self.info.start_time + wanted)
-            previous = None
-            for frame in container.decode(stream):
-                t = _frame_time(frame)
-                if t is None:  # no timestamp: count on from the previous frame
-                    t = previous + 1.0 / self.info.fps if previous is not None else 0.0
-                else:
-                    t -= self.info.start_time + self.start
-                previous = t
-                if t < -half:
-                    continue
-                if t >= self.duration - half:
-                    break
-                yield max(0.0, t), frame
+        wanted = max(self.start + max(0.0, first), self.info.first_frame)
+        previous = None
+        skip = "NONREF" if skip_nonref else "DEFAULT"
+        for frame in _decode_at(self.blob, self.info.start_time + wanted, skip=skip):
+            t = _frame_time(frame)
+            if t is None:  # no timestamp: count on from the previous frame
+                t = previous + 1.0 / self.info.fps if previous is not None else 0.0
+            else:
+                t -= self.info.start_time + self.start
+            previous = t
+            if t < -half:
+                continue
+            if t >= self.duration - half:
+                break
+            yield max(0.0, t), frame
 
     def _array(self, frame: Any, max_side: int | None) -> "np.ndarray":
         return _rotate(_rgb(frame, max_side), self.info.rotation)

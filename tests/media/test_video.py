@@ -3,6 +3,7 @@ from __future__ import annotations
 import hashlib
 import io
 import random
+from fractions import Fraction
 
 import av
 import numpy as np
@@ -293,6 +294,36 @@ def test_video_starting_after_a_lost_keyframe_keeps_the_stream_clock(tmp_path):
         assert items[0].frames(8, 4.0).timestamps[0] == pytest.approx(info.first_frame, abs=0.05)
         with av.open(io.BytesIO(items[0].clip()[0])) as clip:
             assert len(list(clip.decode(video=0))) > 0
+
+
+def test_mpeg_ts_seeks_land_on_the_wanted_frames(tmp_path):
+    # FFmpeg seeks in MPEG-TS (no index) can land on a later keyframe, or past the last one.
+    # Every window must still show its own frames, from its own start.
+    path = tmp_path / "camcorder.mts"
+    colours = [(200, 30, 30), (30, 200, 30), (30, 30, 200), (200, 200, 30)]  # one per 2 s
+    with av.open(str(path), "w", format="mpegts") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
+        stream.options = {"g": "100", "preset": "veryfast"}  # keyframes 4 s apart
+        for i in range(200):
+            picture = np.zeros((64, 96, 3), np.uint8)
+            picture[:] = colours[i // 50]
+            picture[20:40, i % 80 : i % 80 + 16] = 255
+            frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
+            frame.pts, frame.time_base = i, Fraction(1, 25)
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    items = _items(path, ReaderOptions(segment_mode="fixed", segment_seconds=2.0, min_segment_seconds=0.5))
+    _assert_covers(items, 8.0)
+    assert len(items) == 4
+    for item, colour in zip(items, colours):
+        frames = item.frames(4, 2.0)
+        assert frames.timestamps == pytest.approx([0.0, 0.5, 1.0, 1.5], abs=0.1)  # B-frames skipped
+        for picture in frames.frames:
+            assert np.abs(picture[5, 5].astype(int) - colour).max() < 40
+        assert np.abs(np.asarray(item.thumbnail())[5, 5].astype(int) - colour).max() < 40
 
 def test_garbage_named_mp4(tmp_path):
     path = tmp_path / "movie.mp4"
