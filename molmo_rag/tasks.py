@@ -10,10 +10,11 @@ Prompts follow the conventions of AI2's Molmo2 training data (see ``MOLMO2.md``)
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from .errors import ConfigurationError
 from .points import parse_count, parse_points, strip_points
 
 __all__ = [
@@ -52,11 +53,18 @@ def _count_of(text: str) -> tuple[int | None, list[dict]]:
 class Task(BaseModel):
     """Base of every task: frozen, hashable, typed options."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
 
     name: ClassVar[str]
     """Short name used for capabilities, cache keys and the CLI."""
     inputs: ClassVar[frozenset[ModelInput]] = frozenset({"image", "video"})
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:  # bad options are our typed error, in one line
+            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'task'}: {e['msg']}" for e in exc.errors())
+            raise ConfigurationError(f"invalid {self.name} task: {problems}") from None
 
     def prompt(self, media: ModelInput) -> str:  # pragma: no cover - every task overrides
         raise NotImplementedError

@@ -1,7 +1,7 @@
 import pytest
-from pydantic import ValidationError
 
 from molmo_rag import Ask, Caption, Count, Scene, VideoTask
+from molmo_rag.errors import ConfigurationError
 from molmo_rag.tasks import task_from_dict
 
 COUNT_ANSWER = 'Counting the <points coords="1 1 460 588 2 504 740">cups</points> shows a total of 2.'
@@ -53,12 +53,14 @@ def test_video_tasks(name):
 
 
 def test_invalid_options_are_rejected():
-    with pytest.raises(ValidationError):
+    with pytest.raises(ConfigurationError):
         Caption(detail="huge")
-    with pytest.raises(ValidationError):
+    with pytest.raises(ConfigurationError):
         VideoTask(task="dance")
-    with pytest.raises(ValidationError):
+    with pytest.raises(ConfigurationError):
         Count(target="")
+    with pytest.raises(ConfigurationError, match="invalid ask task: question"):
+        Ask(question="   ")  # whitespace only: nothing to ask
 
 
 def test_keys_are_stable_and_distinct_and_round_trip():
@@ -74,3 +76,7 @@ def test_count_fallback_counts_track_ids_once():
     text = '<tracks coords="0.0 1 635 522;0.5 1 606 490 2 511 124;1.0 2 515 164;1.5 2 520 168">player</tracks>'
     fields = Count(target="players").parse(text)
     assert fields["count"] == 2 and len(fields["points"]) == 5
+
+
+def test_task_text_is_stripped():
+    assert Count(target="  people ").prompt("image") == "How many people are there in this image? Point to each one."
