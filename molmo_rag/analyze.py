@@ -30,11 +30,17 @@ class Failure:
     media_id: str | None = None
     task: Task | None = None
     item: MediaItem | None = None
+    backend: str | None = None
+    model: str | None = None
 
     def to_json(self) -> dict:
         out: dict[str, Any] = {"source": self.source}
         if self.item is not None:
             out["kind"] = self.item.kind
+        for key in ("backend", "model"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        if self.item is not None:
             for key in ("slide", "start", "end"):
                 if getattr(self.item, key) is not None:
                     out[key] = getattr(self.item, key)
@@ -87,13 +93,14 @@ def analyze(
     URLs, bytes, PIL images) or ready :class:`MediaItem` objects.
     """
     check_runnable(backend, tasks)
+    who = {"backend": backend.name, "model": backend.model}
     stream = _read(sources, reader_options)
     for chunk in _chunks(stream, chunk_size):
         requests: list[Request] = []
         slots: list[Request | Failure] = []
         for entry in chunk:
             if isinstance(entry, MolmoRagError):
-                slots.append(Failure(source=getattr(entry, "source", None) or "?", error=entry))
+                slots.append(Failure(source=getattr(entry, "source", None) or "?", error=entry, **who))
                 continue
             for task in tasks:
                 if entry.model_input not in task.inputs:
@@ -111,5 +118,10 @@ def analyze(
                 yield outcome
             else:
                 yield Failure(
-                    source=slot.item.source, error=outcome, media_id=slot.item.media_id, task=slot.task, item=slot.item
+                    source=slot.item.source,
+                    error=outcome,
+                    media_id=slot.item.media_id,
+                    task=slot.task,
+                    item=slot.item,
+                    **who,
                 )

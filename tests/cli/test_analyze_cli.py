@@ -42,7 +42,17 @@ def test_caption_several_sources_one_line_each_and_errors_in_place(capsys, media
         assert isinstance(line["caption"], str) and line["detail"] == "low" and line["cost_usd"] == 0
     assert lines[1]["error_type"] == "CorruptMediaError"
     assert lines[2]["error_type"] == "SourceNotFoundError"
+    for line in lines[1:3]:  # error lines say which backend and model they were meant for
+        assert line["backend"] == "local" and line["model"] == str(tiny_molmo2_path) and line["error"]
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("argv", [["ask", "{img}", "  "], ["count", "{img}", ""]])
+def test_empty_question_or_target_is_one_clear_line(capsys, media, tiny_molmo2_path, argv):
+    argv = [a.format(img=media / "astronaut.jpg") for a in argv] + ["--model", str(tiny_molmo2_path), "--json"]
+    code, lines, err = run_json(capsys, argv)
+    assert code == 1 and lines == []
+    assert "Traceback" not in err and "at least 1 character" in err and len(err.strip().splitlines()) == 1
 
 
 def test_ask_and_count_fields(capsys, media, tiny_molmo2_path):
