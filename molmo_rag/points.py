@@ -217,7 +217,7 @@ _COUNT_PATTERNS = [
     re.compile(r"\banswer\s*(?:is|:)\s*" + _NUM + r"\b", re.I),
     re.compile(r"\b(?:shows?|showing|contains?|has|have|depicts?|features?)\s+" + _QUALIFIER + _NUM + r"\b", re.I),
     # The answer opens with the number: "5 people.", "Only one person is visible."
-    re.compile(r"^\W*(?:only\s+|just\s+|exactly\s+)?" + _NUM + r"\b(?![.,]?\d)", re.I),
+    re.compile(r"^[\s\"'*]*(?:only\s+|just\s+|exactly\s+)?" + _NUM + r"(?=[.!*\"']*\s*$|\s+[^\W\d_])", re.I),
 ]
 _NONE = re.compile(
     r"\bthere(?:\s+(?:are|is|were|was)|['’](?:s|re))\s+(?:none|no)\b"
@@ -225,7 +225,7 @@ _NONE = re.compile(
     r"|\b(?:are|is|were|was)(?:\s+not|n['’]t)\s+any\b"
     r"|\b(?:do|does|did|can|could|ca)(?:n['’]t|\s+not|not)\s+(?:see|find|spot|count)\s+any\b"
     r"|\bI\s+(?:see|find|count)\s+(?:no|none)\b"
-    r"|^\W*(?:no|none|zero|nothing)\b",
+    r"|^[\s\"'*]*(?:no|none|zero|nothing)\b(?=[.!]?\s*$|\s+[^\W\d_])",
     re.I,
 )
 # "There is a cat.": one, unless the article opens a quantity ("a lot of", "a group of").

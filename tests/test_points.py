@@ -195,6 +195,10 @@ def test_strip_points_drops_a_tag_cut_off_inside_its_coords():
         ("Answer: 7", 7),
         ("There are many people.", None),
         ("The 2 dogs are playing.", None),
+        ("**7**", 7),
+        # Noise (a random checkpoint's bytes) is not a count, even with a digit inside.
+        ("\ufffd\x18\ufffd\x1f@\x1f7\ufffd9\x1f", None),
+        ("\ufffd@ no\x1f", None),
     ],
 )
 def test_parse_count_unseen_phrasings(text, expected):
