@@ -28,6 +28,7 @@ import email.utils
 import functools
 import logging
 import random
+import re
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -67,6 +68,7 @@ __all__ = [
     "data_uri",
     "is_http_url",
     "error_code_and_message",
+    "error_text",
     "parse_retry_after",
     "media_payload",
 ]
@@ -157,6 +159,20 @@ def error_code_and_message(body: Any) -> tuple[str | None, str | None]:
     return (str(code) if code is not None else None), message
 
 
+_TAGS = re.compile(r"<[^>]*>")
+_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+
+
+def error_text(text: str | None, limit: int = 200) -> str:
+    """A short readable summary of an error body that is not the vendor's JSON: an HTML
+    error page (a proxy's 502) becomes its title or its text, not raw markup."""
+    text = (text or "").strip()
+    if text[:1] == "<" and re.search(r"(?i)<(?:!doctype|html|body|head|title|h1)\b", text[:500]):
+        title = _TITLE.search(text)
+        text = title.group(1) if title else _TAGS.sub(" ", text)
+    return " ".join(text.split())[:limit] or "no details"
+
+
 def _str_or_none(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
@@ -207,6 +223,7 @@ class RestEngine:
         self._slots = asyncio.Semaphore(self.options.concurrency)
         self._origin = _origin(backend.base_url)
         self._latency: dict[str, float] = {}
+        self._refused: AuthenticationError | None = None
 
     # -- requests ------------------------------------------------------------------------
     async def post_json(self, url: str, body: Any, *, timeout: float | None = None, resend_safe: bool = False) -> Any:
@@ -215,13 +232,17 @@ class RestEngine:
         POST creates nothing that costs or duplicates (e.g. an upload ticket)."""
         return await self.request("POST", url, json=body, timeout=timeout, resend_safe=resend_safe)
 
-    async def get_json(self, url: str) -> Any:
-        """GET a JSON document (idempotent: retried on every transient failure)."""
-        return await self.request("GET", url)
+    async def get_json(self, url: str, parse: Callable[[Any], T] | None = None) -> Any:
+        """GET a JSON document (idempotent: retried on every transient failure). ``parse``
+        reads the protocol's shape from the decoded JSON inside the attempt, so an answer of
+        the wrong shape (a ResponseFormatError, or a retryable BackendError) is fetched again."""
+        if parse is None:
+            return await self.request("GET", url)
+        return await self.request("GET", url, parse=lambda r: parse(self._parse_json(r)))
 
-    async def get_text(self, url: str) -> str:
-        """GET a text document, e.g. an output file a job wrote."""
-        return await self.request("GET", url, parse=lambda r: r.text)
+    async def get_text(self, url: str, what: str | None = None) -> str:
+        """GET a text document, e.g. an output file a job wrote; ``what`` names it in errors."""
+        return await self.request("GET", url, parse=lambda r: r.text, what=what)
 
     async def upload(self, url: str, content: bytes, *, headers: dict[str, str] | None = None, method: str = "PUT") -> None:
         """Send bytes to an upload URL (a presigned PUT: idempotent, so retried)."""
@@ -238,8 +259,10 @@ class RestEngine:
         parse: Callable[[httpx.Response], T] | None = None,
         timeout: float | None = None,
         resend_safe: bool | None = None,
+        what: str | None = None,
     ) -> Any:
-        """One HTTP exchange with retries; ``resend_safe`` defaults to ``method != POST``."""
+        """One HTTP exchange with retries; ``resend_safe`` defaults to ``method != POST``;
+        ``what`` (e.g. "the output of job X") starts the message of an HTTP error."""
         parse = parse or self._parse_json
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.options.max_retries + 1),
@@ -251,21 +274,31 @@ class RestEngine:
         try:
             async for attempt in retrying:
                 with attempt:
-                    return await self._attempt(method, url, json, content, headers, parse, timeout, resend_safe)
+                    return await self._attempt(method, url, json, content, headers, parse, timeout, resend_safe, what)
         except _Transient as exc:
             if exc.__cause__ is exc.error:  # the attempt raised the translated error itself
                 raise exc.error from exc.error.__cause__
             raise exc.error from exc.__cause__
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _attempt(self, method, url, json, content, headers, parse, timeout, resend_safe):
+    async def _attempt(self, method, url, json, content, headers, parse, timeout, resend_safe, what=None):
         method = method.upper()
         safe_to_resend = method != "POST" if resend_safe is None else resend_safe
+        own_origin = _origin(url) == self._origin
         send_headers = {**self._auth_headers(url), **(headers or {})}
         request_timeout = None
         if timeout is not None:
             request_timeout = httpx.Timeout(timeout, connect=self.options.connect_timeout)
         async with self._slots:
+            if own_origin and self._refused is not None:
+                # The key was refused earlier in this run: every other request would be too.
+                refused = self._refused
+                raise AuthenticationError(
+                    f"{refused} (not sent: the key was already refused in this run)",
+                    backend=refused.backend,
+                    code=refused.code,
+                    status=refused.status,
+                )
             self.stats.requests += 1
             self.stats.by_method[method] = self.stats.by_method.get(method, 0) + 1
             if method == "POST":
@@ -286,13 +319,18 @@ class RestEngine:
         body = _json_or_none(response)
         if response.status_code >= 400:
             error = self.backend.error_for(response.status_code, body, response.text, response.headers)
+            if what:
+                detail = str(error).removeprefix(f"{self.backend.name}: ")
+                error.args = (f"{self.backend.name}: {what}: {detail}",)
+            if own_origin and response.status_code == 401 and isinstance(error, AuthenticationError):
+                self._refused = error
             if self.backend.should_retry(method, response.status_code, body, idempotent=safe_to_resend):
                 raise _Transient(error, parse_retry_after(response.headers.get("retry-after")))
             raise error
         try:
             return parse(response)
-        except ResponseFormatError as exc:
-            if safe_to_resend:
+        except BackendError as exc:
+            if safe_to_resend and (isinstance(exc, ResponseFormatError) or exc.retryable):
                 raise _Transient(exc) from exc
             raise
 
@@ -322,6 +360,10 @@ class RestEngine:
         if retry_after is not None:
             if retry_after > self.options.max_retry_after:
                 # Waiting that long is the caller's decision: stop retrying and report it.
+                exc.error.args = (
+                    f"{exc.error} (Retry-After {retry_after:.0f} s is longer than max_retry_after "
+                    f"{self.options.max_retry_after:g} s)",
+                )
                 raise exc.error
             return retry_after if retry_after > 0 else backoff
         return backoff
@@ -452,6 +494,9 @@ class RestBackend(Backend):
             )
         self.model = self.options.model or self.default_model
         self.base_url = self.options.base_url.rstrip("/")
+        if not is_http_url(self.base_url) or not urlsplit(self.base_url).hostname:
+            where = f" (from {self.base_url_env})" if self.base_url_env and os.environ.get(self.base_url_env) == self.options.base_url else ""
+            raise ConfigurationError(self.redact(f"{self.name}: base URL {self.base_url!r}{where} is not an http(s) URL"))
         self.last_stats: EngineStats | None = None
 
     def __repr__(self) -> str:
@@ -467,9 +512,10 @@ class RestBackend(Backend):
         return {"Authorization": f"Bearer {key}"} if key else {}
 
     def should_retry(self, method: str, status: int, body: Any, *, idempotent: bool) -> bool:
-        """Whether an HTTP error answer may be retried. Default: 429 always (the request was
-        refused), 5xx only for idempotent requests (a POST's 5xx may hide an accepted job)."""
-        if status == 429:
+        """Whether an HTTP error answer may be retried. Default: 429 and 503 always (the
+        server says it did not handle the request), other 5xx only for idempotent requests
+        (a POST's 500/502/504 may hide an accepted job)."""
+        if status in (429, 503):
             return True
         return idempotent and (status >= 500 or status == 408)
 
@@ -477,8 +523,11 @@ class RestBackend(Backend):
         """Translate an HTTP error answer into the error tree (the one boundary)."""
         code, message = error_code_and_message(body)
         if message is None:
-            message = (text or "").strip()[:200] or "no details"
-        message = self.redact(f"{self.name}: HTTP {status}{f' {code}' if code else ''}: {message}")
+            message = error_text(text)
+        # "(code)" rather than "code:": a code like invalid_api_key followed by a colon reads
+        # as a key=value secret to redact(); WaveSpeed's code repeats the status.
+        label = f" ({code})" if code and code != str(status) else ""
+        message = self.redact(f"{self.name}: HTTP {status}{label}: {message}")
         kw: dict[str, Any] = {"backend": self.name, "code": code, "status": status}
         if status in (401, 403):
             return AuthenticationError(message, **kw)

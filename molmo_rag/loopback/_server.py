@@ -15,11 +15,13 @@ from typing import Any, Callable
 
 __all__ = ["LoopbackServer", "Reply", "Incoming", "Job", "ServerStats", "FAULT_KINDS"]
 
-FAULT_KINDS = frozenset({"rate_limit", "server_error", "drop", "malformed", "slow", "fail_job", "slow_job"})
+FAULT_KINDS = frozenset({"rate_limit", "server_error", "drop", "malformed", "slow", "reply", "fail_job", "slow_job"})
 """Request faults: ``rate_limit`` (429 + Retry-After), ``server_error`` (5xx), ``drop`` (the
 request is processed, then the connection closes mid-response), ``malformed`` (processed,
-then a truncated JSON body), ``slow`` (the answer is delayed). Job faults, taken when a job
-is created: ``fail_job`` (the job ends failed), ``slow_job`` (the job takes longer)."""
+then a truncated JSON body), ``slow`` (the answer is delayed), ``reply`` (instead of being
+processed, answered with ``status``, ``body``, ``headers``, ``content_type``: an HTML error
+page, a body of the wrong shape). Job faults, taken when a job is created: ``fail_job`` (the
+job ends failed), ``slow_job`` (the job takes longer)."""
 
 _JOB_FAULTS = frozenset({"fail_job", "slow_job"})
 
@@ -287,6 +289,9 @@ class LoopbackServer:
             return self._send(h, self.rate_limited(fault.params.get("retry_after", 0.05)))
         if fault and fault.kind == "server_error":
             return self._send(h, self.error_reply(int(fault.params.get("status", 503)), fault.params))
+        if fault and fault.kind == "reply":
+            p = fault.params
+            return self._send(h, Reply(int(p.get("status", 200)), p.get("body"), dict(p.get("headers") or {}), p.get("content_type")))
         reply = handler(req, match)
         if fault and fault.kind == "drop":
             # The work is done (a job may now exist); the client never gets the answer.

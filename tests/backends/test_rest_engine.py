@@ -115,6 +115,7 @@ def test_retry_after_longer_than_allowed_fails_fast(ws):
     [result] = run(backend("wavespeed", ws, max_retry_after=5), images(1), CAPTION)
     assert isinstance(result, RateLimitError) and result.retry_after == 3600
     assert ws.stats.by_route["submit"] == 1
+    assert "Retry-After 3600 s is longer than max_retry_after 5 s" in str(result)
 
 
 def test_5xx_burst_on_polls_is_retried(ws):
@@ -130,6 +131,31 @@ def test_5xx_on_submit_is_not_resent(ws):
     [result] = run(backend("wavespeed", ws), images(1), CAPTION)
     assert isinstance(result, BackendError) and result.status == 500 and result.retryable
     assert ws.stats.by_route["submit"] == 1
+
+
+def test_503_on_submit_is_resent(ws):
+    # 503 says the server did not handle the request: no job exists, so sending it again is safe.
+    ws.inject("server_error", route="submit", times=2, status=503)
+    [result] = run(backend("wavespeed", ws), images(1), CAPTION)
+    assert not isinstance(result, Exception), result
+    assert ws.stats.by_route["submit"] == 3 and ws.stats.jobs_created == 1
+
+
+def test_html_error_page_is_summarised(ws):
+    page = "<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head><body><h1>502</h1><hr>nginx</body></html>"
+    ws.inject("reply", route="submit", times=1, status=502, body=page, content_type="text/html")
+    [result] = run(backend("wavespeed", ws), images(1), CAPTION)
+    assert isinstance(result, BackendError) and result.status == 502
+    assert str(result) == "wavespeed: HTTP 502: 502 Bad Gateway"
+
+
+def test_poll_answers_of_the_wrong_shape_are_fetched_again(ws):
+    ws.inject("reply", route="poll", times=1, body={"code": 200, "message": "success"})
+    ws.inject("reply", route="poll", times=1, body={"code": 500, "message": "internal error", "data": None})
+    b = backend("wavespeed", ws)
+    [result] = run(b, images(1), CAPTION)
+    assert not isinstance(result, Exception), result
+    assert ws.stats.jobs_created == 1 and b.last_stats.retries >= 2
 
 
 def test_dropped_post_is_never_submitted_twice(ws):
@@ -220,6 +246,22 @@ def test_wrong_key_is_an_authentication_error(ws):
     [result] = run(b, images(1), CAPTION)
     assert isinstance(result, AuthenticationError) and result.status == 401
     assert "sk-WRONG-key-987654321" not in str(result)
+
+
+def test_refused_key_is_not_sent_again_in_the_same_run(ws):
+    b = backend("wavespeed", ws, api_key="sk-WRONG-key-987654321", concurrency=1)
+    results = run(b, images(5), CAPTION)
+    assert all(isinstance(r, AuthenticationError) and r.status == 401 for r in results)
+    assert ws.stats.unauthorized == 1  # one refusal is enough to know
+    assert "invalid or missing API key" in str(results[-1]) and "not sent" in str(results[-1])
+
+
+def test_base_url_must_be_an_http_url(monkeypatch):
+    with pytest.raises(ConfigurationError, match="not an http"):
+        get_backend("wavespeed", api_key=KEY, base_url="api.wavespeed.ai")
+    monkeypatch.setenv("OPENAI_BASE_URL", "localhost:8000/v1")
+    with pytest.raises(ConfigurationError, match="OPENAI_BASE_URL"):
+        get_backend("openai")
 
 
 def test_keys_never_leak(ws, caplog):
