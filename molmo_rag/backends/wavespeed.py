@@ -79,15 +79,19 @@ def _drop_none(d: dict) -> dict:
 
 
 def _envelope_data(body: Any, what: str) -> dict:
-    if not isinstance(body, dict) or not isinstance(body.get("data"), dict):
-        raise ResponseFormatError(f"wavespeed: {what} answer has no 'data' object", backend="wavespeed")
-    code = body.get("code")
+    code = body.get("code") if isinstance(body, dict) else None
     if code not in (None, 200, "200"):
+        # An error envelope inside an HTTP 200: its code is an HTTP-like status.
+        status = int(code) if str(code).isdigit() else None
         raise BackendError(
             f"wavespeed: {what} failed: code {code}: {body.get('message') or 'no message'}",
             backend="wavespeed",
             code=str(code),
+            status=status,
+            retryable=status is not None and (status >= 500 or status == 429),
         )
+    if not isinstance(body, dict) or not isinstance(body.get("data"), dict):
+        raise ResponseFormatError(f"wavespeed: {what} answer has no 'data' object", backend="wavespeed")
     return body["data"]
 
 
@@ -193,13 +197,15 @@ class WaveSpeedBackend(RestBackend):
         return prediction
 
     async def _fetch(self, prediction_id: str, engine: RestEngine) -> Prediction:
-        return parse_prediction(await engine.get_json(self.result_url(prediction_id)))
+        return await engine.get_json(self.result_url(prediction_id), parse=parse_prediction)
 
     async def _output_text(self, prediction: Prediction, engine: RestEngine) -> str:
         if not prediction.outputs or not isinstance(prediction.outputs[0], str):
             raise ResponseFormatError(f"wavespeed: prediction {prediction.id} completed without a text output", backend=self.name)
         first = prediction.outputs[0]
-        return await engine.get_text(first) if is_http_url(first) else first
+        if not is_http_url(first):
+            return first
+        return await engine.get_text(first, what=f"fetching the output of prediction {prediction.id}")
 
     async def media_input(self, item: MediaItem, engine: RestEngine) -> str:
         """What goes in the ``image`` / ``video`` field: the item's URL, a data URI, or

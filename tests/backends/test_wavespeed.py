@@ -72,6 +72,20 @@ def test_image_captions_text_or_url_outputs(output_mode):
         assert all(i["image"].startswith("data:image/png;base64,") for i in _inputs(server))
 
 
+def test_output_file_errors_name_the_prediction():
+    with WaveSpeedServer(api_key=KEY, latency=0.05, output_mode="url") as server:
+        server.inject("reply", route="output", times=-1, status=404, body="<Error><Code>NoSuchKey</Code></Error>", content_type="application/xml")
+        [result] = run(backend("wavespeed", server), images(1), Caption())
+        assert isinstance(result, BackendError) and result.status == 404
+        assert str(result).startswith("wavespeed: fetching the output of prediction ")
+        assert str(result).endswith(": HTTP 404: <Error><Code>NoSuchKey</Code></Error>")
+
+
+def test_error_messages_do_not_repeat_the_status(ws):
+    [wrong] = run(backend("wavespeed", ws, api_key="sk-other-key-1234"), images(1), Caption())
+    assert str(wrong) == "wavespeed: HTTP 401: Unauthorized: invalid or missing API key"
+
+
 def test_large_media_is_uploaded_like_the_sdk(ws):
     items = images(2)
     results = run(backend("wavespeed", ws, inline_max_bytes=0), items, Caption())
