@@ -187,7 +187,7 @@ class OpenOctopusBackend(RestBackend):
         if text is None:
             raise ResponseFormatError(f"openoctopus: task {finished.get('id')} succeeded without a text output", backend=self.name)
         if is_http_url(text):
-            text = await engine.get_text(text)
+            text = await engine.get_text(text, what=f"fetching the output of task {finished.get('id')}")
         return Answer(
             text=text,
             cost_usd=cost.call_cost(self.name, item, task),
@@ -223,7 +223,9 @@ class OpenOctopusBackend(RestBackend):
         )
 
     async def _fetch(self, task_id: str, engine: RestEngine) -> dict:
-        task = await engine.get_json(f"{self.base_url}/v1/tasks/{task_id}")
-        if not isinstance(task, dict) or not isinstance(task.get("status"), str):
-            raise ResponseFormatError(f"openoctopus: task {task_id} answer has no status", backend=self.name)
-        return task
+        def parse(task: Any) -> dict:
+            if not isinstance(task, dict) or not isinstance(task.get("status"), str):
+                raise ResponseFormatError(f"openoctopus: task {task_id} answer has no status", backend=self.name)
+            return task
+
+        return await engine.get_json(f"{self.base_url}/v1/tasks/{task_id}", parse=parse)

@@ -131,6 +131,23 @@ def test_missing_and_wrong_keys(oo):
     [wrong] = run(backend("openoctopus", oo, api_key="ooq_wrong_key_1234"), images(1), Caption())
     assert isinstance(wrong, AuthenticationError) and wrong.code == "invalid_api_key"
     assert "ooq_wrong_key_1234" not in repr(wrong)
+    # The vendor's message survives redaction intact (it once read "*** API key is invalid").
+    assert str(wrong) == "openoctopus: HTTP 401 (invalid_api_key): The API key is invalid or inactive."
+
+
+def test_poll_answer_without_status_is_fetched_again(oo):
+    oo.inject("reply", route="poll", times=2, body={"id": "x", "queue": {"position": 1}})
+    [result] = run(backend("openoctopus", oo), images(1), Caption())
+    assert not isinstance(result, Exception), result
+    assert oo.stats.jobs_created == 1
+
+
+def test_output_file_errors_name_the_output():
+    with OpenOctopusServer(api_key=KEY, latency=0.05, output_mode="asset_url") as server:
+        server.inject("reply", route="output", times=-1, status=404, body="gone")
+        [result] = run(backend("openoctopus", server), images(1), Caption())
+        assert isinstance(result, BackendError) and result.status == 404
+        assert "fetching the output of task" in str(result) and server.stats.jobs_created == 1
 
 
 def test_dropped_submit_is_not_resent(oo):
