@@ -6,9 +6,10 @@ the media part first (``image_url`` or ``video_url``; the item's URL, or a data 
 local media), then the text prompt; ``max_tokens`` from the task, temperature 0. Token
 usage goes into ``Answer.meta``. The key is optional (vLLM often runs without one).
 
-A chat completion is not a stored job: an HTTP error answer (429, 5xx) means no completion
-was produced, so it is sent again; a connection lost after sending is not (the server may
-still be generating, and that compute is what a re-send would duplicate).
+A chat completion is not a stored or billed job: nothing is created that a second request
+would duplicate, and vLLM stops generating when the client disconnects. So, like the
+official ``openai`` client, a request is sent again after an HTTP error answer (408, 429,
+5xx), a dropped connection or an unreadable answer.
 """
 
 from __future__ import annotations
@@ -86,6 +87,6 @@ class OpenAIBackend(RestBackend):
             data, mime = await media_payload(item)
             url = data_uri(data, mime)
         body = build_chat_body(self.model, media, url, task.prompt(media), task.max_new_tokens())
-        answer = await engine.post_json(f"{self.base_url}/chat/completions", body, timeout=self.options.timeout)
+        answer = await engine.post_json(f"{self.base_url}/chat/completions", body, timeout=self.options.timeout, resend_safe=True)
         text, usage, model = parse_chat_completion(answer)
         return Answer(text=text, cost_usd=0.0, model=model or self.model, meta=usage)
