@@ -12,7 +12,7 @@ request; everything else lives here once:
   timeout, a connection dropped after sending, or an answer we cannot read, the item fails
   with ``code="submission_unconfirmed"`` instead of creating a duplicate (paid) job. A POST
   is re-sent only when nothing was sent (connect errors) or when the answer says the job was
-  not accepted (429, and whatever the backend's :meth:`RestBackend.should_retry` allows);
+  not accepted (429, 503, and whatever the backend's :meth:`RestBackend.should_retry` allows);
 * polling that starts near the documented interval, grows, is capped, and learns how long
   this run's jobs take so later jobs are polled when they are likely done;
 * vendor errors translated at one boundary into :mod:`molmo_rag.errors` (original kept as
