@@ -15,16 +15,21 @@ from .common import BackendOpt, ConcurrencyOpt, JsonOpt, ModelOpt, emit_json, ma
 Sources = Annotated[list[str], typer.Argument(help="Files, folders, globs or http(s) URLs.", show_default=False)]
 
 
+def _one_line(text: object) -> str:
+    """Long captions come in paragraphs; a human line stays one line per item."""
+    return " ".join(str(text or "").split())
+
+
 def _human_line(obj: dict) -> str:
     where = where_label(obj)
     if "error" in obj:
-        return f"{where}: ERROR {obj['error_type']}: {obj['error']}"
+        return f"{where}: ERROR {obj['error_type']}: {_one_line(obj['error'])}"
     if "caption" in obj:
-        return f"{where}: {obj['caption']}"
+        return f"{where}: {_one_line(obj['caption'])}"
     if "count" in obj and obj.get("target") is not None:
         n = "?" if obj["count"] is None else obj["count"]
         return f"{where}: {n} {obj['target']} ({len(obj.get('points') or [])} points)"
-    return f"{where}: {obj.get('answer', '')}"
+    return f"{where}: {_one_line(obj.get('answer'))}"
 
 
 def run_task(sources: list[str], task: Task, backend: str | None, model: str | None, concurrency: int | None, as_json: bool) -> None:

@@ -109,3 +109,14 @@ def test_estimate_calls_nothing(capsys, media):
 def test_console_script_runs(media):
     out = subprocess.run([sys.executable, "-m", "molmo_rag.cli", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "caption" in out.stdout and "index" in out.stdout
+
+
+def test_human_lines_stay_one_line_per_item():
+    from molmo_rag.cli.analyze_cmd import _human_line
+
+    caption = {"source": "a.jpg", "kind": "image", "caption": "A cat.\n\nIt sleeps on a\tsofa."}
+    assert _human_line(caption) == "a.jpg: A cat. It sleeps on a sofa."
+    segment = {"source": "v.mp4", "start": 4.0, "end": 9.0, "target": "people", "count": 2, "points": [{}, {}]}
+    assert _human_line(segment) == "v.mp4 4.0-9.0s: 2 people (2 points)"
+    error = {"source": "b.jpg", "error": "b.jpg is empty (0 bytes)", "error_type": "CorruptMediaError"}
+    assert _human_line(error) == "b.jpg: ERROR CorruptMediaError: b.jpg is empty (0 bytes)"
