@@ -314,3 +314,18 @@ def test_from_loaded_and_close(tiny_molmo2_path):
     assert answers[0].meta["new_tokens"] == 5
     backend.close()
     assert "not loaded" in repr(backend)
+
+
+def test_points_of_a_later_segment_are_in_video_time(backend):
+    """The model sees clip time (0.0 at the segment's start); results speak video time."""
+    from molmo_rag.backends.base import Answer
+
+    clip = MediaItem.from_frames(video_frames("astronaut", n=4), start=30.0)
+    text = 'Counting the <points coords="0.5 1 100 200;1.5 2 300 400 3 500 600">people</points> shows a total of 3.'
+    for task in (Count(target="people"), VideoTask(task="counting", text="people"), Ask(question="Where?")):
+        doc = backend._to_result(Request(clip, task), Answer(text=text)).to_json()
+        assert [p["t"] for p in doc["points"]] == [30.5, 31.5, 31.5]
+        assert doc["start"] == 30.0 and doc["points"][0]["x"] == 0.1
+    photo_doc = backend._to_result(Request(image_item("coffee"), Count(target="cups")),
+                                   Answer(text='<points coords="1 1 100 200">cups</points>')).to_json()
+    assert photo_doc["points"][0]["t"] is None and photo_doc["count"] == 1
