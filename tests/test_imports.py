@@ -9,6 +9,9 @@ HEAVY = ["torch", "transformers", "llama_index", "langchain", "langchain_core", 
 def test_import_is_light():
     code = (
         "import sys, molmo_rag, molmo_rag.cli, molmo_rag.backends.base, molmo_rag.tasks, molmo_rag.analyze;"
+        "import molmo_rag.backends.local, molmo_rag.pipeline, molmo_rag.testing;"
+        "from molmo_rag.cli import _register_commands; _register_commands();"
+        "[getattr(molmo_rag, name) for name in molmo_rag.__all__];"
         f"print([m for m in {HEAVY!r} if m in sys.modules])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
