@@ -7,7 +7,7 @@ per question), adapted to what the backend can do:
 * a task the backend cannot run on this input is replaced by an equivalent it can
   (on video: a scene description, a count or a question through ``VideoTask``);
 * a *default* task with no runnable equivalent is skipped with one warning per
-  (task, media kind) for the whole run;
+  (task, model input: images and slides, or video) for the whole run;
 * an *explicit* task the backend can run on no input at all fails up front
   (:class:`~molmo_rag.errors.UnsupportedTaskError`, naming the backends that can); one it
   can run on some inputs only (e.g. counting on photos but not on video) is skipped on
@@ -132,13 +132,14 @@ class Enricher:
             self._resolved[memo] = runnable[0] if runnable else None
         chosen = self._resolved[memo]
         if chosen is None:
-            warn_key = (task.name, item.kind)
+            warn_key = (task.name, media)  # photos and slides are both images to the model: one warning
             if warn_key not in self._warned:
                 self._warned.add(warn_key)
                 capable = capable_backends(task, media)
                 hint = f" (backends that can: {', '.join(capable)})" if capable else ""
                 what = "requested task" if explicit else "default task"
-                message = f"backend {self.backend.name!r} cannot run {task.name} on {item.kind} items: {what} skipped{hint}"
+                items = "images or slides" if media == "image" else "video segments"
+                message = f"backend {self.backend.name!r} cannot run {task.name} on {items}: {what} skipped{hint}"
                 self.skipped.append(message)
                 self.on_warning(message)
         return chosen

@@ -156,3 +156,14 @@ def test_caption_detail_changes_the_task():
     assert Enricher(PixelBackend(), options=EnrichOptions(default_tasks=False, ask=["Q?"])).plan(image((1, 1, 1))) == [
         Ask(question="Q?")
     ]
+
+
+def test_photos_and_slides_share_one_warning_per_skipped_task():
+    warnings: list[str] = []
+    slide = image((30, 160, 40), source="deck.pptx")
+    slide.kind = "slide"
+    enricher = Enricher(WaveSpeedLike(), on_warning=warnings.append)
+    enricher.enrich([image((200, 30, 30)), slide])
+    assert warnings == ["backend 'wavespeed-like' cannot run scene on images or slides: default task skipped "
+                        "(backends that can: local, openoctopus, openai)"]
+
