@@ -19,6 +19,7 @@ returns. Failures are collected per item and task, never raised, and never cache
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -179,9 +180,19 @@ class Enricher:
                 )
             )
         if misses:
-            outcomes = await self.backend.arun([Request(items[i], task) for i, task, _ in misses])
+            # Copies of one file in a chunk share a cache key: ask once, hand the answer to each.
+            first: dict[str, int] = {}
+            for n, (_, _, key) in enumerate(misses):
+                first.setdefault(key, n)
+            unique = sorted(first.values())
+            answers = await self.backend.arun([Request(items[misses[n][0]], misses[n][1]) for n in unique])
+            by_key = {misses[n][2]: outcome for n, outcome in zip(unique, answers)}
             to_store = []
-            for (i, task, key), outcome in zip(misses, outcomes):
+            for n, (i, task, key) in enumerate(misses):
+                outcome = by_key[key]
+                if isinstance(outcome, Result) and first[key] != n:
+                    out[i].results.append(dataclasses.replace(outcome, item=items[i], cached=True))
+                    continue
                 if isinstance(outcome, Result):
                     out[i].results.append(outcome)
                     to_store.append(

@@ -167,3 +167,11 @@ def test_photos_and_slides_share_one_warning_per_skipped_task():
     assert warnings == ["backend 'wavespeed-like' cannot run scene on images or slides: default task skipped "
                         "(backends that can: local, openoctopus, openai)"]
 
+
+def test_copies_in_one_chunk_are_asked_once():
+    backend = PixelBackend()
+    a, b = image((200, 30, 30), 1, source="a.png"), image((200, 30, 30), 1, source="b.png")
+    first, second = Enricher(backend, options=EnrichOptions(count=["blobs"])).enrich([a, b])
+    assert backend.calls == 3  # caption, scene, count: once for both files
+    assert [r.item.source for r in second.results] == ["b.png"] * 3 and all(r.cached for r in second.results)
+    assert [r.fields for r in first.results] == [r.fields for r in second.results] and not first.cached
