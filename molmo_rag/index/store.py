@@ -252,8 +252,10 @@ class QdrantIndex:
     # -- reading -------------------------------------------------------------------------
     def search(self, vector: Sequence[float], query_filter: Any = None, top: int = 10) -> list[Hit]:
         if not self.exists():
+            others = sorted(c.name for c in self.client.get_collections().collections)
+            hint = f" (collections there: {', '.join(others)}; choose one with --collection)" if others else ""
             raise ConfigurationError(
-                f"no collection {self.collection!r} at {self.location}: index something first (molmo-rag index ...)"
+                f"no collection {self.collection!r} at {self.location}: index something first (molmo-rag index ...){hint}"
             )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # local mode's note about payload indexes

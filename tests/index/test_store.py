@@ -96,8 +96,13 @@ def test_upsert_overwrites_by_media_id_and_searches(tmp_path):
 
 
 def test_search_of_a_missing_collection_says_what_to_do():
-    with pytest.raises(ConfigurationError, match="index something first"):
-        QdrantIndex(":memory:", collection="nothing").search([0.0] * 16)
+    store = QdrantIndex(":memory:", collection="nothing")
+    with pytest.raises(ConfigurationError, match="index something first") as info:
+        store.search([0.0] * 16)
+    assert "collections there" not in str(info.value)
+    store.client.create_collection("photos")
+    with pytest.raises(ConfigurationError, match="collections there: photos; choose one with --collection"):
+        store.search([0.0] * 16)
 
 
 def test_db_and_url_together_are_refused():
