@@ -169,7 +169,7 @@ def search_command(
     qdrant_url: UrlOpt = None,
     collection: CollectionOpt = "molmo_rag",
     kind: Annotated[
-        list[str] | None, typer.Option("--kind", "-k", help="image | slide | video (repeatable).", show_default=False)
+        list[str] | None, typer.Option("--kind", "-k", help="image | slide | video (video segments), comma-separated or repeated.", show_default=False)
     ] = None,
     where: Annotated[
         list[str] | None,

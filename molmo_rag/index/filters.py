@@ -107,7 +107,9 @@ class SearchFilter(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    kind: list[str] | None = Field(None, description="Media kinds to keep: image, slide, video (video_segment).")
+    kind: list[str] | None = Field(
+        None, description="Media kinds to keep: image, slide, video (video_segment); each entry may list several, comma-separated."
+    )
     where: list[str] = Field(default_factory=list, description="Conditions such as 'count.person>=2'.")
     source: str | None = Field(
         None, description="A source path or URL: exact match, or a folder / URL prefix (whole path components)."
@@ -144,10 +146,10 @@ def source_prefixes(source: str) -> list[str]:
 def _source_candidates(source: str) -> list[str]:
     value = source.rstrip("/") or source
     candidates = [value]
-    if "://" not in value:
+    if "://" not in value and not value.startswith("<"):
+        # the index stores local paths absolute; a relative one is read from the working dir
         candidates.append(os.path.normpath(value))
-        if os.path.exists(value):
-            candidates.append(os.path.abspath(value))
+        candidates.append(os.path.abspath(value))
     return list(dict.fromkeys(candidates))
 
 
@@ -158,12 +160,13 @@ def build_filter(search: SearchFilter) -> Any:
     must: list[Any] = []
     must_not: list[Any] = []
     if search.kind:
-        kinds = sorted({normalize_kind(k) for k in search.kind})
+        kinds = sorted({normalize_kind(k) for value in search.kind for k in value.split(",") if k.strip()})
         must.append(models.FieldCondition(key="kind", match=models.MatchAny(any=kinds)))
     for cond in search.conditions():
         if isinstance(cond.value, str):
             target = must if cond.op == "==" else must_not
-            target.append(models.FieldCondition(key=cond.field, match=models.MatchValue(value=cond.value)))
+            values = _source_candidates(cond.value) if cond.field == "source" else [cond.value]
+            target.append(models.FieldCondition(key=cond.field, match=models.MatchAny(any=values)))
             continue
         v = cond.value
         if cond.op == "!=":

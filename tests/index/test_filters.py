@@ -124,6 +124,9 @@ def matching(client, **kw) -> set[int]:
         ({"where": ["slide==2"]}, {4}),
         ({"kind": ["video"]}, {5, 6, 7}),
         ({"kind": ["image", "slide"]}, {1, 2, 3, 4}),
+        ({"kind": ["image,slide"]}, {1, 2, 3, 4}),  # comma-separated, like --count
+        ({"kind": ["video_segment"]}, {5, 6, 7}),
+        ({"where": ["source==/d/photos/a.jpg"]}, {1}),
         ({"source": "/d/photos"}, {1, 2}),
         ({"source": "/d/photos/"}, {1, 2}),
         ({"source": "/d/photos/a.jpg"}, {1}),
@@ -143,3 +146,11 @@ def test_empty_filter_is_none_and_reversed_range_is_refused():
     assert build_filter(SearchFilter()) is None
     with pytest.raises(ConfigurationError, match="later than"):
         build_filter(SearchFilter(after=10, before=5))
+
+
+def test_a_relative_source_is_read_from_the_working_directory(client, monkeypatch):
+    # the index stores local paths absolute; "d/photos" typed in / means /d/photos
+    monkeypatch.chdir("/")
+    assert matching(client, source="d/photos") == {1, 2}
+    assert matching(client, where=["source==d/photos/a.jpg"]) == {1}
+    assert matching(client, where=["source!=d/photos/a.jpg", "kind==image"]) == {2, 3}
