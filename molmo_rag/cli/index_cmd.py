@@ -50,8 +50,19 @@ def _split(values: list[str] | None) -> list[str]:
     return [part.strip() for value in values or [] for part in value.split(",") if part.strip()]
 
 
+def _failure_json(failure) -> dict:
+    """The failure's JSON plus what tells two tasks of one name apart (count person / car)."""
+    out = failure.to_json()
+    for key in ("target", "question", "text"):
+        value = getattr(failure.task, key, None)
+        if value:
+            out[key] = value
+    return out
+
+
 def _failure_line(obj: dict) -> str:
-    task = f" [{obj['task']}]" if obj.get("task") else ""
+    what = " ".join(str(obj[k]) for k in ("task", "target", "question", "text") if obj.get(k))
+    task = f" [{what}]" if what else ""
     return f"  {where_label(obj)}{task}: {obj['error_type']}: {obj['error']}"
 
 
@@ -102,7 +113,7 @@ def index_command(
 
     def on_failure(failure) -> None:
         if as_json:
-            emit_json(failure.to_json())
+            emit_json(_failure_json(failure))
 
     from ..backends.base import backend_class
     from ..enrich import EnrichOptions, check_explicit
@@ -143,7 +154,7 @@ def index_command(
     if summary.failed:
         print(f"molmo-rag: {len(summary.failed)} failure(s):", file=sys.stderr)
         for failure in summary.failed:
-            print(_failure_line(failure.to_json()), file=sys.stderr)
+            print(_failure_line(_failure_json(failure)), file=sys.stderr)
     if (strict and summary.failed) or not summary.ok:
         raise typer.Exit(1)
 

@@ -230,3 +230,18 @@ def test_a_killed_run_resumes_to_the_same_index(library, tmp_path):
         subprocess.run(command("killed"), env=env, check=True, capture_output=True, timeout=300)
         assert server.stats.requests <= total - done  # cached work is not redone
         assert _points(tmp_path / "killed" / "db") == _points(tmp_path / "reference" / "db")
+
+
+def test_failure_lines_tell_tasks_of_one_name_apart():
+    from molmo_rag.analyze import Failure
+    from molmo_rag.cli.index_cmd import _failure_json, _failure_line
+    from molmo_rag.errors import BackendError
+    from molmo_rag.tasks import Ask, Count
+
+    person = _failure_json(Failure(source="/m/a.jpg", error=BackendError("down"), task=Count(target="person")))
+    car = _failure_json(Failure(source="/m/a.jpg", error=BackendError("down"), task=Count(target="car")))
+    assert (person["task"], person["target"], car["target"]) == ("count", "person", "car")
+    assert _failure_line(person) == "  /m/a.jpg [count person]: BackendError: down"
+    asked = _failure_json(Failure(source="/m/a.jpg", error=BackendError("down"), task=Ask(question="Is it day?")))
+    assert _failure_line(asked) == "  /m/a.jpg [ask Is it day?]: BackendError: down"
+
