@@ -129,7 +129,11 @@ class BackendTimeout(BackendError, TimeoutError):
 
 _SECRET_PATTERNS = [
     re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+"),
-    re.compile(r"(?i)((?:api[_-]?key|token|authorization)[\"']?\s*[:=]\s*[\"']?)[^\s\"'&,}]+"),
+    # Any scheme: "Authorization: Basic <credentials>" must not keep the credentials.
+    re.compile(r"(?i)(authorization[\"']?\s*[:=]\s*[\"']?(?!bearer\s)(?:[A-Za-z]+\s+)?)[^\s\"'&,}]+"),
+    re.compile(
+        r"(?i)((?:api[_-]?key|token|password|passwd|secret|(?<=[?&])key)[\"']?\s*[:=]\s*[\"']?)[^\s\"'&,}]+"
+    ),
 ]
 
 

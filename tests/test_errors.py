@@ -32,3 +32,21 @@ def test_missing_dependency_names_extra():
 )
 def test_redact(text):
     assert "sk-abc123456" not in errors.redact(text, ["sk-abc123456"])
+
+
+@pytest.mark.parametrize(
+    "text,secret",
+    [
+        ("Authorization: Basic dXNlcjpwYXNz", "dXNlcjpwYXNz"),  # the scheme word is not the secret
+        ('{"Authorization": "Token abc123xyz"}', "abc123xyz"),
+        ("https://maps.example/geo?key=AIzaSecret1&q=x", "AIzaSecret1"),
+        ("password=hunter2hunter", "hunter2hunter"),
+        ("client_secret: s3cr3tvalue", "s3cr3tvalue"),
+    ],
+)
+def test_redact_without_knowing_the_secret(text, secret):
+    assert secret not in errors.redact(text)
+
+
+def test_redact_leaves_ordinary_words():
+    assert errors.redact("a basic idea; the monkey=5") == "a basic idea; the monkey=5"
