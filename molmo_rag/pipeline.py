@@ -28,10 +28,10 @@ from .analyze import Failure
 from .backends.base import Backend, create_backend
 from .cache import ResultCache
 from .enrich import EnrichedItem, Enricher, EnrichOptions
-from .errors import MolmoRagError
+from .errors import ConfigurationError, MolmoRagError
 from .index.embeddings import Embedder, get_embedder
 from .index.filters import SearchFilter, build_filter
-from .index.records import MediaRecord, build_record, make_thumbnail
+from .index.records import MediaRecord, build_record, make_thumbnail, point_id
 from .index.store import DEFAULT_COLLECTION, Hit, QdrantIndex
 from .media.items import MediaItem
 from .tasks import Detail
@@ -59,7 +59,7 @@ class RunSummary:
     failed: list[Failure] = field(default_factory=list)
     """Sources that could not be read and (item, task) requests that failed."""
     skipped: list[str] = field(default_factory=list)
-    """One warning per (task, media kind) the backend cannot run."""
+    """One warning per (task, model input) the backend cannot run."""
     cost_usd: float = 0.0
     """Cost of this run's backend calls (cached results cost nothing)."""
     elapsed_s: float = 0.0
@@ -100,6 +100,28 @@ def open_index(
     return QdrantIndex(db, url=qdrant_url, api_key=api_key, collection=collection, create=create)
 
 
+_MEMORY_HINT = (
+    "an in-memory index (':memory:') would be lost as soon as this run ends: give a folder "
+    "(--db PATH) or a Qdrant server (--qdrant-url URL); from Python, pass db=open_index(':memory:') "
+    "and keep it open for index() and search()"
+)
+
+
+def _store_for(
+    db: "str | os.PathLike | QdrantIndex | None", qdrant_url: str | None, api_key: str | None, collection: str, create: bool
+) -> tuple[QdrantIndex, bool]:
+    """The index to use and whether this call owns it (and must close it)."""
+    if isinstance(db, QdrantIndex):
+        if qdrant_url:
+            raise ConfigurationError("give either an open index as db or a --qdrant-url, not both")
+        if collection not in (DEFAULT_COLLECTION, db.collection):
+            raise ConfigurationError(f"the open index holds collection {db.collection!r}, not {collection!r}")
+        return db, False
+    if db is not None and str(db) == ":memory:":
+        raise ConfigurationError(_MEMORY_HINT)
+    return open_index(db, qdrant_url=qdrant_url, api_key=api_key, collection=collection, create=create), True
+
+
 def _make_backend(backend: Backend | str | None, model: str | None, concurrency: int | None) -> tuple[Backend, bool]:
     if isinstance(backend, Backend):
         return backend, False
@@ -126,7 +148,33 @@ def _input_policy(reader_options: Any) -> dict:
     return {f"reader.{k}": v for k, v in dumped.items() if any(w in k for w in words)}
 
 
+def _absolute(source: str, memo: dict[str, str]) -> str:
+    """A local file's path made absolute, so the index points back at it from any working
+    directory and a re-run from elsewhere finds its own points; other sources unchanged."""
+    if source not in memo:
+        local = "://" not in source and not source.startswith("<") and os.path.exists(source)
+        memo[source] = os.path.abspath(source) if local else source
+    return memo[source]
+
+
 def _read(sources: Iterable[Any], reader_options: Any) -> Iterator[MediaItem | MolmoRagError]:
+    memo: dict[str, str] = {}
+    for entry in _read_raw(sources, reader_options):
+        if isinstance(getattr(entry, "source", None), str) and entry.source:
+            entry.source = _absolute(entry.source, memo)
+        yield entry
+
+
+def _folders(sources: Any) -> list[str]:
+    """The local folders among the sources, absolute (their vanished files get pruned)."""
+    if isinstance(sources, (str, os.PathLike)):
+        sources = [sources]
+    elif not isinstance(sources, (list, tuple)):
+        return []  # a one-shot iterator: not ours to consume twice
+    return [os.path.abspath(s) for s in sources if isinstance(s, (str, os.PathLike)) and os.path.isdir(s)]
+
+
+def _read_raw(sources: Iterable[Any], reader_options: Any) -> Iterator[MediaItem | MolmoRagError]:
     pending: list[Any] = []
 
     def flush() -> Iterator[MediaItem | MolmoRagError]:
@@ -171,7 +219,7 @@ def index(
     backend: Backend | str | None = None,
     model: str | None = None,
     concurrency: int | None = None,
-    db: str | os.PathLike | None = None,
+    db: str | os.PathLike | QdrantIndex | None = None,
     qdrant_url: str | None = None,
     api_key: str | None = None,
     collection: str = DEFAULT_COLLECTION,
@@ -200,10 +248,17 @@ def index(
     for none; ``no_cache=True`` skips lookups but still stores fresh results.
     ``progress``: a progress bar on stderr (None: only when stderr is a terminal).
     ``on_record(record, status)``: called per item with status ``indexed`` or ``unchanged``.
+    ``db``: a folder (embedded Qdrant), or an open :class:`QdrantIndex` (e.g.
+    ``open_index(":memory:")``), which is left open.
+
+    Local paths are stored absolute. Pruning removes the points of a source that no
+    longer match its media (an edited image, a deck with fewer slides) and, for a folder
+    given as a source, the points of files that vanished from it.
     """
     started = time.perf_counter()
     options = EnrichOptions(detail=detail, default_tasks=default_tasks, count=list(count), ask=list(ask))
-    store = open_index(db, qdrant_url=qdrant_url, api_key=api_key, collection=collection)
+    store, owned_store = _store_for(db, qdrant_url, api_key, collection, create=True)
+    collection = store.collection
     owned_backend = owned_cache = False
     engine: Backend | None = None
     result_cache: ResultCache | None = None
@@ -236,7 +291,7 @@ def index(
                 for entry in chunk:
                     if isinstance(entry, MediaItem):
                         items.append(entry)
-                        seen.setdefault(entry.source, set()).add(entry.media_id)
+                        seen.setdefault(entry.source, set()).add(point_id(entry.media_id, entry.source))
                     else:
                         source = getattr(entry, "source", None) or "?"
                         unreadable.add(source)
@@ -255,7 +310,10 @@ def index(
             bar.close()
         if prune:
             stored = store.points_of(s for s in seen if s not in unreadable)
-            stale = [pid for source, points in stored.items() for mid, pid in points.items() if mid not in seen[source]]
+            stale = [pid for source, points in stored.items() for pid in points if pid not in seen[source]]
+            folders = [f for f in _folders(sources) if f not in unreadable]
+            gone = store.points_of(folders, key="source_prefixes")
+            stale += [pid for source, points in gone.items() if source not in seen and source not in unreadable for pid in points]
             store.delete(stale)
             summary.pruned = len(stale)
         summary.skipped = list(enricher.skipped)
@@ -266,7 +324,8 @@ def index(
             engine.close()
         if owned_cache and result_cache is not None:
             result_cache.close()
-        store.close()
+        if owned_store:
+            store.close()
 
 
 def _store_chunk(
@@ -308,7 +367,7 @@ def _store_chunk(
 def search(
     query: str,
     *,
-    db: str | os.PathLike | None = None,
+    db: str | os.PathLike | QdrantIndex | None = None,
     qdrant_url: str | None = None,
     api_key: str | None = None,
     collection: str = DEFAULT_COLLECTION,
@@ -328,8 +387,6 @@ def search(
     time range (seconds).
     """
     if top < 1:
-        from .errors import ConfigurationError
-
         raise ConfigurationError(f"--top must be at least 1, not {top}")
     flt = SearchFilter(
         kind=[kind] if isinstance(kind, str) else (list(kind) if kind else None),
@@ -339,8 +396,12 @@ def search(
         before=before,
     )
     query_filter = build_filter(flt)  # bad --where fails before opening anything
-    with open_index(db, qdrant_url=qdrant_url, api_key=api_key, collection=collection, create=False) as store:
+    store, owned_store = _store_for(db, qdrant_url, api_key, collection, create=False)
+    try:
         vectors = _embedder_for(store, embedder)
         if store.exists():
             store.ensure(vectors)
         return store.search(vectors.embed_query(query), query_filter, top)
+    finally:
+        if owned_store:
+            store.close()

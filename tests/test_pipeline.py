@@ -159,3 +159,51 @@ def test_backend_by_name_and_unknown_name(where, monkeypatch):
     assert pipeline.search("red", db=where["db"])[0].payload["model"] == "pixel-stats-9"
     with pytest.raises(ConfigurationError, match="unknown backend"):
         pipeline.index([photo("red", 1)], backend="nope", **where)
+
+
+def test_copies_of_one_file_are_each_searchable_by_their_own_path(where):
+    red = photo("red", 2, source="/lib/a/red.png")
+    copy = photo("red", 2, source="/lib/b/red-copy.png")
+    assert red.media_id == copy.media_id  # same bytes, same content hash
+    backend = PixelBackend()
+    summary = pipeline.index([red, copy], backend=backend, **where)
+    assert summary.indexed == 2 and backend.calls == 2  # the copy's results come from the cache
+    assert {h.source for h in pipeline.search("red", db=where["db"])} == {"/lib/a/red.png", "/lib/b/red-copy.png"}
+    assert [h.source for h in pipeline.search("red", db=where["db"], source="/lib/b")] == ["/lib/b/red-copy.png"]
+
+
+def test_local_paths_are_stored_absolute_and_vanished_files_pruned(where, tmp_path, monkeypatch):
+    folder = tmp_path / "media" / "photos"
+    (folder / "sub").mkdir(parents=True)
+    for name, blobs, path in [("red", 1, folder / "red.png"), ("blue", 2, folder / "sub" / "blue.png"), ("green", 0, folder / "green.png")]:
+        photo(name, blobs).image().save(path)
+    monkeypatch.chdir(tmp_path)
+    summary = pipeline.index("media", backend=PixelBackend(), **where)
+    assert summary.indexed == 3
+    hits = pipeline.search("x", db=where["db"])
+    assert {h.source for h in hits} == {str(folder / "red.png"), str(folder / "sub" / "blue.png"), str(folder / "green.png")}
+    # a relative --source / source== is read from the working directory
+    assert [h.caption.split()[2] for h in pipeline.search("x", db=where["db"], source="media/photos/sub")] == ["blue"]
+    assert len(pipeline.search("x", db=where["db"], where="source==media/photos/red.png")) == 1
+    # the same folder given from elsewhere, absolute: the same points, nothing new
+    monkeypatch.chdir(folder)
+    summary = pipeline.index(str(tmp_path / "media"), backend=PixelBackend(), **where)
+    assert (summary.indexed, summary.unchanged, summary.pruned) == (0, 3, 0)
+    # a file deleted from the folder loses its point; an unreadable one keeps it
+    (folder / "green.png").unlink()
+    (folder / "red.png").write_bytes(b"not a png any more")
+    summary = pipeline.index(tmp_path / "media", backend=PixelBackend(), **where)
+    assert summary.pruned == 1 and len(summary.failed) == 1
+    assert {h.caption.split()[2] for h in pipeline.search("x", db=where["db"])} == {"red", "blue"}
+
+
+def test_in_memory_index_is_passed_open_and_a_memory_path_is_refused(media, where):
+    with pytest.raises(ConfigurationError, match="would be lost"):
+        pipeline.index(media, backend=PixelBackend(), db=":memory:", cache=where["cache"])
+    with pytest.raises(ConfigurationError, match="would be lost"):
+        pipeline.search("x", db=":memory:")
+    with pipeline.open_index(":memory:") as store:
+        summary = pipeline.index(media, backend=PixelBackend(), db=store, cache=where["cache"])
+        assert summary.indexed == 5 and summary.location == ":memory:"
+        assert store.count() == 5  # still open after index()
+        assert pipeline.search("a red picture", db=store, top=1)[0].source == "/lib/photos/red.png"

@@ -49,9 +49,11 @@ PAYLOAD_KEYS = (
 _NAMESPACE = uuid.UUID("5b0f6a3e-8a52-4f0e-9a57-6d6f6c6d6f32")
 
 
-def point_id(media_id: str) -> str:
-    """The Qdrant point id of a media item: the same media gives the same id in every run."""
-    return str(uuid.uuid5(_NAMESPACE, media_id))
+def point_id(media_id: str, source: str | None = None) -> str:
+    """The Qdrant point id of a media item: the same media at the same source gives the
+    same id in every run. The source is part of it so that two copies of one file (same
+    content hash) are two points, each findable by its own path."""
+    return str(uuid.uuid5(_NAMESPACE, media_id if source is None else f"{source}\n{media_id}"))
 
 
 def make_thumbnail(item: "MediaItem", size: int = 128, quality: int = 70) -> str | None:
@@ -83,7 +85,7 @@ class MediaRecord:
 
     @property
     def id(self) -> str:
-        return point_id(self.media_id)
+        return point_id(self.media_id, self.payload.get("source"))
 
     def fingerprint(self, embedder: str) -> str:
         """Changes whenever the stored point would change (thumbnail aside: it follows the media)."""

@@ -218,9 +218,10 @@ class QdrantIndex:
         if points:
             self.client.upsert(self.collection, points=points, wait=True)
 
-    def points_of(self, sources: Iterable[str]) -> dict[str, dict[str, str]]:
-        """source -> {media_id: point id} for every point of these sources (one scan per
-        1,000 sources, not one per source)."""
+    def points_of(self, sources: Iterable[str], key: str = "source") -> dict[str, dict[str, str]]:
+        """source -> {point id: media_id} for every point of these sources (one scan per
+        1,000 sources, not one per source); ``key="source_prefixes"``: every point under
+        these folders / URL prefixes."""
         from qdrant_client import models
 
         wanted = list(dict.fromkeys(sources))
@@ -229,7 +230,7 @@ class QdrantIndex:
             return found
         for start in range(0, len(wanted), 1000):
             part = wanted[start : start + 1000]
-            flt = models.Filter(must=[models.FieldCondition(key="source", match=models.MatchAny(any=part))])
+            flt = models.Filter(must=[models.FieldCondition(key=key, match=models.MatchAny(any=part))])
             offset = None
             while True:
                 points, offset = self.client.scroll(
@@ -238,7 +239,7 @@ class QdrantIndex:
                 )
                 for p in points:
                     payload = p.payload or {}
-                    found.setdefault(payload.get("source", ""), {})[payload.get("media_id", "")] = str(p.id)
+                    found.setdefault(payload.get("source", ""), {})[str(p.id)] = payload.get("media_id", "")
                 if offset is None:
                     break
         return found

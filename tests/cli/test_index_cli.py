@@ -245,3 +245,16 @@ def test_failure_lines_tell_tasks_of_one_name_apart():
     asked = _failure_json(Failure(source="/m/a.jpg", error=BackendError("down"), task=Ask(question="Is it day?")))
     assert _failure_line(asked) == "  /m/a.jpg [ask Is it day?]: BackendError: down"
 
+
+def test_search_kinds_comma_separated_and_memory_db_refused(library, run, tmp_path):
+    db = tmp_path / "db"
+    code, out, err = run("index", library / "photos" / "coffee.png", library / "clips", "--backend", "pixels", "--db", db, "--quiet")
+    assert code == 0, err
+    kinds = [h["kind"] for h in jsonl(run("search", "x", "--db", db, "--kind", "image,video", "--json")[1])]
+    assert sorted(set(kinds)) == ["image", "video_segment"] and kinds.count("image") == 1
+    same = [h["kind"] for h in jsonl(run("search", "x", "--db", db, "--kind", "video_segment", "--json")[1])]
+    assert same and set(same) == {"video_segment"}
+    assert all(Path(h["source"]).is_absolute() for h in jsonl(run("search", "x", "--db", db, "--json")[1]))
+    for args in (("index", library / "photos" / "coffee.png", "--backend", "pixels"), ("search", "x")):
+        code, out, err = run(*args, "--db", ":memory:")
+        assert code == 1 and "would be lost" in err and "Traceback" not in err

@@ -88,7 +88,7 @@ def test_upsert_overwrites_by_media_id_and_searches(tmp_path):
     assert hits[1].counts == {"person": 3} and hits[1].kind == "image"
     assert set(hits[0].to_json()) >= {"score", "id", "kind", "source", "media_id", "caption", "counts"}
     assert "page_content" not in hits[0].payload and "record_hash" not in hits[0].payload
-    assert store.points_of(["/d/a.png", "/d/nothing.png"]) == {"/d/a.png": {red.media_id: red.id}}
+    assert store.points_of(["/d/a.png", "/d/nothing.png"]) == {"/d/a.png": {red.id: red.media_id}}
     store.delete([red.id])
     assert store.count() == 1
     point = store.client.retrieve("c", [blue.id], with_vectors=True)[0]
