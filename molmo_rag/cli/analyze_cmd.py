@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from ..analyze import Failure, analyze
+from ..errors import UnsupportedMediaError
 from ..tasks import Ask, Caption, Count, Detail, Task, VideoTask, VideoTaskName
 from .app import app
 from .common import BackendOpt, ConcurrencyOpt, JsonOpt, ModelOpt, emit_json, make_backend, where_label
@@ -35,11 +36,12 @@ def _human_line(obj: dict) -> str:
 def run_task(sources: list[str], task: Task, backend: str | None, model: str | None, concurrency: int | None, as_json: bool) -> None:
     """Print one line per item (slide, segment) and exit 1 if any source failed."""
     engine = make_backend(backend, model, concurrency)
-    failed = 0
+    failed = lines = 0
     total_cost = 0.0
     try:
         engine.load()
         for outcome in analyze(sources, [task], engine):
+            lines += 1
             obj = outcome.to_json()
             if isinstance(outcome, Failure):
                 failed += 1
@@ -51,6 +53,12 @@ def run_task(sources: list[str], task: Task, backend: str | None, model: str | N
                 print(_human_line(obj), flush=True)
     finally:
         engine.close()
+    if not lines:  # every item was of a kind the task does not take (a photo for `video`)
+        needs = " or ".join(sorted(task.inputs))
+        raise UnsupportedMediaError(
+            f"nothing to do: the {task.name} task needs a {needs}, and {', '.join(sources)} holds none",
+            source=", ".join(sources),
+        )
     if total_cost:
         print(f"molmo-rag: total cost ${total_cost:.4f}", file=sys.stderr)
     if failed:

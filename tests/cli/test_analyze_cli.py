@@ -120,3 +120,9 @@ def test_human_lines_stay_one_line_per_item():
     assert _human_line(segment) == "v.mp4 4.0-9.0s: 2 people (2 points)"
     error = {"source": "b.jpg", "error": "b.jpg is empty (0 bytes)", "error_type": "CorruptMediaError"}
     assert _human_line(error) == "b.jpg: ERROR CorruptMediaError: b.jpg is empty (0 bytes)"
+
+
+def test_video_task_on_a_photo_says_why_instead_of_printing_nothing(capsys, media, tiny_molmo2_path):
+    code, lines, err = run_json(capsys, ["video", str(media / "astronaut.jpg"), "--model", str(tiny_molmo2_path), "--json"])
+    assert code == 1 and lines == []
+    assert "needs a video" in err and "Traceback" not in err
