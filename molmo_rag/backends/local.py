@@ -81,6 +81,33 @@ def resolve_device(device: str) -> str:
     return "cpu"
 
 
+def check_device(device: str) -> str:
+    """The device, if this machine has it; otherwise a clear ConfigurationError."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise ConfigurationError(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'") from exc
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ConfigurationError(f"device {device!r} asked for, but torch sees no CUDA GPU here")
+        if dev.index is not None and dev.index >= count:
+            raise ConfigurationError(f"device {device!r} asked for, but torch sees {count} CUDA GPU(s)")
+    elif dev.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise ConfigurationError(f"device {device!r} asked for, but Apple MPS is not available here")
+    return device
+
+
+def _has_accelerate() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("accelerate") is not None
+
+
 def resolve_dtype(dtype: str, device: str) -> "torch.dtype":
     import torch
 
@@ -252,27 +279,33 @@ class LocalBackend(BatchedBackend):
         try:
             return self._from_pretrained(transformers, source, local_only)
         except ConfigurationError:
-            if not local_only or source != self.model or _is_offline():
+            if not local_only or Path(source).is_dir() or _is_offline():  # a folder is never on the Hub
                 raise
             # Cached only in part (an interrupted download): fetch the rest.
             _probe_hub(source)
             return self._from_pretrained(transformers, source, False)
 
     def _from_pretrained(self, transformers: Any, source: str, local_only: bool) -> tuple[Any, Any]:
-        device = resolve_device(self.options.device)
+        device = check_device(resolve_device(self.options.device))
         dtype = resolve_dtype(self.options.dtype, device)
+        # device_map loads straight onto the GPU but needs accelerate; without it the
+        # weights load on the CPU and move once.
+        device_map = device if not device.startswith("cpu") and _has_accelerate() else None
         try:
             with _quiet_progress_bars():
                 processor = transformers.AutoProcessor.from_pretrained(source, local_files_only=local_only)
                 model = transformers.AutoModelForImageTextToText.from_pretrained(
-                    source, dtype=dtype, device_map=None if device == "cpu" else device, local_files_only=local_only
+                    source, dtype=dtype, device_map=device_map, local_files_only=local_only
                 )
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except Exception as exc:  # missing files, damaged weights (SafetensorError), shape mismatches
             raise ConfigurationError(f"cannot load a Molmo2 model from {self.model!r}: {_first_line(exc)}") from exc
         if type(model).__name__ != "Molmo2ForConditionalGeneration":
             raise ConfigurationError(f"{self.model!r} is a {type(model).__name__}, not a Molmo2 model")
-        if device == "cpu":
-            model = model.to(device)
+        if device_map is None:
+            try:
+                model = model.to(device)
+            except RuntimeError as exc:  # out of memory on the device, most often
+                raise ConfigurationError(f"cannot move {self.model!r} to {device}: {_first_line(exc)}") from exc
         processor.tokenizer.padding_side = "left"
         return model.eval(), processor
 

@@ -134,6 +134,27 @@ def test_folder_without_a_checkpoint_is_a_clear_error(tmp_path):
         LocalBackend(str(tmp_path), device="cpu").load()
 
 
+def test_a_folder_that_fails_to_load_is_not_looked_up_on_the_hub(tmp_path, tiny_molmo2_path):
+    import shutil
+
+    broken = tmp_path / "broken-checkpoint"
+    shutil.copytree(tiny_molmo2_path, broken)
+    (broken / "model.safetensors").write_bytes(b"not weights")
+    with pytest.raises(ConfigurationError, match="cannot load a Molmo2 model") as info:
+        LocalBackend(str(broken), device="cpu").load()
+    assert "Hugging Face" not in str(info.value)
+
+
+def test_a_device_this_machine_lacks_is_a_clear_error(tiny_molmo2_path):
+    with pytest.raises(ConfigurationError, match="unknown device 'tpu'"):
+        LocalBackend(str(tiny_molmo2_path), device="tpu").load()
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigurationError, match="no CUDA GPU"):
+            LocalBackend(str(tiny_molmo2_path), device="cuda").load()
+    backend = LocalBackend(str(tiny_molmo2_path), device="cpu:0", max_new_tokens=3)
+    assert isinstance(backend.run([Request(image_item("coffee"), Caption())])[0], Result)
+
+
 def test_uncached_hub_id_offline_fails_fast(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ConfigurationError, match="offline"):
