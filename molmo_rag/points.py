@@ -249,6 +249,9 @@ def _to_int(token: str) -> int:
     return sum(_TENS.get(w, _UNITS.get(w, 0)) for w in words)
 
 
+MAX_PLAUSIBLE_COUNT = 1_000_000
+
+
 def parse_count(text: str | None) -> int | None:
     """The count stated in an answer, or None when it states none.
 
@@ -263,7 +266,9 @@ def parse_count(text: str | None) -> int | None:
     for pattern in _COUNT_PATTERNS:
         m = pattern.search(plain)
         if m:
-            return _to_int(m.group(1))
+            count = _to_int(m.group(1))
+            # A run of digits no scene holds is degenerate generation, not a count.
+            return count if count <= MAX_PLAUSIBLE_COUNT else None
     if _NONE.search(plain):
         return 0
     if _A_SINGLE.search(plain):

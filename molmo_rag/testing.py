@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .errors import MissingDependencyError
+from .errors import ConfigurationError, MissingDependencyError
 
 if TYPE_CHECKING:  # pragma: no cover
     from transformers import Molmo2Config, Molmo2Processor, PreTrainedTokenizerBase
@@ -326,7 +326,7 @@ def build_tiny_molmo2(path: str | os.PathLike, *, sizes: Molmo2Sizes = TINY, see
     if _is_built(path, sizes, seed):
         return path
     if path.exists() and any(path.iterdir()):
-        raise FileExistsError(f"{path} exists and is not a checkpoint built by build_tiny_molmo2")
+        raise ConfigurationError(f"{path} exists and is not a checkpoint built by build_tiny_molmo2")
 
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))

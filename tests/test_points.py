@@ -203,3 +203,9 @@ def test_strip_points_drops_a_tag_cut_off_inside_its_coords():
 )
 def test_parse_count_unseen_phrasings(text, expected):
     assert parse_count(text) == expected
+
+
+def test_degenerate_digit_runs_are_not_counts():
+    assert parse_count("6" * 46) is None
+    assert parse_count("There are 6666666666666 people") is None
+    assert parse_count("There are 1,234 people.") == 1234

@@ -9,6 +9,7 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
+from molmo_rag.errors import ConfigurationError  # noqa: E402
 from molmo_rag.testing import (  # noqa: E402
     MEDIA_TOKENS,
     SPECIAL_TOKENS,
@@ -104,7 +105,7 @@ def test_rebuild_is_cached_and_deterministic(tiny_molmo2_path, tmp_path):
 
 def test_refuses_to_overwrite_a_foreign_folder(tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
-    with pytest.raises(FileExistsError):
+    with pytest.raises(ConfigurationError):
         build_tiny_molmo2(tmp_path)
     assert (tmp_path / "notes.txt").read_text() == "mine"
 
@@ -112,7 +113,7 @@ def test_refuses_to_overwrite_a_foreign_folder(tmp_path):
 def test_other_sizes_rebuild_instead_of_reusing(tiny_molmo2_path, tmp_path):
     target = tmp_path / "m"
     build_tiny_molmo2(target)
-    with pytest.raises(FileExistsError):  # same folder, different architecture: not silently reused
+    with pytest.raises(ConfigurationError):  # same folder, different architecture: not silently reused
         build_tiny_molmo2(target, sizes=Molmo2Sizes(text_layers=1))
 
 
