@@ -11,7 +11,18 @@ from ..analyze import Failure, analyze
 from ..errors import UnsupportedMediaError
 from ..tasks import Ask, Caption, Count, Detail, Task, VideoTask, VideoTaskName
 from .app import app
-from .common import BackendOpt, ConcurrencyOpt, JsonOpt, ModelOpt, emit_json, make_backend, where_label
+from .common import (
+    BackendOpt,
+    ConcurrencyOpt,
+    JsonOpt,
+    ModelOpt,
+    SegmentOpt,
+    SegmentSecondsOpt,
+    emit_json,
+    make_backend,
+    reader_options,
+    where_label,
+)
 
 Sources = Annotated[list[str], typer.Argument(help="Files, folders, globs or http(s) URLs.", show_default=False)]
 
@@ -33,14 +44,17 @@ def _human_line(obj: dict) -> str:
     return f"{where}: {_one_line(obj.get('answer'))}"
 
 
-def run_task(sources: list[str], task: Task, backend: str | None, model: str | None, concurrency: int | None, as_json: bool) -> None:
+def run_task(
+    sources: list[str], task: Task, backend: str | None, model: str | None, concurrency: int | None, as_json: bool,
+    segment: str | None = None, segment_seconds: float | None = None,
+) -> None:
     """Print one line per item (slide, segment) and exit 1 if any source failed."""
     engine = make_backend(backend, model, concurrency)
     failed = lines = 0
     total_cost = 0.0
     try:
         engine.load()
-        for outcome in analyze(sources, [task], engine):
+        for outcome in analyze(sources, [task], engine, reader_options=reader_options(segment, segment_seconds)):
             lines += 1
             obj = outcome.to_json()
             if isinstance(outcome, Failure):
@@ -73,10 +87,12 @@ def caption(
     backend: BackendOpt = None,
     model: ModelOpt = None,
     concurrency: ConcurrencyOpt = None,
+    segment: SegmentOpt = None,
+    segment_seconds: SegmentSecondsOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Caption images, slides and video segments."""
-    run_task(sources, Caption(detail=detail), backend, model, concurrency, as_json)
+    run_task(sources, Caption(detail=detail), backend, model, concurrency, as_json, segment, segment_seconds)
 
 
 @app.command()
@@ -86,10 +102,12 @@ def ask(
     backend: BackendOpt = None,
     model: ModelOpt = None,
     concurrency: ConcurrencyOpt = None,
+    segment: SegmentOpt = None,
+    segment_seconds: SegmentSecondsOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Answer a question about each item of SOURCE."""
-    run_task([source], Ask(question=question), backend, model, concurrency, as_json)
+    run_task([source], Ask(question=question), backend, model, concurrency, as_json, segment, segment_seconds)
 
 
 @app.command()
@@ -99,10 +117,12 @@ def count(
     backend: BackendOpt = None,
     model: ModelOpt = None,
     concurrency: ConcurrencyOpt = None,
+    segment: SegmentOpt = None,
+    segment_seconds: SegmentSecondsOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Count objects with Molmo2 pointing; prints the count and the points."""
-    run_task([source], Count(target=what), backend, model, concurrency, as_json)
+    run_task([source], Count(target=what), backend, model, concurrency, as_json, segment, segment_seconds)
 
 
 @app.command()
@@ -113,10 +133,12 @@ def video(
     backend: BackendOpt = None,
     model: ModelOpt = None,
     concurrency: ConcurrencyOpt = None,
+    segment: SegmentOpt = None,
+    segment_seconds: SegmentSecondsOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Run a video-understanding task on each segment of a video."""
-    run_task([source], VideoTask(task=task, text=text), backend, model, concurrency, as_json)
+    run_task([source], VideoTask(task=task, text=text), backend, model, concurrency, as_json, segment, segment_seconds)
 
 
 @app.command()
@@ -127,6 +149,8 @@ def estimate(
     count_targets: Annotated[list[str] | None, typer.Option("--count", help="Also count these (comma-separated or repeated).")] = None,
     questions: Annotated[list[str] | None, typer.Option("--ask", help="Also ask this question (repeatable).")] = None,
     only: Annotated[str | None, typer.Option("--task", help="Estimate one task instead of the index plan: caption|scene|video.")] = None,
+    segment: SegmentOpt = None,
+    segment_seconds: SegmentSecondsOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Calls and cost of running SOURCES through a backend, without calling anything."""
@@ -152,7 +176,7 @@ def estimate(
     tasks += [Count(target=t) for t in targets] + [Ask(question=q) for q in questions or []]
 
     items, failures = [], []
-    for entry in _read(sources, None):
+    for entry in _read(sources, reader_options(segment, segment_seconds)):
         (failures if isinstance(entry, MolmoRagError) else items).append(entry)
     result = estimate_cost(name, items, tasks)
     if as_json:

@@ -30,6 +30,48 @@ ConcurrencyOpt = Annotated[
     typer.Option("--concurrency", "-c", min=1, help="Requests in flight (REST) or batch size (local).", show_default=False),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object per line.")]
+SegmentOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--segment",
+        help="How videos are cut: 'scenes' (at shot boundaries, the default) or 'fixed' windows.",
+        show_default=False,
+    ),
+]
+SegmentSecondsOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--segment-seconds",
+        min=1.0,
+        max=120.0,
+        help="Window length for --segment fixed; the longest segment for scenes (default 30 / 60).",
+        show_default=False,
+    ),
+]
+
+
+def reader_options(segment: str | None, segment_seconds: float | None):
+    """ReaderOptions for the video flags, or None for the readers' defaults."""
+    if segment is None and segment_seconds is None:
+        return None
+    from ..media.options import ReaderOptions
+
+    if segment not in (None, "scenes", "fixed"):
+        raise ConfigurationError(f"--segment must be 'scenes' or 'fixed', not {segment!r}")
+    options: dict[str, Any] = {"segment_mode": segment or "scenes"}
+    if segment_seconds is not None:
+        if options["segment_mode"] == "fixed":
+            options["segment_seconds"] = segment_seconds
+        else:
+            defaults = ReaderOptions()
+            options["max_segment_seconds"] = segment_seconds
+            options["min_segment_seconds"] = min(defaults.min_segment_seconds, segment_seconds / 2)
+    from pydantic import ValidationError
+
+    try:
+        return ReaderOptions(**options)
+    except ValidationError as exc:
+        raise ConfigurationError(f"bad video segment options: {exc.errors()[0]['msg']}") from None
 
 
 def resolve_backend_name(backend: str | None) -> str:
@@ -47,13 +89,6 @@ def make_backend(backend: str | None, model: str | None, concurrency: int | None
 def emit_json(obj: dict) -> None:
     sys.stdout.write(json.dumps(obj, ensure_ascii=False, default=str) + "\n")
     sys.stdout.flush()
-
-
-def error_json(source: str, exc: BaseException, media_id: str | None = None) -> dict:
-    out = {"source": source, "error": str(exc), "error_type": type(exc).__name__}
-    if media_id:
-        out["media_id"] = media_id
-    return out
 
 
 def where_label(obj: dict) -> str:

@@ -21,8 +21,11 @@ from .common import (
     ConcurrencyOpt,
     JsonOpt,
     ModelOpt,
+    SegmentOpt,
+    SegmentSecondsOpt,
     emit_json,
     make_backend,
+    reader_options,
     resolve_backend_name,
     where_label,
 )
@@ -91,6 +94,8 @@ def index_command(
         typer.Option("--cache-dir", help="Result cache folder (env MOLMO_RAG_CACHE_DIR; default the user cache dir).", show_default=False),
     ] = None,
     embedder: EmbedderOpt = None,
+    segment: SegmentOpt = None,
+    segment_seconds: SegmentSecondsOpt = None,
     chunk_size: Annotated[
         int, typer.Option("--chunk-size", min=1, help="Items per chunk: results are cached and points written after each.")
     ] = 16,
@@ -135,6 +140,7 @@ def index_command(
             no_cache=no_cache,
             embedder=embedder,
             chunk_size=chunk_size,
+            reader_options=reader_options(segment, segment_seconds),
             progress=False if quiet or as_json else None,
             on_record=on_record,
             on_failure=on_failure,

@@ -126,3 +126,24 @@ def test_video_task_on_a_photo_says_why_instead_of_printing_nothing(capsys, medi
     code, lines, err = run_json(capsys, ["video", str(media / "astronaut.jpg"), "--model", str(tiny_molmo2_path), "--json"])
     assert code == 1 and lines == []
     assert "needs a video" in err and "Traceback" not in err
+
+
+def test_segment_options_cut_videos_as_asked(capsys, media, monkeypatch):
+    with WaveSpeedServer(api_key="cli-key") as server:
+        monkeypatch.setenv("WAVESPEED_API_KEY", "cli-key")
+        monkeypatch.setenv("WAVESPEED_BASE_URL", server.base_url)
+        code, lines, err = run_json(
+            capsys, ["caption", str(media / "clip.mp4"), "--backend", "wavespeed", "--segment", "fixed", "--segment-seconds", "1.5", "--json"]
+        )
+    assert code == 0, err
+    bounds = [(line["start"], line["end"]) for line in lines]
+    # 1.5 s windows (snapped to the frame grid); a short tail joins the last window.
+    assert len(bounds) >= 2 and bounds[0][0] == 0 and bounds[0][1] == pytest.approx(1.5, abs=0.05)
+    assert all(a[1] == pytest.approx(b[0]) for a, b in zip(bounds, bounds[1:]))  # no gaps
+    assert bounds[-1][1] == pytest.approx(4.0, abs=0.1)
+
+
+def test_bad_segment_option_is_one_clear_line(capsys, media):
+    code = main(["estimate", str(media / "clip.mp4"), "--segment", "shots"])
+    err = capsys.readouterr().err
+    assert code == 1 and "--segment" in err and "Traceback" not in err
