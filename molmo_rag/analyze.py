@@ -50,6 +50,10 @@ class Failure:
             out["task"] = self.task.name
         out["error"] = str(self.error)
         out["error_type"] = type(self.error).__name__
+        for key in ("code", "status"):  # the vendor's error code and HTTP status, when known
+            value = getattr(self.error, key, None)
+            if value is not None:
+                out[f"error_{key}"] = value
         return out
 
 

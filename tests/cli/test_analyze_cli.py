@@ -147,3 +147,13 @@ def test_bad_segment_option_is_one_clear_line(capsys, media):
     code = main(["estimate", str(media / "clip.mp4"), "--segment", "shots"])
     err = capsys.readouterr().err
     assert code == 1 and "--segment" in err and "Traceback" not in err
+
+
+def test_failure_lines_carry_the_vendor_code_and_status(capsys, media, monkeypatch):
+    with WaveSpeedServer(api_key="right-key") as server:
+        monkeypatch.setenv("WAVESPEED_API_KEY", "wrong-key-123")
+        monkeypatch.setenv("WAVESPEED_BASE_URL", server.base_url)
+        code, lines, err = run_json(capsys, ["caption", str(media / "coffee.png"), "--backend", "wavespeed", "--json"])
+    assert code == 1
+    assert lines[0]["error_type"] == "AuthenticationError" and lines[0]["error_status"] == 401
+    assert "wrong-key-123" not in json.dumps(lines) + err
