@@ -10,8 +10,12 @@ if [ ! -x .venv/bin/python ]; then
 fi
 stamp=.venv/.molmo-rag-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -e ".[all,dev]"
+  echo "Installing molmo-rag and its extras into .venv (log: .venv/install.log)..." >&2
+  if ! { .venv/bin/python -m pip install --upgrade pip \
+         && .venv/bin/python -m pip install -e ".[all,dev]"; } >.venv/install.log 2>&1; then
+    tail -n 40 .venv/install.log >&2
+    exit 1
+  fi
   touch "$stamp"
 fi
 
