@@ -10,6 +10,8 @@ Prompts follow the conventions of AI2's Molmo2 training data (see ``MOLMO2.md``)
 
 from __future__ import annotations
 
+from abc import abstractmethod
+
 from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -66,15 +68,16 @@ class Task(BaseModel):
             problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'task'}: {e['msg']}" for e in exc.errors())
             raise ConfigurationError(f"invalid {self.name} task: {problems}") from None
 
-    def prompt(self, media: ModelInput) -> str:  # pragma: no cover - every task overrides
-        raise NotImplementedError
+    @abstractmethod
+    def prompt(self, media: ModelInput) -> str:
+        """The prompt for prompt-driven backends."""
 
     def max_new_tokens(self) -> int:
         return 256
 
+    @abstractmethod
     def parse(self, text: str) -> dict:
         """The JSON fields this task adds to a result."""
-        raise NotImplementedError  # pragma: no cover
 
     def params(self) -> dict:
         return self.model_dump(mode="json")

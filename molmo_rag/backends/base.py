@@ -14,6 +14,8 @@ time), collecting failures per request instead of failing the batch.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import asyncio
 import importlib
 from collections.abc import Callable, Sequence
@@ -107,7 +109,7 @@ class BackendOptions(BaseModel):
     model: str | None = Field(None, description="Model id (or local path) the backend runs.")
 
 
-class Backend:
+class Backend(ABC):
     """Base class: capability checks, result building, failure collection."""
 
     name: ClassVar[str] = "base"
@@ -130,8 +132,9 @@ class Backend:
             )
 
     # -- the one method subclasses implement (through BatchedBackend / RestBackend) ------
+    @abstractmethod
     async def _execute(self, requests: Sequence[Request]) -> list[Answer | BaseException]:
-        raise NotImplementedError  # pragma: no cover
+        """One Answer or exception per request, in order."""
 
     # -- public API ----------------------------------------------------------------------
     async def arun(
@@ -199,8 +202,9 @@ class BatchedBackend(Backend):
 
     batch_size: int = 4
 
+    @abstractmethod
     def generate_batch(self, requests: Sequence[Request]) -> list[Answer]:
-        raise NotImplementedError  # pragma: no cover
+        """One Answer per request, in order (called in a worker thread)."""
 
     def batches(self, requests: Sequence[Request]) -> list[list[int]]:
         """Indices grouped into batches; override to keep incompatible inputs apart."""

@@ -22,6 +22,8 @@ request; everything else lives here once:
 
 from __future__ import annotations
 
+from abc import abstractmethod
+
 import asyncio
 import base64
 import email.utils
@@ -503,8 +505,9 @@ class RestBackend(Backend):
         return f"{type(self).__name__}(model={self.model!r}, base_url={self.base_url!r}, concurrency={self.options.concurrency})"
 
     # -- the hook ------------------------------------------------------------------------
-    async def call(self, request: Request, engine: RestEngine) -> Answer:  # pragma: no cover
-        raise NotImplementedError
+    @abstractmethod
+    async def call(self, request: Request, engine: RestEngine) -> Answer:
+        """Run one request through the engine and return its answer."""
 
     # -- protocol details subclasses may refine ------------------------------------------
     def auth_headers(self) -> dict[str, str]:

@@ -3,6 +3,8 @@ routing, API-key checks, switchable faults, simulated jobs and request counters.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import json
 import re
 import threading
@@ -112,7 +114,7 @@ class ServerStats:
 Handler = Callable[[Incoming, re.Match], Reply]
 
 
-class LoopbackServer:
+class LoopbackServer(ABC):
     """Base of the protocol servers. Use as a context manager, or ``start()``/``stop()``.
 
     ``api_key``: the key clients must send as ``Authorization: Bearer ...`` (None: no check).
@@ -232,8 +234,9 @@ class LoopbackServer:
         return job
 
     # -- what subclasses define ----------------------------------------------------------
-    def setup_routes(self) -> None:  # pragma: no cover - every server overrides
-        raise NotImplementedError
+    @abstractmethod
+    def setup_routes(self) -> None:
+        """Register this protocol's routes with :meth:`route`."""
 
     def route(self, method: str, pattern: str, name: str, handler: Handler, *, auth: bool = True) -> None:
         self._routes.append((method, re.compile(pattern + r"\Z"), name, handler, auth))
