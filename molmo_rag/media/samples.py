@@ -73,7 +73,7 @@ def _photo_array(name: str) -> "np.ndarray":
         import numpy as np
         import skimage.data
     except ImportError as exc:  # pragma: no cover - dev extra
-        raise MissingDependencyError("scikit-image", "dev", "sample photos") from exc
+        raise MissingDependencyError("scikit-image", "samples", "sample photos") from exc
     arr = getattr(skimage.data, name)()
     if arr.ndim == 2:
         arr = np.stack([arr] * 3, axis=-1)
