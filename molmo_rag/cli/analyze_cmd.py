@@ -186,8 +186,8 @@ def estimate(
             emit_json({"source": getattr(exc, "source", None), "error": str(exc), "error_type": type(exc).__name__})
         emit_json({"backend": name, "total_calls": result.calls, "total_cost_usd": result.cost_usd, "items": len(items)})
     else:
-        for item in result.items:
-            where = where_label(item.__dict__ | {"slide": None})
+        for media, item in zip(items, result.items):
+            where = where_label(media.describe())
             note = f"  ERROR {item.error}" if item.error else ""
             skipped = f"  (skipped: {', '.join(item.skipped_tasks)})" if item.skipped_tasks else ""
             print(f"{where} [{item.kind}]: {item.calls} call(s), ${item.cost_usd:.4f}{skipped}{note}")
