@@ -185,9 +185,20 @@ class Enricher:
             for n, (_, _, key) in enumerate(misses):
                 first.setdefault(key, n)
             unique = sorted(first.values())
-            answers = await self.backend.arun([Request(items[misses[n][0]], misses[n][1]) for n in unique])
+            requests = [Request(items[misses[n][0]], misses[n][1]) for n in unique]
+            key_of = {id(request): misses[n][2] for n, request in zip(unique, requests)}
+
+            def store(request: Request, outcome: Result | MolmoRagError) -> None:
+                # Kept the moment it arrives: a run killed now loses none of it.
+                if self.cache is not None and isinstance(outcome, Result):
+                    self.cache.put(
+                        key_of[id(request)], media_id=request.item.media_id, backend=outcome.backend,
+                        model=outcome.model, task=request.task.key(), text=outcome.text,
+                        fields=outcome.fields, cost_usd=outcome.cost_usd,
+                    )
+
+            answers = await self.backend.arun(requests, on_result=store)
             by_key = {misses[n][2]: outcome for n, outcome in zip(unique, answers)}
-            to_store = []
             for n, (i, task, key) in enumerate(misses):
                 outcome = by_key[key]
                 if isinstance(outcome, Result) and first[key] != n:
@@ -195,17 +206,11 @@ class Enricher:
                     continue
                 if isinstance(outcome, Result):
                     out[i].results.append(outcome)
-                    to_store.append(
-                        (key, dict(media_id=items[i].media_id, backend=outcome.backend, model=outcome.model,
-                                   task=task.key(), text=outcome.text, fields=outcome.fields, cost_usd=outcome.cost_usd))
-                    )
                 else:
                     error = outcome if isinstance(outcome, MolmoRagError) else MolmoRagError(str(outcome))
                     out[i].failures.append(
                         Failure(source=items[i].source, error=error, media_id=items[i].media_id, task=task, item=items[i])
                     )
-            if self.cache is not None:
-                self.cache.put_many(to_store)
         return out
 
     def enrich(self, items: Sequence[MediaItem]) -> list[EnrichedItem]:

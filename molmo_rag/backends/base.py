@@ -60,6 +60,9 @@ class Answer:
     meta: dict = field(default_factory=dict)
 
 
+AnswerCallback = Callable[[int, "Answer | BaseException"], None]
+
+
 @dataclass
 class Result:
     """One parsed answer for one media item and one task."""
@@ -133,8 +136,11 @@ class Backend(ABC):
 
     # -- the one method subclasses implement (through BatchedBackend / RestBackend) ------
     @abstractmethod
-    async def _execute(self, requests: Sequence[Request]) -> list[Answer | BaseException]:
-        """One Answer or exception per request, in order."""
+    async def _execute(
+        self, requests: Sequence[Request], on_answer: AnswerCallback | None = None
+    ) -> list[Answer | BaseException]:
+        """One Answer or exception per request, in order; ``on_answer(index, answer)`` is
+        called as each one arrives, so callers can keep results before the rest finish."""
 
     # -- public API ----------------------------------------------------------------------
     async def arun(
@@ -154,11 +160,17 @@ class Backend(ABC):
                 if on_result:
                     on_result(request, exc)
         if runnable:
-            answers = await self._execute([requests[i] for i in runnable])
-            for i, answer in zip(runnable, answers):
-                out[i] = self._to_result(requests[i], answer)
-                if on_result:
-                    on_result(requests[i], out[i])
+
+            def deliver(j: int, answer: Answer | BaseException) -> None:
+                i = runnable[j]
+                if out[i] is None:
+                    out[i] = self._to_result(requests[i], answer)
+                    if on_result:
+                        on_result(requests[i], out[i])
+
+            answers = await self._execute([requests[i] for i in runnable], deliver)
+            for j, answer in enumerate(answers):
+                deliver(j, answer)
         return out  # type: ignore[return-value]
 
     def run(self, requests: Sequence[Request]) -> list[Result | MolmoRagError]:
@@ -211,7 +223,9 @@ class BatchedBackend(Backend):
         idx = list(range(len(requests)))
         return [idx[i : i + self.batch_size] for i in range(0, len(idx), self.batch_size)]
 
-    async def _execute(self, requests: Sequence[Request]) -> list[Answer | BaseException]:
+    async def _execute(
+        self, requests: Sequence[Request], on_answer: AnswerCallback | None = None
+    ) -> list[Answer | BaseException]:
         out: list[Answer | BaseException | None] = [None] * len(requests)
         for batch in self.batches(requests):
             try:
@@ -228,6 +242,9 @@ class BatchedBackend(Backend):
                         out[i] = (await asyncio.to_thread(self.generate_batch, [requests[i]]))[0]
                     except MolmoRagError as single:
                         out[i] = single
+            if on_answer:
+                for i in batch:
+                    on_answer(i, out[i])  # type: ignore[arg-type]
         return out  # type: ignore[return-value]
 
 

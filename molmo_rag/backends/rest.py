@@ -60,7 +60,7 @@ from ..errors import (
     redact,
 )
 from ..media.items import MediaItem
-from .base import Answer, Backend, BackendOptions, Request
+from .base import Answer, AnswerCallback, Backend, BackendOptions, Request
 
 __all__ = [
     "RestOptions",
@@ -556,17 +556,22 @@ class RestBackend(Backend):
         )
 
     # -- Backend._execute ----------------------------------------------------------------
-    async def _execute(self, requests: Sequence[Request]) -> list[Answer | BaseException]:
+    async def _execute(
+        self, requests: Sequence[Request], on_answer: AnswerCallback | None = None
+    ) -> list[Answer | BaseException]:
         jobs = asyncio.Semaphore(self.options.max_jobs)
         async with self.http_client() as client:
             engine = RestEngine(self, client)
             self.last_stats = engine.stats
 
-            async def one(request: Request) -> Answer | BaseException:
+            async def one(index: int, request: Request) -> Answer | BaseException:
                 async with jobs:
-                    return await self._call_guarded(request, engine)
+                    answer = await self._call_guarded(request, engine)
+                if on_answer:
+                    on_answer(index, answer)
+                return answer
 
-            return list(await asyncio.gather(*(one(r) for r in requests)))
+            return list(await asyncio.gather(*(one(i, r) for i, r in enumerate(requests))))
 
     async def _call_guarded(self, request: Request, engine: RestEngine) -> Answer | BaseException:
         try:
