@@ -1,4 +1,13 @@
-"""molmo-rag: make images, slide decks and videos searchable in RAG pipelines with Molmo2."""
+"""molmo-rag: make images, slide decks and videos searchable in RAG pipelines with Molmo2.
+
+The names below are the public API; the ones that pull in more machinery (readers,
+backends) load on first use, so ``import molmo_rag`` stays light. Whole jobs live in the
+submodules ``molmo_rag.analyze`` (tasks over sources) and ``molmo_rag.pipeline`` (index
+and search).
+"""
+
+from importlib import import_module
+from typing import Any
 
 from .errors import (
     BackendError,
@@ -13,6 +22,16 @@ from .tasks import Ask, Caption, Count, Scene, VideoTask
 
 __version__ = "0.1.0"
 
+_LAZY = {
+    "get_backend": "molmo_rag.backends.base",
+    "create_backend": "molmo_rag.backends.base",
+    "Request": "molmo_rag.backends.base",
+    "Result": "molmo_rag.backends.base",
+    "read": "molmo_rag.media",
+    "MediaItem": "molmo_rag.media",
+    "ReaderOptions": "molmo_rag.media",
+}
+
 __all__ = [
     "Ask",
     "BackendError",
@@ -20,12 +39,31 @@ __all__ = [
     "ConfigurationError",
     "Count",
     "InputError",
+    "MediaItem",
     "MissingDependencyError",
     "MolmoRagError",
     "Point",
+    "ReaderOptions",
+    "Request",
+    "Result",
     "Scene",
     "UnsupportedTaskError",
     "VideoTask",
+    "create_backend",
+    "get_backend",
     "parse_count",
     "parse_points",
+    "read",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'molmo_rag' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

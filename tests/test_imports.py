@@ -21,7 +21,8 @@ def test_import_is_light():
 def test_public_api_is_pinned():
     assert sorted(molmo_rag.__all__) == sorted(
         ["Ask", "BackendError", "Caption", "ConfigurationError", "Count", "InputError", "MissingDependencyError",
-         "MolmoRagError", "Point", "Scene", "UnsupportedTaskError", "VideoTask", "parse_count", "parse_points"]
+         "MolmoRagError", "Point", "Scene", "UnsupportedTaskError", "VideoTask", "parse_count", "parse_points",
+         "MediaItem", "ReaderOptions", "Request", "Result", "create_backend", "get_backend", "read"]
     )
     for name in molmo_rag.__all__:
         assert hasattr(molmo_rag, name)
