@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 
-from typing import Annotated, Any, ClassVar, Literal, Union
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -205,7 +205,6 @@ class VideoTask(Task):
         return {"task": self.name, "video_task": self.task, "text": self.text}
 
 
-TaskSpec = Annotated[Union[Caption, Ask, Count, Scene, VideoTask], Field(discriminator=None)]
 _BY_NAME: dict[str, type[Task]] = {t.name: t for t in (Caption, Ask, Count, Scene, VideoTask)}
 
 
