@@ -24,15 +24,16 @@ import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import Any
+from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from .analyze import Failure
 from .backends.base import Backend, Request, Result, capable_backends, run_sync
 from .cache import ResultCache, backend_policy, cache_key
 from .errors import MolmoRagError, UnsupportedTaskError
 from .media.items import MediaItem, MediaKind
+from .options_base import Options
 from .tasks import Ask, Caption, Count, Detail, ModelInput, Scene, Task, VideoTask
 
 __all__ = ["EnrichOptions", "Enricher", "EnrichedItem", "check_explicit", "default_plan", "equivalents"]
@@ -40,10 +41,10 @@ __all__ = ["EnrichOptions", "Enricher", "EnrichedItem", "check_explicit", "defau
 log = logging.getLogger("molmo_rag")
 
 
-class EnrichOptions(BaseModel):
+class EnrichOptions(Options):
     """What to ask of every item."""
 
-    model_config = ConfigDict(extra="forbid")
+    what: ClassVar[str] = "enrich options"
 
     detail: Detail = Field("medium", description="Caption detail of the default plan.")
     default_tasks: bool = Field(True, description="Run the default plan (caption + scene) on every item.")

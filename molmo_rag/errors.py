@@ -10,8 +10,10 @@ Every error raised on purpose derives from :class:`MolmoRagError`::
     │   ├── CorruptMediaError       truncated, damaged, encrypted or empty media
     │   └── MediaTooLargeError      over a size cap, a decompression bomb, a too-long video
     ├── UnsupportedTaskError        the backend cannot run this task (names those that can)
-    ├── ConfigurationError          a missing key, an unknown backend, a bad option
+    ├── ConfigurationError          a missing key, an index in use, a collection of another embedder
+    │   └── UsageError              an argument or option value that is not accepted
     ├── MissingDependencyError      an optional dependency is not installed (names the extra)
+    ├── IndexUnavailableError       the Qdrant server cannot be reached or refused a request
     └── BackendError                the backend or its transport failed
         ├── AuthenticationError     the key was refused (401/403)
         ├── RateLimitError          429 even after honouring Retry-After
@@ -74,6 +76,31 @@ class ConfigurationError(MolmoRagError):
     pass
 
 
+class UsageError(ConfigurationError):
+    """A value the caller passed is not accepted (an unknown backend, a bad filter, an empty
+    query). ``option`` names the parameter, so a front end can name its own flag for it;
+    the message itself says what is accepted. The CLI exits 2 on it."""
+
+    def __init__(self, message: str, *, option: str | None = None):
+        super().__init__(message)
+        self.option = option
+
+
+def usage_error_from(exc: "Exception", what: str) -> UsageError:
+    """One readable :class:`UsageError` for a pydantic ``ValidationError`` raised while
+    building ``what`` (e.g. "reader options"): field and message of the first problem,
+    how many more there are; the raw input value is left out (it may be a secret)."""
+    errors = exc.errors() if hasattr(exc, "errors") else []
+    if not errors:
+        return UsageError(f"bad {what}: {exc}")
+    first = errors[0]
+    field = ".".join(str(part) for part in first.get("loc", ()) if part != "__root__")
+    message = str(first.get("msg", "invalid value"))
+    more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+    where = f" {field}" if field else ""
+    return UsageError(f"bad {what}{where}: {message}{more}", option=field.split(".")[0] or None)
+
+
 class MissingDependencyError(MolmoRagError, ImportError):
     """An optional dependency is missing; the message names the extra to install."""
 
@@ -84,6 +111,15 @@ class MissingDependencyError(MolmoRagError, ImportError):
         super().__init__(
             f"{package} is needed{what}: install it with  pip install 'molmo-rag[{extra}]'"
         )
+
+
+class IndexUnavailableError(MolmoRagError):
+    """The Qdrant server (``--qdrant-url``) cannot be reached, is not a Qdrant server, or
+    refused a request; ``status`` is the HTTP status when it answered."""
+
+    def __init__(self, message: str, *, status: int | None = None):
+        super().__init__(message)
+        self.status = status
 
 
 class BackendError(MolmoRagError):

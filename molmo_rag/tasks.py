@@ -14,9 +14,10 @@ from abc import abstractmethod
 
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field
 
 from .errors import ConfigurationError
+from .options_base import Options
 from .points import parse_count, parse_points, strip_points
 
 __all__ = [
@@ -52,7 +53,7 @@ def _count_of(text: str) -> tuple[int | None, list[dict]]:
     return count, points
 
 
-class Task(BaseModel):
+class Task(Options):
     """Base of every task: frozen, hashable, typed options."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
@@ -61,12 +62,9 @@ class Task(BaseModel):
     """Short name used for capabilities, cache keys and the CLI."""
     inputs: ClassVar[frozenset[ModelInput]] = frozenset({"image", "video"})
 
-    def __init__(self, **data: Any) -> None:
-        try:
-            super().__init__(**data)
-        except ValidationError as exc:  # bad options are our typed error, in one line
-            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'task'}: {e['msg']}" for e in exc.errors())
-            raise ConfigurationError(f"invalid {self.name} task: {problems}") from None
+    @classmethod
+    def _what(cls) -> str:
+        return f"{cls.name} task"
 
     @abstractmethod
     def prompt(self, media: ModelInput) -> str:

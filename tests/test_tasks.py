@@ -59,7 +59,7 @@ def test_invalid_options_are_rejected():
         VideoTask(task="dance")
     with pytest.raises(ConfigurationError):
         Count(target="")
-    with pytest.raises(ConfigurationError, match="invalid ask task: question"):
+    with pytest.raises(ConfigurationError, match="bad ask task question"):
         Ask(question="   ")  # whitespace only: nothing to ask
 
 

@@ -22,10 +22,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from ..errors import BackendError, ConfigurationError, MolmoRagError, UnsupportedTaskError
+from ..errors import BackendError, ConfigurationError, MolmoRagError, UnsupportedTaskError, UsageError
 from ..media.items import MediaItem
+from ..options_base import Options
 from ..tasks import ModelInput, Task
 
 __all__ = [
@@ -104,10 +105,10 @@ def shift_points(fields: dict, offset: float | None) -> dict:
     return {**fields, "points": moved}
 
 
-class BackendOptions(BaseModel):
+class BackendOptions(Options):
     """Options every backend takes; subclasses add their own, each field described."""
 
-    model_config = ConfigDict(extra="forbid")
+    what: ClassVar[str] = "backend option"
 
     model: str | None = Field(None, description="Model id (or local path) the backend runs.")
 
@@ -273,9 +274,7 @@ def backend_class(name: str) -> type[Backend]:
     try:
         target = BACKENDS[name]
     except KeyError:
-        raise ConfigurationError(
-            f"unknown backend {name!r}; choose one of: {', '.join(BACKENDS)}"
-        ) from None
+        raise UsageError(f"unknown backend {name!r}; choose one of: {', '.join(BACKENDS)}", option="backend") from None
     module, _, attr = target.partition(":")
     return getattr(importlib.import_module(module), attr)
 

@@ -19,9 +19,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field
 
-from ..errors import BackendError, ConfigurationError, MissingDependencyError, MolmoRagError
+from ..errors import BackendError, ConfigurationError, MissingDependencyError, MolmoRagError, UsageError
 from ..media.items import VideoFrames
 from ..tasks import ModelInput
 from .base import Answer, BackendOptions, BatchedBackend, Request
@@ -36,6 +36,8 @@ DEFAULT_MODEL = "allenai/Molmo2-4B"
 
 class LocalOptions(BackendOptions):
     """Options of the local (transformers) backend."""
+
+    what: ClassVar[str] = "local backend option"
 
     model: str = Field(DEFAULT_MODEL, description="Hugging Face model id or local checkpoint folder.")
     device: str = Field(
@@ -88,7 +90,7 @@ def check_device(device: str) -> str:
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError, ValueError) as exc:
-        raise ConfigurationError(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'") from exc
+        raise UsageError(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'", option="device") from exc
     if dev.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if count == 0:
@@ -218,20 +220,16 @@ class LocalBackend(BatchedBackend):
         max_new_tokens: int | None = None,
         min_new_tokens: int | None = None,
     ):
-        try:
-            self.options = LocalOptions(
-                model=model or DEFAULT_MODEL,
-                device=device,
-                dtype=dtype,
-                batch_size=batch_size,
-                num_frames=num_frames,
-                max_fps=max_fps,
-                max_new_tokens=max_new_tokens,
-                min_new_tokens=min_new_tokens,
-            )
-        except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-            raise ConfigurationError(f"invalid local backend options: {problems}") from None
+        self.options = LocalOptions(
+            model=model or DEFAULT_MODEL,
+            device=device,
+            dtype=dtype,
+            batch_size=batch_size,
+            num_frames=num_frames,
+            max_fps=max_fps,
+            max_new_tokens=max_new_tokens,
+            min_new_tokens=min_new_tokens,
+        )
         self.model = self.options.model
         self.batch_size = self.options.batch_size
         self._hf_model: Any = None

@@ -89,6 +89,8 @@ ERROR_TABLE: dict[str, ErrorSpec] = {
 
 
 class OpenOctopusOptions(RestOptions):
+    what: ClassVar[str] = "openoctopus backend option"
+
     poll_interval: float = Field(1.8, gt=0, description="First wait before polling a task (s); the documented interval.")
     poll_max_interval: float = Field(5.0, gt=0, description="Longest wait between polls (s).")
     poll_timeout: float = Field(180.0, gt=0, description="Longest time a task is polled (s); the documented limit.")

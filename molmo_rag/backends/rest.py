@@ -486,10 +486,7 @@ class RestBackend(Backend):
             values["api_key"] = os.environ[self.api_key_env]
         if values.get("base_url") is None:
             values["base_url"] = (os.environ.get(self.base_url_env) if self.base_url_env else None) or self.default_base_url
-        try:
-            self.options = self.Options(**values)
-        except ValueError as exc:  # pydantic.ValidationError
-            raise ConfigurationError(f"{self.name}: bad option: {redact(str(exc), [_secret(values.get('api_key'))])}") from None
+        self.options = self.Options(**values)
         if self.key_required and not self._key():
             raise ConfigurationError(
                 f"{self.name}: no API key: set {self.api_key_env} or pass api_key=..."

@@ -36,6 +36,8 @@ TERMINAL = frozenset({"completed", "failed", "cancelled", "timeout", "deleted"})
 
 
 class WaveSpeedOptions(RestOptions):
+    what: ClassVar[str] = "wavespeed backend option"
+
     poll_interval: float = Field(1.0, gt=0, description="First wait before polling a prediction (s); the SDK polls every 1 s.")
     poll_max_interval: float = Field(5.0, gt=0, description="Longest wait between polls (s).")
     enable_sync_mode: bool = Field(False, description="Ask the POST itself to wait for the result (one request per job; a dropped connection then loses the answer).")

@@ -1,7 +1,8 @@
 """The ``molmo-rag`` command.
 
 Errors of the :class:`~molmo_rag.errors.MolmoRagError` tree become one clear line on
-stderr and exit status 1, never a traceback.
+stderr, never a traceback: exit status 2 for a usage error (a value the command does not
+accept: the line names the flag or argument and what it takes), 1 for everything else.
 """
 
 from __future__ import annotations
@@ -25,12 +26,26 @@ def _register_commands() -> None:
                 raise
 
 
+_ARGUMENTS = {"query": "QUERY", "question": "QUESTION", "target": "WHAT", "sources": "SOURCE"}
+
+
+def _flag(option: str | None) -> str:
+    """The command-line spelling of a library parameter: ``segment`` -> ``--segment``."""
+    if not option:
+        return ""
+    return _ARGUMENTS.get(option) or "--" + option.replace("_", "-")
+
+
 def main(argv: list[str] | None = None) -> int:
-    from ..errors import MolmoRagError
+    from ..errors import MolmoRagError, UsageError
 
     _register_commands()
     try:
         app(args=argv, prog_name="molmo-rag")
+    except UsageError as exc:
+        flag = _flag(exc.option)
+        print(f"molmo-rag: error: {flag + ': ' if flag else ''}{exc}", file=sys.stderr)
+        return 2
     except MolmoRagError as exc:
         print(f"molmo-rag: error: {exc}", file=sys.stderr)
         return 1

@@ -49,12 +49,13 @@ def run_task(
     segment: str | None = None, segment_seconds: float | None = None,
 ) -> None:
     """Print one line per item (slide, segment) and exit 1 if any source failed."""
+    options = reader_options(segment, segment_seconds)  # a bad flag fails before a model loads
     engine = make_backend(backend, model, concurrency)
     failed = lines = 0
     total_cost = 0.0
     try:
         engine.load()
-        for outcome in analyze(sources, [task], engine, reader_options=reader_options(segment, segment_seconds)):
+        for outcome in analyze(sources, [task], engine, reader_options=options):
             lines += 1
             obj = outcome.to_json()
             if isinstance(outcome, Failure):

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from ..backends.base import BACKENDS, Backend, create_backend
-from ..errors import ConfigurationError
+from ..errors import UsageError
 
 BackendOpt = Annotated[
     str | None,
@@ -57,7 +57,7 @@ def reader_options(segment: str | None, segment_seconds: float | None):
     from ..media.options import ReaderOptions
 
     if segment not in (None, "scenes", "fixed"):
-        raise ConfigurationError(f"--segment must be 'scenes' or 'fixed', not {segment!r}")
+        raise UsageError(f"choose 'scenes' or 'fixed', not {segment!r}", option="segment")
     options: dict[str, Any] = {"segment_mode": segment or "scenes"}
     if segment_seconds is not None:
         if options["segment_mode"] == "fixed":
@@ -66,18 +66,13 @@ def reader_options(segment: str | None, segment_seconds: float | None):
             defaults = ReaderOptions()
             options["max_segment_seconds"] = segment_seconds
             options["min_segment_seconds"] = min(defaults.min_segment_seconds, segment_seconds / 2)
-    from pydantic import ValidationError
-
-    try:
-        return ReaderOptions(**options)
-    except ValidationError as exc:
-        raise ConfigurationError(f"bad video segment options: {exc.errors()[0]['msg']}") from None
+    return ReaderOptions(**options)
 
 
 def resolve_backend_name(backend: str | None) -> str:
     name = backend or os.environ.get("MOLMO_RAG_BACKEND") or "local"
     if name not in BACKENDS:
-        raise ConfigurationError(f"unknown backend {name!r}; choose one of: {', '.join(BACKENDS)}")
+        raise UsageError(f"unknown backend {name!r}; choose one of: {', '.join(BACKENDS)}", option="backend")
     return name
 
 

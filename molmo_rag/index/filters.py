@@ -19,11 +19,12 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from ..errors import ConfigurationError
+from ..errors import UsageError
+from ..options_base import Options
 
 __all__ = ["Condition", "SearchFilter", "parse_where", "label_key", "build_filter", "normalize_kind", "KINDS"]
 
@@ -45,14 +46,14 @@ def label_key(label: str) -> str:
     """
     key = re.sub(r"[^0-9a-z]+", "_", label.strip().lower()).strip("_")
     if not key:
-        raise ConfigurationError(f"count label {label!r} has no letters or digits")
+        raise UsageError(f"count label {label!r} has no letters or digits")
     return key
 
 
 def normalize_kind(kind: str) -> str:
     value = _KIND_ALIASES.get(kind.strip().lower(), kind.strip().lower())
     if value not in KINDS:
-        raise ConfigurationError(f"unknown kind {kind!r}; choose one of: image, slide, video")
+        raise UsageError(f"unknown kind {kind!r}; choose one of: image, slide, video", option="kind")
     return value
 
 
@@ -69,19 +70,19 @@ def _number(text: str, expr: str) -> int | float:
     try:
         value = float(text)
     except ValueError:
-        raise ConfigurationError(f"bad --where {expr!r}: {text!r} is not a number; {_HELP}") from None
+        raise UsageError(f"bad condition {expr!r}: {text!r} is not a number; {_HELP}", option="where") from None
     return int(value) if value.is_integer() else value
 
 
 def parse_where(expr: str) -> list[Condition]:
     """Parse one ``--where`` string into conditions (all must hold)."""
     if not expr or not expr.strip():
-        raise ConfigurationError(f"empty --where; {_HELP}")
+        raise UsageError(f"empty condition; {_HELP}", option="where")
     conditions: list[Condition] = []
     for part in _SEPARATOR.split(expr.strip()):
         match = _CONDITION.match(part)
         if not match:
-            raise ConfigurationError(f"bad --where {part!r}: {_HELP}")
+            raise UsageError(f"bad condition {part!r}: {_HELP}", option="where")
         name, op, raw = match.groups()
         op = "==" if op == "=" else op
         lowered = name.lower()
@@ -92,20 +93,20 @@ def parse_where(expr: str) -> list[Condition]:
             conditions.append(Condition(lowered, op, _number(raw, part)))  # type: ignore[arg-type]
         elif lowered in _TEXT_FIELDS:
             if op not in ("==", "!="):
-                raise ConfigurationError(f"bad --where {part!r}: {lowered} is text, use == or !=")
+                raise UsageError(f"bad condition {part!r}: {lowered} is text, use == or !=", option="where")
             value = raw.strip().strip("'\"")
             if lowered == "kind":
                 value = normalize_kind(value)
             conditions.append(Condition(lowered, op, value))  # type: ignore[arg-type]
         else:
-            raise ConfigurationError(f"bad --where {part!r}: unknown field {name!r}; {_HELP}")
+            raise UsageError(f"bad condition {part!r}: unknown field {name!r}; {_HELP}", option="where")
     return conditions
 
 
-class SearchFilter(BaseModel):
+class SearchFilter(Options):
     """What a search is restricted to; every field optional, all given ones must hold."""
 
-    model_config = ConfigDict(extra="forbid")
+    what: ClassVar[str] = "search filter"
 
     kind: list[str] | None = Field(
         None, description="Media kinds to keep: image, slide, video (video_segment); each entry may list several, comma-separated."
@@ -201,7 +202,7 @@ def build_filter(search: SearchFilter) -> Any:
     if search.before is not None:
         must.append(models.FieldCondition(key="start", range=models.Range(lt=search.before)))
     if search.after is not None and search.before is not None and search.after > search.before:
-        raise ConfigurationError(f"--after {search.after} is later than --before {search.before}")
+        raise UsageError(f"after={search.after} is later than before={search.before}: no segment can match", option="after")
     if not must and not must_not:
         return None
     return models.Filter(must=must or None, must_not=must_not or None)

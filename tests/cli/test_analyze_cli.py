@@ -51,7 +51,7 @@ def test_caption_several_sources_one_line_each_and_errors_in_place(capsys, media
 def test_empty_question_or_target_is_one_clear_line(capsys, media, tiny_molmo2_path, argv):
     argv = [a.format(img=media / "astronaut.jpg") for a in argv] + ["--model", str(tiny_molmo2_path), "--json"]
     code, lines, err = run_json(capsys, argv)
-    assert code == 1 and lines == []
+    assert code == 2 and lines == []  # a usage error
     assert "Traceback" not in err and "at least 1 character" in err and len(err.strip().splitlines()) == 1
 
 
@@ -146,7 +146,7 @@ def test_segment_options_cut_videos_as_asked(capsys, media, monkeypatch):
 def test_bad_segment_option_is_one_clear_line(capsys, media):
     code = main(["estimate", str(media / "clip.mp4"), "--segment", "shots"])
     err = capsys.readouterr().err
-    assert code == 1 and "--segment" in err and "Traceback" not in err
+    assert code == 2 and "--segment" in err and "Traceback" not in err
 
 
 def test_failure_lines_carry_the_vendor_code_and_status(capsys, media, monkeypatch):
