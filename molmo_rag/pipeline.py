@@ -28,7 +28,14 @@ from .analyze import Failure
 from .backends.base import Backend, create_backend
 from .cache import ResultCache
 from .enrich import EnrichedItem, Enricher, EnrichOptions
-from .errors import ConfigurationError, MolmoRagError
+from .errors import (
+    ConfigurationError,
+    CorruptMediaError,
+    MediaTooLargeError,
+    MolmoRagError,
+    UnsupportedMediaError,
+    UsageError,
+)
 from .index.embeddings import Embedder, get_embedder
 from .index.filters import SearchFilter, build_filter
 from .index.records import MediaRecord, build_record, make_thumbnail, point_id
@@ -36,7 +43,7 @@ from .index.store import DEFAULT_COLLECTION, Hit, QdrantIndex
 from .media.items import MediaItem
 from .tasks import Detail
 
-__all__ = ["RunSummary", "index", "search", "open_index"]
+__all__ = ["RunSummary", "index", "search", "remove", "open_index"]
 
 
 @dataclass
@@ -278,7 +285,6 @@ def index(
         )
         store.ensure(vectors)  # after the plan was checked: a refused run leaves no empty collection
         seen: dict[str, set[str]] = {}
-        unreadable: set[str] = set()
         bar = _progress(progress)
         # Storing chunk N (thumbnails, embedding, upsert) overlaps enriching chunk N+1; one
         # chunk at most is in the writer, so the store is used by one thread at a time.
@@ -293,9 +299,7 @@ def index(
                         items.append(entry)
                         seen.setdefault(entry.source, set()).add(point_id(entry.media_id, entry.source))
                     else:
-                        source = getattr(entry, "source", None) or "?"
-                        unreadable.add(source)
-                        failed(Failure(source=source, error=entry))
+                        failed(Failure(source=getattr(entry, "source", None) or "?", error=entry))
                 enriched = enricher.enrich(items) if items else []
                 if pending is not None:
                     pending.result()
@@ -309,11 +313,7 @@ def index(
             writer.shutdown(wait=True)
             bar.close()
         if prune:
-            stored = store.points_of(s for s in seen if s not in unreadable)
-            stale = [pid for source, points in stored.items() for pid in points if pid not in seen[source]]
-            folders = [f for f in _folders(sources) if f not in unreadable]
-            gone = store.points_of(folders, key="source_prefixes")
-            stale += [pid for source, points in gone.items() if source not in seen and source not in unreadable for pid in points]
+            stale = _stale_points(store, seen, summary.failed, _folders(sources))
             store.delete(stale)
             summary.pruned = len(stale)
         summary.skipped = list(enricher.skipped)
@@ -325,6 +325,79 @@ def index(
         if owned_cache and result_cache is not None:
             result_cache.close()
         if owned_store:
+            store.close()
+
+
+# Errors that say what a file's bytes are (or are not): its old points show content that is
+# gone. Not-found and unreachable errors say nothing about the content: a mistyped path or a
+# URL down for a minute must never delete anything.
+_CONTENT_ERRORS = (CorruptMediaError, UnsupportedMediaError, MediaTooLargeError)
+
+
+def _stale_points(
+    store: QdrantIndex, seen: dict[str, set[str]], failures: Sequence[Failure], folders: Sequence[str]
+) -> list[str]:
+    """Point ids to remove after a run: points of a source that no longer match what was
+    read from it (an edited image, a deck with fewer slides, a file whose bytes became
+    unreadable), and points under a folder source whose files are gone from disk."""
+    unreadable = {f.source for f in failures if f.task is None}
+    content_gone = {f.source for f in failures if f.task is None and isinstance(f.error, _CONTENT_ERRORS)}
+    current = {source: ids for source, ids in seen.items() if source not in unreadable or source in content_gone}
+    for source in content_gone:
+        current.setdefault(source, set())  # nothing readable is left: every old point goes
+    stale = [pid for source, points in store.points_of(current).items() for pid in points if pid not in current[source]]
+    for source, points in store.points_of(folders, key="source_prefixes").items():
+        if source not in seen and source not in unreadable and _vanished(source):
+            stale += points
+    return stale
+
+
+def _vanished(source: str) -> bool:
+    """True when a local file is gone (a URL or a file we cannot stat is not 'gone')."""
+    if "://" in source or source.startswith(("<", "data:")):
+        return False
+    try:
+        os.stat(source)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
+def remove(
+    sources: Sequence[str | os.PathLike] = (),
+    *,
+    missing: bool = False,
+    db: str | os.PathLike | QdrantIndex | None = None,
+    qdrant_url: str | None = None,
+    api_key: str | None = None,
+    collection: str = DEFAULT_COLLECTION,
+    dry_run: bool = False,
+) -> dict[str, int]:
+    """Remove the points of ``sources`` (files or URLs exactly, folders and URL prefixes with
+    everything under them), whether or not they still exist; ``missing=True`` keeps only
+    the points of local files that are gone from disk (under ``sources``, or anywhere when
+    none are given). Returns ``{source: points removed}`` (or that would be, ``dry_run``)."""
+    if not sources and not missing:
+        raise UsageError("name the files, folders or URLs to remove, or ask for the missing ones", option="sources")
+    store, owned = _store_for(db, qdrant_url, api_key, collection, create=False)
+    try:
+        found: dict[str, dict[str, str]] = {}
+        if sources:
+            names = [str(s) if "://" in str(s) else os.path.abspath(os.path.expanduser(str(s))) for s in sources]
+            found.update(store.points_of(names))
+            for source, points in store.points_of(names, key="source_prefixes").items():
+                found.setdefault(source, {}).update(points)
+        else:
+            found = store.all_points()
+        if missing:
+            found = {source: points for source, points in found.items() if _vanished(source)}
+        if not dry_run:
+            store.delete([pid for points in found.values() for pid in points])
+        return {source: len(points) for source, points in sorted(found.items())}
+    finally:
+        if owned:
             store.close()
 
 
@@ -387,7 +460,9 @@ def search(
     time range (seconds).
     """
     if top < 1:
-        raise ConfigurationError(f"--top must be at least 1, not {top}")
+        raise UsageError(f"the number of hits must be at least 1, not {top}", option="top")
+    if not query or not query.strip():
+        raise UsageError("the query is empty: say in words what to look for", option="query")
     flt = SearchFilter(
         kind=[kind] if isinstance(kind, str) else (list(kind) if kind else None),
         where=[where] if isinstance(where, str) else list(where),

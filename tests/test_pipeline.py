@@ -4,11 +4,11 @@ from _pixel_backend import PixelBackend
 from PIL import Image
 
 from molmo_rag import pipeline
-from molmo_rag.errors import ConfigurationError, InputError, UnsupportedTaskError
+from molmo_rag.errors import ConfigurationError, InputError, UnsupportedTaskError, UsageError
 from molmo_rag.index.store import QdrantIndex
 from molmo_rag.media.items import MediaItem, VideoFrames
 
-COLOURS = {"red": (200, 30, 30), "blue": (30, 60, 200), "green": (30, 160, 40), "yellow": (220, 210, 40)}
+COLOURS = {"red": (200, 30, 30), "blue": (30, 60, 200), "green": (30, 160, 40), "yellow": (220, 210, 40), "white": (240, 240, 240)}
 
 
 def photo(name, blobs, source=None):
@@ -118,7 +118,7 @@ def test_setup_errors_are_raised_before_any_work(media, where):
     assert backend.calls == 0
     with QdrantIndex(where["db"]) as store:
         assert not store.exists()
-    with pytest.raises(ConfigurationError, match="bad --where"):
+    with pytest.raises(ConfigurationError, match="bad condition"):
         pipeline.search("x", db=where["db"], where="person>=2")
     with pytest.raises(ConfigurationError, match="index something first"):
         pipeline.search("x", db=where["db"])
@@ -189,12 +189,13 @@ def test_local_paths_are_stored_absolute_and_vanished_files_pruned(where, tmp_pa
     monkeypatch.chdir(folder)
     summary = pipeline.index(str(tmp_path / "media"), backend=PixelBackend(), **where)
     assert (summary.indexed, summary.unchanged, summary.pruned) == (0, 3, 0)
-    # a file deleted from the folder loses its point; an unreadable one keeps it
+    # a file deleted from the folder loses its point; so does one whose bytes became
+    # unreadable (its content is gone), and the failure is reported
     (folder / "green.png").unlink()
     (folder / "red.png").write_bytes(b"not a png any more")
     summary = pipeline.index(tmp_path / "media", backend=PixelBackend(), **where)
-    assert summary.pruned == 1 and len(summary.failed) == 1
-    assert {h.caption.split()[2] for h in pipeline.search("x", db=where["db"])} == {"red", "blue"}
+    assert summary.pruned == 2 and [f.source for f in summary.failed] == [str(folder / "red.png")]
+    assert {h.caption.split()[2] for h in pipeline.search("x", db=where["db"])} == {"blue"}
 
 
 def test_in_memory_index_is_passed_open_and_a_memory_path_is_refused(media, where):
@@ -207,3 +208,54 @@ def test_in_memory_index_is_passed_open_and_a_memory_path_is_refused(media, wher
         assert summary.indexed == 5 and summary.location == ":memory:"
         assert store.count() == 5  # still open after index()
         assert pipeline.search("a red picture", db=store, top=1)[0].source == "/lib/photos/red.png"
+
+
+def _folder_of_photos(root, names=("red", "blue", "green")):
+    root.mkdir(parents=True, exist_ok=True)
+    for n, name in enumerate(names):
+        photo(name, n).image().save(root / f"{name}.png")
+    return root
+
+
+def _sources(db):
+    return sorted(h.source for h in pipeline.search("x", db=db, top=50))
+
+
+def test_a_folder_emptied_of_media_loses_its_points_and_says_so(where, tmp_path):
+    folder = _folder_of_photos(tmp_path / "album")
+    keep = _folder_of_photos(tmp_path / "other", ["yellow"])
+    assert pipeline.index([folder, keep], backend=PixelBackend(), **where).indexed == 4
+    for file in folder.iterdir():
+        file.unlink()
+    (folder / "notes.txt").write_text("not media")
+    summary = pipeline.index([folder, keep], backend=PixelBackend(), **where)
+    assert summary.pruned == 3 and summary.unchanged == 1
+    assert [(f.source, type(f.error).__name__) for f in summary.failed] == [(str(folder), "SourceNotFoundError")]
+    assert _sources(where["db"]) == [str(keep / "yellow.png")]
+
+
+def test_a_file_that_cannot_be_listed_or_a_mistyped_path_deletes_nothing(where, tmp_path):
+    folder = _folder_of_photos(tmp_path / "album")
+    pipeline.index(folder, backend=PixelBackend(), **where)
+    summary = pipeline.index([tmp_path / "albun", folder / "red.pgn"], backend=PixelBackend(), **where)
+    assert summary.pruned == 0 and len(summary.failed) == 2
+    assert len(_sources(where["db"])) == 3
+
+
+def test_remove_sources_folders_and_missing_files(where, tmp_path):
+    album = _folder_of_photos(tmp_path / "album")
+    trip = _folder_of_photos(tmp_path / "trip", ["yellow", "white"])
+    pipeline.index([album, trip], backend=PixelBackend(), **where)
+    db = where["db"]
+    # a mistyped path matches nothing and removes nothing
+    assert pipeline.remove([tmp_path / "albun"], db=db) == {}
+    # a dry run says what would go
+    assert pipeline.remove([album / "red.png"], db=db, dry_run=True) == {str(album / "red.png"): 1}
+    assert len(_sources(db)) == 5
+    # a deleted folder: only the points of files that are gone, when asked for missing ones
+    (trip / "yellow.png").unlink()
+    assert pipeline.remove(missing=True, db=db) == {str(trip / "yellow.png"): 1}
+    assert pipeline.remove([album], db=db) == {str(album / f"{c}.png"): 1 for c in ("blue", "green", "red")}
+    assert _sources(db) == [str(trip / "white.png")]
+    with pytest.raises(UsageError):
+        pipeline.remove(db=db)

@@ -228,3 +228,37 @@ def search_command(
         print(_table(hits))
     else:
         print("no hits", file=sys.stderr)
+
+
+@app.command("remove")
+def remove_command(
+    sources: Annotated[
+        list[str] | None,
+        typer.Argument(help="Files, folders (with everything under them) or URLs whose points to remove.", show_default=False),
+    ] = None,
+    missing: Annotated[
+        bool, typer.Option("--missing", help="Only the points of local files that no longer exist (under SOURCES, or anywhere).")
+    ] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be removed; remove nothing.")] = False,
+    db: DbOpt = None,
+    qdrant_url: UrlOpt = None,
+    collection: CollectionOpt = "molmo_rag",
+    as_json: JsonOpt = False,
+) -> None:
+    """Remove points from the index: of named sources (e.g. a deleted folder), or of files gone from disk."""
+    from ..pipeline import remove
+
+    removed = remove(sources or [], missing=missing, db=db, qdrant_url=qdrant_url, collection=collection, dry_run=dry_run)
+    total = sum(removed.values())
+    if as_json:
+        for source, n in removed.items():
+            emit_json({"source": source, "removed": n, "dry_run": dry_run})
+        emit_json({"summary": {"removed": total, "sources": len(removed), "dry_run": dry_run}})
+    else:
+        verb = "would remove" if dry_run else "removed"
+        for source, n in removed.items():
+            print(f"{source}: {verb} {n} point(s)")
+        print(f"{verb} {total} point(s) of {len(removed)} source(s)")
+    if sources and not removed:
+        print(f"molmo-rag: nothing in the index matches {', '.join(sources)}", file=sys.stderr)
+        raise typer.Exit(1)

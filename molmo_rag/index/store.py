@@ -16,14 +16,16 @@ collection's metadata; a run with another embedder is refused instead of mixing 
 
 from __future__ import annotations
 
+import functools
 import os
 import warnings
+from urllib.parse import urlsplit
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigurationError, MissingDependencyError
+from ..errors import ConfigurationError, IndexUnavailableError, MissingDependencyError, UsageError, redact
 from .embeddings import Embedder
 from .records import PAYLOAD_KEYS, MediaRecord
 
@@ -84,6 +86,79 @@ class Hit:
         return {"score": round(self.score, 6), "id": self.id, **self.payload}
 
 
+def _check_url(url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(
+            f"{url!r} is not a Qdrant server URL: expected http(s)://HOST[:PORT], e.g. http://localhost:6333",
+            option="qdrant_url",
+        )
+
+
+def _server_error(exc: BaseException, location: str, secrets: list[str | None]) -> IndexUnavailableError | None:
+    """One readable line for what a Qdrant server (or whatever answered) did; None when
+    ``exc`` is not a transport or server error."""
+    from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+    if isinstance(exc, UnexpectedResponse):
+        status = exc.status_code
+        if status in (401, 403):
+            why = f"refused the API key (HTTP {status}): set QDRANT_API_KEY to the server's key"
+        elif status == 404:
+            why = "answered HTTP 404: is this a Qdrant server? (its REST port is 6333 by default)"
+        else:
+            reason = f" ({exc.reason_phrase})" if exc.reason_phrase else ""
+            why = f"answered HTTP {status}{reason}"
+        return IndexUnavailableError(redact(f"Qdrant at {location} {why}", secrets), status=status)
+    if isinstance(exc, ResponseHandlingException):
+        cause = exc.source if isinstance(getattr(exc, "source", None), BaseException) else exc
+        detail = str(cause) or type(cause).__name__
+        lowered = detail.lower()
+        if "refused" in lowered:
+            why = "connection refused (is the server running, and is the port right?)"
+        elif "name or service not known" in lowered or "nodename nor servname" in lowered or "getaddrinfo" in lowered:
+            why = "the host name does not resolve (DNS)"
+        elif "timed out" in lowered or "timeout" in lowered:
+            why = f"no answer in time ({detail})"
+        elif "ssl" in lowered or "certificate" in lowered:
+            why = f"TLS failed ({detail})"
+        else:
+            why = f"the answer could not be read ({detail}): is this a Qdrant server?"
+        return IndexUnavailableError(redact(f"cannot use Qdrant at {location}: {why}", secrets))
+    try:
+        import grpc
+    except ImportError:  # pragma: no cover - grpcio comes with qdrant-client
+        return None
+    if isinstance(exc, grpc.RpcError):
+        return IndexUnavailableError(redact(f"cannot use Qdrant at {location}: gRPC {exc.code().name}", secrets))
+    return None
+
+
+class _Guarded:
+    """The client's methods, with transport and server errors turned into one
+    :class:`IndexUnavailableError` line instead of a deep traceback."""
+
+    def __init__(self, client: Any, location: str, secrets: list[str | None]):
+        self._client, self._location, self._secrets = client, location, secrets
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._client, name)
+        if not callable(attr):
+            return attr
+
+        @functools.wraps(attr)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return attr(*args, **kwargs)
+            except Exception as exc:
+                error = _server_error(exc, self._location, self._secrets)
+                if error is None:
+                    raise
+                raise error from exc
+
+        return call
+
+
 class QdrantIndex:
     """A molmo-rag collection in embedded or server Qdrant."""
 
@@ -108,10 +183,13 @@ class QdrantIndex:
             raise ConfigurationError("the collection name is empty")
         self.collection = collection
         self.is_local = not url
+        key: str | None = None
         try:
             if url:
+                _check_url(url)
                 self.location = url
-                self.client = QdrantClient(url=url, api_key=api_key or os.environ.get("QDRANT_API_KEY"))
+                key = api_key or os.environ.get("QDRANT_API_KEY")
+                self.client = QdrantClient(url=url, api_key=key)
             elif str(db) == ":memory:":
                 self.location = ":memory:"
                 self.client = QdrantClient(location=":memory:", force_disable_check_same_thread=True)
@@ -128,12 +206,19 @@ class QdrantIndex:
                 f"the index at {db or default_db_path()} is in use by another process "
                 f"(embedded Qdrant allows one at a time; use a Qdrant server for sharing): {exc}"
             ) from exc
+        self._api = _Guarded(self.client, self.location, [key])
+        if url:
+            try:
+                self._api.get_collections()  # a wrong URL fails here, before any media is read
+            except IndexUnavailableError:
+                self.client.close()
+                raise
         self._count_labels: set[str] = set()
         self._checked: str | None = None
 
     # -- the collection ---------------------------------------------------------------
     def exists(self) -> bool:
-        return self.client.collection_exists(self.collection)
+        return self._api.collection_exists(self.collection)
 
     def embedder_info(self) -> dict | None:
         """``{"embedder": name, "dim": n}`` of an existing collection, None if it is new.
@@ -143,7 +228,7 @@ class QdrantIndex:
         """
         if not self.exists():
             return None
-        config = self.client.get_collection(self.collection).config
+        config = self._api.get_collection(self.collection).config
         vectors = config.params.vectors
         if not isinstance(vectors, dict) or VECTOR_NAME not in vectors:
             raise ConfigurationError(
@@ -162,7 +247,7 @@ class QdrantIndex:
 
         info = self.embedder_info()
         if info is None:
-            self.client.create_collection(
+            self._api.create_collection(
                 self.collection,
                 vectors_config={VECTOR_NAME: models.VectorParams(size=embedder.dim, distance=models.Distance.COSINE)},
                 metadata={_META_KEY: {"embedder": embedder.name, "dim": embedder.dim}},
@@ -180,7 +265,7 @@ class QdrantIndex:
     def _index_field(self, key: str, schema: Any) -> None:
         if self.is_local:
             return  # embedded Qdrant ignores payload indexes (and warns about each one)
-        self.client.create_payload_index(self.collection, key, field_schema=schema)
+        self._api.create_payload_index(self.collection, key, field_schema=schema)
 
     def _create_indexes(self) -> None:
         from qdrant_client import models
@@ -203,7 +288,7 @@ class QdrantIndex:
         """``record_hash`` of the points that already exist, by point id."""
         if not ids or not self.exists():
             return {}
-        points = self.client.retrieve(self.collection, ids=list(ids), with_payload=["record_hash"], with_vectors=False)
+        points = self._api.retrieve(self.collection, ids=list(ids), with_payload=["record_hash"], with_vectors=False)
         return {str(p.id): (p.payload or {}).get("record_hash", "") for p in points}
 
     def upsert(self, records: Sequence[MediaRecord], vectors: Sequence[Sequence[float]], embedder: Embedder) -> None:
@@ -216,7 +301,7 @@ class QdrantIndex:
             for r, v in zip(records, vectors)
         ]
         if points:
-            self.client.upsert(self.collection, points=points, wait=True)
+            self._api.upsert(self.collection, points=points, wait=True)
 
     def points_of(self, sources: Iterable[str], key: str = "source") -> dict[str, dict[str, str]]:
         """source -> {point id: media_id} for every point of these sources (one scan per
@@ -226,41 +311,50 @@ class QdrantIndex:
 
         wanted = list(dict.fromkeys(sources))
         found: dict[str, dict[str, str]] = {}
-        if not wanted or not self.exists():
-            return found
         for start in range(0, len(wanted), 1000):
             part = wanted[start : start + 1000]
-            flt = models.Filter(must=[models.FieldCondition(key=key, match=models.MatchAny(any=part))])
-            offset = None
-            while True:
-                points, offset = self.client.scroll(
-                    self.collection, scroll_filter=flt, limit=1024, offset=offset,
-                    with_payload=["source", "media_id"], with_vectors=False,
-                )
-                for p in points:
-                    payload = p.payload or {}
-                    found.setdefault(payload.get("source", ""), {})[str(p.id)] = payload.get("media_id", "")
-                if offset is None:
-                    break
+            for source, points in self._scan(models.Filter(must=[models.FieldCondition(key=key, match=models.MatchAny(any=part))])).items():
+                found.setdefault(source, {}).update(points)
         return found
+
+    def _scan(self, flt: Any) -> dict[str, dict[str, str]]:
+        found: dict[str, dict[str, str]] = {}
+        if not self.exists():
+            return found
+        offset = None
+        while True:
+            points, offset = self._api.scroll(
+                self.collection, scroll_filter=flt, limit=1024, offset=offset,
+                with_payload=["source", "media_id"], with_vectors=False,
+            )
+            for p in points:
+                payload = p.payload or {}
+                found.setdefault(payload.get("source", ""), {})[str(p.id)] = payload.get("media_id", "")
+            if offset is None:
+                break
+        return found
+
+    def all_points(self) -> dict[str, dict[str, str]]:
+        """source -> {point id: media_id} for every point of the collection."""
+        return self._scan(None)
 
     def delete(self, ids: Sequence[str]) -> None:
         from qdrant_client import models
 
         if ids:
-            self.client.delete(self.collection, points_selector=models.PointIdsList(points=list(ids)), wait=True)
+            self._api.delete(self.collection, points_selector=models.PointIdsList(points=list(ids)), wait=True)
 
     # -- reading -------------------------------------------------------------------------
     def search(self, vector: Sequence[float], query_filter: Any = None, top: int = 10) -> list[Hit]:
         if not self.exists():
-            others = sorted(c.name for c in self.client.get_collections().collections)
+            others = sorted(c.name for c in self._api.get_collections().collections)
             hint = f" (collections there: {', '.join(others)}; choose one with --collection)" if others else ""
             raise ConfigurationError(
                 f"no collection {self.collection!r} at {self.location}: index something first (molmo-rag index ...){hint}"
             )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # local mode's note about payload indexes
-            response = self.client.query_points(
+            response = self._api.query_points(
                 self.collection,
                 query=list(vector),
                 using=VECTOR_NAME,
@@ -273,7 +367,7 @@ class QdrantIndex:
     def count(self) -> int:
         if not self.exists():
             return 0
-        return self.client.count(self.collection, exact=True).count
+        return self._api.count(self.collection, exact=True).count
 
     def close(self) -> None:
         self.client.close()

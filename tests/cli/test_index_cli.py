@@ -142,7 +142,7 @@ def test_rerun_through_the_rest_backend_makes_no_calls_and_keeps_the_key_out(lib
 
 def test_setup_errors_are_one_line_and_exit_1(library, run, tmp_path):
     code, out, err = run("search", "x", "--db", tmp_path / "db", "--where", "persons>2")
-    assert code == 1 and err.startswith("molmo-rag: error: bad --where") and "Traceback" not in err
+    assert code == 2 and err.startswith("molmo-rag: error: --where: bad condition") and "Traceback" not in err
     code, out, err = run("search", "x", "--db", tmp_path / "db")
     assert code == 1 and "index something first" in err
     code, out, err = run("index", library / "photos", "--backend", "caption-only", "--db", tmp_path / "db", "--count", "person")
@@ -258,3 +258,27 @@ def test_search_kinds_comma_separated_and_memory_db_refused(library, run, tmp_pa
     for args in (("index", library / "photos" / "coffee.png", "--backend", "pixels"), ("search", "x")):
         code, out, err = run(*args, "--db", ":memory:")
         assert code == 1 and "would be lost" in err and "Traceback" not in err
+
+
+def test_remove_a_deleted_folder_and_a_mistyped_path(run, tmp_path):
+    import shutil
+
+    from molmo_rag.media import samples
+
+    folder = tmp_path / "shoot"
+    folder.mkdir()
+    for name in ("coffee", "rocket"):
+        image = samples.photo(name)
+        image.thumbnail((96, 96))
+        image.save(folder / f"{name}.png")
+    db = tmp_path / "db"
+    assert run("index", folder, "--backend", "pixels", "--db", db)[0] == 0
+    shutil.rmtree(folder)
+    code, out, err = run("remove", tmp_path / "shot", "--db", db)  # a typo: nothing goes
+    assert code == 1 and "nothing in the index matches" in err
+    code, out, err = run("remove", folder, "--db", db, "--dry-run")
+    assert code == 0 and out.splitlines()[-1] == "would remove 2 point(s) of 2 source(s)"
+    code, out, err = run("remove", folder, "--db", db, "--json")
+    assert code == 0 and jsonl(out)[-1]["summary"] == {"removed": 2, "sources": 2, "dry_run": False}
+    code, out, err = run("search", "coffee", "--db", db)
+    assert code == 0 and err.strip() == "no hits"
