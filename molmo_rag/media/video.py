@@ -17,13 +17,14 @@ the frames actually kept.
 
 from __future__ import annotations
 
+import logging
 import math
 import queue
 import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -56,9 +57,36 @@ __all__ = [
     "SegmentPlanner",
     "read_video",
     "sample_times",
+    "clip_limits",
 ]
 
 _FAST_DECODE = {"skip_loop_filter": "all"}
+
+log = logging.getLogger(__name__)
+
+CLIP_MAX_SIDE = 640
+"""Longer side of upload clips unless ReaderOptions.clip_max_side is set: Molmo2 looks at
+378 px per video frame, so 640x360 loses nothing it would see."""
+CLIP_MAX_FPS = 4.0
+"""Frame rate of upload clips unless ReaderOptions.clip_max_fps is set: Molmo2 samples at
+most 2 frames a second (64 frames at most), and 4 fps puts a frame on every one of them."""
+CLIP_PRESET = "veryfast"
+"""x264 preset of re-encoded clips."""
+REMUX_MAX_BYTES_PER_SECOND = 125_000
+"""A segment whose packets take more than this (1 Mbit/s) is re-encoded rather than copied,
+so that clips stay small to upload."""
+
+
+def clip_limits(options: ReaderOptions) -> tuple[int, int, float]:
+    """(longer side, shorter side, frame rate) caps of upload clips. ``clip_max_side`` and
+    ``clip_max_fps`` of ReaderOptions apply as set; left at their defaults, CLIP_MAX_SIDE and
+    CLIP_MAX_FPS cap them further (the model reads no more)."""
+    max_side, fps = options.clip_max_side, options.clip_max_fps
+    if "clip_max_side" not in options.model_fields_set:
+        max_side = min(max_side, CLIP_MAX_SIDE)
+    if "clip_max_fps" not in options.model_fields_set:
+        fps = min(fps, CLIP_MAX_FPS)
+    return max_side, options.clip_short_side, fps
 
 
 def _av():
@@ -93,6 +121,20 @@ class VideoInfo:
     first_frame: float = 0.0
     """Seconds from time 0 to the first frame that decodes: more than 0 when the file starts
     after a lost keyframe (cut out of a longer stream); times are still counted from 0."""
+    declared_duration: float | None = None
+    """The length the file itself declares (the video stream's duration, a Matroska track's
+    DURATION tag, or the header's duration in formats that store one), None when it declares
+    none (an estimate from the bit rate does not count)."""
+    damage: str | None = None
+    """The decoding error that ended the readable part early, if one did."""
+
+    @property
+    def truncated(self) -> bool:
+        """Frames stop well before the declared end, or a decoding error stopped them (known
+        once the end has been decoded: by :func:`probe` with ``check_end``)."""
+        return self.damage is not None or (
+            self.declared_duration is not None and _stops_early(self.duration, self.declared_duration, self.fps)
+        )
 
 
 @dataclass(frozen=True)
@@ -162,9 +204,48 @@ def _frame_time(frame: Any) -> float | None:
     return float(frame.time) if frame.pts is not None and frame.time is not None else None
 
 
+def _stops_early(readable: float, declared: float, fps: float) -> bool:
+    """Whether frames that end at ``readable`` fall short of a declared length (more than a
+    second, or three frames, short: the usual slack between container and stream ends)."""
+    return readable < declared - max(1.0, 3.0 / fps)
+
+
+_HEADER_DURATION_FORMATS = frozenset({"matroska", "webm", "flv", "asf"})
+"""Containers whose header states the length (elsewhere FFmpeg's container duration may be an
+estimate from the bit rate or from the last timestamps, which a truncated file shares)."""
+
+
+def _tag_seconds(value: Any) -> float | None:
+    """Seconds of a Matroska DURATION tag ('00:00:40.000000000')."""
+    try:
+        hours, minutes, seconds = str(value).strip().split(":")
+        return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+    except (TypeError, ValueError):
+        return None
+
+
+def _declared_end(container: Any, stream: Any) -> tuple[float | None, bool]:
+    """(End of the video in the stream clock as the file declares it, whether that comes from
+    the video stream itself); (None, False) when the file declares no length."""
+    tb = stream.time_base
+    start = float(stream.start_time * tb) if stream.start_time is not None else 0.0
+    if stream.duration:
+        return start + float(stream.duration * tb), True
+    tagged = _tag_seconds(stream.metadata.get("DURATION")) if stream.metadata else None
+    if tagged:
+        return start + tagged, False
+    if container.duration and _HEADER_DURATION_FORMATS & set(container.format.name.split(",")):
+        return (container.start_time or 0) / 1_000_000 + container.duration / 1_000_000, False
+    return None, False
+
+
 def probe(blob: "Blob", options: ReaderOptions | None = None, check_end: bool = True) -> VideoInfo:
     """Duration, frame rate, size and rotation; decodes the first frame (and, with
-    ``check_end``, the last second) so that damaged or truncated files fail here."""
+    ``check_end``, the end) so that damaged files fail here.
+
+    With ``check_end`` a truncated file (frames stop well before the length it declares, or
+    a decoding error stops them) is not an error: ``duration`` is then the part that
+    decodes, and ``declared_duration`` / ``damage`` say what is missing (``truncated``)."""
     options = options or ReaderOptions()
     with _opened(blob) as container, _decoding(blob):
         stream = _video_stream(container)
@@ -186,27 +267,24 @@ def probe(blob: "Blob", options: ReaderOptions | None = None, check_end: bool = 
         else:
             origin = first_time
         first_frame = 0.0 if first_time is None else first_time - origin
-        if stream.duration:
-            end, exact = stream_start + float(stream.duration * tb), True
-        elif container.duration:
-            container_start = (container.start_time or 0) / 1_000_000
-            end, exact = container_start + container.duration / 1_000_000, False
+        declared, exact = _declared_end(container, stream)
+        if declared is not None:
+            end = declared
+        elif container.duration:  # an estimate: used only until the end is decoded
+            end = (container.start_time or 0) / 1_000_000 + container.duration / 1_000_000
         else:
-            end, exact = None, False
+            end = None
         rotation = int(first.rotation or 0) % 360
         coded = (first.width, first.height)
         has_audio = bool(container.streams.audio)
         codec = stream.codec_context.name
+    damage = None
     if end is None or check_end:
-        last_end = _last_frame_end(blob, origin, end, fps)
-        if end is None or not exact:
+        last_end, damage = _last_frame_end(blob, origin, end, fps)
+        if end is None or not exact or _stops_early(last_end - origin, end - origin, fps):
             end = last_end
-        elif last_end < end - max(1.0, 3.0 / fps):
-            raise CorruptMediaError(
-                f"{blob.source} is truncated: frames stop at {last_end - origin:.2f} s of "
-                f"{end - origin:.2f} s",
-                source=blob.source,
-            )
+        if damage is not None and declared is not None and not _stops_early(last_end - origin, declared - origin, fps):
+            damage = None  # an error at the very end of a whole file: nothing worth telling is lost
     duration = max(end - origin, 1.0 / fps)
     if options.max_video_seconds is not None and duration > options.max_video_seconds:
         raise MediaTooLargeError(
@@ -228,6 +306,8 @@ def probe(blob: "Blob", options: ReaderOptions | None = None, check_end: bool = 
         has_audio=has_audio,
         exact_duration=exact,
         first_frame=first_frame,
+        declared_duration=None if declared is None else max(declared - origin, 1.0 / fps),
+        damage=damage,
     )
 
 
@@ -244,43 +324,78 @@ def _seek(container: Any, stream: Any, seconds: float) -> bool:
     return True
 
 
-def _decode_at(blob: "Blob", seconds: float, fast: bool = False, skip: str = "DEFAULT") -> Iterator[Any]:
+def _decoded(container: Any, stream: Any, damage: list[Exception] | None) -> Iterator[Any]:
+    """``container.decode(stream)``; with a ``damage`` list, an FFmpeg error ends the frames
+    instead: the frames the decoder still holds are flushed out and the error is appended.
+    (A file cut inside a packet fails there, and the frames before the cut still count.)"""
+    if damage is None:
+        yield from container.decode(stream)
+        return
+    av = _av()
+    try:
+        for packet in container.demux(stream):
+            yield from packet.decode()
+    except av.FFmpegError as exc:
+        damage.append(exc)
+        try:
+            yield from stream.codec_context.decode(None)
+        except av.FFmpegError:
+            pass
+
+
+def _decode_at(
+    blob: "Blob",
+    seconds: float,
+    fast: bool = False,
+    skip: str = "DEFAULT",
+    damage: list[Exception] | None = None,
+) -> Iterator[Any]:
     """Decoded frames from the keyframe at or before ``seconds`` (stream clock) to the end.
 
     In files without an index (MPEG-TS above all) FFmpeg's seek can land on a later keyframe
-    or past the last one. Then the seek is retried further back (1, 4, 16... s before) and,
-    at last, decoding starts from the beginning: slower, never wrong."""
+    or past the last one (or past the end of a truncated file). Then the seek is retried
+    further back (1, 4, 16... s before) and, at last, decoding starts from the beginning:
+    slower, never wrong. With a ``damage`` list, a decoding error ends the frames and is
+    appended to it (see :func:`_decoded`)."""
     back = 0.0
     while True:
         target = seconds - back
+        errors: list[Exception] | None = None if damage is None else []
         with _opened(blob) as container, _decoding(blob):
             stream = _video_stream(container, fast=fast, skip=skip)
             seeked = target > 0 and _seek(container, stream, target)
-            frames = container.decode(stream)
+            frames = _decoded(container, stream, errors)
             first = next(frames, None)
             first_time = _frame_time(first) if first is not None else None
             overshot = first is None or (first_time is not None and first_time > seconds + 1e-3)
             if seeked and overshot:
                 back = 1.0 if back == 0 else back * 4
                 continue
-            if first is None:
-                return
-            yield first
-            yield from frames
+            try:
+                if first is None:
+                    return
+                yield first
+                yield from frames
+            finally:
+                if damage is not None:
+                    damage.extend(errors)
             return
 
 
-def _last_frame_end(blob: "Blob", origin: float, end: float | None, fps: float) -> float:
-    """End time of the last decodable frame, decoding only from the keyframe before the end."""
+def _last_frame_end(blob: "Blob", origin: float, end: float | None, fps: float) -> tuple[float, str | None]:
+    """End time of the last decodable frame, decoding only from the keyframe before the end,
+    and the error that stopped decoding before the end of the data, if one did."""
     near_end = end is not None and end - origin > 2.0
     last = None
-    for frame in _decode_at(blob, end - 1.0 if near_end else 0.0, fast=True):
+    damage: list[Exception] = []
+    for frame in _decode_at(blob, end - 1.0 if near_end else 0.0, fast=True, damage=damage):
         t = _frame_time(frame)
         if t is not None:
             last = t if last is None else max(last, t)
     if last is None:
-        raise CorruptMediaError(f"{blob.source} has no decodable frame", source=blob.source)
-    return last + 1.0 / fps
+        reason = f": {damage[0]}" if damage else ""
+        raise CorruptMediaError(f"{blob.source} has no decodable frame{reason}", source=blob.source)
+    return last + 1.0 / fps, (str(damage[0]) if damage else None)
 
 
 # --- cutting ------------------------------------------------------------------------------------
@@ -395,7 +510,8 @@ def _tiny_bgr(frame: Any, width: int) -> "np.ndarray":
 
 class CutScan:
     """Iterating yields shot boundaries (seconds from the first frame) as they are found;
-    afterwards ``decoded_end`` is the end time of the last decoded frame."""
+    afterwards ``decoded_end`` is the end time of the last decoded frame and ``damage`` the
+    decoding error that stopped the scan early (a file cut inside a packet), if one did."""
 
     def __init__(self, blob: "Blob", info: VideoInfo, options: ReaderOptions, stop: threading.Event | None = None):
         self.blob = blob
@@ -403,6 +519,7 @@ class CutScan:
         self.options = options
         self.stop = stop or threading.Event()
         self.decoded_end: float | None = None
+        self.damage: str | None = None
 
     def __iter__(self) -> Iterator[float]:
         try:
@@ -419,9 +536,10 @@ class CutScan:
             weights=ContentDetector.Components(1.0, 1.0, 1.0, 1.0 if options.scene_edges else 0.0),
         )
         last = None
+        damage: list[Exception] = []
         with _opened(self.blob) as container, _decoding(self.blob):
             stream = _video_stream(container, fast=True, skip="BIDIR")
-            for frame in container.decode(stream):
+            for frame in _decoded(container, stream, damage):
                 if self.stop.is_set():
                     return
                 t = _frame_time(frame)
@@ -433,7 +551,9 @@ class CutScan:
                 for cut in detector.process_frame(FrameTimecode(float(t), rate), tiny):
                     yield cut.seconds
         if last is None:
-            raise CorruptMediaError(f"{self.blob.source} has no decodable frame", source=self.blob.source)
+            reason = f": {damage[0]}" if damage else ""
+            raise CorruptMediaError(f"{self.blob.source} has no decodable frame{reason}", source=self.blob.source)
+        self.damage = str(damage[0]) if damage else None
         for cut in detector.post_process(FrameTimecode(float(last), rate)):
             yield cut.seconds
         self.decoded_end = last + 1.0 / info.fps
@@ -493,6 +613,8 @@ class VideoSegmentLoader:
         self.start = start
         self.end = end
         self.options = options
+        self.clip_method: str | None = None
+        """How the last clip was made: "remux" (packets copied) or "encode"."""
 
     @property
     def duration(self) -> float:
@@ -504,7 +626,8 @@ class VideoSegmentLoader:
         wanted = max(self.start + max(0.0, first), self.info.first_frame)
         previous = None
         skip = "NONREF" if skip_nonref else "DEFAULT"
-        for frame in _decode_at(self.blob, self.info.start_time + wanted, skip=skip):
+        damage: list[Exception] = []
+        for frame in _decode_at(self.blob, self.info.start_time + wanted, skip=skip, damage=damage):
             t = _frame_time(frame)
             if t is None:  # no timestamp: count on from the previous frame
                 t = previous + 1.0 / self.info.fps if previous is not None else 0.0
@@ -514,8 +637,18 @@ class VideoSegmentLoader:
             if t < -half:
                 continue
             if t >= self.duration - half:
-                break
+                return
             yield max(0.0, t), frame
+        # The data ended. A decoding error that stopped the frames inside the segment is
+        # damage (the end of a truncated file's readable part is not: frames reach it).
+        fps = self.info.fps
+        if damage and (previous is None or _stops_early(previous + 1.0 / fps, self.duration, fps)):
+            at = self.start + max(0.0, previous or 0.0)
+            raise CorruptMediaError(
+                f"{self.blob.source}: decoding failed at {at:.2f} s, inside the segment "
+                f"{self.start:.2f}-{self.end:.2f} s: {damage[0]}",
+                source=self.blob.source,
+            )
 
     def _array(self, frame: Any, max_side: int | None) -> "np.ndarray":
         return _rotate(_rgb(frame, max_side), self.info.rotation)
@@ -588,42 +721,139 @@ class VideoSegmentLoader:
         return fit_within(Image.fromarray(self._array(chosen, None)), self.options.max_image_side)
 
     def clip(self) -> tuple[bytes, str]:
-        """The segment re-encoded as a small H.264 MP4 (no audio), rotation applied."""
+        """The segment as a small H.264 MP4 (no audio, rotation applied), what REST backends
+        upload: the source's own packets when they can be copied as they are (see
+        :meth:`_remuxed`), else re-encoded at the size and frame rate the model reads
+        (:func:`clip_limits`). ``clip_method`` says which it was ("remux" or "encode")."""
+        data = self._remuxed()
+        if data is not None:
+            self.clip_method = "remux"
+        else:
+            data, self.clip_method = self._encoded(), "encode"
+        log.debug("%s: clip %s, %d bytes", self, self.clip_method, len(data))
+        return data, "video/mp4"
+
+    def _remuxed(self) -> bytes | None:
+        """The segment's packets copied into an MP4 without decoding them, or None when that
+        would not give a clip as good as a re-encoded one: the video must be 8-bit 4:2:0
+        H.264 in MP4/Matroska (so its parameter sets travel in the header), within the clip
+        size caps, not rotated; the segment must start on a keyframe and end on the next
+        segment's keyframe (or at the end of a whole file), every frame in between must
+        show inside it (no open GOP), and the packets must stay under
+        REMUX_MAX_BYTES_PER_SECOND. Timestamps are shifted to start at 0."""
+        info = self.info
+        max_side, short_side, _ = clip_limits(self.options)
+        coded = (info.coded_width, info.coded_height)
+        if info.codec != "h264" or info.rotation or max(coded) > max_side or min(coded) > short_side:
+            return None
+        av = _av()
+        half = 0.5 / info.fps
+        start, end = info.start_time + self.start, info.start_time + self.end
+        at_end = self.end >= info.duration - half and not info.truncated
+        budget = REMUX_MAX_BYTES_PER_SECOND * max(self.duration, 1.0)
+        with _opened(self.blob) as container, _decoding(self.blob):
+            stream = container.streams.video[0]
+            names = set(container.format.name.split(","))
+            extradata = stream.codec_context.extradata or b""
+            pix_fmt = stream.codec_context.format.name if stream.codec_context.format else None
+            if not names & {"mp4", "mov", "matroska"} or extradata[:1] != b"\x01":
+                return None  # no avcC header (MPEG-TS, raw H.264): the MP4 muxer needs one
+            if pix_fmt not in ("yuv420p", "yuvj420p"):
+                return None  # 10-bit or 4:2:2/4:4:4 H.264: many decoders refuse it
+            tb = stream.time_base
+            if self.start > 0 and not _seek(container, stream, start):
+                return None
+            packets: list[Any] = []
+            size = 0
+            for packet in container.demux(stream):
+                if packet.dts is None:
+                    continue  # the empty packet at the end of the stream
+                if packet.pts is None or packet.is_corrupt:
+                    return None
+                t = float(packet.pts * tb)
+                if not packets and not (packet.is_keyframe and abs(t - start) <= half):
+                    return None  # the segment does not start on a keyframe
+                if packets and packet.is_keyframe and t >= end - half:
+                    if abs(t - end) > half:
+                        return None
+                    break  # the next segment's keyframe
+                if not start - half <= t < end - half:
+                    return None  # a frame outside the segment (open GOP, or no keyframe at the end)
+                packets.append(packet)
+                size += packet.size
+                if size > budget:
+                    return None
+            else:
+                if not at_end:
+                    return None
+            if not packets:
+                return None
+            shift = packets[0].pts
+            with tempfile.TemporaryDirectory(prefix="molmo-rag-clip-") as tmp:
+                path = Path(tmp) / "clip.mp4"
+                with av.open(str(path), "w", format="mp4", options={"movflags": "+faststart"}) as out:
+                    copy = out.add_stream_from_template(stream)
+                    for packet in packets:
+                        packet.pts -= shift
+                        packet.dts -= shift
+                        packet.stream = copy
+                        out.mux(packet)
+                return path.read_bytes()
+
+    def _encoded(self) -> bytes:
+        """The segment re-encoded at the clip caps: each output frame is the decoded frame
+        nearest its time, so a frame-rate cap far below the source's skips decoding the
+        frames nothing else is predicted from."""
         av = _av()
         import numpy as np
 
-        options = self.options
-        width, height = self.info.width, self.info.height
-        scale = min(1.0, options.clip_short_side / min(width, height), options.clip_max_side / max(width, height))
+        info = self.info
+        max_side, short_side, max_fps = clip_limits(self.options)
+        width, height = info.width, info.height
+        scale = min(1.0, short_side / min(width, height), max_side / max(width, height))
         out_w, out_h = max(2, round(width * scale / 2) * 2), max(2, round(height * scale / 2) * 2)
-        rate = Fraction(min(self.info.fps, options.clip_max_fps)).limit_denominator(1001)
+        rate = Fraction(min(info.fps, max_fps)).limit_denominator(1001)
+        slots = max(1, math.ceil(self.duration * rate - 1e-6))
         with tempfile.TemporaryDirectory(prefix="molmo-rag-clip-") as tmp:
             path = Path(tmp) / "clip.mp4"
             with av.open(str(path), "w", format="mp4", options={"movflags": "+faststart"}) as out:
                 stream = out.add_stream(_h264_encoder(av), rate=rate)
                 stream.width, stream.height, stream.pix_fmt = out_w, out_h, "yuv420p"
-                stream.options = {"crf": str(options.clip_crf), "preset": "veryfast"}
-                last_pts = -1
-                for t, frame in self._clip_frames(0.0):
-                    pts = round(t * rate)
-                    if pts <= last_pts:
-                        continue  # dropping frames to honour the rate cap
-                    last_pts = pts
-                    if self.info.rotation:
+                stream.options = {"crf": str(self.options.clip_crf), "preset": CLIP_PRESET}
+                written = 0
+
+                def write(frame: Any) -> None:
+                    nonlocal written
+                    if info.rotation:
                         rgb = self._array(frame, max(frame.width, frame.height))
                         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
                     frame = frame.reformat(width=out_w, height=out_h, format="yuv420p", interpolation="AREA")
-                    frame.pts, frame.time_base = pts, 1 / rate
+                    frame.pts, frame.time_base = written, 1 / rate
                     for packet in stream.encode(frame):
                         out.mux(packet)
-                if last_pts < 0:
+                    written += 1
+
+                previous = None
+                for t, frame in self._clip_frames(0.0, skip_nonref=info.fps / rate >= 4):
+                    while written < slots and t >= written / rate:
+                        wanted = written / rate
+                        nearer = previous is not None and abs(previous[0] - wanted) < abs(t - wanted)
+                        write(previous[1] if nearer else frame)
+                    if written == slots:
+                        break
+                    previous = (t, frame)
+                # Frames ran out (the last ones were not decoded): the last one fills in up
+                # to one output frame after it, never more.
+                while previous is not None and written < slots and written / rate < previous[0] + 1 / rate:
+                    write(previous[1])
+                if written == 0:
                     raise CorruptMediaError(
                         f"{self.blob.source}: no frame decodes between {self.start:.2f} s and {self.end:.2f} s",
                         source=self.blob.source,
                     )
                 for packet in stream.encode():
                     out.mux(packet)
-            return path.read_bytes(), "video/mp4"
+            return path.read_bytes()
 
     def __repr__(self) -> str:
         return f"VideoSegmentLoader({self.blob.source!r}, {self.start:.3f}-{self.end:.3f})"
@@ -637,7 +867,10 @@ def _h264_encoder(av: Any) -> str:
 
 
 def read_video(blob: "Blob", options: ReaderOptions) -> Iterator[MediaItem]:
-    """Segments of a video, yielded as soon as they are known."""
+    """Segments of a video, yielded as soon as they are known.
+
+    A truncated or damaged video yields the segments that decode, then raises
+    CorruptMediaError saying from when on nothing could be read."""
     scenes = options.segment_mode == "scenes"
     info = probe(blob, options, check_end=not scenes)
     sha = blob.sha256()
@@ -650,12 +883,28 @@ def read_video(blob: "Blob", options: ReaderOptions) -> Iterator[MediaItem]:
     # Hold one segment back: only the last one learns the total count, and a lone segment
     # that is the whole file keeps the remote URL.
     for segment in segments:
+        if isinstance(segment, VideoInfo):  # the scan found the end: the segments that follow use it
+            info = segment
+            continue
         if pending is not None:
             yield _item(blob, sha, info, pending, index, None, options)
             index += 1
         pending = segment
     if pending is not None:
         yield _item(blob, sha, info, pending, index, index + 1, options)
+    if info.truncated:
+        raise _truncation_error(blob, info)
+
+
+def _truncation_error(blob: "Blob", info: VideoInfo) -> CorruptMediaError:
+    readable = info.duration
+    if info.declared_duration is not None and _stops_early(readable, info.declared_duration, info.fps):
+        what, why = f"truncated after {readable:.1f} s of {info.declared_duration:.1f} s", ""
+    else:  # no declared length to compare with: a decoding error stopped the frames
+        what, why = f"damaged after {readable:.1f} s", f" (decoding failed: {info.damage})"
+    return CorruptMediaError(
+        f"{blob.source}: {what}; segments after {readable:.1f} s could not be read{why}", source=blob.source
+    )
 
 
 def _in_background(make: Any, ahead: int = 8) -> Iterator[Any]:
@@ -703,7 +952,10 @@ def _in_background(make: Any, ahead: int = 8) -> Iterator[Any]:
 
 def _scene_segments(
     blob: "Blob", info: VideoInfo, options: ReaderOptions, stop: threading.Event | None = None
-) -> Iterator[Segment]:
+) -> Iterator[Segment | VideoInfo]:
+    """Segments at the shot boundaries. When the scan shows the video stops before the end
+    it declares (or a decoding error stops it), a VideoInfo whose ``duration`` is the
+    readable part comes before the last segments."""
     planner = SegmentPlanner(options.min_segment_seconds, options.max_segment_seconds, info.fps)
     scan = CutScan(blob, info, options, stop)
     for cut in scan:
@@ -711,21 +963,29 @@ def _scene_segments(
             yield from planner.cut(cut)
     if scan.stop.is_set():
         return
-    end = info.duration
-    if info.exact_duration and scan.decoded_end < info.duration - max(1.0, 3.0 / info.fps):
-        raise CorruptMediaError(
-            f"{blob.source} is truncated: frames stop at {scan.decoded_end:.2f} s of {info.duration:.2f} s",
-            source=blob.source,
-        )
-    if not info.exact_duration:
-        end = scan.decoded_end
+    readable, damage = scan.decoded_end, scan.damage
+    declared = info.declared_duration
+    stops_early = declared is not None and _stops_early(readable, declared, info.fps)
+    if stops_early or damage is not None or not info.exact_duration:
+        # The scan skipped B-frames: the last frames are decoded again, all of them.
+        last_end, _ = _last_frame_end(blob, info.start_time, info.start_time + readable, info.fps)
+        readable = max(readable, last_end - info.start_time)
+        stops_early = declared is not None and _stops_early(readable, declared, info.fps)
+    if damage is not None and declared is not None and not stops_early:
+        damage = None  # an error at the very end of a whole file: nothing worth telling is lost
+    if stops_early or damage is not None:
+        info = replace(info, duration=readable, frame_count=max(1, round(readable * info.fps)), damage=damage)
+        yield info
+        end = readable
+    else:
+        end = info.duration if info.exact_duration else readable
     yield from planner.finish(end)
 
 
 def _item(
     blob: "Blob", sha: str, info: VideoInfo, segment: Segment, index: int, count: int | None, options: ReaderOptions
 ) -> MediaItem:
-    whole = count == 1
+    whole = count == 1 and not info.truncated
     return MediaItem(
         kind="video_segment",
         source=blob.source,
@@ -740,7 +1000,8 @@ def _item(
         extra={
             "segment": index,
             "boundary": segment.boundary,
-            "video_duration": info.duration,
+            # the length the file declares (when truncated, more than the segments cover)
+            "video_duration": info.declared_duration if info.truncated and info.declared_duration else info.duration,
             "fps": info.fps,
             "rotation": info.rotation,
         },

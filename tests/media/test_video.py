@@ -13,7 +13,15 @@ from molmo_rag.errors import CorruptMediaError, MediaTooLargeError, UnsupportedM
 from molmo_rag.media import MediaItem, ReaderOptions, read, samples
 from molmo_rag.media.options import MAX_SEGMENT_SECONDS
 from molmo_rag.media.sources import Blob
-from molmo_rag.media.video import detect_cuts, plan_segments, probe, sample_times
+from molmo_rag.media import video as video_module
+from molmo_rag.media.video import (
+    REMUX_MAX_BYTES_PER_SECOND,
+    clip_limits,
+    detect_cuts,
+    plan_segments,
+    probe,
+    sample_times,
+)
 
 SCENES = ReaderOptions(segment_mode="scenes", min_segment_seconds=1.0, max_segment_seconds=60)
 
@@ -164,14 +172,131 @@ def test_thumbnail_and_clip(cuts_video):
         assert decoded[0].time == pytest.approx(0.0, abs=0.05)
 
 
-def test_clip_downscaled_to_480p(tmp_path):
-    video = samples.make_video(tmp_path / "wide.mp4", [samples.Shot("rocket", 1.0, "pan")], size=(1280, 720), fps=10)
-    item = _items(video.path, ReaderOptions(segment_mode="fixed"))[0]
-    with av.open(io.BytesIO(item.clip()[0])) as clip:
+def _clip_stream(data):
+    """(width, height, frame rate, frame times, decoded RGB frames) of a clip."""
+    with av.open(io.BytesIO(data)) as clip:
+        assert not clip.streams.audio
         stream = clip.streams.video[0]
-        assert (stream.width, stream.height) == (854, 480)
-    frames = item.frames(4, 2.0)
+        frames = list(clip.decode(stream))
+        return (
+            stream.width,
+            stream.height,
+            float(stream.average_rate),
+            [float(f.time) for f in frames],
+            [f.to_ndarray(format="rgb24") for f in frames],
+        )
+
+
+def _assert_clip_duration(times, rate, duration):
+    # evenly spaced from 0, as long as the segment give or take one frame
+    assert times[0] == pytest.approx(0.0, abs=1e-3)
+    assert all(b - a == pytest.approx(1 / rate, abs=2e-3) for a, b in zip(times, times[1:]))
+    assert abs(len(times) / rate - duration) <= 1 / rate + 1e-6
+
+
+def test_clip_encoded_at_the_size_and_rate_the_model_reads(tmp_path):
+    # 1280x720 at 25 fps: bigger than the caps, so re-encoded at 640x360 and 4 fps (Molmo2
+    # samples at most 2 frames a second and looks at 378 px), each frame the source frame
+    # nearest its time. Before: 854x480 at 25 fps, every frame encoded.
+    video = _write_video(tmp_path / "wide.mp4", 6, fps=25, size=(1280, 720), gop=25)
+    options = ReaderOptions(segment_mode="fixed", segment_seconds=2.5, min_segment_seconds=0.5)
+    assert clip_limits(options) == (640, 480, 4.0)
+    items = _items(video, options)
+    assert [round(i.start, 2) for i in items] == [0.0, 2.48, 5.0]
+    for item in items:
+        width, height, rate, times, pictures = _clip_stream(item.clip()[0])
+        assert item.loader.clip_method == "encode"
+        assert (width, height, rate) == (640, 360, 4.0)
+        _assert_clip_duration(times, rate, item.duration)
+        for t, picture in zip(times, pictures):
+            if abs((item.start + t) % 1.0 - 0.5) < 0.45:  # clear of a colour change
+                assert np.abs(picture[5, 5].astype(int) - _colour_at(item.start + t)).max() < 40, (item.start, t)
+    frames = items[0].frames(4, 2.0)
     assert frames.frames.shape[1:] == (432, 768, 3)  # max_frame_side
+
+
+def test_clip_caps_set_in_options_apply(tmp_path):
+    video = _write_video(tmp_path / "wide.mp4", 2, fps=25, size=(1280, 720), gop=25)
+    options = ReaderOptions(segment_mode="fixed", clip_max_side=854, clip_max_fps=10)
+    assert clip_limits(options) == (854, 480, 10.0)
+    item = _items(video, options)[0]
+    width, height, rate, times, _ = _clip_stream(item.clip()[0])
+    assert (width, height, rate) == (854, 480, 10.0)
+    _assert_clip_duration(times, rate, item.duration)
+
+
+def _packets(data, start=None, end=None):
+    """The video packets' payloads (and the stream's extradata) of a file, from ``start`` to
+    before ``end`` seconds (presentation times)."""
+    with av.open(io.BytesIO(data)) as container:
+        stream = container.streams.video[0]
+        payloads = []
+        for packet in container.demux(stream):
+            if packet.dts is None:
+                continue
+            t = float(packet.pts * stream.time_base)
+            if (start is None or t >= start - 1e-3) and (end is None or t < end - 1e-3):
+                payloads.append(bytes(packet))
+        return payloads, bytes(stream.codec_context.extradata or b"")
+
+
+def test_clip_copies_the_packets_when_the_segment_starts_on_a_keyframe(tmp_path):
+    # Small H.264 (within the caps), keyframes every second, windows of 2 s: each segment
+    # runs from one keyframe to another, so its packets are copied as they are (no decode,
+    # no encode), with timestamps from 0, at the source's frame rate.
+    video = _write_video(tmp_path / "small.mp4", 5, fps=25, size=(320, 180), gop=25)
+    source = video.read_bytes()
+    options = ReaderOptions(segment_mode="fixed", segment_seconds=2.0, min_segment_seconds=0.5)
+    items = _items(video, options)
+    assert [(i.start, i.end) for i in items] == [(0.0, 2.0), (2.0, 4.0), (4.0, 5.0)]
+    for item in items:
+        data = item.clip()[0]
+        assert item.loader.clip_method == "remux"
+        assert _packets(data) == _packets(source, item.start, item.end)  # the very same bytes
+        width, height, rate, times, pictures = _clip_stream(data)
+        assert (width, height, rate) == (320, 180, 25.0)
+        _assert_clip_duration(times, rate, item.duration)
+        for t, picture in zip(times, pictures):
+            if abs((item.start + t) % 1.0 - 0.5) < 0.45:
+                assert np.abs(picture[5, 5].astype(int) - _colour_at(item.start + t)).max() < 40
+        assert len(data) <= REMUX_MAX_BYTES_PER_SECOND * item.duration
+
+
+def test_clip_is_encoded_when_packets_cannot_be_copied(tmp_path, monkeypatch, rotated_video):
+    video = _write_video(tmp_path / "small.mp4", 5, fps=25, size=(320, 180), gop=25)
+    source = video.read_bytes()
+
+    def clip_of(item):
+        width, height, rate, times, _ = _clip_stream(item.clip()[0])
+        _assert_clip_duration(times, rate, item.duration)
+        return item.loader.clip_method, (width, height, rate)
+
+    # segments that start (1.5 s, 4.5 s) or end (1.5 s, 4.5 s) between keyframes
+    items = _items(video, ReaderOptions(segment_mode="fixed", segment_seconds=1.5, min_segment_seconds=0.2))
+    assert [i.start for i in items] == pytest.approx([0.0, 1.5, 3.0, 4.5], abs=0.05)
+    assert [clip_of(i)[0] for i in items] == ["encode", "encode", "encode", "encode"]
+    assert clip_of(items[1])[1] == (320, 180, 4.0)
+    # rotated: the turn must be applied to the pictures
+    rotated = _items(rotated_video.path, ReaderOptions(segment_mode="fixed"))[0]
+    assert clip_of(rotated) == ("encode", (96, 160, 4.0))
+    # not H.264
+    webm = _write_video(tmp_path / "small.webm", 2, fmt="webm", codec="libvpx", fps=25, size=(320, 180), gop=25)
+    assert clip_of(_items(webm, ReaderOptions(segment_mode="fixed"))[0])[0] == "encode"
+    # over the byte-rate cap
+    monkeypatch.setattr(video_module, "REMUX_MAX_BYTES_PER_SECOND", 1_000)
+    whole = _items(video, ReaderOptions(segment_mode="fixed"))[0]
+    assert clip_of(whole)[0] == "encode"
+    monkeypatch.undo()
+    assert clip_of(whole)[0] == "remux"
+    assert _packets(whole.clip()[0]) == _packets(source)
+    # the last readable segment of a truncated file (its last packet may be cut short)
+    cut = tmp_path / "cut.mp4"
+    faststart = _write_video(tmp_path / "fast.mp4", 6, fps=25, size=(320, 180), gop=25, faststart=True)
+    cut.write_bytes(faststart.read_bytes()[: int(faststart.stat().st_size * 0.6)])
+    options = ReaderOptions(segment_mode="fixed", segment_seconds=1.0, min_segment_seconds=0.2)
+    *readable, error = list(read(cut, options))
+    assert isinstance(error, CorruptMediaError)
+    assert clip_of(readable[0])[0] == "remux" and clip_of(readable[-1])[0] == "encode"
 
 
 def test_rotation_applied(rotated_video):
@@ -213,38 +338,155 @@ def test_zero_length_video(tmp_path):
     assert isinstance(next(read(path)), CorruptMediaError)
 
 
-def test_truncated_video(tmp_path, cuts_video):
+def _write_video(
+    path, seconds, *, fmt="mp4", codec="libx264", fps=10, size=(96, 64), gop=10, faststart=False, live=False
+):
+    """A real video whose colour changes every second (second i: COLOURS[i % 4]) under a
+    moving white bar; keyframes every ``gop`` frames."""
+    width, height = size
+    options = {"movflags": "+faststart"} if faststart else {"live": "1"} if live else {}
+    with av.open(str(path), "w", format=fmt, options=options) as out:
+        stream = out.add_stream(codec, rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        if codec == "libx264":
+            stream.options = {"g": str(gop), "keyint_min": str(gop), "sc_threshold": "0", "preset": "veryfast"}
+        else:  # libvpx
+            stream.options = {"g": str(gop), "deadline": "realtime", "cpu-used": "8", "b": "200k"}
+        for i in range(round(seconds * fps)):
+            picture = np.zeros((height, width, 3), np.uint8)
+            picture[:] = COLOURS[int(i / fps) % len(COLOURS)]
+            x = (i * 3) % (width - 12)
+            picture[height // 3 : height // 3 + 12, x : x + 12] = 255
+            frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
+            frame.pts, frame.time_base = i, Fraction(1, fps)
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+COLOURS = [(200, 30, 30), (30, 200, 30), (30, 30, 200), (200, 200, 30)]
+
+
+def _colour_at(seconds):
+    return np.array(COLOURS[int(seconds + 1e-6) % len(COLOURS)])
+
+
+def _last_decodable(path):
+    """End of the last frame PyAV decodes from ``path``, reading to the first error."""
+    last = None
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        try:
+            for frame in container.decode(stream):
+                last = frame.time
+        except av.FFmpegError:
+            pass
+    return last + 1 / float(stream.average_rate)
+
+
+def _check_readable_part(results, path, declared):
+    """The segments that decode, covering the readable part, then one truncation error."""
+    *items, error = results
+    assert items and all(isinstance(i, MediaItem) for i in items), results
+    assert isinstance(error, CorruptMediaError), results
+    assert error.source == str(path)
+    readable = items[-1].end
+    _assert_covers(items, readable)
+    assert readable == pytest.approx(_last_decodable(path), abs=0.35)  # B-frames aside
+    assert str(error) == (
+        f"{path}: truncated after {readable:.1f} s of {declared:.1f} s; "
+        f"segments after {readable:.1f} s could not be read"
+    )
+    for item in items:  # every segment yields its frames, the right ones, and a clip
+        frames = item.frames(8, 1.0)
+        for t, picture in zip(frames.timestamps, frames.frames):
+            if abs((item.start + t) % 1.0 - 0.5) < 0.4:  # clear of a colour change
+                assert np.abs(picture[2, 2].astype(int) - _colour_at(item.start + t)).max() < 40
+        with av.open(io.BytesIO(item.clip()[0])) as clip:
+            assert len(list(clip.decode(video=0))) > 0
+    return items
+
+
+@pytest.mark.parametrize("fraction", [0.4, 0.7])
+@pytest.mark.parametrize("mode", ["fixed", "scenes"])
+def test_truncated_webm_yields_its_readable_segments_then_the_error(tmp_path, mode, fraction):
+    # WebM keeps its length in the header: a file cut mid-cluster still says 40 s while its
+    # frames stop early. Before: the first seconds came back as if they were the whole video.
+    whole = _write_video(tmp_path / "whole.webm", 40, fmt="webm", codec="libvpx")
+    data = whole.read_bytes()
+    cut = tmp_path / f"cut-{fraction}.webm"
+    cut.write_bytes(data[: int(len(data) * fraction)])
+    options = ReaderOptions(segment_mode=mode, segment_seconds=10, min_segment_seconds=1.0)
+    items = _check_readable_part(list(read(cut, options)), cut, 40.0)
+    assert 2 < items[-1].end < 40 * fraction + 2
+    assert all(i.remote_url is None for i in items)
+    assert items[-1].extra["video_duration"] == pytest.approx(40.0)
+    whole_items = list(read(whole, options))  # the whole file: no error, all 40 s
+    assert not any(isinstance(r, Exception) for r in whole_items)
+    _assert_covers(whole_items, 40.0)
+
+
+@pytest.mark.parametrize("mode", ["fixed", "scenes"])
+def test_truncated_faststart_mp4_yields_its_readable_segments_then_the_error(tmp_path, mode):
+    # moov first (as streaming files are), then the media data cut short: the frames up to
+    # the cut are kept. Before: one error, and no segment at all.
+    whole = _write_video(tmp_path / "fast.mp4", 40, faststart=True)
+    data = whole.read_bytes()
+    assert data.find(b"moov") < data.find(b"mdat")
+    for fraction in (0.4, 0.7):
+        cut = tmp_path / f"fast-{fraction}.mp4"
+        cut.write_bytes(data[: int(len(data) * fraction)])
+        options = ReaderOptions(segment_mode=mode, segment_seconds=10, min_segment_seconds=1.0)
+        items = _check_readable_part(list(read(cut, options)), cut, 40.0)
+        assert 2 < items[-1].end < 40 * fraction + 2
+
+
+def test_truncated_video_in_a_batch(tmp_path, pal_half_video):
+    # The readable part and the error of a cut file, then the next file as usual.
+    whole = _write_video(tmp_path / "whole.webm", 20, fmt="webm", codec="libvpx")
+    cut = tmp_path / "cut.webm"
+    cut.write_bytes(whole.read_bytes()[: int(whole.stat().st_size * 0.5)])
+    results = list(read([cut, pal_half_video.path], ReaderOptions(segment_mode="fixed", segment_seconds=4)))
+    kinds = [(r.source, type(r).__name__) for r in results]
+    error = next(i for i, r in enumerate(results) if isinstance(r, Exception))
+    assert all(source == str(cut) and kind == "MediaItem" for source, kind in kinds[:error])
+    assert error >= 1 and kinds[error] == (str(cut), "CorruptMediaError")
+    assert [k for k in kinds[error + 1 :]] == [(str(pal_half_video.path), "MediaItem")] * 2
+
+
+def test_probe_of_a_truncated_video(tmp_path):
+    whole = _write_video(tmp_path / "whole.webm", 20, fmt="webm", codec="libvpx")
+    cut = tmp_path / "cut.webm"
+    cut.write_bytes(whole.read_bytes()[: int(whole.stat().st_size * 0.5)])
+    info = probe(Blob(source="x", path=cut))
+    assert info.truncated and info.declared_duration == pytest.approx(20.0)
+    assert info.duration == pytest.approx(_last_decodable(cut), abs=0.35)
+    assert not probe(Blob(source="x", path=whole)).truncated
+    # A live WebM (as browsers record them) declares no length: a cut one cannot be told
+    # from a short one, and reads as the part that is there.
+    live = _write_video(tmp_path / "live.webm", 20, fmt="webm", codec="libvpx", live=True)
+    live_cut = tmp_path / "live-cut.webm"
+    live_cut.write_bytes(live.read_bytes()[: int(live.stat().st_size * 0.5)])
+    info = probe(Blob(source="x", path=live_cut))
+    assert info.declared_duration is None and not info.truncated
+    assert info.duration == pytest.approx(_last_decodable(live_cut), abs=0.35)
+
+
+def test_mp4_cut_before_its_index(tmp_path, cuts_video):
+    # Index ('moov') at the end, as encoders write it: cut anywhere in the media data, nothing
+    # tells where the frames are. One clear error, nothing else.
     data = cuts_video.path.read_bytes()
+    assert data.find(b"moov") > data.find(b"mdat")
     for fraction in (0.5, 0.9):
         path = tmp_path / f"cut-{fraction}.mp4"
         path.write_bytes(data[: int(len(data) * fraction)])
         for mode in ("fixed", "scenes"):
             results = list(read(path, ReaderOptions(segment_mode=mode)))
-            assert isinstance(results[-1], CorruptMediaError), (fraction, mode, results)
-            assert results[-1].source == str(path)
-
-
-def test_truncated_faststart_video(tmp_path, cuts_video):
-    # moov first (as streaming files are), then the media data cut short
-    import subprocess  # noqa: F401  (no ffmpeg binary needed: PyAV remuxes)
-
-    fast = tmp_path / "fast.mp4"
-    with av.open(str(cuts_video.path)) as src, av.open(str(fast), "w", options={"movflags": "+faststart"}) as dst:
-        out = dst.add_stream_from_template(src.streams.video[0])
-        for packet in src.demux(src.streams.video[0]):
-            if packet.dts is None:
-                continue
-            packet.stream = out
-            dst.mux(packet)
-    data = fast.read_bytes()
-    assert data.find(b"moov") < data.find(b"mdat")
-    cut = tmp_path / "fast-cut.mp4"
-    cut.write_bytes(data[: int(len(data) * 0.6)])
-    for mode in ("fixed", "scenes"):
-        results = list(read(cut, ReaderOptions(segment_mode=mode)))
-        assert isinstance(results[-1], CorruptMediaError), (mode, results)
-        assert "truncated" in str(results[-1])
-
+            assert len(results) == 1 and isinstance(results[0], CorruptMediaError), (fraction, mode, results)
+            assert results[0].source == str(path)
+            assert "truncated or damaged" in str(results[0])
 
 
 def test_mp4_cut_inside_its_index_is_corrupt_not_unsupported(tmp_path, cuts_video):
