@@ -1,18 +1,28 @@
-"""Slide decks (PPTX, PDF) to one media item per slide, each slide rendered whole.
+"""Slide decks (PPTX and other PowerPoint XML decks, ODP, PPT, PDF) to one media item per
+slide, each slide rendered whole.
 
-PPTX: LibreOffice (headless, in a throw-away profile, under a timeout) turns the deck into
-a PDF once per content hash (cached), pypdfium2 rasterises each page on demand, and
-python-pptx supplies each slide's title, text and speaker notes. Without LibreOffice the
-slides are approximated from their embedded pictures and text, with one warning.
+PPTX (and .pptm, .ppsx, .potx, ...): LibreOffice (headless, in a throw-away profile, under
+a timeout) turns the deck into a PDF once per content hash (cached), pypdfium2 rasterises
+each page on demand, and python-pptx supplies each slide's title, text and speaker notes.
+Without LibreOffice the slides are approximated from their embedded pictures and text,
+with one warning.
 
-PDF: every page is a slide; its text comes from the PDF's text layer.
+ODP and legacy PPT: only LibreOffice reads them; it renders them to PDF, which is then read
+like any PDF (titles and text from the rendered pages, no speaker notes; slides LibreOffice
+leaves out, the hidden ones, do not count in the slide numbers). Without LibreOffice each
+such deck gets an error that says to install it.
+
+PDF: every page is a slide; its text comes from the PDF's text layer, its title from the
+PDF's outline (bookmarks) or else the largest text on the page, never a bare page number.
 """
 
 from __future__ import annotations
 
 import io
 import logging
+import math
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -25,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import CorruptMediaError, MediaTooLargeError, MissingDependencyError
+from ..errors import CorruptMediaError, MediaTooLargeError, MissingDependencyError, UnsupportedMediaError
 from .images import fit_within, to_rgb
 from .items import MediaItem, encode_image
 from .options import ReaderOptions
@@ -41,8 +51,11 @@ __all__ = [
     "FallbackSlideLoader",
     "read_pdf",
     "read_pptx",
+    "read_libreoffice_deck",
     "pptx_slides",
-    "render_pptx_pdf",
+    "render_deck_pdf",
+    "clean_title",
+    "clean_text",
     "find_soffice",
     "cache_root",
 ]
@@ -126,50 +139,177 @@ class PdfPageLoader:
         return f"PdfPageLoader({self.label!r}, page={self.index + 1})"
 
 
-def _first_line(text: str) -> str | None:
-    for line in text.splitlines():
-        if line.strip():
-            return line.strip()[:200]
-    return None
+# --- text clean-up -------------------------------------------------------------------------
+_LINE_BREAK = re.compile("\r\n|[\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
+"""Line and paragraph breaks, PowerPoint's vertical tab (a soft break in a title) among them."""
+_CONTROL = re.compile("[\x00-\x08\x0e-\x1f\x7f-\x9f]")
+_TITLE_MAX_CHARS = 200
 
 
-def _clean(text: str) -> str:
-    lines = [line.rstrip() for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
-    return "\n".join(line for line in lines if line.strip())
+def clean_title(text: str | None) -> str | None:
+    """One line: every line break (``\\v``, ``\\r\\n``, U+2028, ...) and run of spaces becomes
+    a single space, other control characters go; None when nothing is left."""
+    if not text:
+        return None
+    text = _CONTROL.sub("", _LINE_BREAK.sub(" ", text.replace("\t", " ")))
+    return " ".join(text.split())[:_TITLE_MAX_CHARS] or None
+
+
+def clean_text(text: str | None) -> str:
+    """Lines joined by ``\\n`` whatever break the source used; other control characters go,
+    tabs become spaces, trailing spaces and blank lines are dropped."""
+    if not text:
+        return ""
+    text = _CONTROL.sub("", _LINE_BREAK.sub("\n", text.replace("\t", " ")))
+    return "\n".join(line.rstrip() for line in text.split("\n") if line.strip())
+
+
+# --- PDF page titles -------------------------------------------------------------------------
+_PAGE_LABEL = re.compile(
+    r"(?:(?:page|p\.|slide|seite|folie|diapositive|diapositiva|pagina|página)\s*)?"
+    r"(?:\d+|(?=[ivxlc])(?:xc|xl|l?x{0,3})(?:ix|iv|v?i{0,3}))(?:\s*(?:/|of|von|de|di)\s*\d+)?",
+    re.IGNORECASE,
+)
+"""A bare page number or roman numeral ("3", "iv", "Page 2 of 9", "Slide 4"): never a title."""
+_TITLE_SIZE_RATIO = 1.15
+"""Text is a title when its font is at least this much larger than the next size on the page."""
+_TITLE_SCAN_CHARS = 5000
+
+
+def _is_page_label(text: str) -> bool:
+    return _PAGE_LABEL.fullmatch(text.strip()) is not None
+
+
+def _bookmark_page(doc, bookmark) -> int | None:
+    """The page a bookmark points at: its destination, or its GoTo action's."""
+    import pypdfium2.raw as pdfium_c
+
+    dest = bookmark.get_dest()
+    if dest is not None:
+        return dest.get_index()
+    action = pdfium_c.FPDFBookmark_GetAction(bookmark.raw)
+    if not action or pdfium_c.FPDFAction_GetType(action) != pdfium_c.PDFACTION_GOTO:
+        return None
+    raw_dest = pdfium_c.FPDFAction_GetDest(doc.raw, action)
+    index = pdfium_c.FPDFDest_GetDestPageIndex(doc.raw, raw_dest) if raw_dest else -1
+    return index if index >= 0 else None
+
+
+def _outline_titles(doc) -> dict[int, str]:
+    """Page index -> the title of the outermost (then first) bookmark that points at it."""
+    found: dict[int, tuple[int, str]] = {}
+    for bookmark in doc.get_toc():
+        page = _bookmark_page(doc, bookmark)
+        title = clean_title(bookmark.get_title())
+        if page is None or title is None or _is_page_label(title):
+            continue
+        if page not in found or bookmark.level < found[page][0]:
+            found[page] = (bookmark.level, title)
+    return {page: title for page, (_, title) in found.items()}
+
+
+def _char_font_size(textpage, index: int, matrix) -> float:
+    """The size a character is drawn at, in points: its font size scaled by its matrix
+    (many PDFs set text at 1 pt and scale it up)."""
+    import pypdfium2.raw as pdfium_c
+
+    size = pdfium_c.FPDFText_GetFontSize(textpage, index)
+    if pdfium_c.FPDFText_GetMatrix(textpage, index, matrix):
+        size *= math.sqrt(abs(matrix.a * matrix.d - matrix.b * matrix.c)) or 1.0
+    return round(size * 2) / 2
+
+
+def _sized_lines(textpage) -> list[tuple[str, float]]:
+    """The page's text lines, each with the largest size it is set in."""
+    import pypdfium2.raw as pdfium_c
+
+    matrix = pdfium_c.FS_MATRIX()
+    lines: list[tuple[str, float]] = []
+    chars: list[str] = []
+    size = 0.0
+    for index in range(min(textpage.count_chars(), _TITLE_SCAN_CHARS)):
+        char = chr(pdfium_c.FPDFText_GetUnicode(textpage, index))
+        if char in "\r\n":
+            if "".join(chars).strip():
+                lines.append(("".join(chars), size))
+            chars, size = [], 0.0
+            continue
+        chars.append(char)
+        if not char.isspace() and not pdfium_c.FPDFText_IsGenerated(textpage, index):
+            size = max(size, _char_font_size(textpage, index, matrix))
+    if "".join(chars).strip():
+        lines.append(("".join(chars), size))
+    return lines
+
+
+def _largest_text_title(textpage) -> str | None:
+    """The first run of lines in the largest font, when that font is clearly bigger than
+    any other on the page (or the page's only line); page numbers are left out."""
+    lines = [(text, size) for text, size in _sized_lines(textpage) if not _is_page_label(text)]
+    if len(lines) == 1:
+        return clean_title(lines[0][0])
+    sizes = sorted({size for _, size in lines}, reverse=True)
+    if len(sizes) < 2 or sizes[0] < sizes[1] * _TITLE_SIZE_RATIO:
+        return None
+    top = sizes[0]
+    start = next(i for i, (_, size) in enumerate(lines) if size == top)
+    run = []
+    for text, size in lines[start:]:
+        if size != top:
+            break
+        run.append(text)
+    return clean_title(" ".join(run))
+
+
+def _page_title(outline: dict[int, str], index: int, textpage) -> str | None:
+    return outline.get(index) or _largest_text_title(textpage)
 
 
 def _rendered_size(width_pt: float, height_pt: float, options: ReaderOptions) -> tuple[int, int]:
-    """Pixel size of a rendered page; PDFium's page size already has the page's /Rotate applied."""
+    """Pixel size of a rendered page, as :class:`PdfPageLoader` makes it: pypdfium2 rounds
+    the page up to whole pixels, then the picture is fitted within ``max_image_side``.
+    PDFium's page size already has the page's /Rotate applied."""
     scale = _page_scale(width_pt, height_pt, options)
-    return round(width_pt * scale), round(height_pt * scale)
+    width, height = math.ceil(width_pt * scale), math.ceil(height_pt * scale)
+    fit = options.max_image_side / max(width, height)
+    if fit >= 1:
+        return width, height
+    return max(1, round(width * fit)), max(1, round(height * fit))
 
 
-def read_pdf(blob: "Blob", options: ReaderOptions) -> Iterator[MediaItem]:
-    """Every page of a PDF as a slide: rendered on demand, text from the text layer."""
-    sha = blob.sha256()
-    pdf: Path | bytes = blob.path if blob.data is None else blob.data
+def _pdf_pages(pdf: Path | bytes, label: str, options: ReaderOptions) -> list[tuple[str | None, str, tuple[int, int]]]:
+    """(title, text, rendered size) of every page of a PDF."""
     with _PDFIUM_LOCK:
-        doc = _open_pdf(pdf, blob.source)
+        doc = _open_pdf(pdf, label)
         try:
-            count = len(doc)
+            outline = _outline_titles(doc)
             pages = []
-            for i in range(count):
+            for i in range(len(doc)):
                 page = doc[i]
                 width, height = page.get_size()
                 textpage = page.get_textpage()
-                text = _clean(textpage.get_text_range())
+                text = clean_text(textpage.get_text_range())
+                title = _page_title(outline, i, textpage)
                 textpage.close()
-                pages.append((text, _rendered_size(width, height, options)))
+                pages.append((title, text, _rendered_size(width, height, options)))
                 page.close()
         except Exception as exc:
             if isinstance(exc, CorruptMediaError):
                 raise
-            raise CorruptMediaError(f"{blob.source} has a damaged page: {exc}", source=blob.source) from exc
+            raise CorruptMediaError(f"{label} has a damaged page: {exc}", source=label) from exc
         finally:
             doc.close()
-    if count == 0:
-        raise CorruptMediaError(f"{blob.source} has no pages", source=blob.source)
-    for i, (text, (width, height)) in enumerate(pages):
+    return pages
+
+
+def _pdf_slide_items(
+    blob: "Blob", pdf: Path | bytes, options: ReaderOptions, rendered_by: str, empty: str
+) -> Iterator[MediaItem]:
+    sha = blob.sha256()
+    pages = _pdf_pages(pdf, blob.source, options)
+    if not pages:
+        raise CorruptMediaError(f"{blob.source} {empty}", source=blob.source)
+    for i, (title, text, (width, height)) in enumerate(pages):
         yield MediaItem(
             kind="slide",
             source=blob.source,
@@ -177,12 +317,35 @@ def read_pdf(blob: "Blob", options: ReaderOptions) -> Iterator[MediaItem]:
             content_hash=sha,
             loader=PdfPageLoader(pdf, i, options, blob.source),
             slide=i + 1,
-            title=_first_line(text),
+            title=title,
             slide_text=text or None,
             width=width,
             height=height,
-            extra={"slides": count, "rendered_by": "pdfium"},
+            extra={"slides": len(pages), "rendered_by": rendered_by},
         )
+
+
+def read_pdf(blob: "Blob", options: ReaderOptions) -> Iterator[MediaItem]:
+    """Every page of a PDF as a slide: rendered on demand, text from the text layer, title
+    from the outline or the largest text."""
+    pdf: Path | bytes = blob.path if blob.data is None else blob.data
+    yield from _pdf_slide_items(blob, pdf, options, "pdfium", "has no pages")
+
+
+def read_libreoffice_deck(blob: "Blob", options: ReaderOptions, kind: str = "odp") -> Iterator[MediaItem]:
+    """An ODP or legacy PPT deck (``kind`` ``odp`` or ``ppt``): LibreOffice renders it to a
+    PDF, whose pages are the slides (titles and text from the rendered pages, no notes)."""
+    if find_soffice() is None:
+        what = "an OpenDocument presentation" if kind == "odp" else "a legacy PowerPoint (.ppt) deck"
+        raise UnsupportedMediaError(
+            f"{blob.source} is {what}, which only LibreOffice can read, and LibreOffice (soffice) "
+            "is not installed: install it (e.g. apt-get install libreoffice-impress) or save the deck as PPTX",
+            source=blob.source,
+        )
+    pdf = render_deck_pdf(blob, options, _deck_file_suffix(blob, kind))
+    if pdf is None:  # pragma: no cover - LibreOffice went away between the two looks
+        raise UnsupportedMediaError(f"{blob.source} needs LibreOffice, which is not installed", source=blob.source)
+    yield from _pdf_slide_items(blob, pdf, options, "libreoffice", "has no slides")
 
 
 # --- PPTX: text and notes ------------------------------------------------------------------
@@ -217,29 +380,49 @@ def _geometry(shape) -> tuple[int, int, int, int] | None:
     return int(shape.left), int(shape.top), int(shape.width), int(shape.height)
 
 
+_OOXML_ESCAPE = re.compile(r"_x([0-9A-Fa-f]{4})_")
+
+
+def _unescape_ooxml(text: str) -> str:
+    """Office's ``_xHHHH_`` escapes (``_x000D_`` for a carriage return) as characters."""
+    return _OOXML_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text)
+
+
+def _pptx_title(text: str | None) -> str | None:
+    return clean_title(_unescape_ooxml(text or ""))
+
+
+def _pptx_text(text: str | None) -> str:
+    return clean_text(_unescape_ooxml(text or ""))
+
+
+def _frame_text(shape) -> str:
+    return _pptx_text(shape.text_frame.text)
+
+
 def _slide_info(number: int, slide, with_pictures: bool) -> SlideInfo:
     from pptx.shapes.picture import Picture
 
     title_shape = slide.shapes.title
-    title = title_shape.text_frame.text.strip() if title_shape is not None and title_shape.has_text_frame else None
+    title = _pptx_title(title_shape.text_frame.text) if title_shape is not None and title_shape.has_text_frame else None
     texts, pictures, boxes = [], [], []
     for shape in _walk_shapes(slide.shapes):
         geometry = _geometry(shape)
         is_title = title_shape is not None and shape.shape_id == title_shape.shape_id
-        if shape.has_text_frame and shape.text_frame.text.strip():
+        if shape.has_text_frame and _frame_text(shape):
             if not is_title:
-                texts.append(shape.text_frame.text.strip())
+                texts.append(_frame_text(shape))
             if geometry:
-                boxes.append((*geometry, shape.text_frame.text.strip(), is_title))
+                boxes.append((*geometry, _frame_text(shape), is_title))
         if getattr(shape, "has_table", False) and shape.has_table:
             for row in shape.table.rows:
-                cells = [cell.text.strip() for cell in row.cells]
+                cells = [_pptx_title(cell.text) or "" for cell in row.cells]
                 if any(cells):
                     texts.append(" | ".join(cells))
         if getattr(shape, "has_chart", False) and shape.has_chart:
             chart = shape.chart
             if chart.has_title and chart.chart_title.has_text_frame:
-                texts.append(chart.chart_title.text_frame.text.strip())
+                texts.append(_pptx_title(chart.chart_title.text_frame.text) or "")
             if geometry:
                 boxes.append((*geometry, "[chart]", False))
         if with_pictures and isinstance(shape, Picture) and geometry:
@@ -249,17 +432,40 @@ def _slide_info(number: int, slide, with_pictures: bool) -> SlideInfo:
                 pass
     notes = ""
     if slide.has_notes_slide and slide.notes_slide.notes_text_frame is not None:
-        notes = slide.notes_slide.notes_text_frame.text.strip()
+        notes = _pptx_text(slide.notes_slide.notes_text_frame.text)
     hidden = slide._element.get("show") in ("0", "false")
-    return SlideInfo(number, title or None, "\n".join(t for t in texts if t), notes, hidden, pictures, boxes)
+    return SlideInfo(number, title, "\n".join(t for t in texts if t), notes, hidden, pictures, boxes)
+
+
+_MACRO_MAIN_CONTENT_TYPES = (
+    "application/vnd.ms-powerpoint.slideshow.macroEnabled.main+xml",  # .ppsm
+    "application/vnd.ms-powerpoint.template.macroEnabled.main+xml",  # .potm
+)
+
+
+def _open_presentation(f):
+    """Any PowerPoint XML deck (.pptx, .pptm, .ppsx, .ppsm, .potx, .potm), read by python-pptx.
+
+    ``pptx.Presentation()`` accepts only .pptx and .pptm; their main parts are all the same
+    presentation part, so the package is opened as such whatever its content type."""
+    from pptx.opc.package import PartFactory
+    from pptx.package import Package
+    from pptx.parts.presentation import PresentationPart
+
+    for content_type in _MACRO_MAIN_CONTENT_TYPES:
+        PartFactory.part_type_for.setdefault(content_type, PresentationPart)
+    part = Package.open(f).main_document_part
+    if not isinstance(part, PresentationPart):
+        raise ValueError(f"the main part is {part.content_type}, not a presentation")
+    return part.presentation
 
 
 def pptx_slides(blob: "Blob", with_pictures: bool = False) -> tuple[list[SlideInfo], tuple[int, int]]:
     """Slides of a deck (title, text, notes; pictures if asked) and the slide size in EMU."""
-    pptx = _pptx()
+    _pptx()
     try:
         with blob.open() as f:
-            prs = pptx.Presentation(f)
+            prs = _open_presentation(f)
             size = (int(prs.slide_width or 9144000), int(prs.slide_height or 6858000))
             return [_slide_info(n, slide, with_pictures) for n, slide in enumerate(prs.slides, start=1)], size
     except (KeyError, ValueError, OSError, AttributeError, TypeError) as exc:
@@ -271,14 +477,35 @@ def pptx_slides(blob: "Blob", with_pictures: bool = False) -> tuple[list[SlideIn
 
 
 # --- PPTX: rendering with LibreOffice -------------------------------------------------------
-def render_pptx_pdf(blob: "Blob", options: ReaderOptions) -> Path | None:
-    """The deck rendered to PDF by LibreOffice, cached by content hash; None without LibreOffice."""
+_DECK_FILE_SUFFIXES = {"pptx": ".pptx", "odp": ".odp", "ppt": ".ppt"}
+
+
+def _deck_file_suffix(blob: "Blob", kind: str) -> str:
+    """The file ending LibreOffice is shown the deck under: the deck's own when it is one
+    of that kind's endings, else the kind's usual one (flat-XML ODP gets .fodp)."""
+    from .options import LIBREOFFICE_DECK_EXTENSIONS, OOXML_DECK_EXTENSIONS
+
+    own = blob.suffix
+    if kind == "pptx":
+        return own if own in OOXML_DECK_EXTENSIONS else ".pptx"
+    if kind == "odp":
+        if not blob.head(4).startswith(b"PK"):
+            return ".fodp"
+        return own if own in (".odp", ".otp") else ".odp"
+    return own if own in LIBREOFFICE_DECK_EXTENSIONS - {".odp", ".otp", ".fodp"} else _DECK_FILE_SUFFIXES[kind]
+
+
+def render_deck_pdf(blob: "Blob", options: ReaderOptions, suffix: str = ".pptx") -> Path | None:
+    """The deck rendered to PDF by LibreOffice, cached by content hash; None without LibreOffice.
+
+    ``suffix`` is the ending the deck is handed to LibreOffice under (.pptx, .ppsx, .odp,
+    .fodp, .ppt, ...)."""
     exe = find_soffice()
     if exe is None:
         return None
-    suffix = "-all" if options.include_hidden_slides else ""
+    variant = "-all" if options.include_hidden_slides else ""
     cache_dir = cache_root(options) / "slides"
-    cached = cache_dir / f"{blob.sha256()}{suffix}.pdf"
+    cached = cache_dir / f"{blob.sha256()}{variant}.pdf"
     if cached.is_file() and cached.stat().st_size > 0:
         return cached
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -287,7 +514,7 @@ def render_pptx_pdf(blob: "Blob", options: ReaderOptions) -> Path | None:
         target = 'pdf:impress_pdf_Export:{"ExportHiddenSlides":{"type":"boolean","value":"true"}}'
     with tempfile.TemporaryDirectory(prefix="molmo-rag-lo-") as tmp:
         work = Path(tmp)
-        deck = work / "deck.pptx"
+        deck = work / f"deck{suffix}"
         if blob.data is not None:
             deck.write_bytes(blob.data)
         else:
@@ -403,7 +630,7 @@ def read_pptx(blob: "Blob", options: ReaderOptions) -> Iterator[MediaItem]:
         raise CorruptMediaError(f"{blob.source} has no slides", source=blob.source)
     sha = blob.sha256()
     wanted = [s for s in slides if options.include_hidden_slides or not s.hidden]
-    pdf = render_pptx_pdf(blob, options)
+    pdf = render_deck_pdf(blob, options, _deck_file_suffix(blob, "pptx"))
     loaders: list[tuple[SlideInfo, Any, tuple[int, int], str]] = []
     if pdf is not None:
         with _PDFIUM_LOCK:
