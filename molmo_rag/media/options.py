@@ -7,15 +7,77 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-__all__ = ["ReaderOptions", "IMAGE_EXTENSIONS", "SLIDE_EXTENSIONS", "VIDEO_EXTENSIONS", "MAX_SEGMENT_SECONDS"]
+__all__ = [
+    "ReaderOptions",
+    "IMAGE_EXTENSIONS",
+    "OOXML_DECK_EXTENSIONS",
+    "LIBREOFFICE_DECK_EXTENSIONS",
+    "SLIDE_EXTENSIONS",
+    "VIDEO_EXTENSIONS",
+    "READABLE_EXTENSIONS",
+    "KEYNOTE_EXTENSIONS",
+    "AUDIO_EXTENSIONS",
+    "RAW_IMAGE_EXTENSIONS",
+    "UNSUPPORTED_IMAGE_EXTENSIONS",
+    "UNREADABLE_MEDIA_EXTENSIONS",
+    "MEDIA_EXTENSIONS",
+    "NOT_MEDIA_EXTENSIONS",
+    "MAX_SEGMENT_SECONDS",
+]
 
+# --- what can be read ----------------------------------------------------------------------
 IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".heif", ".avif"}
+    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".heif", ".avif"}
 )
-SLIDE_EXTENSIONS = frozenset({".pptx", ".pdf"})
+OOXML_DECK_EXTENSIONS = frozenset({".pptx", ".pptm", ".ppsx", ".ppsm", ".potx", ".potm"})
+"""PowerPoint's XML decks: python-pptx reads their text and notes, LibreOffice renders them."""
+LIBREOFFICE_DECK_EXTENSIONS = frozenset({".odp", ".otp", ".fodp", ".ppt", ".pps", ".pot"})
+"""OpenDocument and legacy (binary) PowerPoint decks: only LibreOffice reads them."""
+SLIDE_EXTENSIONS = OOXML_DECK_EXTENSIONS | LIBREOFFICE_DECK_EXTENSIONS | {".pdf"}
 VIDEO_EXTENSIONS = frozenset(
-    {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".mts", ".3gp", ".ogv", ".flv", ".wmv"}
+    {
+        ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts",
+        ".3gp", ".3g2", ".ogv", ".flv", ".f4v", ".wmv", ".asf",
+    }
 )
+READABLE_EXTENSIONS = IMAGE_EXTENSIONS | SLIDE_EXTENSIONS | VIDEO_EXTENSIONS
+
+# --- what looks like media but cannot be read: each such file gets its own error line -------
+KEYNOTE_EXTENSIONS = frozenset({".key"})
+AUDIO_EXTENSIONS = frozenset(
+    {
+        ".mp3", ".wav", ".flac", ".aac", ".m4a", ".m4b", ".ogg", ".oga", ".opus", ".wma", ".aif", ".aiff",
+        ".aifc", ".alac", ".ape", ".amr", ".caf", ".wv", ".mid", ".midi",
+    }
+)
+RAW_IMAGE_EXTENSIONS = frozenset(
+    {
+        ".dng", ".cr2", ".cr3", ".crw", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".raf", ".orf", ".rw2",
+        ".rwl", ".pef", ".srw", ".x3f", ".3fr", ".fff", ".iiq", ".erf", ".kdc", ".dcr", ".mrw", ".mos", ".raw",
+    }
+)
+"""Camera raw formats: their TIFF-like bytes hold only a small preview, so they are refused."""
+UNSUPPORTED_IMAGE_EXTENSIONS = frozenset(
+    {
+        ".psd", ".psb", ".xcf", ".svg", ".svgz", ".eps", ".ai", ".jxl", ".jp2", ".j2k", ".jpx", ".exr",
+        ".hdr", ".ico", ".icns", ".tga", ".dds", ".pcx", ".ppm", ".pgm", ".pbm", ".pnm", ".emf", ".wmf",
+    }
+)
+UNREADABLE_MEDIA_EXTENSIONS = KEYNOTE_EXTENSIONS | AUDIO_EXTENSIONS | RAW_IMAGE_EXTENSIONS | UNSUPPORTED_IMAGE_EXTENSIONS
+MEDIA_EXTENSIONS = READABLE_EXTENSIONS | UNREADABLE_MEDIA_EXTENSIONS
+"""Every ending that looks like media: what a folder walk picks up by default."""
+
+# --- what is clearly not media: never reported, even as a broken link or a named pipe -------
+NOT_MEDIA_EXTENSIONS = frozenset(
+    {
+        ".txt", ".md", ".rst", ".json", ".jsonl", ".ndjson", ".csv", ".tsv", ".yaml", ".yml", ".toml",
+        ".ini", ".cfg", ".conf", ".env", ".py", ".pyc", ".ipynb", ".js", ".mjs", ".css", ".html", ".htm",
+        ".xml", ".log", ".sh", ".bat", ".ps1", ".sql", ".db", ".sqlite", ".lock", ".tmp", ".bak", ".swp",
+        ".part", ".crdownload", ".torrent", ".url", ".webloc", ".lnk", ".ds_store", ".gitignore",
+        ".gitattributes", ".xmp", ".aae", ".thm", ".srt", ".vtt", ".ass", ".sub", ".cue", ".nfo",
+    }
+)
+"""Text, code, data, sidecar and housekeeping files (hidden files are never reported either)."""
 
 MAX_SEGMENT_SECONDS = 120.0
 """The hosted video APIs take at most 120 s per call; no segment is ever longer."""
@@ -28,10 +90,14 @@ class ReaderOptions(BaseModel):
 
     # --- finding files ------------------------------------------------------------------
     extensions: frozenset[str] = Field(
-        default=IMAGE_EXTENSIONS | SLIDE_EXTENSIONS | VIDEO_EXTENSIONS,
+        default=MEDIA_EXTENSIONS,
         description="File name endings (case and leading dot optional) picked up when walking a "
-        "folder or a glob. Files named one by one are read whatever their ending: their kind "
-        "is told by their first bytes.",
+        "folder or a glob. The default is every ending that looks like media: the formats that "
+        "can be read and those that cannot (Keynote, audio, camera raw, ...), which get an error "
+        "line each instead of being skipped. Files with other endings are passed over quietly; "
+        "a broken link or named pipe is reported unless its ending is clearly not media "
+        "(NOT_MEDIA_EXTENSIONS) or is another media ending left out of this set. Files named "
+        "one by one are read whatever their ending: their kind is told by their first bytes.",
     )
     recursive: bool = Field(default=True, description="Walk sub-folders of a folder source.")
     include_hidden: bool = Field(
@@ -47,6 +113,13 @@ class ReaderOptions(BaseModel):
         gt=0,
         description="Largest file fetched from a URL (or accepted as bytes / data URI); "
         "bigger ones give MediaTooLargeError.",
+    )
+    pass_private_urls: bool = Field(
+        default=False,
+        description="Hand URLs whose host is not publicly reachable (localhost, private, "
+        "link-local or CGNAT addresses, single-label, .local and .internal names) to backends "
+        "as URLs too, for a self-hosted server on the same network. By default only public "
+        "URLs are passed on; for the others the bytes fetched here (downscaled) are sent.",
     )
     download_in_memory_bytes: int = Field(
         default=32 * 1024**2,

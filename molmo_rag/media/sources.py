@@ -19,6 +19,8 @@ import io
 import logging
 import os
 import re
+import stat
+import struct
 import tempfile
 import urllib.parse
 import weakref
@@ -38,14 +40,30 @@ from ..errors import (
     UnsupportedMediaError,
 )
 from .items import MediaItem
-from .options import IMAGE_EXTENSIONS, SLIDE_EXTENSIONS, VIDEO_EXTENSIONS, ReaderOptions
+from .netaddr import is_public_url
+from .options import (
+    AUDIO_EXTENSIONS,
+    KEYNOTE_EXTENSIONS,
+    LIBREOFFICE_DECK_EXTENSIONS,
+    MEDIA_EXTENSIONS,
+    NOT_MEDIA_EXTENSIONS,
+    OOXML_DECK_EXTENSIONS,
+    RAW_IMAGE_EXTENSIONS,
+    READABLE_EXTENSIONS,
+    UNSUPPORTED_IMAGE_EXTENSIONS,
+    ReaderOptions,
+)
 
 __all__ = ["Blob", "Kind", "read", "expand", "sniff", "classify", "fetch_url", "from_data_uri"]
 
 log = logging.getLogger(__name__)
 
-Kind = Literal["image", "heic", "pdf", "pptx", "video", "audio", "zip", "ole", "unknown"]
+Kind = Literal["image", "heic", "pdf", "pptx", "odp", "ppt", "keynote", "video", "audio", "zip", "ole", "unknown"]
+"""What :func:`sniff` and :func:`classify` tell; ``pptx`` is any OOXML deck (.pptx, .pptm,
+.ppsx, .potx, ...), ``odp`` an OpenDocument presentation (zipped or flat XML), ``ppt`` a
+legacy binary PowerPoint deck."""
 _CHUNK = 1 << 20
+_SNIFF_BYTES = 8192
 
 
 @dataclass(eq=False)
@@ -111,8 +129,70 @@ _AVIF_BRANDS = {b"avif", b"avis"}
 _AUDIO_BRANDS = {b"M4A ", b"M4B ", b"F4A ", b"F4B "}
 
 
+_ODF_PRESENTATION = b"application/vnd.oasis.opendocument.presentation"  # also matches -template
+
+# MPEG audio frame header fields (ISO 11172-3 / 13818-3), indexed by their bits.
+_MPEG_BITRATES_KBPS = {  # (is MPEG-1, layer) -> bitrate index 1..14
+    (True, 1): (32, 64, 96, 128, 160, 192, 224, 256, 288, 320, 352, 384, 416, 448),
+    (True, 2): (32, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384),
+    (True, 3): (32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320),
+    (False, 1): (32, 48, 56, 64, 80, 96, 112, 128, 144, 160, 176, 192, 224, 256),
+    (False, 2): (8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
+    (False, 3): (8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
+}
+_MPEG_SAMPLE_RATES = {0b11: (44100, 48000, 32000), 0b10: (22050, 24000, 16000), 0b00: (11025, 12000, 8000)}
+_ADTS_SAMPLE_RATE_INDEXES = 13
+
+
+def _mpeg_audio_frame_length(head: bytes, at: int = 0) -> int | None:
+    """Length in bytes of the MPEG audio frame whose header starts at ``at``; None when the
+    four bytes there are not a valid header (sync, version, layer, bitrate, sample rate)."""
+    if len(head) < at + 4:
+        return None
+    b1, b2, b3 = head[at + 1], head[at + 2], head[at + 3]
+    if head[at] != 0xFF or b1 & 0xE0 != 0xE0:
+        return None
+    version, layer_bits = (b1 >> 3) & 0b11, (b1 >> 1) & 0b11
+    bitrate_index, rate_index, padding = b2 >> 4, (b2 >> 2) & 0b11, (b2 >> 1) & 1
+    if version == 0b01 or layer_bits == 0 or bitrate_index in (0, 15) or rate_index == 3 or b3 & 0b11 == 0b10:
+        return None  # reserved values (emphasis 10 too); free-format bitrate is not accepted
+    mpeg1, layer = version == 0b11, 4 - layer_bits
+    bitrate = _MPEG_BITRATES_KBPS[(mpeg1, layer)][bitrate_index - 1] * 1000
+    sample_rate = _MPEG_SAMPLE_RATES[version][rate_index]
+    if layer == 1:
+        return (12 * bitrate // sample_rate + padding) * 4
+    per_frame = 144 if layer == 2 or mpeg1 else 72
+    return per_frame * bitrate // sample_rate + padding
+
+
+def _adts_frame_length(head: bytes, at: int = 0) -> int | None:
+    """Length of the AAC (ADTS) frame whose header starts at ``at``; None when not valid."""
+    if len(head) < at + 7 or head[at] != 0xFF or head[at + 1] & 0xF6 != 0xF0:
+        return None  # 12 sync bits, layer 00
+    if (head[at + 2] >> 2) & 0x0F >= _ADTS_SAMPLE_RATE_INDEXES:
+        return None
+    length = ((head[at + 3] & 0x03) << 11) | (head[at + 4] << 3) | (head[at + 5] >> 5)
+    return length if length >= 7 else None
+
+
+def _is_frame_stream(head: bytes, frame_length) -> bool:
+    """A valid frame header at 0 and, when the head reaches that far, another right after."""
+    length = frame_length(head)
+    if length is None:
+        return False
+    return len(head) < length + 4 or frame_length(head, length) is not None
+
+
+def _is_flat_odp(head: bytes) -> bool:
+    """A flat-XML OpenDocument presentation (.fodp)."""
+    return head.lstrip().startswith(b"<") and b'office:mimetype="' + _ODF_PRESENTATION in head
+
+
 def sniff(head: bytes, name: str = "") -> Kind:
-    """The kind of a file from its first bytes (and, only when they say nothing, its name)."""
+    """The kind of a file from its first bytes (8 KiB is plenty).
+
+    ``zip`` and ``ole`` containers are told apart further by :func:`classify`, which can
+    look inside; ``name`` is accepted for callers that have one but the bytes decide."""
     if head.startswith((b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM")):
         return "image"
     if head.startswith((b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")):
@@ -141,20 +221,81 @@ def sniff(head: bytes, name: str = "") -> Kind:
         return "video"  # MPEG transport stream
     if head.startswith(b"\x30\x26\xb2\x75\x8e\x66\xcf\x11"):
         return "video"  # ASF / WMV
-    if head.startswith((b"ID3", b"fLaC")) or (len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0):
+    if head.startswith((b"ID3", b"fLaC")):
         return "audio"
+    if _is_frame_stream(head, _mpeg_audio_frame_length) or _is_frame_stream(head, _adts_frame_length):
+        return "audio"  # MP3 / MP2 or AAC without an ID3 tag
     if head.startswith(b"PK\x03\x04"):
         return "zip"
     if head.startswith(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"):
         return "ole"
+    if _is_flat_odp(head):
+        return "odp"
     return "unknown"
 
 
-def _is_pptx(blob: Blob) -> bool:
+def _zip_kind(blob: Blob) -> Kind:
+    """What a ZIP holds: an OOXML deck (``ppt/presentation.xml``, whatever the file's name),
+    an OpenDocument presentation (its ``mimetype``), a Keynote deck, or just ``zip``."""
     try:
         with blob.open() as f, zipfile.ZipFile(f) as z:
-            return "ppt/presentation.xml" in z.namelist()
-    except (zipfile.BadZipFile, OSError, EOFError):
+            names = set(z.namelist())
+            if "ppt/presentation.xml" in names:
+                return "pptx"
+            if "mimetype" in names:
+                with z.open("mimetype") as m:
+                    if m.read(len(_ODF_PRESENTATION)) == _ODF_PRESENTATION:
+                        return "odp"
+            if names & _KEYNOTE_MEMBERS:
+                return "keynote"
+    except (zipfile.BadZipFile, OSError, EOFError, KeyError, RuntimeError, NotImplementedError):
+        pass
+    return "zip"
+
+
+_KEYNOTE_MEMBERS = frozenset({"Index/Document.iwa", "Index.zip", "index.apxl", "index.apxl.gz"})
+
+# Compound File Binary (OLE2) layout, as legacy .ppt/.doc/.xls use it.
+_OLE_FREE, _OLE_END = 0xFFFFFFFF, 0xFFFFFFFE
+_OLE_MAX_DIRECTORY_SECTORS = 4096
+_POWERPOINT_STREAM = "PowerPoint Document"
+
+
+def _ole_stream_names(f: IO[bytes]) -> Iterator[str]:
+    """Names of the streams in an OLE2 compound file, read from its directory sectors
+    (following the FAT chain that the header's own DIFAT entries cover)."""
+    header = f.read(512)
+    sector_size = 1 << struct.unpack_from("<H", header, 0x1E)[0]
+    first_directory = struct.unpack_from("<I", header, 0x30)[0]
+    difat = struct.unpack_from("<109I", header, 0x4C)
+
+    def read_sector(number: int) -> bytes:
+        f.seek((number + 1) * sector_size)
+        return f.read(sector_size)
+
+    def next_sector(number: int) -> int:
+        per_sector = sector_size // 4
+        index = number // per_sector
+        if index >= len(difat) or difat[index] in (_OLE_FREE, _OLE_END):
+            return _OLE_END
+        return struct.unpack_from("<I", read_sector(difat[index]), (number % per_sector) * 4)[0]
+
+    sector, visited = first_directory, 0
+    while sector not in (_OLE_FREE, _OLE_END) and visited < _OLE_MAX_DIRECTORY_SECTORS:
+        data = read_sector(sector)
+        for offset in range(0, len(data) - 127, 128):
+            name_length, entry_type = struct.unpack_from("<HB", data, offset + 64)
+            if entry_type == 2 and 2 <= name_length <= 64:  # a stream
+                yield data[offset : offset + name_length - 2].decode("utf-16-le", "replace")
+        sector, visited = next_sector(sector), visited + 1
+
+
+def _is_powerpoint_ole(blob: Blob) -> bool:
+    """An OLE2 file with a "PowerPoint Document" stream: a legacy .ppt/.pps/.pot deck."""
+    try:
+        with blob.open() as f:
+            return any(name == _POWERPOINT_STREAM for name in _ole_stream_names(f))
+    except (OSError, struct.error, ValueError):
         return False
 
 
@@ -162,37 +303,159 @@ def _is_pptx(blob: Blob) -> bool:
 _GLOB_CHARS = re.compile(r"[*?\[]")
 
 
-def _walk(root: Path, options: ReaderOptions, seen: set[tuple[int, int]] | None = None) -> Iterator[Path]:
-    """Files under ``root`` with a wanted ending, in sorted order (depth-first, by name).
+def _suffix(name: str) -> str:
+    return os.path.splitext(name)[1].lower()
+
+
+def _is_hidden(name: str, options: ReaderOptions) -> bool:
+    return name.startswith(".") and not options.include_hidden
+
+
+def _reports_odd_entry(name: str, options: ReaderOptions) -> bool:
+    """Whether a broken link, named pipe or unreadable entry of this name gets an error line:
+    yes for a wanted ending and for an unknown one; no for what is clearly not media and for
+    media endings the caller left out of ``options.extensions``."""
+    suffix = _suffix(name)
+    if suffix in options.extensions:
+        return True
+    return suffix not in NOT_MEDIA_EXTENSIONS and suffix not in MEDIA_EXTENSIONS
+
+
+def _odd_entry_error(path: str, exc: OSError | None = None, mode: int = 0) -> InputError:
+    """The error line of a path that is neither a readable file nor a folder."""
+    if exc is None:
+        what = "a named pipe (FIFO)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+        return UnsupportedMediaError(f"{path} is {what}, not a regular file; it is not read", source=path)
+    if isinstance(exc, FileNotFoundError) and os.path.islink(path):
+        target = os.readlink(path)
+        return SourceNotFoundError(f"{path} is a broken symbolic link (to {target!r}, which does not exist)", source=path)
+    return SourceNotFoundError(f"cannot open {path}: {exc.strerror or exc}", source=path)
+
+
+def _keynote_error(source: str) -> UnsupportedMediaError:
+    return UnsupportedMediaError(
+        f"{source} is a Keynote deck: Keynote files cannot be read; export to PPTX or PDF", source=source
+    )
+
+
+def _is_keynote_bundle(path: str) -> bool:
+    """A Keynote deck saved as a package folder (``talk.key/Index.zip``, ``.../Index/``)."""
+    return _suffix(path) in KEYNOTE_EXTENSIONS and (
+        os.path.exists(os.path.join(path, "Index.zip")) or os.path.isdir(os.path.join(path, "Index"))
+        or os.path.exists(os.path.join(path, "index.apxl")) or os.path.exists(os.path.join(path, "index.apxl.gz"))
+    )
+
+
+def _is_pem_or_text_key(path: str) -> bool:
+    """A ``.key`` file that is not a Keynote deck (a TLS/SSH key, a licence key): not a ZIP."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) != b"PK\x03\x04"
+    except OSError:
+        return False
+
+
+def _entry(path: str, options: ReaderOptions, seen: set[tuple[int, int]] | None) -> Iterator[Path | InputError]:
+    """One folder or glob entry: a file to read, the files of a sub-folder (when ``seen`` is
+    given and the walk is recursive), its error line, or nothing when it is not wanted."""
+    name = os.path.basename(path)
+    if _is_hidden(name, options):
+        return
+    try:
+        info = os.stat(path)  # follows links; never opens the entry (a FIFO would block)
+    except OSError as exc:  # a broken or looping link, no permission
+        if _reports_odd_entry(name, options):
+            yield _odd_entry_error(path, exc)
+        return
+    suffix = _suffix(name)
+    if stat.S_ISDIR(info.st_mode):
+        if suffix in options.extensions and _is_keynote_bundle(path):
+            yield _keynote_error(path)
+        elif seen is not None and options.recursive:
+            yield from _walk(Path(path), options, seen)
+    elif stat.S_ISREG(info.st_mode):
+        if suffix in options.extensions and not (suffix in KEYNOTE_EXTENSIONS and _is_pem_or_text_key(path)):
+            yield Path(path)
+    elif _reports_odd_entry(name, options):
+        yield _odd_entry_error(path, mode=info.st_mode)
+
+
+def _walk(root: Path, options: ReaderOptions, seen: set[tuple[int, int]] | None = None) -> Iterator[Path | InputError]:
+    """Files under ``root`` with a wanted ending, and the error lines of entries that cannot be
+    read, in sorted order (depth-first, by name).
 
     Symlinked folders are followed once: a link back up the tree does not loop."""
     seen = set() if seen is None else seen
     try:
-        stat = root.stat()
-        entries = sorted(os.scandir(root), key=lambda e: e.name)
-    except OSError:
+        info = root.stat()
+        names = sorted(entry.name for entry in os.scandir(root))
+    except OSError as exc:
+        yield _odd_entry_error(str(root), exc)
         return
-    if (stat.st_dev, stat.st_ino) in seen:
+    if (info.st_dev, info.st_ino) in seen:
         return
-    seen.add((stat.st_dev, stat.st_ino))
+    seen.add((info.st_dev, info.st_ino))
+    for name in names:
+        yield from _entry(os.path.join(root, name), options, seen)
+
+
+def _walk_blobs(path: Path, options: ReaderOptions) -> Iterator[Blob | InputError]:
+    found = 0
+    for entry in _walk(path, options):
+        if isinstance(entry, InputError):
+            yield entry
+        else:
+            found += 1
+            yield Blob(source=str(entry), path=entry)
+    if not found:
+        raise SourceNotFoundError(f"no media files in folder {str(path)!r}", source=str(path))
+
+
+def _glob_blobs(pattern: str, options: ReaderOptions) -> Iterator[Blob | InputError]:
+    matches = globlib.glob(os.path.expanduser(pattern), recursive=True)
+    # '**' walks symlinked folders again: keep one path per file, the shortest
+    shortest: dict[str, Path | InputError] = {}
+    for match in sorted(matches, key=lambda m: (m.count(os.sep), m)):
+        for entry in _entry(match, options, seen=None):
+            if isinstance(entry, Path):
+                key = os.path.realpath(entry)
+            else:  # a broken link has no real path; its folder has
+                key = os.path.join(os.path.realpath(os.path.dirname(match)), os.path.basename(match))
+            shortest.setdefault(key, entry)
+    entries = sorted(shortest.values(), key=lambda e: str(e) if isinstance(e, Path) else e.source)
+    if not any(isinstance(e, Path) for e in entries):
+        yield from (e for e in entries if isinstance(e, InputError))
+        raise SourceNotFoundError(f"no media files match {pattern!r}", source=str(pattern))
     for entry in entries:
-        if not options.include_hidden and entry.name.startswith("."):
-            continue
+        yield entry if isinstance(entry, InputError) else Blob(source=str(entry), path=entry)
+
+
+def _path_blobs(source: str | os.PathLike, options: ReaderOptions) -> Iterator[Blob | InputError]:
+    """A path named by the caller: a file (whatever its ending), a folder, or a glob."""
+    path = Path(source).expanduser()
+    if path.is_dir() and _is_keynote_bundle(str(path)):
+        raise _keynote_error(str(path))
+    if path.is_dir():
+        yield from _walk_blobs(path, options)
+    elif path.is_file():
+        yield Blob(source=str(path), path=path)
+    elif isinstance(source, str) and _GLOB_CHARS.search(source):
+        yield from _glob_blobs(source, options)
+    elif os.path.lexists(path):  # a broken link, a named pipe, a socket, a device
         try:
-            is_dir, is_file = entry.is_dir(), entry.is_file()
-        except OSError:  # a broken or looping link
-            continue
-        if is_dir:
-            if options.recursive:
-                yield from _walk(Path(entry.path), options, seen)
-        elif is_file and os.path.splitext(entry.name)[1].lower() in options.extensions:
-            yield Path(entry.path)
+            mode = os.stat(path).st_mode
+        except OSError as exc:
+            raise _odd_entry_error(str(path), exc) from exc
+        raise _odd_entry_error(str(path), mode=mode)
+    else:
+        raise SourceNotFoundError(f"no such file or folder: {str(source)!r}", source=str(source))
 
 
 def expand(source: Any, options: ReaderOptions | None = None) -> Iterator[Blob | InputError | Any]:
     """One source to blobs: a folder or glob to its files; a URL fetched; bytes wrapped.
 
-    PIL images pass through unchanged; a bad source becomes its InputError.
+    PIL images pass through unchanged; a bad source becomes its InputError, and so does each
+    entry of a folder that cannot be read (a broken link, a named pipe, ...).
     """
     options = options or ReaderOptions()
     try:
@@ -221,33 +484,7 @@ def expand(source: Any, options: ReaderOptions | None = None) -> Iterator[Blob |
             raise UnsupportedMediaError(
                 f"cannot read a source of type {type(source).__name__}", source=repr(source)[:200]
             )
-        path = Path(source).expanduser()
-        if path.is_dir():
-            found = 0
-            for file in _walk(path, options):
-                found += 1
-                yield Blob(source=str(file), path=file)
-            if not found:
-                raise SourceNotFoundError(f"no media files in folder {str(path)!r}", source=str(path))
-        elif path.is_file():
-            yield Blob(source=str(path), path=path)
-        elif isinstance(source, str) and _GLOB_CHARS.search(source):
-            matches = globlib.glob(os.path.expanduser(source), recursive=True)
-            # '**' walks symlinked folders again: keep one path per file, the shortest
-            shortest: dict[str, str] = {}
-            for m in sorted(matches, key=lambda m: (m.count(os.sep), m)):
-                if (
-                    os.path.isfile(m)
-                    and os.path.splitext(m)[1].lower() in options.extensions
-                    and (options.include_hidden or not os.path.basename(m).startswith("."))
-                ):
-                    shortest.setdefault(os.path.realpath(m), m)
-            files = [Path(m) for m in sorted(shortest.values())]
-            if not files:
-                raise SourceNotFoundError(f"no media files match {source!r}", source=str(source))
-            yield from (Blob(source=str(p), path=p) for p in files)
-        else:
-            raise SourceNotFoundError(f"no such file or folder: {str(source)!r}", source=str(source))
+        yield from _path_blobs(source, options)
     except InputError as err:
         yield err
 
@@ -297,6 +534,7 @@ def fetch_url(url: str, options: ReaderOptions | None = None) -> Blob:
             declared = response.headers.get("content-length")
             if declared and declared.isdigit():
                 _check_size(int(declared), options, shown)
+            final_url = str(response.url)
             mime = response.headers.get("content-type", "").split(";")[0].strip().lower() or None
             if mime and mime.startswith(("text/html", "application/json")):
                 raise UnsupportedMediaError(f"{shown} is {mime}, not media", source=shown)
@@ -320,15 +558,26 @@ def fetch_url(url: str, options: ReaderOptions | None = None) -> Blob:
             spool.close()
             _unlink_quietly(spool.name)
         raise UnreachableSourceError(f"cannot fetch {shown}: {type(exc).__name__}: {exc}", source=shown) from exc
-    # A URL with a user name or password is not handed on: backends would send it (and the
-    # password) to a hosted API; they send the bytes fetched here instead.
-    remote = url if shown == url else None
+    remote = url if _may_be_passed_on(url, final_url, options) else None
     if spool is None:
         return Blob(source=shown, data=buf.getvalue(), remote_url=remote, mime=mime)
     spool.close()
     blob = Blob(source=shown, path=Path(spool.name), remote_url=remote, mime=mime)
     weakref.finalize(blob, _unlink_quietly, spool.name)
     return blob
+
+
+def _may_be_passed_on(url: str, final_url: str, options: ReaderOptions) -> bool:
+    """Whether backends may hand ``url`` itself to a hosted API instead of the bytes fetched here.
+
+    Not with a user name or password in it (they would travel with it), and not when it (or
+    where it redirected) is on this machine or a private network, which a hosted service
+    cannot reach, unless ``options.pass_private_urls``."""
+    if _strip_credentials(url) != url:
+        return False
+    if options.pass_private_urls:
+        return True
+    return is_public_url(url) and (final_url == url or is_public_url(final_url))
 
 
 _AUTHORITY = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)([^/?#]*)(.*)$", re.DOTALL)
@@ -363,35 +612,86 @@ def from_data_uri(uri: str, options: ReaderOptions | None = None) -> Blob:
 
 
 # --- dispatch -----------------------------------------------------------------------------
+_READABLE_KINDS = frozenset({"image", "heic", "pdf", "pptx", "odp", "ppt", "video"})
+_MEDIA_MIME_PREFIXES = (
+    "image/",
+    "video/",
+    "audio/",
+    "application/pdf",
+    "application/vnd.ms-powerpoint",
+    "application/vnd.openxmlformats-officedocument.presentationml",
+    "application/vnd.oasis.opendocument.presentation",
+)
+
+
 def classify(blob: Blob) -> Kind:
-    """The kind of a blob's media, or a typed InputError."""
+    """The kind of a blob's media (one of image, heic, pdf, pptx, odp, ppt, video), or a
+    typed InputError that says what the bytes are."""
     try:
         size = blob.size
     except OSError as exc:
         raise SourceNotFoundError(f"cannot open {blob.source}: {exc.strerror}", source=blob.source) from exc
     if size == 0:
         raise CorruptMediaError(f"{blob.source} is empty (0 bytes)", source=blob.source)
-    kind = sniff(blob.head(4096), blob.name)
+    head = blob.head(_SNIFF_BYTES)
+    kind = sniff(head, blob.name)
     if kind == "zip":
-        if _is_pptx(blob):
-            return "pptx"
-        if blob.suffix == ".pptx":
-            raise CorruptMediaError(f"{blob.source} is a ZIP file but not a PowerPoint deck", source=blob.source)
-        raise UnsupportedMediaError(f"{blob.source} is a ZIP archive, not an image, deck or video", source=blob.source)
-    if kind == "ole":
+        kind = _zip_kind(blob)
+    elif kind == "ole" and _is_powerpoint_ole(blob):
+        kind = "ppt"
+    if _is_camera_raw(blob, head):
         raise UnsupportedMediaError(
-            f"{blob.source} is a legacy Office file (.ppt/.doc); save it as .pptx", source=blob.source
+            f"{blob.source} is a camera raw file ({blob.suffix}): raw files cannot be read; "
+            "export it to JPEG or TIFF",
+            source=blob.source,
         )
-    if kind == "audio":
-        raise UnsupportedMediaError(f"{blob.source} is audio only; there are no pictures to read", source=blob.source)
-    if kind == "unknown":
-        suffix = blob.suffix
-        if suffix in SLIDE_EXTENSIONS | VIDEO_EXTENSIONS | IMAGE_EXTENSIONS:
-            raise CorruptMediaError(
-                f"{blob.source} is named {suffix} but its bytes are not that format", source=blob.source
-            )
-        raise UnsupportedMediaError(f"{blob.source} is not an image, slide deck or video", source=blob.source)
-    return kind
+    if kind in _READABLE_KINDS:
+        return kind
+    raise _unreadable_error(blob, kind)
+
+
+def _is_camera_raw(blob: Blob, head: bytes) -> bool:
+    """Named as a raw format and not plainly a JPEG or PNG (raw TIFF-like files hold only a
+    small preview that would pass for the photo)."""
+    return blob.suffix in RAW_IMAGE_EXTENSIONS and not head.startswith((b"\xff\xd8\xff", b"\x89PNG"))
+
+
+def _declared_as(blob: Blob) -> str | None:
+    """How the source presents itself as media: "served as image/jpeg", "named .png"."""
+    if blob.mime and blob.mime.startswith(_MEDIA_MIME_PREFIXES):
+        verb = "served" if blob.remote_url or blob.source.startswith(("http://", "https://")) else "declared"
+        return f"{verb} as {blob.mime}"
+    if blob.suffix in READABLE_EXTENSIONS:
+        return f"named {blob.suffix}"
+    return None
+
+
+def _unreadable_error(blob: Blob, kind: Kind) -> InputError:
+    """The error for bytes that are no readable media, saying what they are."""
+    source, suffix = blob.source, blob.suffix
+    if kind == "keynote" or (kind == "zip" and suffix in KEYNOTE_EXTENSIONS):
+        return _keynote_error(source)
+    if kind == "zip" and suffix in OOXML_DECK_EXTENSIONS:
+        return CorruptMediaError(f"{source} is a ZIP file but not a PowerPoint deck", source=source)
+    if kind == "zip" and suffix in LIBREOFFICE_DECK_EXTENSIONS:
+        return CorruptMediaError(f"{source} is a ZIP file but not an OpenDocument presentation", source=source)
+    if kind == "zip":
+        return UnsupportedMediaError(f"{source} is a ZIP archive, not an image, deck or video", source=source)
+    if kind == "ole":
+        return UnsupportedMediaError(
+            f"{source} is a legacy Office file (.doc/.xls/.msg) but not a PowerPoint deck", source=source
+        )
+    declared = _declared_as(blob)
+    if kind == "audio" or (kind == "unknown" and suffix in AUDIO_EXTENSIONS and not blob.mime):
+        also = f" ({declared})" if declared else ""
+        return UnsupportedMediaError(f"{source}{also} is audio only; there are no pictures to read", source=source)
+    if declared:
+        return CorruptMediaError(f"{source} is {declared} but its bytes are not an image, deck or video", source=source)
+    if suffix in UNSUPPORTED_IMAGE_EXTENSIONS:
+        return UnsupportedMediaError(
+            f"{source}: {suffix} images cannot be read; convert it to PNG or JPEG", source=source
+        )
+    return UnsupportedMediaError(f"{source} is not an image, slide deck or video", source=source)
 
 
 def _items_of(blob: Blob, options: ReaderOptions) -> Iterator[MediaItem]:
@@ -408,6 +708,10 @@ def _items_of(blob: Blob, options: ReaderOptions) -> Iterator[MediaItem]:
         from .slides import read_pptx
 
         yield from read_pptx(blob, options)
+    elif kind in ("odp", "ppt"):
+        from .slides import read_libreoffice_deck
+
+        yield from read_libreoffice_deck(blob, options, kind)
     else:
         from .video import read_video
 

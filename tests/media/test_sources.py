@@ -3,6 +3,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import os
 import socket
 import zipfile
 
@@ -84,10 +85,17 @@ def test_folder_with_a_symlink_loop_is_walked_once(tmp_path):
     (tmp_path / "sub" / "inner.jpg").write_bytes(_jpeg_bytes())
     (tmp_path / "sub" / "back-up").symlink_to(tmp_path, target_is_directory=True)
     (tmp_path / "dangling.png").symlink_to(tmp_path / "nowhere.png")
-    sources = [item.source for item in read(tmp_path)]
-    assert sources == [str(tmp_path / "sub" / "inner.jpg"), str(tmp_path / "top.png")]
-    found = [item.source for item in read(str(tmp_path / "**" / "*.png"))]
-    assert found == [str(tmp_path / "top.png")]
+    results = list(read(tmp_path))
+    assert [r.source for r in results] == [
+        str(tmp_path / "dangling.png"),
+        str(tmp_path / "sub" / "inner.jpg"),
+        str(tmp_path / "top.png"),
+    ]
+    assert isinstance(results[0], SourceNotFoundError) and "broken symbolic link" in str(results[0])
+    assert all(isinstance(r, MediaItem) for r in results[1:])
+    found = list(read(str(tmp_path / "**" / "*.png")))
+    assert [r.source for r in found] == [str(tmp_path / "dangling.png"), str(tmp_path / "top.png")]
+    assert isinstance(found[0], SourceNotFoundError) and isinstance(found[1], MediaItem)
 
 def test_glob_source(tmp_path):
     for name in ("one.png", "two.png", "three.jpg"):
@@ -151,7 +159,7 @@ def test_url_source_streamed_from_local_server(http_server, http_root):
     (http_root / "photo.jpg").write_bytes(data)
     (http_root / "photo-without-extension").write_bytes(data)
     item = next(read(f"{http_server}/photo.jpg"))
-    assert item.remote_url == f"{http_server}/photo.jpg" == item.source
+    assert item.source == f"{http_server}/photo.jpg"
     assert item.media_id == hashlib.sha256(data).hexdigest()
     assert item.image().size == (64, 48)
     # The kind comes from the bytes even when the name says nothing.
@@ -242,3 +250,243 @@ def test_folder_without_media_is_reported(tmp_path):
     (tmp_path / "readme.txt").write_text("no pictures here")
     result = list(read(tmp_path))
     assert len(result) == 1 and isinstance(result[0], SourceNotFoundError)
+
+
+# --- what a folder walk reports ----------------------------------------------------------------
+def _zip(path, members: dict[str, bytes]):
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    return path
+
+
+def test_folder_reports_every_media_looking_file_it_cannot_read(tmp_path):
+    (tmp_path / "photo.png").write_bytes(_png_bytes())
+    _zip(tmp_path / "talk.key", {"Index/Document.iwa": b"\x00" * 10, "preview.jpg": _jpeg_bytes()})
+    (tmp_path / "song.mp3").write_bytes(b"ID3\x04\x00\x00\x00\x00\x00\x00" + b"\x00" * 100)
+    (tmp_path / "shot.cr2").write_bytes(b"II*\x00\x10\x00\x00\x00CR\x02\x00" + b"\x00" * 100)
+    (tmp_path / "layers.psd").write_bytes(b"8BPS\x00\x01" + b"\x00" * 100)
+    # clearly not media, and hidden files: quiet
+    for name in ("notes.txt", "README.md", "meta.json", "table.csv", "tool.py", "page.html", "feed.xml", "run.log"):
+        (tmp_path / name).write_text("not media")
+    (tmp_path / ".hidden.png").write_bytes(b"junk")
+    results = list(read(tmp_path))
+    by_name = {os.path.basename(r.source): r for r in results}
+    assert sorted(by_name) == ["layers.psd", "photo.png", "shot.cr2", "song.mp3", "talk.key"]
+    assert isinstance(by_name["photo.png"], MediaItem)
+    assert isinstance(by_name["talk.key"], UnsupportedMediaError)
+    assert "Keynote files cannot be read; export to PPTX or PDF" in str(by_name["talk.key"])
+    assert isinstance(by_name["song.mp3"], UnsupportedMediaError) and "audio only" in str(by_name["song.mp3"])
+    assert isinstance(by_name["shot.cr2"], UnsupportedMediaError) and "camera raw" in str(by_name["shot.cr2"])
+    assert isinstance(by_name["layers.psd"], UnsupportedMediaError) and ".psd images" in str(by_name["layers.psd"])
+
+
+def test_folder_reports_broken_links_and_named_pipes_without_opening_them(tmp_path):
+    (tmp_path / "good.jpg").write_bytes(_jpeg_bytes())
+    (tmp_path / "gone.jpg").symlink_to(tmp_path / "deleted.jpg")
+    (tmp_path / "no-ending").symlink_to(tmp_path / "deleted")
+    (tmp_path / "loop-a.png").symlink_to(tmp_path / "loop-b.png")
+    (tmp_path / "loop-b.png").symlink_to(tmp_path / "loop-a.png")
+    os.mkfifo(tmp_path / "camera.mp4")  # opened for reading, this would block forever
+    (tmp_path / "old.txt").symlink_to(tmp_path / "deleted.txt")  # clearly not media: quiet
+    os.mkfifo(tmp_path / "status.log")
+    results = list(read(tmp_path))
+    by_name = {os.path.basename(r.source): r for r in results}
+    assert sorted(by_name) == ["camera.mp4", "gone.jpg", "good.jpg", "loop-a.png", "loop-b.png", "no-ending"]
+    assert isinstance(by_name["good.jpg"], MediaItem)
+    assert isinstance(by_name["gone.jpg"], SourceNotFoundError)
+    assert "broken symbolic link" in str(by_name["gone.jpg"]) and "deleted.jpg" in str(by_name["gone.jpg"])
+    assert isinstance(by_name["no-ending"], SourceNotFoundError)
+    assert isinstance(by_name["loop-a.png"], SourceNotFoundError) and "cannot open" in str(by_name["loop-a.png"])
+    assert isinstance(by_name["camera.mp4"], UnsupportedMediaError) and "named pipe" in str(by_name["camera.mp4"])
+    # named one by one, they are reported the same way
+    pipe, link = list(read([tmp_path / "camera.mp4", tmp_path / "gone.jpg"]))
+    assert isinstance(pipe, UnsupportedMediaError) and "named pipe" in str(pipe)
+    assert isinstance(link, SourceNotFoundError) and "broken symbolic link" in str(link)
+
+
+def test_narrowed_extensions_keep_other_media_quiet(tmp_path):
+    (tmp_path / "a.jpg").write_bytes(_jpeg_bytes())
+    (tmp_path / "b.png").symlink_to(tmp_path / "gone.png")
+    (tmp_path / "c.mp3").write_bytes(b"ID3\x04" + b"\x00" * 100)
+    results = list(read(tmp_path, ReaderOptions(extensions=["jpg"])))
+    assert [os.path.basename(r.source) for r in results] == ["a.jpg"]
+
+
+def test_keynote_package_folder_is_one_error_not_a_folder_of_previews(tmp_path):
+    bundle = tmp_path / "talk.key"
+    (bundle / "Data").mkdir(parents=True)
+    (bundle / "Index.zip").write_bytes(b"PK\x05\x06" + b"\x00" * 18)
+    (bundle / "Data" / "slide-1.jpg").write_bytes(_jpeg_bytes())
+    (bundle / "preview.jpg").write_bytes(_jpeg_bytes())
+    (tmp_path / "photo.jpg").write_bytes(_jpeg_bytes())
+    results = list(read(tmp_path))
+    assert [r.source for r in results] == [str(tmp_path / "photo.jpg"), str(bundle)]
+    assert isinstance(results[1], UnsupportedMediaError) and "Keynote" in str(results[1])
+    named = list(read(bundle))
+    assert len(named) == 1 and "Keynote files cannot be read" in str(named[0])
+
+
+def test_a_key_file_that_is_not_keynote_stays_quiet(tmp_path):
+    (tmp_path / "photo.jpg").write_bytes(_jpeg_bytes())
+    (tmp_path / "server.key").write_text("-----BEGIN PRIVATE KEY-----\nMIIE...\n-----END PRIVATE KEY-----\n")
+    assert [os.path.basename(r.source) for r in read(tmp_path)] == ["photo.jpg"]
+
+
+def test_folder_of_only_unreadable_entries_still_says_it_has_no_media(tmp_path):
+    (tmp_path / "gone.jpg").symlink_to(tmp_path / "deleted.jpg")
+    results = list(read(tmp_path))
+    assert [type(r) for r in results] == [SourceNotFoundError, SourceNotFoundError]
+    assert "broken symbolic link" in str(results[0]) and "no media files in folder" in str(results[1])
+
+
+def test_extension_lists_are_disjoint_and_cover_what_is_read():
+    from molmo_rag.media import options
+
+    assert not options.MEDIA_EXTENSIONS & options.NOT_MEDIA_EXTENSIONS
+    assert not options.READABLE_EXTENSIONS & options.UNREADABLE_MEDIA_EXTENSIONS
+    assert {".odp", ".ppt", ".pptm", ".ppsx", ".potx", ".fodp"} <= options.SLIDE_EXTENSIONS
+    assert {".key", ".mp3", ".cr2", ".dng"} <= options.UNREADABLE_MEDIA_EXTENSIONS
+    assert ReaderOptions().extensions == options.MEDIA_EXTENSIONS
+
+
+# --- MPEG audio is told by real frame headers, not by two bytes ---------------------------------
+def _encoded_audio(fmt: str, codec: str) -> bytes:
+    av = pytest.importorskip("av")
+    buf = io.BytesIO()
+    with av.open(buf, "w", format=fmt) as out:
+        stream = out.add_stream(codec, rate=44100 if codec != "aac" else 22050, layout="mono")
+        samples._write_tone(out, stream, 0.5)
+    data = buf.getvalue()
+    if data.startswith(b"ID3"):  # keep the bare frames
+        size = (data[6] << 21) | (data[7] << 14) | (data[8] << 7) | data[9]
+        data = data[10 + size :]
+    return data
+
+
+@pytest.mark.parametrize("fmt,codec", [("mp3", "mp3"), ("mp2", "mp2"), ("adts", "aac")])
+def test_sniff_knows_bare_mpeg_audio_frames(fmt, codec):
+    data = _encoded_audio(fmt, codec)
+    assert data[0] == 0xFF and sniff(data[:8192]) == "audio"
+
+
+@pytest.mark.parametrize(
+    "head",
+    [b"\xff" * 8192, b"\xff\xfb" + b"\xff" * 100, b"\xff\xe0\x00\x00" * 16, b"\xff\xfb\x90\x00" + b"\x00" * 1000],
+)
+def test_sniff_does_not_take_0xff_runs_for_audio(head):
+    # all 0xFF: reserved bitrate; \xff\xe0\x00\x00: reserved version; the last: a valid MP3
+    # header with no second frame where the first one ends
+    assert sniff(head) == "unknown"
+
+
+def test_0xff_bytes_served_as_jpeg_say_what_they_are(http_server, http_root):
+    (http_root / "huge.jpg").write_bytes(b"\xff" * 200_000)
+    result = next(read(f"{http_server}/huge.jpg"))
+    assert isinstance(result, CorruptMediaError)
+    assert "served as image/jpeg but its bytes are not an image, deck or video" in str(result)
+    assert "audio" not in str(result)
+
+
+def test_0xff_bytes_named_jpg_say_what_they_are(tmp_path):
+    path = tmp_path / "photo.jpg"
+    path.write_bytes(b"\xff" * 5000)
+    result = next(read(path))
+    assert isinstance(result, CorruptMediaError)
+    assert "named .jpg but its bytes are not an image, deck or video" in str(result)
+    declared = next(read("data:image/jpeg;base64," + base64.b64encode(b"\xff" * 100).decode()))
+    assert "declared as image/jpeg but its bytes are not" in str(declared)
+
+
+# --- URLs a hosted service cannot reach are not handed on ----------------------------------------
+def test_url_on_this_machine_is_sent_as_bytes_not_as_a_url(http_server, http_root):
+    (http_root / "local.jpg").write_bytes(_jpeg_bytes())
+    item = next(read(f"{http_server}/local.jpg"))
+    assert item.remote_url is None  # a hosted API cannot fetch 127.0.0.1
+    assert item.image().size == (64, 48)
+    port = http_server.rsplit(":", 1)[1]
+    by_name = next(read(f"http://localhost:{port}/local.jpg"))
+    assert by_name.remote_url is None and isinstance(by_name, MediaItem)
+
+
+def test_private_urls_are_passed_on_when_asked(http_server, http_root):
+    (http_root / "shared.jpg").write_bytes(_jpeg_bytes())
+    item = next(read(f"{http_server}/shared.jpg", ReaderOptions(pass_private_urls=True)))
+    assert item.remote_url == f"{http_server}/shared.jpg"
+    host = http_server.removeprefix("http://")
+    with_password = next(read(f"http://user:pw@{host}/shared.jpg", ReaderOptions(pass_private_urls=True)))
+    assert with_password.remote_url is None  # credentials never travel, whatever the option
+
+
+def _resolver(table: dict[str, list[str]]):
+    def resolve(host: str) -> list[str]:
+        return table.get(host, [])
+
+    return resolve
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://8.8.8.8/a.jpg",
+        "http://[2606:4700:4700::1111]/a.jpg",
+        "https://[::ffff:8.8.8.8]/a.jpg",
+        "https://media.example.com/a.jpg",
+        "https://MEDIA.example.com./a.jpg",
+    ],
+)
+def test_public_urls(url):
+    from molmo_rag.media.netaddr import is_public_url
+
+    assert is_public_url(url, resolve=_resolver({"media.example.com": ["93.184.215.14", "2606:2800:21f:cb07::1"]}))
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8000/a.jpg",
+        "http://localhost/a.jpg",
+        "http://app.localhost/a.jpg",
+        "http://10.1.2.3/a.jpg",
+        "http://172.16.0.9/a.jpg",
+        "http://172.31.255.255/a.jpg",
+        "http://192.168.1.20/a.jpg",
+        "http://169.254.169.254/latest/meta-data",
+        "http://100.64.0.1/a.jpg",
+        "http://0.0.0.0/a.jpg",
+        "http://224.0.0.251/a.jpg",
+        "http://[::1]/a.jpg",
+        "http://[fd12:3456::1]/a.jpg",
+        "http://[fe80::1%25eth0]/a.jpg",
+        "http://[::ffff:127.0.0.1]/a.jpg",
+        "http://[::ffff:192.168.0.1]/a.jpg",
+        "http://[2002:c0a8:0101::1]/a.jpg",  # 6to4 around 192.168.1.1
+        "http://[64:ff9b::a00:1]/a.jpg",  # NAT64 around 10.0.0.1
+        "http://2130706433/a.jpg",  # 127.0.0.1 as one number
+        "http://0x7f.1/a.jpg",
+        "http://nas/a.jpg",  # single label
+        "http://printer.local/a.jpg",
+        "http://db.internal/a.jpg",
+        "http://router.home.arpa/a.jpg",
+        "http://intranet.corp.example.com/a.jpg",  # resolves to a private address
+        "http://split.example.com/a.jpg",  # one public, one private address
+        "http://unresolvable.example.com/a.jpg",
+        "ftp://8.8.8.8/a.jpg",
+        "http:///a.jpg",
+    ],
+)
+def test_private_or_unreachable_urls(url):
+    from molmo_rag.media.netaddr import is_public_url
+
+    table = {
+        "intranet.corp.example.com": ["10.20.30.40"],
+        "split.example.com": ["93.184.215.14", "192.168.0.10"],
+    }
+    assert not is_public_url(url, resolve=_resolver(table))
+
+
+def test_default_resolver_reads_this_machine_only():
+    from molmo_rag.media.netaddr import is_public_url, resolve_host
+
+    assert any(a.startswith(("127.", "::1")) for a in resolve_host("localhost"))
+    assert not is_public_url("http://localhost./x.jpg")
