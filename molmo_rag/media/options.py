@@ -73,11 +73,12 @@ NOT_MEDIA_EXTENSIONS = frozenset(
         ".txt", ".md", ".rst", ".json", ".jsonl", ".ndjson", ".csv", ".tsv", ".yaml", ".yml", ".toml",
         ".ini", ".cfg", ".conf", ".env", ".py", ".pyc", ".ipynb", ".js", ".mjs", ".css", ".html", ".htm",
         ".xml", ".log", ".sh", ".bat", ".ps1", ".sql", ".db", ".sqlite", ".lock", ".tmp", ".bak", ".swp",
-        ".part", ".crdownload", ".torrent", ".url", ".webloc", ".lnk", ".ds_store", ".gitignore",
-        ".gitattributes", ".xmp", ".aae", ".thm", ".srt", ".vtt", ".ass", ".sub", ".cue", ".nfo",
+        ".part", ".crdownload", ".torrent", ".url", ".webloc", ".lnk", ".xmp", ".aae", ".thm", ".srt",
+        ".vtt", ".ass", ".sub", ".cue", ".nfo",
     }
 )
-"""Text, code, data, sidecar and housekeeping files (hidden files are never reported either)."""
+"""Text, code, data, sidecar and housekeeping files (hidden files, whose names start with a
+dot, are never reported either)."""
 
 MAX_SEGMENT_SECONDS = 120.0
 """The hosted video APIs take at most 120 s per call; no segment is ever longer."""

@@ -346,11 +346,22 @@ def _is_keynote_bundle(path: str) -> bool:
     )
 
 
-def _is_pem_or_text_key(path: str) -> bool:
-    """A ``.key`` file that is not a Keynote deck (a TLS/SSH key, a licence key): not a ZIP."""
+_SHARED_ENDINGS = {
+    ".key": lambda head: head.startswith(b"PK\x03\x04"),  # else a TLS/SSH or licence key
+    ".ts": lambda head: head[:1] == b"\x47" or head[4:5] == b"\x47",  # else TypeScript source
+}
+"""Endings that media share with common non-media files, and how the first bytes of the
+media kind look: a folder walk passes over the others quietly."""
+
+
+def _is_other_file_sharing_the_ending(path: str, suffix: str) -> bool:
+    """A ``.key`` that is not a Keynote ZIP, a ``.ts`` that is not an MPEG transport stream."""
+    looks_like_media = _SHARED_ENDINGS.get(suffix)
+    if looks_like_media is None:
+        return False
     try:
         with open(path, "rb") as f:
-            return f.read(4) != b"PK\x03\x04"
+            return not looks_like_media(f.read(8))
     except OSError:
         return False
 
@@ -374,7 +385,7 @@ def _entry(path: str, options: ReaderOptions, seen: set[tuple[int, int]] | None)
         elif seen is not None and options.recursive:
             yield from _walk(Path(path), options, seen)
     elif stat.S_ISREG(info.st_mode):
-        if suffix in options.extensions and not (suffix in KEYNOTE_EXTENSIONS and _is_pem_or_text_key(path)):
+        if suffix in options.extensions and not _is_other_file_sharing_the_ending(path, suffix):
             yield Path(path)
     elif _reports_odd_entry(name, options):
         yield _odd_entry_error(path, mode=info.st_mode)

@@ -327,10 +327,37 @@ def test_keynote_package_folder_is_one_error_not_a_folder_of_previews(tmp_path):
     assert len(named) == 1 and "Keynote files cannot be read" in str(named[0])
 
 
-def test_a_key_file_that_is_not_keynote_stays_quiet(tmp_path):
+def test_files_that_only_share_a_media_ending_stay_quiet(tmp_path, cuts_video):
     (tmp_path / "photo.jpg").write_bytes(_jpeg_bytes())
     (tmp_path / "server.key").write_text("-----BEGIN PRIVATE KEY-----\nMIIE...\n-----END PRIVATE KEY-----\n")
-    assert [os.path.basename(r.source) for r in read(tmp_path)] == ["photo.jpg"]
+    (tmp_path / "app.ts").write_text("export const answer: number = 42;\n")
+    av = pytest.importorskip("av")
+    with av.open(str(cuts_video.path)) as src, av.open(str(tmp_path / "clip.ts"), "w", format="mpegts") as dst:
+        stream = dst.add_stream_from_template(src.streams.video[0])
+        for packet in src.demux(src.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = stream
+                dst.mux(packet)
+    names = [os.path.basename(r.source) for r in read(tmp_path) if isinstance(r, MediaItem)]
+    assert set(names) == {"photo.jpg", "clip.ts"}
+    assert all(isinstance(r, MediaItem) for r in read(tmp_path))
+
+
+def test_unreadable_sub_folder_gets_an_error_line(tmp_path, monkeypatch):
+    (tmp_path / "open").mkdir()
+    (tmp_path / "open" / "a.png").write_bytes(_png_bytes())
+    (tmp_path / "locked").mkdir()
+    real_scandir = os.scandir
+
+    def scandir(path):
+        if str(path).endswith("locked"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    results = list(read(tmp_path))
+    assert [r.source for r in results] == [str(tmp_path / "locked"), str(tmp_path / "open" / "a.png")]
+    assert isinstance(results[0], SourceNotFoundError) and "Permission denied" in str(results[0])
 
 
 def test_folder_of_only_unreadable_entries_still_says_it_has_no_media(tmp_path):
