@@ -338,11 +338,13 @@ def _keynote_error(source: str) -> UnsupportedMediaError:
     )
 
 
+_KEYNOTE_BUNDLE_MEMBERS = ("Index.zip", "Index", "index.apxl", "index.apxl.gz")
+
+
 def _is_keynote_bundle(path: str) -> bool:
     """A Keynote deck saved as a package folder (``talk.key/Index.zip``, ``.../Index/``)."""
-    return _suffix(path) in KEYNOTE_EXTENSIONS and (
-        os.path.exists(os.path.join(path, "Index.zip")) or os.path.isdir(os.path.join(path, "Index"))
-        or os.path.exists(os.path.join(path, "index.apxl")) or os.path.exists(os.path.join(path, "index.apxl.gz"))
+    return _suffix(path) in KEYNOTE_EXTENSIONS and any(
+        os.path.exists(os.path.join(path, member)) for member in _KEYNOTE_BUNDLE_MEMBERS
     )
 
 
