@@ -13,30 +13,29 @@ per question), adapted to what the backend can do:
   can run on some inputs only (e.g. counting on photos but not on video) is skipped on
   the others with one warning.
 
-Results come from the cache when present; fresh ones are stored as soon as their chunk
-returns. Failures are collected per item and task, never raised, and never cached.
+The Enricher is the *planner* of the streaming engine (:mod:`molmo_rag.engine`), which runs
+the plan: results come from the cache when present, fresh ones are stored the moment they
+arrive. Failures are collected per item and task, never raised, and never cached.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
-from itertools import islice
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 from pydantic import Field
 
-from .analyze import Failure
-from .backends.base import Backend, Request, Result, capable_backends, run_sync
+from .backends.base import Backend, capable_backends
 from .cache import ResultCache, backend_policy, cache_key
-from .errors import MolmoRagError, UnsupportedTaskError
+from .engine import Engine, EnrichedItem
+from .errors import UnsupportedTaskError
 from .media.items import MediaItem, MediaKind
 from .options_base import Options
+from .syncio import run_sync
 from .tasks import Ask, Caption, Count, Detail, ModelInput, Scene, Task, VideoTask
 
-__all__ = ["EnrichOptions", "Enricher", "EnrichedItem", "check_explicit", "default_plan", "equivalents"]
+__all__ = ["EnrichOptions", "Enricher", "EnrichedItem", "check_explicit", "check_runnable", "default_plan", "equivalents"]
 
 log = logging.getLogger("molmo_rag")
 
@@ -50,9 +49,14 @@ class EnrichOptions(Options):
     default_tasks: bool = Field(True, description="Run the default plan (caption + scene) on every item.")
     count: list[str] = Field(default_factory=list, description="Things to count on every item, e.g. ['person', 'car'].")
     ask: list[str] = Field(default_factory=list, description="Questions to answer about every item.")
+    tasks: list[Task] = Field(
+        default_factory=list,
+        description="Tasks of your own (e.g. Caption(detail='high'), VideoTask(task='summary')), on top of the "
+        "default plan, or instead of it with default_tasks=False.",
+    )
 
     def explicit_tasks(self) -> list[Task]:
-        return [Count(target=t) for t in self.count] + [Ask(question=q) for q in self.ask]
+        return [Count(target=t) for t in self.count] + [Ask(question=q) for q in self.ask] + list(self.tasks)
 
 
 def default_plan(kind: MediaKind, detail: Detail = "medium") -> list[Task]:
@@ -72,30 +76,20 @@ def equivalents(task: Task, media: ModelInput) -> list[Task]:
     return [task]
 
 
-def check_explicit(backend: Backend | type[Backend], options: EnrichOptions) -> None:
-    """Raise UnsupportedTaskError (naming the capable backends) for a requested task the
-    backend can run on no input at all; works on a backend class, before any key is read."""
-    for task in options.explicit_tasks():
-        if not any(backend.supports(alt, m) for m in task.inputs for alt in equivalents(task, m)):
+def check_runnable(backend: Backend | type[Backend], tasks: Sequence[Task], *, adapt: bool = True) -> None:
+    """Raise UnsupportedTaskError (naming the capable backends) for a task the backend can
+    run on no input at all, before anything is read; works on a backend class, before any
+    key is read. ``adapt``: a task counts as runnable when an equivalent is (a count on
+    video through ``VideoTask``), as the Enricher's plans do."""
+    for task in tasks:
+        if not any(backend.supports(alt, m) for m in task.inputs for alt in (equivalents(task, m) if adapt else [task])):
             capable = sorted({b for m in task.inputs for b in capable_backends(task, m)})
             raise UnsupportedTaskError(task.name, backend.name, capable)
 
 
-@dataclass
-class EnrichedItem:
-    """One item with the results of its plan and the tasks that failed."""
-
-    item: MediaItem
-    results: list[Result] = field(default_factory=list)
-    failures: list[Failure] = field(default_factory=list)
-
-    @property
-    def cached(self) -> int:
-        return sum(1 for r in self.results if r.cached)
-
-    @property
-    def fresh(self) -> list[Result]:
-        return [r for r in self.results if not r.cached]
+def check_explicit(backend: Backend | type[Backend], options: EnrichOptions) -> None:
+    """:func:`check_runnable` for the tasks the user asked for."""
+    check_runnable(backend, options.explicit_tasks())
 
 
 class Enricher:
@@ -163,68 +157,13 @@ class Enricher:
         return cache_key(item.media_id, self.backend.name, self.model, task.key(), self.policy)
 
     # -- running ---------------------------------------------------------------------------
+    def engine(self, **options: Any) -> Engine:
+        """A streaming :class:`~molmo_rag.engine.Engine` running this plan with this cache."""
+        return Engine(self.backend, self, cache=self.cache, **options)
+
     async def aenrich(self, items: Sequence[MediaItem]) -> list[EnrichedItem]:
-        """Enrich a chunk of items: cached results first, one backend call for the rest."""
-        out = [EnrichedItem(item) for item in items]
-        wanted = [(i, task, self.key(item, task)) for i, item in enumerate(items) for task in self.plan(item)]
-        hits = self.cache.get_many(k for _, _, k in wanted) if self.cache else {}
-        misses: list[tuple[int, Task, str]] = []
-        for i, task, key in wanted:
-            hit = hits.get(key)
-            if hit is None:
-                misses.append((i, task, key))
-                continue
-            out[i].results.append(
-                Result(
-                    item=items[i], task=task, text=hit.text, fields=hit.fields, backend=self.backend.name,
-                    model=hit.model, cost_usd=hit.cost_usd, cached=True,
-                )
-            )
-        if misses:
-            # Copies of one file in a chunk share a cache key: ask once, hand the answer to each.
-            first: dict[str, int] = {}
-            for n, (_, _, key) in enumerate(misses):
-                first.setdefault(key, n)
-            unique = sorted(first.values())
-            requests = [Request(items[misses[n][0]], misses[n][1]) for n in unique]
-            key_of = {id(request): misses[n][2] for n, request in zip(unique, requests)}
-
-            def store(request: Request, outcome: Result | MolmoRagError) -> None:
-                # Kept the moment it arrives: a run killed now loses none of it.
-                if self.cache is not None and isinstance(outcome, Result):
-                    self.cache.put(
-                        key_of[id(request)], media_id=request.item.media_id, backend=outcome.backend,
-                        model=outcome.model, task=request.task.key(), text=outcome.text,
-                        fields=outcome.fields, cost_usd=outcome.cost_usd,
-                    )
-
-            answers = await self.backend.arun(requests, on_result=store)
-            by_key = {misses[n][2]: outcome for n, outcome in zip(unique, answers)}
-            for n, (i, task, key) in enumerate(misses):
-                outcome = by_key[key]
-                if isinstance(outcome, Result) and first[key] != n:
-                    out[i].results.append(dataclasses.replace(outcome, item=items[i], cached=True))
-                    continue
-                if isinstance(outcome, Result):
-                    out[i].results.append(outcome)
-                else:
-                    error = outcome if isinstance(outcome, MolmoRagError) else MolmoRagError(str(outcome))
-                    out[i].failures.append(
-                        Failure(source=items[i].source, error=error, media_id=items[i].media_id, task=task, item=items[i])
-                    )
-        return out
+        """Enrich ready items (cache first, a sliding window for the rest), in order."""
+        return await self.engine().run_items(items)
 
     def enrich(self, items: Sequence[MediaItem]) -> list[EnrichedItem]:
         return run_sync(self.aenrich(items))
-
-    def stream(self, entries: Iterable[Any], chunk_size: int = 16) -> Iterator[EnrichedItem | Failure]:
-        """Enrich a stream of items in chunks; reader errors pass through as Failures."""
-        it = iter(entries)
-        while chunk := list(islice(it, chunk_size)):
-            items = [e for e in chunk if isinstance(e, MediaItem)]
-            done = iter(self.enrich(items) if items else [])
-            for entry in chunk:
-                if isinstance(entry, MediaItem):
-                    yield next(done)
-                else:
-                    yield Failure(source=getattr(entry, "source", None) or "?", error=entry)

@@ -1,49 +1,53 @@
 """The main job in two calls: :func:`index` media into Qdrant, :func:`search` it.
 
-``index`` reads sources lazily and works in chunks: each chunk is enriched (cache first,
-then the backend), turned into records, embedded and upserted before the next chunk is
-read. Results are cached and points written as chunks finish, so a killed run loses at
-most the chunk in flight, and starting it again finishes with the same points, re-using
-the cache. Points whose content did not change are not re-embedded nor rewritten. Once
-every source was read, points of those sources that no longer exist (an edited image, a
-deck with fewer slides) are removed.
+``index`` streams sources through the engine (:mod:`molmo_rag.engine`) into documents
+(:mod:`molmo_rag.documents`) and writes them in small batches as they finish: each batch is
+embedded and upserted in a worker thread while the engine keeps its window of requests in
+flight. Results are cached the moment they arrive and points written batch by batch, so a
+killed run loses nothing that finished, and starting it again finishes with the same
+points, re-using the cache. Points whose content did not change are not re-embedded nor
+rewritten. Once every source was read, stale points are removed: those of a source that no
+longer match its media (an edited image, a deck with fewer slides, bytes that became
+unreadable), and those under a folder source whose files are gone from disk. A mistyped
+path, a URL that is down or a file we may not read removes nothing.
 
 Failures (unreadable sources, failed requests) are collected in the :class:`RunSummary`,
 never raised; errors of setup (an unknown backend, an explicit task the backend cannot
-run, a collection made with another embedder) are raised before any work.
+run, a collection made with another embedder, a Qdrant server that cannot be reached) are
+raised before any work.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .analyze import Failure
-from .backends.base import Backend, create_backend
-from .cache import ResultCache
-from .enrich import EnrichedItem, Enricher, EnrichOptions
 from .errors import (
     ConfigurationError,
     CorruptMediaError,
     MediaTooLargeError,
-    MolmoRagError,
     UnsupportedMediaError,
     UsageError,
 )
-from .index.embeddings import Embedder, get_embedder
-from .index.filters import SearchFilter, build_filter
-from .index.records import MediaRecord, build_record, make_thumbnail, point_id
 from .index.store import DEFAULT_COLLECTION, Hit, QdrantIndex
-from .media.items import MediaItem
-from .tasks import Detail
+from .results import Failure
+from .syncio import run_sync
 
-__all__ = ["RunSummary", "index", "search", "remove", "open_index"]
+if TYPE_CHECKING:  # pragma: no cover - search needs none of these: keep its start-up light
+    from .backends.base import Backend
+    from .cache import ResultCache
+    from .documents import MediaDocument
+    from .index.embeddings import Embedder
+    from .index.records import MediaRecord
+    from .media.items import MediaItem
+    from .tasks import Detail
+
+__all__ = ["RunSummary", "index", "aindex", "search", "remove", "open_index"]
 
 
 @dataclass
@@ -129,49 +133,6 @@ def _store_for(
     return open_index(db, qdrant_url=qdrant_url, api_key=api_key, collection=collection, create=create), True
 
 
-def _make_backend(backend: Backend | str | None, model: str | None, concurrency: int | None) -> tuple[Backend, bool]:
-    if isinstance(backend, Backend):
-        return backend, False
-    return create_backend(backend, model, concurrency), True
-
-
-def _open_cache(cache: ResultCache | str | os.PathLike | bool | None, no_cache: bool) -> tuple[ResultCache | None, bool]:
-    if cache is False:
-        return None, False
-    if isinstance(cache, ResultCache):
-        if no_cache:
-            cache.read = False
-        return cache, False
-    directory = None if cache in (None, True) else cache
-    return ResultCache(directory, read=not no_cache), True  # type: ignore[arg-type]
-
-
-def _input_policy(reader_options: Any) -> dict:
-    """Reader settings that change what the model sees (caps on size, frames, fps)."""
-    if reader_options is None or not hasattr(reader_options, "model_dump"):
-        return {}
-    words = ("size", "side", "pixel", "frame", "fps", "dpi", "scale", "resolution")
-    dumped = reader_options.model_dump(mode="json", exclude_defaults=True)
-    return {f"reader.{k}": v for k, v in dumped.items() if any(w in k for w in words)}
-
-
-def _absolute(source: str, memo: dict[str, str]) -> str:
-    """A local file's path made absolute, so the index points back at it from any working
-    directory and a re-run from elsewhere finds its own points; other sources unchanged."""
-    if source not in memo:
-        local = "://" not in source and not source.startswith("<") and os.path.exists(source)
-        memo[source] = os.path.abspath(source) if local else source
-    return memo[source]
-
-
-def _read(sources: Iterable[Any], reader_options: Any) -> Iterator[MediaItem | MolmoRagError]:
-    memo: dict[str, str] = {}
-    for entry in _read_raw(sources, reader_options):
-        if isinstance(getattr(entry, "source", None), str) and entry.source:
-            entry.source = _absolute(entry.source, memo)
-        yield entry
-
-
 def _folders(sources: Any) -> list[str]:
     """The local folders among the sources, absolute (their vanished files get pruned)."""
     if isinstance(sources, (str, os.PathLike)):
@@ -181,29 +142,10 @@ def _folders(sources: Any) -> list[str]:
     return [os.path.abspath(s) for s in sources if isinstance(s, (str, os.PathLike)) and os.path.isdir(s)]
 
 
-def _read_raw(sources: Iterable[Any], reader_options: Any) -> Iterator[MediaItem | MolmoRagError]:
-    pending: list[Any] = []
-
-    def flush() -> Iterator[MediaItem | MolmoRagError]:
-        if pending:
-            from .media import read
-
-            yield from read(list(pending), reader_options)
-            pending.clear()
-
-    if isinstance(sources, (str, os.PathLike, MediaItem)):
-        sources = [sources]
-    for source in sources:
-        if isinstance(source, (MediaItem, MolmoRagError)):  # e.g. the output of media.read()
-            yield from flush()
-            yield source
-        else:
-            pending.append(source)
-    yield from flush()
-
-
-def _embedder_for(store: QdrantIndex, spec: str | Embedder | None) -> Embedder:
+def _embedder_for(store: "QdrantIndex", spec: "str | Embedder | None") -> "Embedder":
     """The embedder asked for, else the one the collection was made with, else the default."""
+    from .index.embeddings import get_embedder
+
     if spec is None:
         info = store.embedder_info()
         if info and info.get("embedder"):
@@ -211,41 +153,169 @@ def _embedder_for(store: QdrantIndex, spec: str | Embedder | None) -> Embedder:
     return get_embedder(spec)
 
 
-def _progress(enabled: bool | None):
+def _progress_bar(enabled: bool | None, desc: str = "indexing"):
     import sys
 
     from tqdm.auto import tqdm
 
     disable = (not sys.stderr.isatty()) if enabled is None else not enabled
-    return tqdm(desc="indexing", unit="item", disable=disable, file=sys.stderr, dynamic_ncols=True)
+    return tqdm(desc=desc, unit="item", total=None, disable=disable, file=sys.stderr, dynamic_ncols=True)
 
 
-def index(
-    sources: Iterable[Any] | str | os.PathLike | MediaItem,
+class _Writer:
+    """Writes documents in small batches, one batch at a time in a worker thread, so the
+    engine keeps going while a batch is embedded and upserted."""
+
+    def __init__(self, store, vectors, summary, thumbnail_size, on_record, batch_size: int, max_wait: float):
+        self.store, self.vectors, self.summary = store, vectors, summary
+        self.thumbnail_size, self.on_record = thumbnail_size, on_record
+        self.batch_size, self.max_wait = max(1, batch_size), max_wait
+        self.pending: list[MediaDocument] = []
+        self.writing: asyncio.Future | None = None
+        self.last = time.monotonic()
+
+    async def add(self, document: "MediaDocument") -> None:
+        self.pending.append(document)
+        if len(self.pending) >= self.batch_size or time.monotonic() - self.last >= self.max_wait:
+            await self.flush()
+
+    async def flush(self) -> None:
+        if self.writing is not None:
+            await self.writing
+            self.writing = None
+        if self.pending:
+            batch, self.pending = self.pending, []
+            self.writing = asyncio.ensure_future(asyncio.to_thread(self._write, batch))
+        self.last = time.monotonic()
+
+    async def close(self) -> None:
+        await self.flush()
+        if self.writing is not None:
+            await self.writing
+            self.writing = None
+
+    def _write(self, documents: "list[MediaDocument]") -> None:
+        from .index.records import make_thumbnail
+
+        records = [d.record for d in documents]
+        stored = self.store.stored_fingerprints([r.id for r in records])
+        changed = [r for r in records if stored.get(r.id) != r.fingerprint(self.vectors.name)]
+        for record in changed:
+            thumb = make_thumbnail(record.item, self.thumbnail_size) if record.item is not None else None
+            if thumb:
+                record.payload["thumbnail"] = thumb
+        if changed:
+            self.store.upsert(changed, self.vectors.embed([r.text for r in changed]), self.vectors)
+        self.summary.indexed += len(changed)
+        self.summary.unchanged += len(records) - len(changed)
+        if self.on_record:
+            changed_ids = {r.id for r in changed}
+            for record in records:
+                self.on_record(record, "indexed" if record.id in changed_ids else "unchanged")
+
+
+async def aindex(
+    sources: "Iterable[Any] | str | os.PathLike | MediaItem",
     *,
-    backend: Backend | str | None = None,
+    backend: "Backend | str | None" = None,
     model: str | None = None,
     concurrency: int | None = None,
-    db: str | os.PathLike | QdrantIndex | None = None,
+    db: "str | os.PathLike | QdrantIndex | None" = None,
     qdrant_url: str | None = None,
     api_key: str | None = None,
     collection: str = DEFAULT_COLLECTION,
     count: Sequence[str] = (),
     ask: Sequence[str] = (),
-    detail: Detail = "medium",
+    detail: "Detail" = "medium",
     default_tasks: bool = True,
-    cache: ResultCache | str | os.PathLike | bool | None = None,
+    cache: "ResultCache | str | os.PathLike | bool | None" = None,
     no_cache: bool = False,
-    embedder: str | Embedder | None = None,
+    embedder: "str | Embedder | None" = None,
     reader_options: Any = None,
-    chunk_size: int = 16,
+    window: int | None = None,
+    write_batch: int = 16,
     thumbnail_size: int = 128,
     prune: bool = True,
     progress: bool | None = False,
-    on_record: Callable[[MediaRecord, str], None] | None = None,
+    on_record: "Callable[[MediaRecord, str], None] | None" = None,
     on_failure: Callable[[Failure], None] | None = None,
     on_warning: Callable[[str], None] | None = None,
 ) -> RunSummary:
+    """:func:`index` for async code (a native coroutine on the caller's event loop)."""
+    from .documents import MediaDocument, document_of, open_run
+    from .engine import Progress
+    from .index.records import point_id
+
+    started = time.perf_counter()
+    store, owned_store = _store_for(db, qdrant_url, api_key, collection, create=True)
+    run = None
+    try:
+        vectors = _embedder_for(store, embedder)
+        run = open_run(
+            backend, model=model, concurrency=concurrency, count=count, ask=ask, detail=detail,
+            default_tasks=default_tasks, cache=cache, no_cache=no_cache, reader_options=reader_options,
+            on_warning=on_warning,
+        )
+        summary = RunSummary(collection=store.collection, location=store.location)
+        store.ensure(vectors)  # after the plan was checked: a refused run leaves no empty collection
+
+        def failed(failure: Failure) -> None:
+            summary.failed.append(failure)
+            if on_failure:
+                on_failure(failure)
+
+        bar = _progress_bar(progress)
+
+        def show(p: Progress) -> None:
+            if p.total is not None and bar.total != p.total:
+                bar.total = p.total
+            bar.n = p.done
+            bar.set_postfix(cached=p.cached, failed=len(summary.failed), refresh=False)
+            bar.update(0)
+
+        tracker = Progress(on_change=None if bar.disable else show)
+        writer = _Writer(store, vectors, summary, thumbnail_size, on_record, write_batch, max_wait=1.0)
+        seen: dict[str, set[str]] = {}
+        items: set[int] = set()
+        try:
+            engine = run.enricher.engine(reader_options=reader_options, window=window, absolute=True, progress=tracker)
+            async for outcome in engine.run(sources):
+                if isinstance(outcome, Failure):
+                    failed(outcome)
+                    continue
+                item = outcome.item
+                items.add(id(item))
+                seen.setdefault(item.source, set()).add(point_id(item.media_id, item.source))
+                summary.cached += outcome.cached
+                summary.done += len(outcome.fresh)
+                summary.cost_usd += sum(r.cost_usd for r in outcome.fresh)
+                document = document_of(outcome, thumbnail_size=0)  # thumbnails: changed points only
+                if isinstance(document, MediaDocument):
+                    for failure in document.failures:
+                        failed(failure)
+                    await writer.add(document)
+                else:
+                    for failure in document:
+                        failed(failure)
+            await writer.close()
+        finally:
+            bar.close()
+        summary.items = len(items)
+        if prune:
+            stale = _stale_points(store, seen, summary.failed, _folders(sources))
+            store.delete(stale)
+            summary.pruned = len(stale)
+        summary.skipped = list(run.enricher.skipped)
+        summary.elapsed_s = time.perf_counter() - started
+        return summary
+    finally:
+        if run is not None:
+            run.close()
+        if owned_store:
+            store.close()
+
+
+def index(sources: "Iterable[Any] | str | os.PathLike | MediaItem", **options: Any) -> RunSummary:
     """Enrich every image, slide and video segment of ``sources`` and index it.
 
     ``sources``: paths, folders, globs, URLs, bytes or PIL images (whatever
@@ -253,79 +323,15 @@ def index(
     ``backend``: a Backend, or its name (env ``MOLMO_RAG_BACKEND``, default ``local``).
     ``cache``: None/True for the default cache dir, a directory, a ResultCache, or False
     for none; ``no_cache=True`` skips lookups but still stores fresh results.
+    ``window``: requests in flight (default: the backend's concurrency, or two batches).
     ``progress``: a progress bar on stderr (None: only when stderr is a terminal).
     ``on_record(record, status)``: called per item with status ``indexed`` or ``unchanged``.
     ``db``: a folder (embedded Qdrant), or an open :class:`QdrantIndex` (e.g.
     ``open_index(":memory:")``), which is left open.
 
-    Local paths are stored absolute. Pruning removes the points of a source that no
-    longer match its media (an edited image, a deck with fewer slides) and, for a folder
-    given as a source, the points of files that vanished from it.
+    Works from sync code and inside a running event loop (use :func:`aindex` in async code).
     """
-    started = time.perf_counter()
-    options = EnrichOptions(detail=detail, default_tasks=default_tasks, count=list(count), ask=list(ask))
-    store, owned_store = _store_for(db, qdrant_url, api_key, collection, create=True)
-    collection = store.collection
-    owned_backend = owned_cache = False
-    engine: Backend | None = None
-    result_cache: ResultCache | None = None
-    try:
-        vectors = _embedder_for(store, embedder)
-        engine, owned_backend = _make_backend(backend, model, concurrency)
-        result_cache, owned_cache = _open_cache(cache, no_cache)
-        summary = RunSummary(collection=collection, location=store.location)
-
-        def failed(failure: Failure) -> None:
-            summary.failed.append(failure)
-            if on_failure:
-                on_failure(failure)
-
-        enricher = Enricher(
-            engine, options=options, cache=result_cache, input_policy=_input_policy(reader_options), on_warning=on_warning
-        )
-        store.ensure(vectors)  # after the plan was checked: a refused run leaves no empty collection
-        seen: dict[str, set[str]] = {}
-        bar = _progress(progress)
-        # Storing chunk N (thumbnails, embedding, upsert) overlaps enriching chunk N+1; one
-        # chunk at most is in the writer, so the store is used by one thread at a time.
-        writer = ThreadPoolExecutor(1, thread_name_prefix="molmo-rag-index")
-        pending: Future | None = None
-        try:
-            stream = _read(sources, reader_options)
-            while chunk := list(islice(stream, max(1, chunk_size))):
-                items: list[MediaItem] = []
-                for entry in chunk:
-                    if isinstance(entry, MediaItem):
-                        items.append(entry)
-                        seen.setdefault(entry.source, set()).add(point_id(entry.media_id, entry.source))
-                    else:
-                        failed(Failure(source=getattr(entry, "source", None) or "?", error=entry))
-                enriched = enricher.enrich(items) if items else []
-                if pending is not None:
-                    pending.result()
-                pending = writer.submit(_store_chunk, enriched, store, vectors, summary, thumbnail_size, on_record, failed)
-                summary.items += len(items)
-                bar.update(len(items))
-                bar.set_postfix(cached=summary.cached, failed=len(summary.failed), refresh=False)
-            if pending is not None:
-                pending.result()
-        finally:
-            writer.shutdown(wait=True)
-            bar.close()
-        if prune:
-            stale = _stale_points(store, seen, summary.failed, _folders(sources))
-            store.delete(stale)
-            summary.pruned = len(stale)
-        summary.skipped = list(enricher.skipped)
-        summary.elapsed_s = time.perf_counter() - started
-        return summary
-    finally:
-        if owned_backend and engine is not None:
-            engine.close()
-        if owned_cache and result_cache is not None:
-            result_cache.close()
-        if owned_store:
-            store.close()
+    return run_sync(aindex(sources, **options))
 
 
 # Errors that say what a file's bytes are (or are not): its old points show content that is
@@ -401,42 +407,6 @@ def remove(
             store.close()
 
 
-def _store_chunk(
-    enriched: Sequence[EnrichedItem],
-    store: QdrantIndex,
-    vectors: Embedder,
-    summary: RunSummary,
-    thumbnail_size: int,
-    on_record: Callable[[MediaRecord, str], None] | None,
-    failed: Callable[[Failure], None],
-) -> None:
-    records: list[MediaRecord] = []
-    for entry in enriched:
-        summary.cached += entry.cached
-        summary.done += len(entry.fresh)
-        summary.cost_usd += sum(r.cost_usd for r in entry.fresh)
-        for failure in entry.failures:
-            failed(failure)
-        record = build_record(entry.item, entry.results)
-        if record is not None and (entry.results or not entry.failures):
-            records.append(record)
-    stored = store.stored_fingerprints([r.id for r in records])
-    changed = [r for r in records if stored.get(r.id) != r.fingerprint(vectors.name)]
-    for record in changed:
-        if record.item is not None:
-            thumb = make_thumbnail(record.item, thumbnail_size)
-            if thumb:
-                record.payload["thumbnail"] = thumb
-    if changed:
-        store.upsert(changed, vectors.embed([r.text for r in changed]), vectors)
-    summary.indexed += len(changed)
-    summary.unchanged += len(records) - len(changed)
-    if on_record:
-        changed_ids = {r.id for r in changed}
-        for record in records:
-            on_record(record, "indexed" if record.id in changed_ids else "unchanged")
-
-
 def search(
     query: str,
     *,
@@ -459,6 +429,8 @@ def search(
     or a folder / URL prefix; ``after``/``before``: keep video segments overlapping that
     time range (seconds).
     """
+    from .index.filters import SearchFilter, build_filter
+
     if top < 1:
         raise UsageError(f"the number of hits must be at least 1, not {top}", option="top")
     if not query or not query.strip():

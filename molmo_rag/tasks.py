@@ -12,11 +12,10 @@ from __future__ import annotations
 
 from abc import abstractmethod
 
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 from pydantic import ConfigDict, Field
 
-from .errors import ConfigurationError
 from .options_base import Options
 from .points import parse_count, parse_points, strip_points
 

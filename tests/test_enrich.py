@@ -1,3 +1,4 @@
+import asyncio
 from typing import ClassVar
 
 import numpy as np
@@ -143,9 +144,13 @@ def test_failures_are_collected_and_never_cached(tmp_path):
         assert retry.calls == 2  # the failed ones are asked again
 
 
-def test_stream_passes_reader_errors_through_in_order():
+def test_engine_passes_reader_errors_through_in_order():
     items = [image((200, 30, 30)), InputError("cannot read", source="broken.jpg"), image((30, 60, 200))]
-    out = list(Enricher(PixelBackend()).stream(items, chunk_size=2))
+
+    async def run():
+        return [o async for o in Enricher(PixelBackend()).engine(ordered=True, window=1).run(items)]
+
+    out = asyncio.run(run())
     assert isinstance(out[0], EnrichedItem) and isinstance(out[1], Failure) and isinstance(out[2], EnrichedItem)
     assert out[1].source == "broken.jpg"
 

@@ -3,13 +3,15 @@
 A backend implements one narrow method:
 
 * :class:`BatchedBackend` (local models): ``generate_batch(requests) -> list[Answer]``,
-  called in a worker thread with at most ``batch_size`` requests;
+  called in a worker thread with at most ``batch_size`` requests (and optionally
+  ``prepare(request)``, per-request decoding run ahead while the model works);
 * :class:`~molmo_rag.backends.rest.RestBackend` (hosted APIs): ``async call(request,
   engine) -> Answer`` for one request; concurrency, retries and polling live in the engine.
 
-Everything else lives here once: capability checks with errors that name the backends that
-can, turning answers into :class:`Result` (parsing, shifting video points into video
-time), collecting failures per request instead of failing the batch.
+Everything else lives here once: a :class:`Session` per run that answers one request at a
+time (so the streaming engine can keep a sliding window in flight), capability checks with
+errors that name the backends that can, turning answers into :class:`Result` (parsing,
+shifting video points into video time), one failure per request instead of a failed batch.
 """
 
 from __future__ import annotations
@@ -18,15 +20,20 @@ from abc import ABC, abstractmethod
 
 import asyncio
 import importlib
-from collections.abc import Callable, Sequence
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from pydantic import Field
 
-from ..errors import BackendError, ConfigurationError, MolmoRagError, UnsupportedTaskError, UsageError
+from ..errors import BackendError, MolmoRagError, UnsupportedTaskError, UsageError
 from ..media.items import MediaItem
 from ..options_base import Options
+from ..results import Result
+from ..syncio import run_sync
 from ..tasks import ModelInput, Task
 
 __all__ = [
@@ -35,6 +42,8 @@ __all__ = [
     "Result",
     "Backend",
     "BatchedBackend",
+    "BatcherStats",
+    "Session",
     "BackendOptions",
     "BACKENDS",
     "backend_class",
@@ -61,40 +70,6 @@ class Answer:
     meta: dict = field(default_factory=dict)
 
 
-AnswerCallback = Callable[[int, "Answer | BaseException"], None]
-
-
-@dataclass
-class Result:
-    """One parsed answer for one media item and one task."""
-
-    item: MediaItem
-    task: Task
-    text: str
-    fields: dict
-    backend: str
-    model: str
-    cost_usd: float = 0.0
-    cached: bool = False
-
-    def to_json(self) -> dict:
-        """The JSON object of ``DESIGN.md``: source, kind, backend, model, task fields."""
-        out: dict[str, Any] = {
-            "source": self.item.source,
-            "kind": self.item.kind,
-            "backend": self.backend,
-            "model": self.model,
-            "media_id": self.item.media_id,
-        }
-        for key in ("slide", "title", "start", "end"):
-            value = getattr(self.item, key)
-            if value is not None:
-                out[key] = value
-        out.update(self.fields)
-        out["cost_usd"] = round(self.cost_usd, 6)
-        return out
-
-
 def shift_points(fields: dict, offset: float | None) -> dict:
     """Move the ``t`` of parsed points from clip time into video time."""
     if not offset or "points" not in fields:
@@ -111,6 +86,27 @@ class BackendOptions(Options):
     what: ClassVar[str] = "backend option"
 
     model: str | None = Field(None, description="Model id (or local path) the backend runs.")
+
+
+Call = Callable[[Request], Awaitable["Answer | BaseException"]]
+"""Answers one request: the Answer, or the exception that request ended with."""
+
+
+class Session:
+    """A backend opened for one run: :meth:`answer` takes one request at a time and returns
+    when *that* request is done, so a caller can keep a window of requests in flight and
+    start the next one the moment any finishes (see :mod:`molmo_rag.engine`)."""
+
+    def __init__(self, backend: "Backend", call: Call):
+        self.backend = backend
+        self._call = call
+
+    async def answer(self, request: Request) -> "Result | MolmoRagError":
+        try:
+            self.backend.check(request)
+        except MolmoRagError as exc:
+            return exc
+        return self.backend._to_result(request, await self._call(request))
 
 
 class Backend(ABC):
@@ -135,47 +131,45 @@ class Backend(ABC):
                 f"{request.task.name} on {media}", self.name, capable_backends(request.task, media)
             )
 
-    # -- the one method subclasses implement (through BatchedBackend / RestBackend) ------
+    # -- the hook subclasses implement (through BatchedBackend / RestBackend) -------------
     @abstractmethod
-    async def _execute(
-        self, requests: Sequence[Request], on_answer: AnswerCallback | None = None
-    ) -> list[Answer | BaseException]:
-        """One Answer or exception per request, in order; ``on_answer(index, answer)`` is
-        called as each one arrives, so callers can keep results before the rest finish."""
+    def _open(self) -> AbstractAsyncContextManager[Call]:
+        """Open the backend for one run (a model batcher, an HTTP client) and yield the
+        call that answers one request."""
+
+    @property
+    def window(self) -> int:
+        """How many requests to keep in flight to keep this backend busy."""
+        return 1
 
     # -- public API ----------------------------------------------------------------------
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[Session]:
+        """Open the backend for a run; ``await session.answer(request)`` per request."""
+        async with self._open() as call:
+            yield Session(self, call)
+
     async def arun(
         self,
         requests: Sequence[Request],
         on_result: Callable[[Request, Result | MolmoRagError], None] | None = None,
     ) -> list[Result | MolmoRagError]:
-        """Run requests; each slot holds a Result or the MolmoRagError for that request."""
-        out: list[Result | MolmoRagError | None] = [None] * len(requests)
-        runnable: list[int] = []
-        for i, request in enumerate(requests):
-            try:
-                self.check(request)
-                runnable.append(i)
-            except MolmoRagError as exc:
-                out[i] = exc
+        """Run requests, at most :attr:`window` at once; each slot holds a Result or the
+        MolmoRagError for that request. ``on_result`` is called as each one arrives."""
+        slots = asyncio.Semaphore(max(1, self.window))
+        async with self.session() as session:
+
+            async def one(request: Request) -> Result | MolmoRagError:
+                async with slots:
+                    outcome = await session.answer(request)
                 if on_result:
-                    on_result(request, exc)
-        if runnable:
+                    on_result(request, outcome)
+                return outcome
 
-            def deliver(j: int, answer: Answer | BaseException) -> None:
-                i = runnable[j]
-                if out[i] is None:
-                    out[i] = self._to_result(requests[i], answer)
-                    if on_result:
-                        on_result(requests[i], out[i])
-
-            answers = await self._execute([requests[i] for i in runnable], deliver)
-            for j, answer in enumerate(answers):
-                deliver(j, answer)
-        return out  # type: ignore[return-value]
+            return list(await asyncio.gather(*(one(r) for r in requests)))
 
     def run(self, requests: Sequence[Request]) -> list[Result | MolmoRagError]:
-        """Synchronous :meth:`arun` for non-async callers."""
+        """Synchronous :meth:`arun` (also from inside a running event loop)."""
         return run_sync(self.arun(requests))
 
     def _to_result(self, request: Request, answer: Answer | BaseException) -> Result | MolmoRagError:
@@ -210,56 +204,126 @@ class Backend(ABC):
         """Release clients, threads or model memory."""
 
 
+@dataclass
+class BatcherStats:
+    """How busy the model was in the last session: seconds generating vs open."""
+
+    batches: int = 0
+    requests: int = 0
+    busy_s: float = 0.0
+    open_s: float = 0.0
+
+    @property
+    def busy_share(self) -> float:
+        return self.busy_s / self.open_s if self.open_s else 0.0
+
+
 class BatchedBackend(Backend):
-    """For local models: requests run in batches of ``batch_size`` in a worker thread."""
+    """For local models. The one method to implement is :meth:`generate_batch` (called in a
+    worker thread with at most ``batch_size`` requests); :meth:`prepare` may do the
+    per-request work that needs no model (decoding pixels) ahead of time, in other threads,
+    while the model generates the previous batch. Each batch is formed from whatever
+    requests are prepared when the model frees up (images with images, videos with videos)."""
 
     batch_size: int = 4
+    prepare_threads: int = 2
+    """Requests prepared at once, ahead of the model."""
 
     @abstractmethod
     def generate_batch(self, requests: Sequence[Request]) -> list[Answer]:
         """One Answer per request, in order (called in a worker thread)."""
 
-    def batches(self, requests: Sequence[Request]) -> list[list[int]]:
-        """Indices grouped into batches; override to keep incompatible inputs apart."""
-        idx = list(range(len(requests)))
-        return [idx[i : i + self.batch_size] for i in range(0, len(idx), self.batch_size)]
+    def prepare(self, request: Request) -> Any:
+        """Work for one request that needs no model (e.g. decode its pixels), run ahead in
+        a worker thread; what it returns is handed to :meth:`generate_prepared`."""
+        return None
 
-    async def _execute(
-        self, requests: Sequence[Request], on_answer: AnswerCallback | None = None
-    ) -> list[Answer | BaseException]:
-        out: list[Answer | BaseException | None] = [None] * len(requests)
-        for batch in self.batches(requests):
-            try:
-                answers = await asyncio.to_thread(self.generate_batch, [requests[i] for i in batch])
-                for i, answer in zip(batch, answers):
-                    out[i] = answer
-            except MolmoRagError as exc:
-                if len(batch) == 1:
-                    out[batch[0]] = exc
-                    continue
-                # One bad item must not sink the batch: retry its members one by one.
-                for i in batch:
+    def generate_prepared(self, requests: Sequence[Request], prepared: Sequence[Any]) -> list[Answer]:
+        """Generate one batch from prepared requests; default: :meth:`generate_batch`."""
+        return self.generate_batch(requests)
+
+    @property
+    def window(self) -> int:
+        # one batch generating, the next one being prepared
+        return 2 * max(1, self.batch_size)
+
+    @asynccontextmanager
+    async def _open(self) -> AsyncIterator[Call]:
+        batcher = _Batcher(self)
+        self.last_stats = batcher.stats
+        try:
+            yield batcher.submit
+        finally:
+            await batcher.close()
+
+
+class _Batcher:
+    """Forms batches from prepared requests and runs them one at a time in a worker thread."""
+
+    def __init__(self, backend: BatchedBackend):
+        self.backend = backend
+        self.stats = BatcherStats()
+        self._ready: dict[str, deque] = {"image": deque(), "video": deque()}
+        self._wake = asyncio.Event()
+        self._preparing = asyncio.Semaphore(max(1, backend.prepare_threads))
+        self._opened = time.perf_counter()
+        self._loop = asyncio.create_task(self._run())
+
+    async def submit(self, request: Request) -> Answer | BaseException:
+        try:
+            async with self._preparing:
+                prepared = await asyncio.to_thread(self.backend.prepare, request)
+        except MolmoRagError as exc:  # e.g. a file that fails to decode: this request only
+            return exc
+        future: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._ready[request.item.model_input].append((request, prepared, future))
+        self._wake.set()
+        return await future
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while any(self._ready.values()):
+                queue = max(self._ready.values(), key=len)
+                batch = [queue.popleft() for _ in range(min(len(queue), max(1, self.backend.batch_size)))]
+                await self._generate(batch)
+
+    async def _generate(self, batch: list) -> None:
+        requests = [r for r, _, _ in batch]
+        prepared = [p for _, p, _ in batch]
+        started = time.perf_counter()
+        try:
+            answers: list[Any] = await asyncio.to_thread(self.backend.generate_prepared, requests, prepared)
+        except MolmoRagError as exc:
+            if len(batch) == 1:
+                answers = [exc]
+            else:  # one bad item must not sink the batch: its members one by one
+                answers = []
+                for request, one in zip(requests, prepared):
                     try:
-                        out[i] = (await asyncio.to_thread(self.generate_batch, [requests[i]]))[0]
+                        answers += await asyncio.to_thread(self.backend.generate_prepared, [request], [one])
                     except MolmoRagError as single:
-                        out[i] = single
-            if on_answer:
-                for i in batch:
-                    on_answer(i, out[i])  # type: ignore[arg-type]
-        return out  # type: ignore[return-value]
+                        answers.append(single)
+        except Exception as exc:  # a bug: every request of the batch reports it
+            answers = [exc] * len(batch)
+        self.stats.busy_s += time.perf_counter() - started
+        self.stats.batches += 1
+        self.stats.requests += len(batch)
+        for (_, _, future), answer in zip(batch, answers):
+            if not future.done():
+                future.set_result(answer)
 
-
-def run_sync(coro):
-    """Run a coroutine from sync code, also when an event loop is already running
-    (Jupyter): then it runs in a helper thread."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    import concurrent.futures
-
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coro).result()
+    async def close(self) -> None:
+        self._loop.cancel()
+        try:
+            await self._loop
+        except asyncio.CancelledError:
+            pass
+        for queue in self._ready.values():
+            for _, _, future in queue:
+                future.cancel()
+        self.stats.open_s = time.perf_counter() - self._opened
 
 
 BACKENDS: dict[str, str] = {

@@ -346,15 +346,7 @@ class LocalBackend(BatchedBackend):
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
 
-    # -- batching --------------------------------------------------------------------------
-    def batches(self, requests: Sequence[Request]) -> list[list[int]]:
-        """Images batch with images, videos with videos (Molmo2 cannot mix them in a batch)."""
-        groups: dict[str, list[int]] = {}
-        for i, request in enumerate(requests):
-            groups.setdefault(request.item.model_input, []).append(i)
-        size = self.batch_size
-        return [idx[i : i + size] for idx in groups.values() for i in range(0, len(idx), size)]
-
+    # -- batching ----------------------------------------------------------------------------
     def max_new_tokens(self, requests: Sequence[Request]) -> int:
         """The batch's token budget: the override, else the largest budget of its tasks."""
         if self.options.max_new_tokens:
@@ -374,13 +366,18 @@ class LocalBackend(BatchedBackend):
         return [{"role": "user", "content": [part, text]}], frames
 
     # -- generation ------------------------------------------------------------------------
-    def prepare_inputs(self, requests: Sequence[Request]) -> Any:
+    def prepare(self, request: Request) -> tuple[list[dict], VideoFrames | None]:
+        """Decode the request's pixels or frames (no model needed): run ahead of the model."""
+        return self.conversation(request)
+
+    def prepare_inputs(self, requests: Sequence[Request], prepared: Sequence[Any] | None = None) -> Any:
         """Model inputs of one batch (left-padded token ids, pixels, pooling indices)."""
         if len({r.item.model_input for r in requests}) > 1:
             raise BackendError("a Molmo2 batch cannot mix images and videos", backend=self.name)
         with self._lock:
             _, processor = self._ensure_loaded()
-        prepared = [self.conversation(r) for r in requests]  # a bad file raises its InputError here
+        if prepared is None:
+            prepared = [self.conversation(r) for r in requests]  # a bad file raises its InputError here
         processor_kwargs: dict[str, Any] = {"padding": True}
         videos = [frames for _, frames in prepared if frames is not None]
         if videos:
@@ -399,7 +396,10 @@ class LocalBackend(BatchedBackend):
             raise BackendError(f"Molmo2 processor failed: {_first_line(exc)}", backend=self.name) from exc
 
     def generate_batch(self, requests: Sequence[Request]) -> list[Answer]:
-        inputs = self.prepare_inputs(requests)  # loads the model; media decoding runs outside the lock
+        return self.generate_prepared(requests, [self.conversation(r) for r in requests])
+
+    def generate_prepared(self, requests: Sequence[Request], prepared: Sequence[Any]) -> list[Answer]:
+        inputs = self.prepare_inputs(requests, prepared)  # loads the model
         import torch
 
         with self._lock:

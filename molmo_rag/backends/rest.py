@@ -33,7 +33,8 @@ import random
 import re
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 from urllib.parse import urlsplit
@@ -58,9 +59,10 @@ from ..errors import (
     RateLimitError,
     ResponseFormatError,
     redact,
+    UsageError,
 )
 from ..media.items import MediaItem
-from .base import Answer, AnswerCallback, Backend, BackendOptions, Request
+from .base import Answer, Backend, BackendOptions, Call, Request
 
 __all__ = [
     "RestOptions",
@@ -478,9 +480,24 @@ class RestBackend(Backend):
     default_base_url: ClassVar[str] = ""
     key_required: ClassVar[bool] = True
 
-    def __init__(self, options: RestOptions | None = None, **kwargs: Any):
+    def __init__(
+        self,
+        options: RestOptions | None = None,
+        *,
+        http_client: httpx.AsyncClient | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        **kwargs: Any,
+    ):
+        """``options`` or keyword options (see the backend's ``Options``). ``http_client``:
+        an ``httpx.AsyncClient`` of yours (proxies, limits, event hooks), used as is and
+        left open; ``transport``: an httpx transport for the client built here (e.g.
+        ``httpx.MockTransport`` in tests, or one with its own retries or proxy)."""
         import os
 
+        if http_client is not None and transport is not None:
+            raise UsageError("give an http_client or a transport, not both", option="transport")
+        self._http_client = http_client
+        self._transport = transport
         values = {**(options.model_dump(exclude_unset=True) if options else {}), **{k: v for k, v in kwargs.items() if v is not None}}
         if values.get("api_key") is None and self.api_key_env and os.environ.get(self.api_key_env):
             values["api_key"] = os.environ[self.api_key_env]
@@ -545,6 +562,7 @@ class RestBackend(Backend):
     def http_client(self) -> httpx.AsyncClient:
         opts = self.options
         return httpx.AsyncClient(
+            transport=self._transport,
             verify=_tls_context(),
             timeout=httpx.Timeout(opts.request_timeout, connect=opts.connect_timeout),
             limits=httpx.Limits(max_connections=opts.concurrency, max_keepalive_connections=opts.concurrency),
@@ -552,23 +570,29 @@ class RestBackend(Backend):
             follow_redirects=True,
         )
 
-    # -- Backend._execute ----------------------------------------------------------------
-    async def _execute(
-        self, requests: Sequence[Request], on_answer: AnswerCallback | None = None
-    ) -> list[Answer | BaseException]:
+    # -- Backend._open -------------------------------------------------------------------
+    @property
+    def window(self) -> int:
+        """Jobs kept in flight: ``concurrency`` (hosted APIs cap the jobs an account runs
+        at once), never more than ``max_jobs``."""
+        return min(self.options.concurrency, self.options.max_jobs)
+
+    @asynccontextmanager
+    async def _open(self) -> AsyncIterator[Call]:
         jobs = asyncio.Semaphore(self.options.max_jobs)
-        async with self.http_client() as client:
+        async with AsyncExitStack() as stack:
+            if self._http_client is not None:
+                client = self._http_client  # the caller's: used as is, closed by the caller
+            else:
+                client = await stack.enter_async_context(self.http_client())
             engine = RestEngine(self, client)
             self.last_stats = engine.stats
 
-            async def one(index: int, request: Request) -> Answer | BaseException:
+            async def call(request: Request) -> Answer | BaseException:
                 async with jobs:
-                    answer = await self._call_guarded(request, engine)
-                if on_answer:
-                    on_answer(index, answer)
-                return answer
+                    return await self._call_guarded(request, engine)
 
-            return list(await asyncio.gather(*(one(i, r) for i, r in enumerate(requests))))
+            yield call
 
     async def _call_guarded(self, request: Request, engine: RestEngine) -> Answer | BaseException:
         try:

@@ -155,7 +155,7 @@ def estimate(
     as_json: JsonOpt = False,
 ) -> None:
     """Calls and cost of running SOURCES through a backend, without calling anything."""
-    from ..analyze import _read
+    from ..engine import read_entries
     from ..cost import estimate as estimate_cost
     from ..enrich import default_plan
     from ..errors import MolmoRagError
@@ -177,7 +177,7 @@ def estimate(
     tasks += [Count(target=t) for t in targets] + [Ask(question=q) for q in questions or []]
 
     items, failures = [], []
-    for entry in _read(sources, reader_options(segment, segment_seconds)):
+    for entry in read_entries(sources, reader_options(segment, segment_seconds)):
         (failures if isinstance(entry, MolmoRagError) else items).append(entry)
     result = estimate_cost(name, items, tasks)
     if as_json:

@@ -53,16 +53,6 @@ def _split(values: list[str] | None) -> list[str]:
     return [part.strip() for value in values or [] for part in value.split(",") if part.strip()]
 
 
-def _failure_json(failure) -> dict:
-    """The failure's JSON plus what tells two tasks of one name apart (count person / car)."""
-    out = failure.to_json()
-    for key in ("target", "question", "text"):
-        value = getattr(failure.task, key, None)
-        if value:
-            out[key] = value
-    return out
-
-
 def _failure_line(obj: dict) -> str:
     what = " ".join(str(obj[k]) for k in ("task", "target", "question", "text") if obj.get(k))
     task = f" [{what}]" if what else ""
@@ -96,9 +86,6 @@ def index_command(
     embedder: EmbedderOpt = None,
     segment: SegmentOpt = None,
     segment_seconds: SegmentSecondsOpt = None,
-    chunk_size: Annotated[
-        int, typer.Option("--chunk-size", min=1, help="Items per chunk: results are cached and points written after each.")
-    ] = 16,
     strict: Annotated[bool, typer.Option("--strict", help="Exit 1 if any item or task failed.")] = False,
     as_json: JsonOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no warnings.")] = False,
@@ -118,7 +105,7 @@ def index_command(
 
     def on_failure(failure) -> None:
         if as_json:
-            emit_json(_failure_json(failure))
+            emit_json(failure.to_json())
 
     from ..backends.base import backend_class
     from ..enrich import EnrichOptions, check_explicit
@@ -139,7 +126,6 @@ def index_command(
             cache=cache_dir,
             no_cache=no_cache,
             embedder=embedder,
-            chunk_size=chunk_size,
             reader_options=reader_options(segment, segment_seconds),
             progress=False if quiet or as_json else None,
             on_record=on_record,
@@ -160,7 +146,7 @@ def index_command(
     if summary.failed:
         print(f"molmo-rag: {len(summary.failed)} failure(s):", file=sys.stderr)
         for failure in summary.failed:
-            print(_failure_line(_failure_json(failure)), file=sys.stderr)
+            print(_failure_line(failure.to_json()), file=sys.stderr)
     if (strict and summary.failed) or not summary.ok:
         raise typer.Exit(1)
 

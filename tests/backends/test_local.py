@@ -101,15 +101,23 @@ def test_unsupported_task_is_reported_per_request(backend):
     assert isinstance(results[1], Result) and "scene" in results[1].fields
 
 
-def test_batches_keep_images_and_videos_apart(backend):
+def test_batches_keep_images_and_videos_apart(backend, monkeypatch):
     image, video = image_item("coffee"), MediaItem.from_frames(video_frames("coffee"))
     kinds = [image, video, image, image, video, image, image, image]
-    batches = backend.batches([Request(item, Caption()) for item in kinds])
-    assert sorted(i for b in batches for i in b) == list(range(len(kinds)))
+    batches: list[list[str]] = []
+    generate = backend.generate_prepared
+
+    def recorded(requests, prepared):
+        batches.append([r.item.model_input for r in requests])
+        return generate(requests, prepared)
+
+    monkeypatch.setattr(backend, "generate_prepared", recorded)
+    results = backend.run([Request(item, Caption()) for item in kinds])
+    assert all(isinstance(r, Result) for r in results)
+    assert sorted(m for b in batches for m in b) == sorted(k.model_input for k in kinds)
     for batch in batches:
-        assert len(batch) <= backend.batch_size
-        assert len({kinds[i].model_input for i in batch}) == 1
-    assert [len(b) for b in batches] == [4, 2, 2]
+        assert len(batch) <= backend.batch_size and len(set(batch)) == 1
+    assert backend.last_stats.batches == len(batches) and backend.last_stats.requests == len(kinds)
 
 
 def test_token_budget_is_the_largest_in_the_batch(tiny_molmo2_path):

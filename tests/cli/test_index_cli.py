@@ -200,7 +200,7 @@ def test_a_killed_run_resumes_to_the_same_index(library, tmp_path):
 
         def command(name: str) -> list[str]:
             return [sys.executable, "-c", "import sys; from molmo_rag.cli import main; sys.exit(main(sys.argv[1:]))", "index", str(library), "--backend", "openai",
-                    "--concurrency", "2", "--chunk-size", "2", "--db", str(tmp_path / name / "db"),
+                    "--concurrency", "2", "--db", str(tmp_path / name / "db"),
                     "--cache-dir", str(tmp_path / name / "cache"), "--quiet"]
 
         subprocess.run(command("reference"), env=env, check=True, capture_output=True, timeout=300)
@@ -234,15 +234,15 @@ def test_a_killed_run_resumes_to_the_same_index(library, tmp_path):
 
 def test_failure_lines_tell_tasks_of_one_name_apart():
     from molmo_rag.analyze import Failure
-    from molmo_rag.cli.index_cmd import _failure_json, _failure_line
+    from molmo_rag.cli.index_cmd import _failure_line
     from molmo_rag.errors import BackendError
     from molmo_rag.tasks import Ask, Count
 
-    person = _failure_json(Failure(source="/m/a.jpg", error=BackendError("down"), task=Count(target="person")))
-    car = _failure_json(Failure(source="/m/a.jpg", error=BackendError("down"), task=Count(target="car")))
+    person = Failure(source="/m/a.jpg", error=BackendError("down"), task=Count(target="person")).to_json()
+    car = Failure(source="/m/a.jpg", error=BackendError("down"), task=Count(target="car")).to_json()
     assert (person["task"], person["target"], car["target"]) == ("count", "person", "car")
     assert _failure_line(person) == "  /m/a.jpg [count person]: BackendError: down"
-    asked = _failure_json(Failure(source="/m/a.jpg", error=BackendError("down"), task=Ask(question="Is it day?")))
+    asked = Failure(source="/m/a.jpg", error=BackendError("down"), task=Ask(question="Is it day?")).to_json()
     assert _failure_line(asked) == "  /m/a.jpg [ask Is it day?]: BackendError: down"
 
 
