@@ -23,7 +23,7 @@ from pathlib import Path
 
 def make_images(folder: Path, n: int) -> None:
     """n distinct 320x240 crops of the bundled photographs, as PNG files."""
-    from molmo_rag.media import samples
+    from molmo_rag.testing import samples
 
     photos = [samples.photo(name).convert("RGB") for name in ("astronaut", "coffee", "chelsea", "rocket")]
     for i in range(n):
@@ -45,7 +45,7 @@ def main() -> int:
     from molmo_rag.backends.base import get_backend
     from molmo_rag.index.embeddings import get_embedder
     from molmo_rag.index.store import QdrantIndex
-    from molmo_rag.loopback import OpenAIServer
+    from molmo_rag.testing.loopback import OpenAIServer
 
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)

@@ -30,7 +30,7 @@ from PIL import ImageOps
 from molmo_rag.backends.base import Request
 from molmo_rag.backends.local import LocalBackend
 from molmo_rag.media.items import MediaItem
-from molmo_rag.media.samples import PHOTOS, photo
+from molmo_rag.testing.samples import PHOTOS, photo
 from molmo_rag.tasks import Caption
 from molmo_rag.testing import MOLMO2_4B, Molmo2Sizes, make_config, make_processor, make_tokenizer, random_model
 

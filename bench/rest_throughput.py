@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from PIL import Image
 
 from molmo_rag.backends.base import Request, get_backend
-from molmo_rag.loopback import WaveSpeedServer
+from molmo_rag.testing.loopback import WaveSpeedServer
 from molmo_rag.media.items import MediaItem
 from molmo_rag.tasks import Caption
 

@@ -3,7 +3,7 @@
 Run:  .venv/bin/python bench/video_segmenting.py [--minutes 10] [--cache DIR] [--runs 1]
 
 A 720p, 30 fps H.264 video of real photos (pans, zooms, stills, hard cuts at known times)
-is generated once with ``molmo_rag.media.samples`` and cached (generation is not timed).
+is generated once with ``molmo_rag.testing.samples`` and cached (generation is not timed).
 Then, side by side in one run:
 
 * **molmo-rag, scenes**: ``read(video)`` with scene-aware segments, then
@@ -30,7 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from molmo_rag.media import ReaderOptions, read  # noqa: E402
-from molmo_rag.media import samples  # noqa: E402
+from molmo_rag.testing import samples  # noqa: E402
 from molmo_rag.media.sources import Blob  # noqa: E402
 from molmo_rag.media.video import detect_cuts, plan_segments, probe, sample_times  # noqa: E402
 

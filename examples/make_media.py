@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from molmo_rag.media.samples import Shot, SlideSpec, make_deck, make_video, photo
+from molmo_rag.testing.samples import Shot, SlideSpec, make_deck, make_video, photo
 
 
 def main(out: str = "examples/media") -> None:

@@ -1,9 +1,11 @@
 """molmo-rag: make images, slide decks and videos searchable in RAG pipelines with Molmo2.
 
 The names below are the public API; the ones that pull in more machinery (readers,
-backends) load on first use, so ``import molmo_rag`` stays light. Whole jobs live in the
-submodules ``molmo_rag.analyze`` (tasks over sources) and ``molmo_rag.pipeline`` (index
-and search).
+backends) load on first use, so ``import molmo_rag`` stays light. The document seam every
+integration stands on is :func:`iter_documents` / :func:`aiter_documents` (sources in,
+:class:`MediaDocument` or :class:`Failure` out). Whole jobs live in the submodules
+``molmo_rag.analyze`` (tasks over sources) and ``molmo_rag.pipeline`` (index and search);
+``docs/architecture.md`` maps the layers.
 """
 
 from importlib import import_module
@@ -26,7 +28,12 @@ _LAZY = {
     "get_backend": "molmo_rag.backends.base",
     "create_backend": "molmo_rag.backends.base",
     "Request": "molmo_rag.backends.base",
-    "Result": "molmo_rag.backends.base",
+    "Result": "molmo_rag.results",
+    "Failure": "molmo_rag.results",
+    "MediaDocument": "molmo_rag.documents",
+    "iter_documents": "molmo_rag.documents",
+    "aiter_documents": "molmo_rag.documents",
+    "EnrichOptions": "molmo_rag.enrich",
     "read": "molmo_rag.media",
     "MediaItem": "molmo_rag.media",
     "ReaderOptions": "molmo_rag.media",
@@ -38,7 +45,10 @@ __all__ = [
     "Caption",
     "ConfigurationError",
     "Count",
+    "EnrichOptions",
+    "Failure",
     "InputError",
+    "MediaDocument",
     "MediaItem",
     "MissingDependencyError",
     "MolmoRagError",
@@ -49,8 +59,10 @@ __all__ = [
     "Scene",
     "UnsupportedTaskError",
     "VideoTask",
+    "aiter_documents",
     "create_backend",
     "get_backend",
+    "iter_documents",
     "parse_count",
     "parse_points",
     "read",

@@ -9,10 +9,20 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 stamp=.venv/.molmo-rag-installed
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  echo "Installing molmo-rag and its extras into .venv (log: .venv/install.log)..." >&2
+# The core with every extra, and the framework integration packages (editable).
+packages=(-e ".[all,dev]")
+for integration in integrations/*/; do
+  [ -f "$integration/pyproject.toml" ] && packages+=(-e "$integration")
+done
+stale=0
+[ -f "$stamp" ] || stale=1
+for project in pyproject.toml integrations/*/pyproject.toml; do
+  [ -f "$project" ] && [ "$project" -nt "$stamp" ] && stale=1
+done
+if [ "$stale" -eq 1 ]; then
+  echo "Installing molmo-rag, its extras and integrations into .venv (log: .venv/install.log)..." >&2
   if ! { .venv/bin/python -m pip install --upgrade pip \
-         && .venv/bin/python -m pip install -e ".[all,dev]"; } >.venv/install.log 2>&1; then
+         && .venv/bin/python -m pip install "${packages[@]}"; } >.venv/install.log 2>&1; then
     tail -n 40 .venv/install.log >&2
     exit 1
   fi

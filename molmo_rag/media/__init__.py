@@ -16,7 +16,9 @@ from .items import (
     sha256_hex,
 )
 from .options import ReaderOptions
-from .sources import Blob, read, sniff
+from .blob import Blob
+from .sniffing import classify, sniff
+from .sources import read
 
 __all__ = [
     "Blob",
@@ -28,6 +30,7 @@ __all__ = [
     "ReaderOptions",
     "VideoFrames",
     "VideoLoader",
+    "classify",
     "encode_image",
     "read",
     "sha256_hex",

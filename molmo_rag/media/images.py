@@ -19,7 +19,7 @@ from .options import ReaderOptions
 if TYPE_CHECKING:  # pragma: no cover
     from PIL import Image
 
-    from .sources import Blob
+    from .blob import Blob
 
 __all__ = ["FileImageLoader", "read_image", "read_pil", "to_rgb", "fit_within"]
 
@@ -82,7 +82,7 @@ def _opened(blob: "Blob", options: ReaderOptions) -> Iterator["Image.Image"]:
     source = blob.source
     head = blob.head(64)
     if head[4:8] == b"ftyp":
-        from .sources import sniff
+        from .sniffing import sniff
 
         if sniff(head) == "heic":
             _register_heif(source)

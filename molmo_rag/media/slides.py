@@ -43,7 +43,7 @@ from .options import ReaderOptions
 if TYPE_CHECKING:  # pragma: no cover
     from PIL import Image
 
-    from .sources import Blob
+    from .blob import Blob
 
 __all__ = [
     "SlideInfo",

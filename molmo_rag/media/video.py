@@ -44,7 +44,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
     from PIL import Image
 
-    from .sources import Blob
+    from .blob import Blob
 
 __all__ = [
     "VideoInfo",

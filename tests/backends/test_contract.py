@@ -12,7 +12,7 @@ import pytest
 from molmo_rag import Ask, Caption, Count, Scene, VideoTask
 from molmo_rag.backends.base import BACKENDS, Request, Result, backend_class, get_backend
 from molmo_rag.errors import CorruptMediaError, MolmoRagError, UnsupportedTaskError
-from molmo_rag.loopback import SERVERS
+from molmo_rag.testing.loopback import SERVERS
 from molmo_rag.media.items import MediaItem
 
 from rest_helpers import FAST, images, video_item

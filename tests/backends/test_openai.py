@@ -11,7 +11,7 @@ from molmo_rag.backends.base import Request
 from molmo_rag.backends.openai import build_chat_body, parse_chat_completion
 from molmo_rag.backends.rest import RestEngine
 from molmo_rag.errors import AuthenticationError, BackendError, ResponseFormatError
-from molmo_rag.loopback import OpenAIServer
+from molmo_rag.testing.loopback import OpenAIServer
 from molmo_rag.tasks import Ask, Caption, Count, Scene, VideoTask
 
 

@@ -8,7 +8,7 @@ from rest_helpers import KEY, backend, images, png_sha, run, video_item
 
 from molmo_rag.backends.openoctopus import ERROR_TABLE, MODEL, build_body, task_text
 from molmo_rag.errors import AuthenticationError, BackendError, UnsupportedTaskError
-from molmo_rag.loopback import OpenOctopusServer
+from molmo_rag.testing.loopback import OpenOctopusServer
 from molmo_rag.tasks import Ask, Caption, Count, Scene
 
 

@@ -20,7 +20,7 @@ from molmo_rag.errors import (
     RateLimitError,
     ResponseFormatError,
 )
-from molmo_rag.loopback import OpenOctopusServer, WaveSpeedServer
+from molmo_rag.testing.loopback import OpenOctopusServer, WaveSpeedServer
 from molmo_rag.tasks import Caption
 
 CAPTION = Caption(detail="medium")

@@ -11,7 +11,7 @@ from molmo_rag import Caption
 from molmo_rag.backends.base import Request, Result, get_backend
 from molmo_rag.cache import ResultCache
 from molmo_rag.enrich import Enricher
-from molmo_rag.loopback import WaveSpeedServer
+from molmo_rag.testing.loopback import WaveSpeedServer
 
 
 def test_fast_answers_arrive_before_a_slow_one_finishes():

@@ -10,7 +10,7 @@ from rest_helpers import KEY, backend, images, png_sha, run, video_item
 
 from molmo_rag.backends.wavespeed import endpoint_for, parse_prediction
 from molmo_rag.errors import BackendError, MediaTooLargeError, ResponseFormatError, UnsupportedTaskError
-from molmo_rag.loopback import WaveSpeedServer
+from molmo_rag.testing.loopback import WaveSpeedServer
 from molmo_rag.tasks import Ask, Caption, Count, Scene, VideoTask
 
 

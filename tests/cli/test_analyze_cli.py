@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from molmo_rag.cli import main
-from molmo_rag.loopback import WaveSpeedServer
-from molmo_rag.media.samples import Shot, make_video, photo
+from molmo_rag.testing.loopback import WaveSpeedServer
+from molmo_rag.testing.samples import Shot, make_video, photo
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,8 @@ import pytest
 
 import _pixel_backend
 from molmo_rag.cli import main
-from molmo_rag.loopback import WaveSpeedServer
-from molmo_rag.media import samples
+from molmo_rag.testing.loopback import WaveSpeedServer
+from molmo_rag.testing import samples
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ pytest.importorskip("pypdfium2")
 
 @pytest.fixture(scope="module")
 def library(tmp_path_factory) -> Path:
-    from molmo_rag.media import samples
+    from molmo_rag.testing import samples
 
     root = tmp_path_factory.mktemp("library")
     for sub in ("photos", "decks", "clips"):
@@ -116,7 +116,7 @@ def test_index_and_search_a_mixed_folder(library, run, tmp_path):
 
 
 def test_rerun_through_the_rest_backend_makes_no_calls_and_keeps_the_key_out(library, run, tmp_path, monkeypatch):
-    from molmo_rag.loopback import OpenAIServer
+    from molmo_rag.testing.loopback import OpenAIServer
 
     key = "sk-test-0123456789abcdef"
     db, cache = tmp_path / "db", tmp_path / "cache"
@@ -191,7 +191,7 @@ def _points(db: Path) -> dict:
 def test_a_killed_run_resumes_to_the_same_index(library, tmp_path):
     """SIGKILL an index run midway, run it again: same points as an uninterrupted run, and
     the second run asks the backend only for what the first had not finished."""
-    from molmo_rag.loopback import OpenAIServer
+    from molmo_rag.testing.loopback import OpenAIServer
 
     key = "loopback-key"
     with OpenAIServer(api_key=key, latency=0.15) as server:
@@ -263,7 +263,7 @@ def test_search_kinds_comma_separated_and_memory_db_refused(library, run, tmp_pa
 def test_remove_a_deleted_folder_and_a_mistyped_path(run, tmp_path):
     import shutil
 
-    from molmo_rag.media import samples
+    from molmo_rag.testing import samples
 
     folder = tmp_path / "shoot"
     folder.mkdir()

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from molmo_rag.media import ReaderOptions, samples
+from molmo_rag.media import ReaderOptions
+from molmo_rag.testing import samples
 
 
 @pytest.fixture(scope="session")

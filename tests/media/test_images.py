@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 
 from molmo_rag.errors import CorruptMediaError, MediaTooLargeError, UnsupportedMediaError
-from molmo_rag.media import MediaItem, ReaderOptions, read, samples
+from molmo_rag.media import MediaItem, ReaderOptions, read
+from molmo_rag.testing import samples
 
 
 def _one(source, options=None) -> MediaItem:

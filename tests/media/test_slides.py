@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 from molmo_rag.errors import CorruptMediaError, UnsupportedMediaError
-from molmo_rag.media import MediaItem, ReaderOptions, read, samples
+from molmo_rag.media import MediaItem, ReaderOptions, read
+from molmo_rag.testing import samples
 from molmo_rag.media import slides as slides_module
 
 

@@ -18,7 +18,8 @@ from molmo_rag.errors import (
     UnreachableSourceError,
     UnsupportedMediaError,
 )
-from molmo_rag.media import MediaItem, ReaderOptions, read, samples, sniff
+from molmo_rag.media import MediaItem, ReaderOptions, read, sniff
+from molmo_rag.testing import samples
 
 
 def _png_bytes(name="coffee", size=(60, 40)) -> bytes:

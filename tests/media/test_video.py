@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from molmo_rag.errors import CorruptMediaError, MediaTooLargeError, UnsupportedMediaError
-from molmo_rag.media import MediaItem, ReaderOptions, read, samples
+from molmo_rag.media import MediaItem, ReaderOptions, read
+from molmo_rag.testing import samples
 from molmo_rag.media.options import MAX_SEGMENT_SECONDS
 from molmo_rag.media.sources import Blob
 from molmo_rag.media import video as video_module

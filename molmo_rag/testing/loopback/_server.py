@@ -1,11 +1,15 @@
 """The machinery the loopback servers share: a threaded HTTP/1.1 server on 127.0.0.1,
-routing, API-key checks, switchable faults, simulated jobs and request counters."""
+routing, API-key checks, switchable faults, simulated jobs (fixed or heavy-tailed
+lognormal latency, reproducible by seed) and request counters, with a record of every job
+(created, finished, latency) for benchmarks that compare a client with the ideal schedule."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
 import json
+import math
+import random
 import re
 import threading
 import time
@@ -15,7 +19,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
-__all__ = ["LoopbackServer", "Reply", "Incoming", "Job", "ServerStats", "FAULT_KINDS"]
+__all__ = ["LoopbackServer", "Reply", "Incoming", "Job", "JobRecord", "ServerStats", "FAULT_KINDS"]
 
 FAULT_KINDS = frozenset({"rate_limit", "server_error", "drop", "malformed", "slow", "reply", "fail_job", "slow_job"})
 """Request faults: ``rate_limit`` (429 + Retry-After), ``server_error`` (5xx), ``drop`` (the
@@ -70,6 +74,14 @@ class Job:
     created: float = field(default_factory=time.monotonic)
     fail: dict | None = None
     """When set, the job ends failed with this error (protocol-specific fields)."""
+    delivered: float | None = None
+    """``time.monotonic()`` when a client was first told the job had finished (a poll or a
+    sync answer that carried its end), None until then (and on servers that answer inline)."""
+
+    @property
+    def done_at(self) -> float:
+        """``time.monotonic()`` at which the job finishes (created + latency)."""
+        return self.created + self.latency
 
     @property
     def elapsed(self) -> float:
@@ -98,9 +110,35 @@ class _Fault:
     params: dict
 
 
+class JobRecord:
+    """What :attr:`ServerStats.jobs` keeps of one job: ``created``, ``done_at`` (created +
+    latency), its own ``latency`` and ``delivered`` (see :attr:`Job.delivered`), read live
+    from the job (a test that shortens a job's latency changes its record too). Unpacks as
+    ``created, done_at, latency = record``. Times are ``time.monotonic()`` of this process."""
+
+    __slots__ = ("_job",)
+
+    def __init__(self, job: Job):
+        self._job = job
+
+    id = property(lambda self: self._job.id)
+    kind = property(lambda self: self._job.kind)
+    created = property(lambda self: self._job.created)
+    latency = property(lambda self: self._job.latency)
+    done_at = property(lambda self: self._job.done_at)
+    delivered = property(lambda self: self._job.delivered)
+
+    def __iter__(self):
+        return iter((self.created, self.done_at, self.latency))
+
+    def __repr__(self) -> str:
+        return f"JobRecord(created={self.created:.3f}, done_at={self.done_at:.3f}, latency={self.latency:.3f})"
+
+
 @dataclass
 class ServerStats:
-    """Counters of what the server received."""
+    """Counters of what the server received, and a record of every job created (in the
+    order they were created) since the server started or :meth:`LoopbackServer.reset_stats`."""
 
     requests: int = 0
     by_route: Counter = field(default_factory=Counter)
@@ -109,6 +147,7 @@ class ServerStats:
     jobs_created: int = 0
     unauthorized: int = 0
     faults_applied: Counter = field(default_factory=Counter)
+    jobs: list[JobRecord] = field(default_factory=list)
 
 
 Handler = Callable[[Incoming, re.Match], Reply]
@@ -118,14 +157,32 @@ class LoopbackServer(ABC):
     """Base of the protocol servers. Use as a context manager, or ``start()``/``stop()``.
 
     ``api_key``: the key clients must send as ``Authorization: Bearer ...`` (None: no check).
-    ``latency``: how long every job takes (s). Faults are switched on with :meth:`inject`.
+    ``latency``: how long every job takes (s); with ``latency_sigma`` > 0 it is the *median*
+    of a lognormal instead, and each job draws its own latency (``exp(N(ln latency,
+    sigma))``: sigma 0.8 gives a heavy tail, about 6x the median at the 99th percentile),
+    from a generator seeded with ``seed`` (None: unseeded), so the n-th job created gets the
+    same latency in every run with the same seed. Faults are switched on with :meth:`inject`.
     """
 
     kind = "loopback"
 
-    def __init__(self, *, api_key: str | None = "loopback-key", latency: float = 0.0, host: str = "127.0.0.1", port: int = 0):
+    def __init__(
+        self,
+        *,
+        api_key: str | None = "loopback-key",
+        latency: float = 0.0,
+        latency_sigma: float = 0.0,
+        seed: int | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ):
+        if latency < 0 or latency_sigma < 0:
+            raise ValueError("latency and latency_sigma must be >= 0")
         self.api_key = api_key
         self.latency = latency
+        self.latency_sigma = latency_sigma
+        self.seed = seed
+        self._rng = random.Random(seed)
         self.host, self.port = host, port
         self.stats = ServerStats()
         self.jobs: dict[str, Job] = {}
@@ -204,6 +261,19 @@ class LoopbackServer(ABC):
         with self._lock:
             self.stats = ServerStats()
 
+    def reseed(self, seed: int | None = None) -> None:
+        """Restart the latency draws (from ``seed``, default the one given at creation), so
+        the next jobs get the same latencies as the first jobs of the run before."""
+        with self._lock:
+            self._rng = random.Random(self.seed if seed is None else seed)
+
+    def draw_latency(self) -> float:
+        """The latency of the next job: ``latency``, or a lognormal draw around it."""
+        if self.latency_sigma <= 0 or self.latency <= 0:
+            return self.latency
+        with self._lock:
+            return self._rng.lognormvariate(math.log(self.latency), self.latency_sigma)
+
     def _take(self, kinds: frozenset[str] | set[str], route: str) -> _Fault | None:
         with self._lock:
             for fault in self._faults:
@@ -216,7 +286,7 @@ class LoopbackServer(ABC):
 
     def take_job_fault(self, route: str) -> tuple[float, dict | None]:
         """(latency, failure params or None) for a job being created on ``route``."""
-        latency, fail = self.latency, None
+        latency, fail = self.draw_latency(), None
         slow = self._take({"slow_job"}, route)
         if slow:
             latency = float(slow.params.get("latency", max(1.0, 10 * self.latency)))
@@ -231,7 +301,13 @@ class LoopbackServer(ABC):
         with self._lock:
             self.jobs[job.id] = job
             self.stats.jobs_created += 1
+            self.stats.jobs.append(JobRecord(job))
         return job
+
+    def mark_delivered(self, job: Job) -> None:
+        """Note that a client is being told ``job`` finished (the first time counts)."""
+        if job.delivered is None:
+            job.delivered = time.monotonic()
 
     # -- what subclasses define ----------------------------------------------------------
     @abstractmethod

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from ..backends.openoctopus import ERROR_TABLE, MODEL
+from ...backends.openoctopus import ERROR_TABLE, MODEL
 from ._model import answer, inspect_media
 from ._server import Incoming, Job, LoopbackServer, Reply
 

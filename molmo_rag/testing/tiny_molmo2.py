@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .errors import ConfigurationError, MissingDependencyError
+from ..errors import ConfigurationError, MissingDependencyError
 
 if TYPE_CHECKING:  # pragma: no cover
     from transformers import Molmo2Config, Molmo2Processor, PreTrainedTokenizerBase

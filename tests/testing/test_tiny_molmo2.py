@@ -10,7 +10,7 @@ pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from molmo_rag.errors import ConfigurationError  # noqa: E402
-from molmo_rag.testing import (  # noqa: E402
+from molmo_rag.testing.tiny_molmo2 import (  # noqa: E402
     MEDIA_TOKENS,
     SPECIAL_TOKENS,
     TINY,

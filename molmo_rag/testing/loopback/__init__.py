@@ -10,7 +10,7 @@ without the server's ``api_key`` gets the protocol's 401.
 
 Answers come from a stand-in model that reads the media (size, hash) and the task, and
 answers in Molmo2's conventions (points markup for counts), so each item gets its own
-answer. Run one from a shell: ``python -m molmo_rag.loopback wavespeed --port 8765``.
+answer. Run one from a shell: ``python -m molmo_rag.testing.loopback wavespeed --port 8765``.
 """
 
 from ._server import FAULT_KINDS, LoopbackServer, ServerStats

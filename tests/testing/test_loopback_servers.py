@@ -9,7 +9,7 @@ import threading
 import httpx
 import pytest
 
-from molmo_rag.loopback import OpenAIServer, OpenOctopusServer, WaveSpeedServer
+from molmo_rag.testing.loopback import OpenAIServer, OpenOctopusServer, WaveSpeedServer
 
 KEY = "loop-key-123456"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -91,5 +91,5 @@ def test_openoctopus_errors_follow_the_gateway_shape():
 
 
 def test_command_line_help():
-    out = subprocess.run([sys.executable, "-m", "molmo_rag.loopback", "--help"], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-m", "molmo_rag.testing.loopback", "--help"], capture_output=True, text=True, check=True)
     assert "wavespeed" in out.stdout and "--latency" in out.stdout

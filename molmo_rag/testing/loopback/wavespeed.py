@@ -63,13 +63,16 @@ class WaveSpeedServer(LoopbackServer):
         return Reply(400, {"code": 400, "message": message, "data": None})
 
     def _prediction(self, job: Job) -> dict:
-        if not job.done:
+        done = job.done  # read once: the answer and the delivery record agree
+        if not done:
             status, outputs, error = ("created" if job.early else "processing"), [], ""
         elif job.fail:
             status, outputs, error = "failed", [], job.fail.get("error", "HTTP 500: upstream inference failed")
         else:
             status, error = "completed", ""
             outputs = [f"{self.root_url}/outputs/{job.id}.txt" if self.output_mode == "url" else job.text]
+        if done:
+            self.mark_delivered(job)  # stats.jobs: when the client learnt the job's end
         created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         return {
             "id": job.id,
@@ -80,7 +83,7 @@ class WaveSpeedServer(LoopbackServer):
             "status": status,
             "created_at": created,
             "error": error,
-            "timings": {"inference": int(job.latency * 1000)} if job.done else {},
+            "timings": {"inference": int(job.latency * 1000)} if done else {},
         }
 
     # -- handlers ------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""``python -m molmo_rag.loopback {wavespeed|openoctopus|openai} [--port N] [--latency S]
+"""``python -m molmo_rag.testing.loopback {wavespeed|openoctopus|openai} [--port N] [--latency S]
 [--api-key KEY]``: serve one protocol on 127.0.0.1 until interrupted, and print the
 environment variables that point molmo-rag at it."""
 
@@ -11,7 +11,7 @@ from . import SERVERS
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m molmo_rag.loopback", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m molmo_rag.testing.loopback", description=__doc__)
     parser.add_argument("protocol", choices=sorted(SERVERS))
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
     parser.add_argument("--latency", type=float, default=0.5, help="seconds every job takes")
