@@ -1,10 +1,10 @@
-"""What hosted calls cost, from the seeds' price lists, computed before anything is called.
+"""What hosted calls cost (price lists: docs/hosted-apis.md), computed before any call.
 
-* WaveSpeed image captioner: $0.002 per image (seed 000).
+* WaveSpeed image captioner: $0.002 per image (docs/hosted-apis.md).
 * WaveSpeed video captioner and video understanding: $0.005 per started 5 s of video, 5 s
-  minimum, at most 120 s per call (seeds 001, 004); a longer segment raises
+  minimum, at most 120 s per call (docs/hosted-apis.md); a longer segment raises
   :class:`~molmo_rag.errors.MediaTooLargeError` (split it into shorter segments).
-* OpenOctopus image captioner: the seeds give no separate price; it serves the same
+* OpenOctopus image captioner: its API pages give no separate price; it serves the same
   WaveSpeed Molmo2 model, so the same $0.002 per image is used as the estimate.
 * ``local`` and ``openai`` (self-hosted, e.g. vLLM): $0 here (your own hardware).
 """

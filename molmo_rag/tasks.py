@@ -2,10 +2,10 @@
 
 A task knows its prompt for prompt-driven backends (local transformers, OpenAI-compatible,
 OpenOctopus), its token budget, and how its answer is parsed into the JSON fields of
-``DESIGN.md``. Fixed REST endpoints (WaveSpeed) map tasks to their own fields; they read
+``docs/architecture.md``. Fixed REST endpoints (WaveSpeed) map tasks to their own fields; they read
 ``detail``, ``task`` and ``text`` from here, so that mapping also lives with the task.
 
-Prompts follow the conventions of AI2's Molmo2 training data (see ``MOLMO2.md``).
+Prompts follow the conventions of AI2's Molmo2 training data (see ``docs/molmo2.md``).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""OpenOctopus's hosted Molmo2 image captioner (seeds 002, 003).
+"""OpenOctopus's hosted Molmo2 image captioner (see docs/hosted-apis.md).
 
 ``POST {base}/v1/images/recognitions`` with ``{"model": "openoctopus/image-captioner-molmo2",
 "prompt": ..., "input": {"image": url-or-data-uri, "detail_level": ...}}`` -> ``{id,
@@ -6,7 +6,7 @@ status: "queued"}``; poll ``GET {base}/v1/tasks/{id}`` (1.8 s for up to 180 s by
 until ``succeeded | failed | cancelled``. Prompts are free text, so captions, questions,
 counts and scene descriptions all run on images.
 
-The error table of seed 003 drives retries: an HTTP error or a failed task whose
+The error table in docs/hosted-apis.md drives retries: an HTTP error or a failed task whose
 ``error.code`` is marked retryable is tried again (a failed task is over, so that means a
 new submission, at most ``max_resubmits`` times); every other code is reported with its
 code and message. Codes not in the table fall back to the HTTP status (429 and, for
@@ -85,7 +85,7 @@ ERROR_TABLE: dict[str, ErrorSpec] = {
     "service_unavailable": ErrorSpec(503, True, "The service is temporarily unavailable. Please retry later."),
     "internal_error": ErrorSpec(500, True, "The service encountered an unexpected error. Please retry later."),
 }
-"""Seed 003's gateway error table: code -> (HTTP status, retryable, message)."""
+"""The gateway error table of docs/hosted-apis.md: code -> (HTTP status, retryable, message)."""
 
 
 class OpenOctopusOptions(RestOptions):

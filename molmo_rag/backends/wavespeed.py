@@ -1,4 +1,4 @@
-"""WaveSpeed's hosted Molmo2 endpoints (seeds 000, 001, 004).
+"""WaveSpeed's hosted Molmo2 endpoints (see docs/hosted-apis.md).
 
 * image ``Caption`` -> ``image-captioner`` (``image``, ``detail_level``)
 * video ``Caption`` -> ``video-captioner`` (``video``, ``detail_level``)

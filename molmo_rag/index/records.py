@@ -1,6 +1,6 @@
 """Records: one per image, slide or video segment, built from its task results.
 
-A record holds the metadata payload of ``DESIGN.md`` and the text that gets embedded.
+A record holds the metadata payload of ``docs/architecture.md`` and the text that gets embedded.
 :meth:`MediaRecord.point_payload` lays it out so that three readers can open the same
 Qdrant point: molmo-rag (keys at the root), LlamaIndex (root keys + ``text``) and LangChain
 (``page_content`` + ``metadata``).

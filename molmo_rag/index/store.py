@@ -7,7 +7,7 @@ Where the index lives (one facade, like qdrant-client's own):
 * a Qdrant server or cluster: ``url=...`` (or ``MOLMO_RAG_QDRANT_URL``), key from
   ``api_key`` or ``QDRANT_API_KEY``.
 
-Layout ("one collection, every door", see ``DESIGN.md``): a named dense vector
+Layout ("one collection, every door", see ``docs/architecture.md``): a named dense vector
 ``text-dense`` (cosine), the metadata at the payload root plus the embedded text under
 ``text`` (LlamaIndex), and a copy as ``page_content`` + ``metadata`` (LangChain, opened
 with ``vector_name="text-dense"``). The embedder's name and dimension are recorded in the
