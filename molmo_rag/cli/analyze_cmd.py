@@ -7,7 +7,6 @@ from typing import Annotated
 
 import typer
 
-from ..analyze import Failure, analyze
 from ..errors import UnsupportedMediaError
 from ..tasks import Ask, Caption, Count, Detail, Task, VideoTask, VideoTaskName
 from .app import app
@@ -49,6 +48,7 @@ def run_task(
     segment: str | None = None, segment_seconds: float | None = None,
 ) -> None:
     """Print one line per item (slide, segment) and exit 1 if any source failed."""
+    from ..analyze import Failure, analyze  # here, not at import: `molmo-rag search` starts faster
     options = reader_options(segment, segment_seconds)  # a bad flag fails before a model loads
     engine = make_backend(backend, model, concurrency)
     failed = lines = 0

@@ -219,7 +219,7 @@ def test_unknown_hub_id_is_reported(monkeypatch):
 
 # -- generation on real photos ----------------------------------------------------------------
 def test_answer_is_the_documented_recipe(backend, tiny_molmo2_path):
-    """Same tokens as the MOLMO2.md recipe run by hand: only the new tokens are decoded."""
+    """Same tokens as the docs/molmo2.md recipe run by hand: only the new tokens are decoded."""
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     processor = AutoProcessor.from_pretrained(tiny_molmo2_path)

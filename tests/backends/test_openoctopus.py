@@ -1,5 +1,5 @@
 """OpenOctopusBackend against the loopback OpenOctopus server: requests, output shapes and
-the retry rules of seed 003's error table."""
+the retry rules of the OpenOctopus error table in docs/hosted-apis.md."""
 
 from __future__ import annotations
 
