@@ -1,0 +1,84 @@
+"""``MolmoEmbeddings``: molmo-rag's text embedder as LangChain ``Embeddings``."""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import TYPE_CHECKING, Any
+
+from langchain_core.embeddings import Embeddings
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+
+if TYPE_CHECKING:  # pragma: no cover
+    from molmo_rag.index.embeddings import Embedder
+
+__all__ = ["MolmoEmbeddings"]
+
+
+def _default_model() -> str:
+    from molmo_rag.index.embeddings import DEFAULT_EMBEDDER
+
+    return os.environ.get("MOLMO_RAG_EMBEDDER") or DEFAULT_EMBEDDER
+
+
+class MolmoEmbeddings(BaseModel, Embeddings):
+    """The embedder ``molmo-rag index`` and ``molmo-rag search`` use, so documents written
+    through LangChain and collections written by the CLI share one vector space.
+
+    ``model``: ``"wordllama"`` (the default: 256-d static embeddings bundled with the
+    package, fully offline), ``"fastembed"`` or ``"fastembed:MODEL"`` (Qdrant's ONNX models,
+    downloaded on first use; needs ``molmo-rag[fastembed]``), or a name recorded in a
+    collection such as ``"wordllama/l2_supercat-256"``. Default: ``MOLMO_RAG_EMBEDDER``,
+    else ``wordllama``.
+
+    Example:
+        .. code-block:: python
+
+            from langchain_molmo import MolmoEmbeddings
+
+            embeddings = MolmoEmbeddings()
+            vector = embeddings.embed_query("two people at a whiteboard")
+    """
+
+    model: str = Field(default_factory=_default_model, description="Embedder spec: wordllama, fastembed[:MODEL].")
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    _embedder: "Embedder | None" = PrivateAttr(default=None)
+    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+
+    @property
+    def embedder(self) -> "Embedder":
+        """The core embedder (loaded on first use)."""
+        if self._embedder is None:
+            with self._lock:
+                if self._embedder is None:
+                    from molmo_rag.index.embeddings import get_embedder
+
+                    self._embedder = get_embedder(self.model)
+        return self._embedder
+
+    @property
+    def name(self) -> str:
+        """The embedder's identity as molmo-rag records it in a collection."""
+        return self.embedder.name
+
+    @property
+    def dimensions(self) -> int:
+        return self.embedder.dim
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return [[float(x) for x in vector] for vector in self.embedder.embed(list(texts))]
+
+    def embed_query(self, text: str) -> list[float]:
+        return [float(x) for x in self.embedder.embed_query(text)]
+
+    def __getstate__(self) -> dict[Any, Any]:  # the loaded model is not pickled: it reloads
+        state = super().__getstate__()
+        state["__pydantic_private__"] = {"_embedder": None, "_lock": None}
+        return state
+
+    def __setstate__(self, state: dict[Any, Any]) -> None:
+        super().__setstate__(state)
+        self._embedder = None
+        self._lock = threading.Lock()

@@ -1,0 +1,243 @@
+"""``MolmoRetriever`` over a molmo-rag collection, and ``molmo_filter`` for LangChain's own
+``QdrantVectorStore`` opened on one."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun
+from langchain_core.documents import Document
+from langchain_core.retrievers import BaseRetriever
+from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, model_validator
+
+if TYPE_CHECKING:  # pragma: no cover
+    from molmo_rag.index.filters import SearchFilter
+    from molmo_rag.index.store import Hit, QdrantIndex
+
+__all__ = ["MolmoRetriever", "molmo_filter"]
+
+Kinds = str | Sequence[str] | None
+Where = str | Sequence[str]
+
+_OVERRIDES = ("k", "kind", "where", "source", "after", "before")
+
+# Embedded Qdrant lets one client at a time open a folder: searches of this process take turns.
+_PATH_LOCKS: dict[str, threading.Lock] = {}
+_PATH_LOCKS_GUARD = threading.Lock()
+
+
+def _path_lock(path: str) -> threading.Lock:
+    key = os.path.realpath(path)
+    with _PATH_LOCKS_GUARD:
+        return _PATH_LOCKS.setdefault(key, threading.Lock())
+
+
+def _search_filter(
+    kind: Kinds = None, where: Where = (), source: str | os.PathLike[str] | None = None,
+    after: float | None = None, before: float | None = None,
+) -> "SearchFilter":
+    from molmo_rag.index.filters import SearchFilter
+
+    return SearchFilter(
+        kind=[kind] if isinstance(kind, str) else (list(kind) if kind else None),
+        where=[where] if isinstance(where, str) else list(where),
+        source=os.fspath(source) if source is not None else None,
+        after=after,
+        before=before,
+    )
+
+
+def _prefixed(condition: Any, prefix: str) -> Any:
+    """The core's Qdrant filter with every payload key moved under ``prefix``: LangChain's
+    ``QdrantVectorStore`` keeps metadata under ``metadata``. ``source_prefixes`` (the folder
+    index ``molmo-rag index`` writes at the payload root only) stays at the root."""
+    from qdrant_client import models
+
+    if isinstance(condition, list):
+        return [_prefixed(c, prefix) for c in condition]
+    if isinstance(condition, models.Filter):
+        return models.Filter(
+            must=_prefixed(condition.must, prefix) if condition.must is not None else None,
+            should=_prefixed(condition.should, prefix) if condition.should is not None else None,
+            must_not=_prefixed(condition.must_not, prefix) if condition.must_not is not None else None,
+            min_should=condition.min_should,
+        )
+    if isinstance(condition, models.FieldCondition) and condition.key != "source_prefixes":
+        return condition.model_copy(update={"key": prefix + condition.key})
+    return condition
+
+
+def molmo_filter(
+    *,
+    kind: Kinds = None,
+    where: Where = (),
+    source: str | os.PathLike[str] | None = None,
+    after: float | None = None,
+    before: float | None = None,
+    key_prefix: str = "metadata.",
+) -> Any:
+    """The Qdrant filter of molmo-rag's search options, for LangChain's ``QdrantVectorStore``
+    (``filter=`` of ``similarity_search`` / ``search_kwargs``), keys under ``metadata.``.
+
+    Same language as ``molmo-rag search`` and :class:`MolmoRetriever`: ``kind`` (``image``,
+    ``slide``, ``video``, or several), ``where`` (``"count.person>=2"``, ``"slide<=3"``,
+    ``"title==Results"``; a list or ``,``-separated: all must hold), ``source`` (a file or
+    URL, or a folder / URL prefix), ``after``/``before`` (video segments overlapping that
+    time range, seconds). Returns a ``qdrant_client.models.Filter``, or None when no
+    option is given. ``key_prefix=""`` gives the filter on the payload root
+    (``molmo_rag``'s own layout). A bad condition raises ``molmo_rag.errors.UsageError``.
+
+    A folder ``source`` matches through the ``source_prefixes`` key that ``molmo-rag index``
+    writes; documents written by LangChain carry none, so on them ``source`` matches files
+    and URLs exactly.
+    """
+    from molmo_rag.index.filters import build_filter
+
+    built = build_filter(_search_filter(kind, where, source, after, before))
+    if built is None or not key_prefix:
+        return built
+    return _prefixed(built, key_prefix)
+
+
+class MolmoRetriever(BaseRetriever):
+    """Search a molmo-rag collection (written by ``molmo-rag index``, ``molmo_rag.pipeline``
+    or :class:`~langchain_molmo.MolmoLoader` documents) in words, with molmo-rag's filters.
+
+    Each hit is a ``Document``: ``page_content`` the embedded text, ``metadata`` the payload
+    keys plus ``score``, ``id`` the point id (the id :class:`~langchain_molmo.MolmoLoader`
+    gives that item).
+
+    Example:
+        .. code-block:: python
+
+            from langchain_molmo import MolmoRetriever
+
+            retriever = MolmoRetriever(db="./my-index", k=5, kind="video", where="count.person>=2")
+            docs = retriever.invoke("people talking at a whiteboard")
+            docs = retriever.invoke("a red car", kind="image", k=2)  # per-call overrides
+
+    Args:
+        db: folder of an embedded Qdrant (default ``MOLMO_RAG_DB`` or ``./.molmo-rag/qdrant``
+            when no ``url`` is given either), or an open ``molmo_rag.index.QdrantIndex``.
+            An embedded folder is opened for each search and closed after it (Qdrant lets
+            one client at a time hold it).
+        url: a Qdrant server or cluster (key: ``api_key`` or ``QDRANT_API_KEY``).
+        collection: the collection name (default ``molmo_rag``).
+        k: how many documents to return.
+        kind, where, source, after, before: filters, as in ``molmo-rag search``.
+        embedder: the query embedder (default: the one the collection was made with).
+    """
+
+    db: Any = None
+    url: str | None = None
+    api_key: SecretStr | None = None
+    collection: str = "molmo_rag"
+    k: int = Field(default=4, ge=1)
+    kind: Kinds = None
+    where: Where = ()
+    source: str | None = None
+    after: float | None = None
+    before: float | None = None
+    embedder: str | None = None
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    _server: "QdrantIndex | None" = PrivateAttr(default=None)
+    _server_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+
+    @model_validator(mode="after")
+    def _check(self) -> "MolmoRetriever":
+        from molmo_rag.index.filters import build_filter
+
+        if isinstance(self.db, os.PathLike):
+            self.db = os.fspath(self.db)
+        if self.db is not None and self.url:
+            raise ValueError("give either db (a folder) or url (a Qdrant server), not both")
+        build_filter(self._filter())  # a bad condition fails here, not at the first query
+        return self
+
+    def _filter(self, **overrides: Any) -> "SearchFilter":
+        values = {name: overrides.get(name, getattr(self, name)) for name in ("kind", "where", "source", "after", "before")}
+        return _search_filter(**values)
+
+    # -- LangChain's hooks -------------------------------------------------------------------
+    def _get_relevant_documents(
+        self, query: str, *, run_manager: CallbackManagerForRetrieverRun, **kwargs: Any
+    ) -> list[Document]:
+        return self._search(query, kwargs)
+
+    async def _aget_relevant_documents(
+        self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun, **kwargs: Any
+    ) -> list[Document]:
+        # Qdrant's embedded mode and the embedder are blocking: a worker thread keeps the loop free.
+        return await asyncio.to_thread(self._search, query, kwargs)
+
+    # -- search --------------------------------------------------------------------------
+    def _search(self, query: str, overrides: dict[str, Any]) -> list[Document]:
+        from molmo_rag import pipeline
+        from molmo_rag.index.store import QdrantIndex
+
+        unknown = sorted(set(overrides) - set(_OVERRIDES))
+        if unknown:
+            raise TypeError(f"MolmoRetriever got unexpected argument(s) {unknown}; per-call options: {list(_OVERRIDES)}")
+        k = int(overrides.get("k", self.k))
+        flt = self._filter(**overrides)
+        options = {
+            "kind": flt.kind, "where": flt.where, "source": flt.source, "after": flt.after, "before": flt.before,
+            "top": k, "embedder": self.embedder,
+        }
+        if isinstance(self.db, QdrantIndex):
+            return self._documents(self.db, pipeline.search(query, db=self.db, collection=self.db.collection, **options))
+        if self.url or (self.db is None and os.environ.get("MOLMO_RAG_QDRANT_URL")):
+            store = self._server_index()
+            return self._documents(store, pipeline.search(query, db=store, collection=store.collection, **options))
+        from molmo_rag.index.store import default_db_path
+
+        path = os.fspath(self.db) if self.db is not None else os.fspath(default_db_path())
+        with _path_lock(path):
+            store = pipeline.open_index(path, collection=self.collection, create=False)
+            try:
+                return self._documents(store, pipeline.search(query, db=store, collection=store.collection, **options))
+            finally:
+                store.close()
+
+    def _server_index(self) -> "QdrantIndex":
+        from molmo_rag import pipeline
+
+        with self._server_lock:
+            if self._server is None:
+                key = self.api_key.get_secret_value() if self.api_key is not None else None
+                self._server = pipeline.open_index(qdrant_url=self.url, api_key=key, collection=self.collection)
+            return self._server
+
+    def _documents(self, store: "QdrantIndex", hits: "list[Hit]") -> list[Document]:
+        """Hits as Documents. The core's ``Hit`` carries the payload keys but not the
+        embedded text, which is read back here (one call for all hits)."""
+        stored: dict[str, dict[str, Any]] = {}
+        if hits:
+            points = store.client.retrieve(
+                store.collection, ids=[h.id for h in hits], with_payload=["text", "page_content", "metadata"],
+                with_vectors=False,
+            )
+            stored = {str(p.id): p.payload or {} for p in points}
+        documents = []
+        for hit in hits:
+            payload = stored.get(hit.id, {})
+            metadata = dict(hit.payload)
+            if not metadata and isinstance(payload.get("metadata"), dict):
+                metadata = dict(payload["metadata"])  # a point written by LangChain: metadata under "metadata"
+            metadata["score"] = hit.score
+            text = payload.get("text") or payload.get("page_content") or ""
+            documents.append(Document(page_content=text, metadata=metadata, id=hit.id))
+        return documents
+
+    def close(self) -> None:
+        """Close the connection to a Qdrant server (embedded folders are closed after each search)."""
+        with self._server_lock:
+            server, self._server = self._server, None
+        if server is not None:
+            server.close()

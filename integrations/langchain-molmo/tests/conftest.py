@@ -1,0 +1,78 @@
+"""Fixtures of langchain-molmo's tests: a small mixed media library (photos, a PDF deck, a
+two-shot video, a broken file), made once per session, and a molmo-rag index of it built
+with the pixel-statistics FakeBackend."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _lc_molmo_environment(monkeypatch, tmp_path):
+    """Hermetic runs: the result cache in this test's folder, no backend, index or embedder
+    chosen by the environment."""
+    monkeypatch.setenv("MOLMO_RAG_CACHE_DIR", str(tmp_path / "molmo-cache"))
+    for name in ("MOLMO_RAG_BACKEND", "MOLMO_RAG_MODEL", "MOLMO_RAG_DB", "MOLMO_RAG_QDRANT_URL", "MOLMO_RAG_EMBEDDER"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def lc_fake_backend(monkeypatch):
+    """``backend="fake"`` resolves to molmo-rag's FakeBackend (answers from pixel statistics)."""
+    from molmo_rag.testing import register_fake_backend
+
+    register_fake_backend("fake", monkeypatch)
+    return "fake"
+
+
+@pytest.fixture(scope="session")
+def lc_library(tmp_path_factory) -> Path:
+    """photos/{astronaut,coffee,chelsea}.png + photos/broken.jpg, decks/talk.pdf (2 pages),
+    clips/street.mp4 (two 4 s shots: two segments)."""
+    pytest.importorskip("av")
+    pytest.importorskip("pypdfium2")
+    from molmo_rag.testing import samples
+
+    root = tmp_path_factory.mktemp("lc_library")
+    for sub in ("photos", "decks", "clips"):
+        (root / sub).mkdir()
+    for name in ("astronaut", "coffee", "chelsea"):
+        image = samples.photo(name)
+        image.thumbnail((160, 160))
+        image.save(root / "photos" / f"{name}.png")
+    samples.make_pdf(root / "decks" / "talk.pdf", [["Quarterly results", "Revenue grew 12%"], ["Team", "Hiring plans"]])
+    samples.make_video(
+        root / "clips" / "street.mp4",
+        [samples.Shot("rocket", 4, "static"), samples.Shot("coffee", 4, "static")],
+        size=(160, 96),
+    )
+    (root / "photos" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    return root
+
+
+@pytest.fixture(scope="session")
+def lc_index(lc_library, tmp_path_factory) -> Path:
+    """The library indexed by molmo-rag (``pipeline.index``, what ``molmo-rag index`` runs)
+    into an embedded Qdrant folder, collection ``molmo_rag``, counting ``person``."""
+    from molmo_rag import pipeline
+    from molmo_rag.testing import FakeBackend
+
+    tmp = tmp_path_factory.mktemp("lc_index")
+    summary = pipeline.index([lc_library], backend=FakeBackend(), db=tmp / "db", cache=tmp / "cache", count=["person"])
+    assert summary.indexed == 7 and len(summary.failed) == 1
+    return tmp / "db"
+
+
+@pytest.fixture(scope="session")
+def lc_points(lc_index) -> dict:
+    """Every point of the index: id -> payload (read once, the folder closed again)."""
+    from qdrant_client import QdrantClient
+
+    client = QdrantClient(path=str(lc_index))
+    try:
+        points, _ = client.scroll("molmo_rag", limit=100, with_payload=True, with_vectors=False)
+    finally:
+        client.close()
+    return {str(p.id): p.payload for p in points}
