@@ -1,0 +1,24 @@
+"""LlamaIndex integration of molmo-rag: photos, slide decks and videos, captioned, described
+and counted by AI2's Molmo2, as LlamaIndex documents, metadata and Qdrant indexes.
+
+* :class:`MolmoReader` - one ``ImageDocument`` per photo, slide and video segment;
+* :class:`MolmoExtractor` - Molmo2 metadata for image nodes from any reader;
+* :class:`MolmoEmbedding` - the core's embedder (vectors identical to ``molmo-rag index``);
+* :func:`open_index` - a molmo-rag Qdrant collection as a ``VectorStoreIndex``, both ways.
+"""
+
+from llama_index.readers.molmo.base import MolmoReader, to_image_document
+from llama_index.readers.molmo.embedding import MolmoEmbedding
+from llama_index.readers.molmo.extractor import MolmoExtractor
+from llama_index.readers.molmo.index import MolmoVectorStore, open_index
+from llama_index.readers.molmo.settings import MolmoLoadError
+
+__all__ = [
+    "MolmoEmbedding",
+    "MolmoExtractor",
+    "MolmoLoadError",
+    "MolmoReader",
+    "MolmoVectorStore",
+    "open_index",
+    "to_image_document",
+]
