@@ -13,6 +13,15 @@ the frames nearest the wanted times (in *clip time*, 0 at the segment start), ap
 rotation stored in the display matrix and downscales. When samples are several frames
 apart, non-reference frames are not decoded at all; the timestamps returned are those of
 the frames actually kept.
+
+Upload clips (what REST backends send) are the segment's own packets, copied, when a small
+H.264 segment runs from keyframe to keyframe; otherwise a re-encode at the size and frame
+rate Molmo2 reads (640 px, 4 fps unless ReaderOptions sets clip caps).
+
+A truncated file (frames stop well before the length its header declares, or a decoding
+error stops them) is read as far as it decodes: its segments cover the readable part and
+``read_video`` raises CorruptMediaError after them, naming the second from which on
+nothing could be read.
 """
 
 from __future__ import annotations
