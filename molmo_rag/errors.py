@@ -73,17 +73,18 @@ class UnsupportedTaskError(MolmoRagError):
 
 
 class ConfigurationError(MolmoRagError):
-    pass
-
-
-class UsageError(ConfigurationError):
-    """A value the caller passed is not accepted (an unknown backend, a bad filter, an empty
-    query). ``option`` names the parameter, so a front end can name its own flag for it;
-    the message itself says what is accepted. The CLI exits 2 on it."""
+    """A setting that cannot work (a missing key, an index in use, a collection made with
+    another embedder). ``option`` names the parameter concerned, when one is, so a front end
+    can name its own flag for it (messages never name CLI flags)."""
 
     def __init__(self, message: str, *, option: str | None = None):
         super().__init__(message)
         self.option = option
+
+
+class UsageError(ConfigurationError):
+    """A value the caller passed is not accepted (an unknown backend, a bad filter, an empty
+    query); the message says what is accepted. The CLI exits 2 on it."""
 
 
 def usage_error_from(exc: "Exception", what: str) -> UsageError:

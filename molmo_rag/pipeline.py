@@ -113,7 +113,7 @@ def open_index(
 
 _MEMORY_HINT = (
     "an in-memory index (':memory:') would be lost as soon as this run ends: give a folder "
-    "(--db PATH) or a Qdrant server (--qdrant-url URL); from Python, pass db=open_index(':memory:') "
+    "or a Qdrant server URL; from Python, pass db=open_index(':memory:') "
     "and keep it open for index() and search()"
 )
 
@@ -124,12 +124,12 @@ def _store_for(
     """The index to use and whether this call owns it (and must close it)."""
     if isinstance(db, QdrantIndex):
         if qdrant_url:
-            raise ConfigurationError("give either an open index as db or a --qdrant-url, not both")
+            raise UsageError("give either an open index as db or a Qdrant server URL, not both", option="qdrant_url")
         if collection not in (DEFAULT_COLLECTION, db.collection):
             raise ConfigurationError(f"the open index holds collection {db.collection!r}, not {collection!r}")
         return db, False
     if db is not None and str(db) == ":memory:":
-        raise ConfigurationError(_MEMORY_HINT)
+        raise UsageError(_MEMORY_HINT, option="db")
     return open_index(db, qdrant_url=qdrant_url, api_key=api_key, collection=collection, create=create), True
 
 
@@ -442,7 +442,7 @@ def search(
         after=after,
         before=before,
     )
-    query_filter = build_filter(flt)  # bad --where fails before opening anything
+    query_filter = build_filter(flt)  # a bad condition fails before opening anything
     store, owned_store = _store_for(db, qdrant_url, api_key, collection, create=False)
     try:
         vectors = _embedder_for(store, embedder)

@@ -47,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"molmo-rag: error: {flag + ': ' if flag else ''}{exc}", file=sys.stderr)
         return 2
     except MolmoRagError as exc:
-        print(f"molmo-rag: error: {exc}", file=sys.stderr)
+        flag = _flag(getattr(exc, "option", None))
+        print(f"molmo-rag: error: {flag + ': ' if flag else ''}{exc}", file=sys.stderr)
         return 1
     except SystemExit as exc:  # typer's standalone mode always exits
         code = exc.code

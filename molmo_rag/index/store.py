@@ -178,9 +178,9 @@ class QdrantIndex:
             raise MissingDependencyError("qdrant-client", "index", "the Qdrant index") from exc
         url = url or (None if db is not None else os.environ.get("MOLMO_RAG_QDRANT_URL"))
         if db is not None and url:
-            raise ConfigurationError("give either a local --db path or a --qdrant-url, not both")
+            raise UsageError("give either a local index folder or a Qdrant server URL, not both", option="qdrant_url")
         if not collection or not collection.strip():
-            raise ConfigurationError("the collection name is empty")
+            raise UsageError("the collection name is empty", option="collection")
         self.collection = collection
         self.is_local = not url
         key: str | None = None
@@ -233,7 +233,8 @@ class QdrantIndex:
         if not isinstance(vectors, dict) or VECTOR_NAME not in vectors:
             raise ConfigurationError(
                 f"collection {self.collection!r} at {self.location} has no dense vector named {VECTOR_NAME!r}; "
-                "it was not made by molmo-rag: choose another --collection"
+                "it was not made by molmo-rag: choose another collection",
+                option="collection",
             )
         info = dict((config.metadata or {}).get(_META_KEY) or {})
         info["dim"] = vectors[VECTOR_NAME].size
@@ -258,7 +259,8 @@ class QdrantIndex:
             raise ConfigurationError(
                 f"collection {self.collection!r} holds {info['dim']}-d vectors from {recorded}; this run embeds "
                 f"with {embedder.name} ({embedder.dim}-d). Vectors of different embedders cannot be mixed: "
-                "use the same --embedder or another --collection."
+                "use the same embedder or another collection.",
+                option="embedder",
             )
         self._checked = embedder.name
 
@@ -348,9 +350,10 @@ class QdrantIndex:
     def search(self, vector: Sequence[float], query_filter: Any = None, top: int = 10) -> list[Hit]:
         if not self.exists():
             others = sorted(c.name for c in self._api.get_collections().collections)
-            hint = f" (collections there: {', '.join(others)}; choose one with --collection)" if others else ""
+            hint = f" (collections there: {', '.join(others)}; choose one of them)" if others else ""
             raise ConfigurationError(
-                f"no collection {self.collection!r} at {self.location}: index something first (molmo-rag index ...){hint}"
+                f"no collection {self.collection!r} at {self.location}: index something first (molmo-rag index ...){hint}",
+                option="collection",
             )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # local mode's note about payload indexes

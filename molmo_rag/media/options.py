@@ -227,14 +227,17 @@ class ReaderOptions(BaseModel):
         "this (None: full resolution). Molmo2 looks at 378 px per frame.",
     )
     clip_max_side: int = Field(
-        default=854,
+        default=640,
         ge=64,
-        description="Longer side of re-encoded clips for upload (854 with a 480 shorter side is 480p).",
+        description="Longer side of video clips made for upload. Molmo2 looks at 378 px crops of "
+        "at most 2 frames a second, so 640 px loses nothing it reads.",
     )
     clip_short_side: int = Field(
         default=480, ge=64, description="Shorter side of re-encoded clips for upload."
     )
-    clip_max_fps: float = Field(default=30.0, gt=0, description="Frame-rate cap of re-encoded clips.")
+    clip_max_fps: float = Field(
+        default=4.0, gt=0, description="Frame-rate cap of clips made for upload (Molmo2 samples at most 2 per second)."
+    )
     clip_crf: int = Field(
         default=28, ge=0, le=51, description="H.264 constant rate factor of re-encoded clips."
     )

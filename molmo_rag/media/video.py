@@ -73,12 +73,6 @@ _FAST_DECODE = {"skip_loop_filter": "all"}
 
 log = logging.getLogger(__name__)
 
-CLIP_MAX_SIDE = 640
-"""Longer side of upload clips unless ReaderOptions.clip_max_side is set: Molmo2 looks at
-378 px per video frame, so 640x360 loses nothing it would see."""
-CLIP_MAX_FPS = 4.0
-"""Frame rate of upload clips unless ReaderOptions.clip_max_fps is set: Molmo2 samples at
-most 2 frames a second (64 frames at most), and 4 fps puts a frame on every one of them."""
 CLIP_PRESET = "veryfast"
 """x264 preset of re-encoded clips."""
 REMUX_MAX_BYTES_PER_SECOND = 125_000
@@ -87,15 +81,8 @@ so that clips stay small to upload."""
 
 
 def clip_limits(options: ReaderOptions) -> tuple[int, int, float]:
-    """(longer side, shorter side, frame rate) caps of upload clips. ``clip_max_side`` and
-    ``clip_max_fps`` of ReaderOptions apply as set; left at their defaults, CLIP_MAX_SIDE and
-    CLIP_MAX_FPS cap them further (the model reads no more)."""
-    max_side, fps = options.clip_max_side, options.clip_max_fps
-    if "clip_max_side" not in options.model_fields_set:
-        max_side = min(max_side, CLIP_MAX_SIDE)
-    if "clip_max_fps" not in options.model_fields_set:
-        fps = min(fps, CLIP_MAX_FPS)
-    return max_side, options.clip_short_side, fps
+    """(longer side, shorter side, frame rate) caps of upload clips."""
+    return options.clip_max_side, options.clip_short_side, options.clip_max_fps
 
 
 def _av():

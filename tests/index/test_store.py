@@ -101,8 +101,9 @@ def test_search_of_a_missing_collection_says_what_to_do():
         store.search([0.0] * 16)
     assert "collections there" not in str(info.value)
     store.client.create_collection("photos")
-    with pytest.raises(ConfigurationError, match="collections there: photos; choose one with --collection"):
+    with pytest.raises(ConfigurationError, match="collections there: photos; choose one of them") as info:
         store.search([0.0] * 16)
+    assert info.value.option == "collection"  # the CLI names its --collection flag
 
 
 def test_db_and_url_together_are_refused():
