@@ -34,7 +34,7 @@ from .errors import (
     UnsupportedMediaError,
     UsageError,
 )
-from .index.store import DEFAULT_COLLECTION, Hit, QdrantIndex
+from .index.store import DEFAULT_COLLECTION, QdrantIndex
 from .results import Failure
 from .syncio import run_sync
 
@@ -42,12 +42,13 @@ if TYPE_CHECKING:  # pragma: no cover - search needs none of these: keep its sta
     from .backends.base import Backend
     from .cache import ResultCache
     from .documents import MediaDocument
+    from .index.count_words import CountQuery
     from .index.embeddings import Embedder
     from .index.records import MediaRecord
     from .media.items import MediaItem
     from .tasks import Detail
 
-__all__ = ["RunSummary", "index", "aindex", "search", "remove", "open_index"]
+__all__ = ["RunSummary", "Hits", "index", "aindex", "search", "remove", "open_index", "labels"]
 
 
 @dataclass
@@ -407,6 +408,14 @@ def remove(
             store.close()
 
 
+class Hits(list):
+    """The hits of a search, best first (a plain list), and how the query was read:
+    ``count_query`` holds the text searched for and the count conditions taken from the
+    words, when ``count_words`` was on."""
+
+    count_query: "CountQuery | None" = None
+
+
 def search(
     query: str,
     *,
@@ -421,13 +430,16 @@ def search(
     before: float | None = None,
     top: int = 10,
     embedder: str | Embedder | None = None,
-) -> list[Hit]:
+    count_words: bool = False,
+) -> Hits:
     """The ``top`` items most similar to ``query`` that pass every filter, best first.
 
     ``kind``: image, slide, video (or several); ``where``: conditions such as
     ``"count.person>=2"`` (see :mod:`molmo_rag.index.filters`); ``source``: a file or URL,
     or a folder / URL prefix; ``after``/``before``: keep video segments overlapping that
-    time range (seconds).
+    time range (seconds). ``count_words``: read count phrases of the query ("at least 3
+    people", "no cars") as conditions on the labels counted in the collection, and search
+    the remaining words (see :mod:`molmo_rag.index.count_words`).
     """
     from .index.filters import SearchFilter, build_filter
 
@@ -442,13 +454,38 @@ def search(
         after=after,
         before=before,
     )
-    query_filter = build_filter(flt)  # a bad condition fails before opening anything
+    build_filter(flt)  # a bad condition fails before opening anything
     store, owned_store = _store_for(db, qdrant_url, api_key, collection, create=False)
     try:
         vectors = _embedder_for(store, embedder)
         if store.exists():
             store.ensure(vectors)
-        return store.search(vectors.embed_query(query), query_filter, top)
+        read = None
+        if count_words and store.exists():
+            from .index.count_words import split_counts
+
+            read = split_counts(query, store.count_labels())
+            flt = flt.model_copy(update={"where": [*flt.where, *read.where]})
+        hits = Hits(store.search(vectors.embed_query((read.text if read else "") or query), build_filter(flt), top))
+        hits.count_query = read
+        return hits
+    finally:
+        if owned_store:
+            store.close()
+
+
+def labels(
+    *,
+    db: str | os.PathLike | QdrantIndex | None = None,
+    qdrant_url: str | None = None,
+    api_key: str | None = None,
+    collection: str = DEFAULT_COLLECTION,
+) -> list[str]:
+    """The labels counted in a collection (``--count`` at index time): what ``count.LABEL``
+    filters and counts in words can use."""
+    store, owned_store = _store_for(db, qdrant_url, api_key, collection, create=False)
+    try:
+        return store.count_labels()
     finally:
         if owned_store:
             store.close()

@@ -189,6 +189,14 @@ def search_command(
     ] = None,
     top: Annotated[int, typer.Option("--top", "-n", min=1, help="How many hits.")] = 10,
     embedder: EmbedderOpt = None,
+    count_words: Annotated[
+        bool,
+        typer.Option(
+            "--count-words/--literal",
+            help="Read count phrases ('at least 3 people', 'no cars') as --where conditions on the labels counted "
+            "in the collection (see `molmo-rag labels`); --literal searches the words as they are.",
+        ),
+    ] = True,
     as_json: JsonOpt = False,
 ) -> None:
     """Search the index: a table of hits (score, kind, where, caption), or JSON Lines with --json."""
@@ -206,7 +214,15 @@ def search_command(
         before=before,
         top=top,
         embedder=embedder,
+        count_words=count_words,
     )
+    read = hits.count_query
+    if read is not None and read.conditions and not as_json:
+        print(
+            f"molmo-rag: read {', '.join(repr(p) for p in read.phrases)} as {' '.join(read.where)}; "
+            f"searching for {read.text or query!r}",
+            file=sys.stderr,
+        )
     if as_json:
         for hit in hits:
             emit_json(hit.to_json())
@@ -248,3 +264,22 @@ def remove_command(
     if sources and not removed:
         print(f"molmo-rag: nothing in the index matches {', '.join(sources)}", file=sys.stderr)
         raise typer.Exit(1)
+
+
+@app.command("labels")
+def labels_command(
+    db: DbOpt = None,
+    qdrant_url: UrlOpt = None,
+    collection: CollectionOpt = "molmo_rag",
+    as_json: JsonOpt = False,
+) -> None:
+    """The labels counted in the index (--count at index time): what count.LABEL and counts in words use."""
+    from ..pipeline import labels
+
+    found = labels(db=db, qdrant_url=qdrant_url, collection=collection)
+    if as_json:
+        emit_json({"labels": found})
+    elif found:
+        print("\n".join(found))
+    else:
+        print("no counted labels: index with --count LABEL,... to count things", file=sys.stderr)

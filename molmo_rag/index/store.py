@@ -279,11 +279,40 @@ class QdrantIndex:
         self._index_field("slide", models.PayloadSchemaType.INTEGER)
 
     def ensure_count_indexes(self, labels: Iterable[str]) -> None:
+        """Payload indexes for count labels, and the labels recorded in the collection's
+        metadata (what :meth:`count_labels` reads without scanning)."""
         from qdrant_client import models
 
-        for label in set(labels) - self._count_labels:
+        new = set(labels) - self._count_labels
+        if not new:
+            return
+        for label in new:
             self._index_field(f"counts.{label}", models.PayloadSchemaType.INTEGER)
-            self._count_labels.add(label)
+        self._count_labels |= new
+        info = dict((self._api.get_collection(self.collection).config.metadata or {}).get(_META_KEY) or {})
+        recorded = set(info.get("labels") or [])
+        if not new <= recorded:
+            info["labels"] = sorted(recorded | new)
+            self._api.update_collection(self.collection, metadata={_META_KEY: info})
+
+    def count_labels(self) -> list[str]:
+        """The labels counted in this collection (``--count`` at index time), sorted: from
+        the collection's metadata, or a scan of the points for a collection made without."""
+        if not self.exists():
+            return []
+        info = (self._api.get_collection(self.collection).config.metadata or {}).get(_META_KEY) or {}
+        if "labels" in info:
+            return sorted(info["labels"])
+        labels: set[str] = set()
+        offset = None
+        while True:
+            points, offset = self._api.scroll(
+                self.collection, limit=1024, offset=offset, with_payload=["counts"], with_vectors=False
+            )
+            for p in points:
+                labels.update((p.payload or {}).get("counts") or {})
+            if offset is None:
+                return sorted(labels)
 
     # -- writing -------------------------------------------------------------------------
     def stored_fingerprints(self, ids: Sequence[str]) -> dict[str, str]:
