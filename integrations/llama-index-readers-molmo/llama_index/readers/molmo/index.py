@@ -13,12 +13,13 @@ collection as a LlamaIndex ``VectorStoreIndex``.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from typing import Any
 
 from llama_index.core import VectorStoreIndex
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
-from llama_index.core.schema import BaseNode, MetadataMode
+from llama_index.core.schema import BaseNode, ImageNode, MetadataMode
 from llama_index.core.vector_stores.types import VectorStoreQuery, VectorStoreQueryResult
 from llama_index.vector_stores.qdrant import QdrantVectorStore
 
@@ -85,14 +86,25 @@ class MolmoVectorStore(QdrantVectorStore):
 
     # -- reading -------------------------------------------------------------------------------
     def parse_to_query_result(self, response: list[Any]) -> VectorStoreQueryResult:
+        """Nodes of the hits; a hit showing a picture (a photo, or a rendered slide or segment
+        frame inserted from MolmoReader) comes back as an ``ImageNode`` with its path."""
         result = super().parse_to_query_result(response)
+        nodes = []
         for point, node in zip(response, result.nodes):
-            if "_node_content" in (point.payload or {}):
-                continue  # written through LlamaIndex: the node is as it was inserted
-            for key in _CORE_LAYOUT_KEYS:
-                node.metadata.pop(key, None)
-            node.excluded_embed_metadata_keys = [k for k in node.metadata if k in EMBED_EXCLUDED_KEYS]
-            node.excluded_llm_metadata_keys = [k for k in node.metadata if k in LLM_EXCLUDED_KEYS]
+            payload = point.payload or {}
+            if "_node_content" in payload:  # written through LlamaIndex: as it was inserted
+                image = _inserted_image(payload)
+            else:  # written by molmo-rag index: the payload keys are the metadata
+                for key in _CORE_LAYOUT_KEYS:
+                    node.metadata.pop(key, None)
+                node.excluded_embed_metadata_keys = [k for k in node.metadata if k in EMBED_EXCLUDED_KEYS]
+                node.excluded_llm_metadata_keys = [k for k in node.metadata if k in LLM_EXCLUDED_KEYS]
+                image = _photo(node.metadata)
+            if image and not isinstance(node, ImageNode):
+                fields = node.model_dump(exclude={"class_name"})
+                node = ImageNode(**fields, **image)
+            nodes.append(node)
+        result.nodes = nodes
         return result
 
     # -- async over an embedded client -----------------------------------------------------------
@@ -135,6 +147,32 @@ class MolmoVectorStore(QdrantVectorStore):
         if self._store is not None:
             self._store.close()
             self._store = None
+
+
+def _inserted_image(payload: dict) -> dict[str, str]:
+    """The picture of a node inserted as an ImageDocument (its ``image_resource``)."""
+    if payload.get("_node_type") not in ("ImageDocument", "Document"):
+        return {}
+    try:
+        resource = json.loads(payload["_node_content"]).get("image_resource") or {}
+    except (TypeError, ValueError):
+        return {}
+    found = {"image_path": resource.get("path"), "image_url": resource.get("url"), "image_mimetype": resource.get("mimetype")}
+    if not (found["image_path"] or found["image_url"]):
+        return {}
+    return {k: str(v) for k, v in found.items() if v}
+
+
+def _photo(metadata: dict) -> dict[str, str]:
+    """The photo of a point written by ``molmo-rag index``: its source file or URL."""
+    source = metadata.get("source")
+    if metadata.get("kind") != "image" or not isinstance(source, str):
+        return {}
+    if source.startswith(("http://", "https://")):
+        return {"image_url": source}
+    if "://" not in source and os.path.isfile(source):
+        return {"image_path": source}
+    return {}
 
 
 def open_index(

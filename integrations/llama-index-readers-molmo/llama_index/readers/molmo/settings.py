@@ -24,7 +24,7 @@ from molmo_rag import Caption, MolmoRagError, ReaderOptions, Scene
 from molmo_rag.backends.base import Backend, create_backend
 from molmo_rag.enrich import EnrichOptions
 from molmo_rag.results import Failure
-from molmo_rag.tasks import Task
+from molmo_rag.tasks import Task, task_from_dict
 
 __all__ = ["MolmoSettings", "MolmoLoadError", "describe_failure", "logger"]
 
@@ -124,6 +124,13 @@ class MolmoSettings(BaseModel):
     def _reader_options(cls, value: Any) -> Any:
         return ReaderOptions(**value) if isinstance(value, dict) else value
 
+    @field_validator("tasks", mode="before")
+    @classmethod
+    def _tasks(cls, value: Any) -> Any:
+        if isinstance(value, (list, tuple)):
+            return [task_from_dict(t) if isinstance(t, dict) else t for t in value]
+        return value
+
     @field_validator("cache", mode="before")
     @classmethod
     def _cache(cls, value: Any) -> Any:
@@ -138,6 +145,14 @@ class MolmoSettings(BaseModel):
     @field_serializer("backend")
     def _backend_name(self, value: Any) -> str | None:
         return value.name if isinstance(value, Backend) else value
+
+    @field_serializer("tasks")
+    def _task_dicts(self, value: list[Task]) -> list[dict]:
+        return [task.to_dict() for task in value]
+
+    @field_serializer("reader_options")
+    def _reader_options_dict(self, value: ReaderOptions | None) -> dict | None:
+        return None if value is None else value.model_dump(mode="json", exclude_defaults=True)
 
     @field_serializer("cache")
     def _cache_name(self, value: Any) -> Any:
