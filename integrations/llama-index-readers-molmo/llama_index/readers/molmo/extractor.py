@@ -72,6 +72,11 @@ class MolmoExtractor(MolmoSettings, BaseExtractor):
         description="Raise MolmoLoadError on the first node that fails; by default each failure is logged with "
         "its cause, kept in `failures`, and the node passes on without Molmo metadata.",
     )
+    in_place: bool = Field(
+        default=False,
+        description="Enrich the nodes given (True) or copies of them (False, the default): an IngestionPipeline "
+        "with a docstore then records the hash of the input, so a re-run of unchanged input is skipped.",
+    )
     fill_text: bool = Field(
         default=True, description="Give nodes with no text the record text (caption, scene, counts, answers)."
     )
