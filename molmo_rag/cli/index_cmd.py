@@ -151,16 +151,29 @@ def index_command(
         raise typer.Exit(1)
 
 
+def _evidence_cell(hit) -> str:
+    if hit.grounded is None:
+        return "-"
+    count = (hit.evidence or {}).get("count")
+    return f"yes ({count})" if hit.grounded else ("no" if count is None else f"no ({count})")
+
+
 def _table(hits: list) -> str:
     width = shutil.get_terminal_size((120, 24)).columns
-    rows = [(f"{h.score:.3f}", h.kind, where_label(h.to_json()), (h.caption or h.scene or "").replace("\n", " ")) for h in hits]
-    head = ("score", "kind", "where", "caption")
-    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(3)]
+    grounded = any(h.grounded is not None for h in hits)
+    rows = [
+        (f"{h.score:.3f}", h.kind, where_label(h.to_json()), *((_evidence_cell(h),) if grounded else ()),
+         (h.caption or h.scene or "").replace("\n", " "))
+        for h in hits
+    ]
+    head = ("score", "kind", "where", *(("found",) if grounded else ()), "caption")
+    fixed = len(head) - 1
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(fixed)]
     lines = []
     for row in [head, *rows]:
-        left = "  ".join(cell.ljust(w) for cell, w in zip(row[:3], widths))
+        left = "  ".join(cell.ljust(w) for cell, w in zip(row[:fixed], widths))
         room = max(20, width - len(left) - 2)
-        caption = row[3] if len(row[3]) <= room else row[3][: room - 1] + "…"
+        caption = row[fixed] if len(row[fixed]) <= room else row[fixed][: room - 1] + "…"
         lines.append(f"{left}  {caption}".rstrip())
     return "\n".join(lines)
 
@@ -197,6 +210,18 @@ def search_command(
             "in the collection (see `molmo-rag labels`); --literal searches the words as they are.",
         ),
     ] = True,
+    ground: Annotated[
+        bool,
+        typer.Option(
+            "--ground",
+            help="Ask the backend to point at what the query names in the top hits; hits where it is found "
+            "move up and carry the points (evidence).",
+        ),
+    ] = False,
+    ground_top: Annotated[int, typer.Option("--ground-top", min=1, help="How many of the top hits to check with --ground.")] = 10,
+    backend: BackendOpt = None,
+    model: ModelOpt = None,
+    concurrency: ConcurrencyOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Search the index: a table of hits (score, kind, where, caption), or JSON Lines with --json."""
@@ -217,6 +242,25 @@ def search_command(
         count_words=count_words,
     )
     read = hits.count_query
+    if ground and hits:
+        from ..grounding import ground as ground_hits
+
+        checker = make_backend(backend, model, concurrency)
+        try:
+            hits = ground_hits(
+                hits, read.text if read is not None and read.text else query, count_query=read, top=ground_top,
+                backend=checker,
+            )
+        finally:
+            checker.close()
+        if not as_json:
+            print(
+                f"molmo-rag: looked for {hits.target!r} in {hits.checked} hit(s) ({hits.cached} from cache); "
+                f"cost ${hits.cost_usd:.4f}",
+                file=sys.stderr,
+            )
+        for failure in hits.failures:
+            print(_failure_line(failure.to_json()), file=sys.stderr)
     if read is not None and read.conditions and not as_json:
         print(
             f"molmo-rag: read {', '.join(repr(p) for p in read.phrases)} as {' '.join(read.where)}; "

@@ -60,6 +60,14 @@ class Hit:
     thumbnail: str | None = field(default=None, repr=False)
     payload: dict = field(default_factory=dict, repr=False)
     """Every public payload key (points, answers, slide_text, backend, model, ...)."""
+    grounded: float | None = None
+    """After grounded re-ranking: 1.0 when the backend found what the query names (and in
+    the number asked for), 0.0 when it did not; None when the hit was not checked."""
+    evidence: dict | None = field(default=None, repr=False)
+    """After grounded re-ranking: ``target``, ``count``, ``points`` (x, y in 0..1, t in
+    seconds of the video) and the backend's ``answer``."""
+    vector_score: float | None = None
+    """The similarity score before re-ranking (``score`` is then the combined score)."""
 
     @classmethod
     def from_point(cls, point: Any) -> "Hit":
@@ -83,7 +91,10 @@ class Hit:
         )
 
     def to_json(self) -> dict:
-        return {"score": round(self.score, 6), "id": self.id, **self.payload}
+        out = {"score": round(self.score, 6), "id": self.id, **self.payload}
+        if self.grounded is not None:
+            out.update(grounded=self.grounded, evidence=self.evidence, vector_score=round(self.vector_score or 0.0, 6))
+        return out
 
 
 def _check_url(url: str) -> None:

@@ -47,7 +47,7 @@ from .options import (
     ReaderOptions,
 )
 
-__all__ = ["Blob", "Kind", "read", "expand", "sniff", "classify", "fetch_url", "from_data_uri"]
+__all__ = ["Blob", "Kind", "read", "reopen", "expand", "sniff", "classify", "fetch_url", "from_data_uri"]
 
 log = logging.getLogger(__name__)
 
@@ -396,6 +396,40 @@ def _items_of(blob: Blob, options: ReaderOptions) -> Iterator[MediaItem]:
         from .video import read_video
 
         yield from read_video(blob, options)
+
+
+def reopen(
+    source: str,
+    *,
+    kind: str,
+    slide: int | None = None,
+    start: float | None = None,
+    end: float | None = None,
+    options: ReaderOptions | None = None,
+) -> MediaItem:
+    """The one item a search hit points back at: a photo, slide ``slide`` of a deck, or the
+    segment ``start``-``end`` of a video (cut exactly there, the rest not read). Raises the
+    source's InputError when it is gone or unreadable."""
+    options = options or ReaderOptions()
+    blobs = [b for b in expand(source, options)]
+    if len(blobs) != 1:
+        raise SourceNotFoundError(f"{source} is not one file any more", source=source)
+    blob = blobs[0]
+    if isinstance(blob, InputError):
+        raise blob
+    if kind == "video_segment":
+        if start is None or end is None:
+            raise UnsupportedMediaError(f"a video segment of {source} needs its start and end", source=source)
+        if classify(blob) != "video":
+            raise UnsupportedMediaError(f"{source} is no longer a video", source=source)
+        from .video import read_segment
+
+        return read_segment(blob, start, end, options)
+    for item in _items_of(blob, options):
+        if item.kind == kind and (kind != "slide" or item.slide == slide):
+            return item
+    what = f"slide {slide}" if kind == "slide" else f"an {kind}"
+    raise SourceNotFoundError(f"{source} has no {what} any more", source=source)
 
 
 def _is_single(source: Any) -> bool:

@@ -67,6 +67,7 @@ __all__ = [
     "read_video",
     "sample_times",
     "clip_limits",
+    "read_segment",
 ]
 
 _FAST_DECODE = {"skip_loop_filter": "all"}
@@ -890,6 +891,17 @@ def read_video(blob: "Blob", options: ReaderOptions) -> Iterator[MediaItem]:
         yield _item(blob, sha, info, pending, index, index + 1, options)
     if info.truncated:
         raise _truncation_error(blob, info)
+
+
+def read_segment(blob: "Blob", start: float, end: float, options: ReaderOptions) -> MediaItem:
+    """The segment [start, end] of a video as the item :func:`read_video` made for it (same
+    media id), without cutting the rest of the video: what a search hit points back at."""
+    info = probe(blob, options, check_end=False)
+    if not (0 <= start < end <= info.duration + 1.0 / max(info.fps, 1.0)):
+        raise CorruptMediaError(
+            f"{blob.source} has no segment {start:.1f}-{end:.1f} s (it lasts {info.duration:.1f} s)", source=blob.source
+        )
+    return _item(blob, blob.sha256(), info, Segment(start, end, "reopened"), 0, None, options)
 
 
 def _truncation_error(blob: "Blob", info: VideoInfo) -> CorruptMediaError:

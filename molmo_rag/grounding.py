@@ -1,0 +1,265 @@
+"""Grounded retrieval: Molmo2 looks at the top hits of a search and points at what the query
+names; hits with evidence move above hits without, and carry that evidence.
+
+:func:`aground` / :func:`ground` take the hits of a text search and, for the first
+``top`` of them, ask the backend to count and point to the query's target (a ``Count``
+task: on a photo or rendered slide, or the segment's frames for video) through the
+streaming engine (cache first, a sliding window, each result cached as it arrives). Each
+checked hit gets ``grounded`` (1.0 when the target was found, in the number the query asks
+for if it asks; else 0.0), ``evidence`` (target, count, points, answer) and a combined
+``score`` = ``weight`` x grounded + the vector score, so every hit with evidence ranks above
+every hit without. Media are re-opened only when the answer is not cached.
+
+:func:`draw` returns the hit's picture with the points drawn on it: the visual citation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from .index.filters import Condition
+from .media.items import MediaItem
+from .syncio import run_sync
+from .tasks import Count
+
+if TYPE_CHECKING:  # pragma: no cover
+    from PIL import Image
+
+    from .backends.base import Backend
+    from .cache import ResultCache
+    from .documents import MediaDocument
+    from .index.count_words import CountQuery
+    from .index.store import Hit
+
+__all__ = ["GroundedHits", "ground", "aground", "grounding_target", "draw"]
+
+_ARTICLES = ("a ", "an ", "the ", "some ", "any ")
+
+
+class GroundedHits(list):
+    """Hits after grounded re-ranking (a plain list), with what the checking took:
+    ``target`` (what was pointed at), ``checked`` (hits the backend answered for),
+    ``cached`` (of those, answers from the cache), ``cost_usd``, and ``failures``: hits that
+    could not be checked (media gone, a backend error), which rank with the misses."""
+
+    def __init__(self, hits: Sequence["Hit"] = (), *, target: str = ""):
+        super().__init__(hits)
+        self.target = target
+        self.checked = 0
+        self.cached = 0
+        self.cost_usd = 0.0
+        self.failures: list = []
+
+
+def grounding_target(query: str, count_query: "CountQuery | None" = None) -> str:
+    """What to point at: the counted things a query names ("at least 3 people on a stage"
+    -> "people"), else the query itself without a leading article."""
+    if count_query is not None and count_query.phrases:
+        nouns = []
+        for phrase in count_query.phrases:
+            words = phrase.split()
+            nouns.append(words[-1] if words else phrase)
+        return " and ".join(dict.fromkeys(nouns))
+    text = " ".join(query.split())
+    lowered = text.lower()
+    for article in _ARTICLES:
+        if lowered.startswith(article):
+            return text[len(article) :]
+    return text
+
+
+class _Reopened:
+    """A loader that opens the hit's media only when the backend needs it (never when the
+    answer is cached)."""
+
+    def __init__(self, hit: "Hit", reader_options: Any):
+        self.hit = hit
+        self.reader_options = reader_options
+        self._item: MediaItem | None = None
+
+    def item(self) -> MediaItem:
+        if self._item is None:
+            from .media.sources import reopen
+
+            h = self.hit
+            self._item = reopen(h.source, kind=h.kind, slide=h.slide, start=h.start, end=h.end, options=self.reader_options)
+        return self._item
+
+    def open(self):
+        return self.item().image()
+
+    def encoded(self):
+        return self.item().image_bytes()
+
+    def frames(self, num_frames: int, max_fps: float):
+        return self.item().frames(num_frames, max_fps)
+
+    def clip(self):
+        return self.item().clip()
+
+    def thumbnail(self):
+        return self.item().thumbnail()
+
+
+def _item_of(hit: "Hit", reader_options: Any) -> MediaItem:
+    return MediaItem(
+        kind=hit.kind,  # type: ignore[arg-type]
+        source=hit.source,
+        media_id=hit.media_id,
+        loader=_Reopened(hit, reader_options),
+        slide=hit.slide,
+        title=hit.title,
+        start=hit.start,
+        end=hit.end,
+    )
+
+
+def _holds(count: int | None, conditions: Sequence[Condition]) -> bool:
+    if count is None:
+        return False
+    if not conditions:
+        return count > 0
+    checks = {">=": count.__ge__, ">": count.__gt__, "<=": count.__le__, "<": count.__lt__, "==": count.__eq__, "!=": count.__ne__}
+    return all(checks[c.op](c.value) for c in conditions)
+
+
+async def aground(
+    hits: Sequence["Hit"],
+    query: str,
+    *,
+    backend: "Backend | str | None" = None,
+    model: str | None = None,
+    count_query: "CountQuery | None" = None,
+    top: int = 10,
+    weight: float = 2.0,
+    cache: "ResultCache | str | bool | None" = None,
+    reader_options: Any = None,
+    window: int | None = None,
+) -> GroundedHits:
+    """Re-rank the first ``top`` hits by what the backend finds in them (see the module
+    docstring); the hits after ``top`` follow unchanged. ``count_query``: the count
+    conditions read from the query's words, which a hit's count must meet to be grounded."""
+    from .documents import open_run
+    from .engine import EnrichedItem
+    from .results import Failure
+
+    target = grounding_target(query, count_query)
+    conditions = list(count_query.conditions) if count_query is not None else []
+    checked = [dataclasses.replace(h) for h in hits[: max(0, top)]]
+    rest = [dataclasses.replace(h) for h in hits[max(0, top) :]]
+    out = GroundedHits(target=target)
+    if checked:
+        run = open_run(backend, model=model, tasks=[Count(target=target)], cache=cache, reader_options=reader_options)
+        try:
+            engine = run.enricher.engine(reader_options=reader_options, ordered=True, window=window)
+            items = [_item_of(h, reader_options) for h in checked]
+            by_item = {id(item): hit for item, hit in zip(items, checked)}
+            async for outcome in engine.run(items):
+                if isinstance(outcome, Failure):  # pragma: no cover - ready items are never unread
+                    out.failures.append(outcome)
+                    continue
+                assert isinstance(outcome, EnrichedItem)
+                hit = by_item[id(outcome.item)]
+                hit.vector_score = hit.score
+                out.failures.extend(outcome.failures)
+                result = outcome.results[0] if outcome.results else None
+                if result is None:
+                    hit.grounded, hit.evidence = 0.0, {"target": target, "count": None, "points": [], "answer": None}
+                else:
+                    out.checked += 1
+                    out.cached += int(result.cached)
+                    out.cost_usd += 0.0 if result.cached else result.cost_usd
+                    count = result.fields.get("count")
+                    hit.grounded = 1.0 if _holds(count, conditions) else 0.0
+                    hit.evidence = {
+                        "target": target,
+                        "count": count,
+                        "points": list(result.fields.get("points") or []),
+                        "answer": result.fields.get("answer"),
+                    }
+                hit.score = weight * hit.grounded + hit.vector_score
+        finally:
+            run.close()
+        checked.sort(key=lambda h: h.score, reverse=True)
+    out.extend(checked + rest)
+    return out
+
+
+def ground(hits: Sequence["Hit"], query: str, **options: Any) -> GroundedHits:
+    """:func:`aground` for sync code (also inside a running event loop)."""
+    return run_sync(aground(hits, query, **options))
+
+
+# -- visual citations ----------------------------------------------------------------------------
+
+
+def draw(
+    hit: "Hit | MediaDocument",
+    *,
+    points: Sequence[dict] | None = None,
+    reader_options: Any = None,
+    radius: int | None = None,
+    colour: tuple[int, int, int] = (255, 40, 40),
+) -> "Image.Image":
+    """The hit's picture with its points drawn: the photo, the rendered slide, or for a video
+    segment the frames at the points' times side by side, each with its own points.
+
+    ``points`` default: the hit's grounding evidence, else the points stored at index time
+    (counts and answers). x and y are in 0..1; t in seconds of the video."""
+    from PIL import Image, ImageDraw
+
+    if points is None:
+        evidence = getattr(hit, "evidence", None)
+        if evidence and evidence.get("points") is not None:
+            points = evidence["points"]
+        else:
+            meta = getattr(hit, "payload", None) or getattr(hit, "metadata", None) or {}
+            points = meta.get("points") or []
+    item = hit.item if hasattr(hit, "item") else _item_of(hit, reader_options)
+    if item.kind != "video_segment":
+        pictures = [(item.image().convert("RGB"), list(points))]
+    else:
+        pictures = _frames_at(item, points)
+    drawn = []
+    for picture, its_points in pictures:
+        picture = picture.copy()
+        pen = ImageDraw.Draw(picture)
+        r = radius or max(3, round(min(picture.size) / 40))
+        for p in its_points:
+            x, y = float(p.get("x", 0)) * picture.width, float(p.get("y", 0)) * picture.height
+            pen.ellipse((x - r, y - r, x + r, y + r), outline=colour, width=max(2, r // 2))
+            pen.ellipse((x - 1, y - 1, x + 1, y + 1), fill=colour)
+        drawn.append(picture)
+    if len(drawn) == 1:
+        return drawn[0]
+    height = max(p.height for p in drawn)
+    strip = Image.new("RGB", (sum(p.width for p in drawn) + 4 * (len(drawn) - 1), height), "white")
+    x = 0
+    for picture in drawn:
+        strip.paste(picture, (x, 0))
+        x += picture.width + 4
+    return strip
+
+
+def _frames_at(item: MediaItem, points: Sequence[dict]) -> list[tuple["Image.Image", list[dict]]]:
+    """For a segment: one frame per distinct point time (or the middle frame if none)."""
+    from PIL import Image
+
+    frames = item.frames(64, 2.0)
+    start = item.start or 0.0
+    by_time: dict[float, list[dict]] = {}
+    for p in points:
+        t = p.get("t")
+        by_time.setdefault(round(float(t), 2) if t is not None else -1.0, []).append(p)
+    if not by_time:
+        return [(item.thumbnail().convert("RGB"), [])]
+    out = []
+    for t, its_points in sorted(by_time.items()):
+        if t < 0:
+            index = len(frames) // 2
+        else:
+            index = min(range(len(frames)), key=lambda i: abs(frames.timestamps[i] - (t - start)))
+        out.append((Image.fromarray(frames.frames[index]), its_points))
+    return out
