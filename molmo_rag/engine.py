@@ -33,6 +33,7 @@ counted, decks by their slide count, videos by their duration) and refined as re
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import os
@@ -116,28 +117,21 @@ def read_entries(
     """Media items (or the typed error of each source that cannot be read), lazily, from
     anything :func:`molmo_rag.media.read` takes, ready :class:`MediaItem` objects and errors
     (the output of ``read``) included. ``absolute``: local paths made absolute."""
-    from .media import read
+    from .media import ReaderOptions, read
 
     if isinstance(sources, (str, bytes, os.PathLike, MediaItem)) or not isinstance(sources, Iterable):
         sources = [sources]
     memo: dict[str, str] = {}
-    pending: list[Any] = []
-
-    def flush() -> Iterator[MediaItem | MolmoRagError]:
-        if pending:
-            yield from read(list(pending), reader_options)
-            pending.clear()
+    options = reader_options if reader_options is not None else ReaderOptions()
 
     def entries() -> Iterator[MediaItem | MolmoRagError]:
+        # One source at a time: a source is pulled only when its items are wanted, so a
+        # stream of in-memory sources (bytes, PIL images) is never read ahead in chunks.
         for source in sources:
             if isinstance(source, (MediaItem, MolmoRagError)):
-                yield from flush()
                 yield source
             else:
-                pending.append(source)
-                if len(pending) >= 64:  # keep the source list itself streaming
-                    yield from flush()
-        yield from flush()
+                yield from read([source], options)
 
     for entry in entries():
         if absolute and isinstance(getattr(entry, "source", None), str) and entry.source:
@@ -208,6 +202,7 @@ class Progress:
     started: float = field(default_factory=time.perf_counter)
     on_change: Callable[["Progress"], None] | None = None
     _expected: dict[str, float] = field(default_factory=dict)
+    _items_of: dict[str, int] = field(default_factory=dict)
     _seen_items: int = 0
 
     @property
@@ -226,9 +221,17 @@ class Progress:
         if source not in self._expected:
             self.files_seen += 1
             self._expected[source] = 0.0
+            self._items_of[source] = 0
         if isinstance(entry, MediaItem):
             self._seen_items += 1
-            self._expected[source] = max(self._expected[source], self._estimate(entry))
+            self._items_of[source] += 1
+            estimate = self._estimate(entry)
+            if entry.kind == "video_segment":
+                # the latest estimate (from the mean segment so far) replaces the earlier
+                # ones: a short first segment must not leave the total too high for good
+                self._expected[source] = max(float(self._items_of[source]), estimate)
+            else:
+                self._expected[source] = max(self._expected[source], estimate)
         else:
             self._expected[source] = max(self._expected[source], 1.0)
         self._changed()
@@ -247,11 +250,12 @@ class Progress:
             return float(extra["slides"])
         if item.kind == "video_segment" and item.end and item.start is not None:
             duration = extra.get("video_duration")
-            index = extra.get("segment_index")
+            index = extra.get("segment", extra.get("segment_index"))  # the video reader's key is "segment"
             if isinstance(duration, (int, float)) and duration > 0:
                 mean = item.end / (index + 1) if isinstance(index, int) else (item.end - item.start) or 1.0
                 return max(1.0, duration / max(mean, 1e-3))
-        return float(extra.get("segment_index", 0)) + 1 if item.kind == "video_segment" else 1.0
+        index = extra.get("segment", extra.get("segment_index", 0))
+        return float(index) + 1 if item.kind == "video_segment" and isinstance(index, int) else 1.0
 
     def _changed(self) -> None:
         if self.on_change is not None:
@@ -299,14 +303,18 @@ class Engine:
     async def run(self, sources: Any) -> AsyncIterator[EnrichedItem | Failure]:
         """Outcomes of every item of ``sources``, as each finishes (or in order)."""
         async with self.backend.session() as session:
-            async for outcome in self.run_in(session, sources):
-                yield outcome
+            # closed before the session: an early exit cancels the requests in flight now,
+            # not whenever the event loop gets round to finalizing the inner generator
+            async with contextlib.aclosing(self.run_in(session, sources)) as outcomes:
+                async for outcome in outcomes:
+                    yield outcome
 
     async def run_items(self, items: Sequence[MediaItem]) -> list[EnrichedItem]:
         """Enrich ready items; outcomes in the order given."""
         keep, self.ordered = self.ordered, True
         try:
-            return [o async for o in self.run(list(items)) if isinstance(o, EnrichedItem)]
+            async with contextlib.aclosing(self.run(list(items))) as outcomes:
+                return [o async for o in outcomes if isinstance(o, EnrichedItem)]
         finally:
             self.ordered = keep
 
