@@ -16,6 +16,7 @@ id, the same at every door), ``text`` to embed, ``metadata`` (the payload keys: 
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -222,6 +223,7 @@ async def aiter_documents(
     reader_options: Any = None,
     ordered: bool = False,
     window: int | None = None,
+    max_pending: int | None = None,
     thumbnail_size: int = 128,
     progress: Progress | None = None,
     on_warning: Callable[[str], None] | None = None,
@@ -237,6 +239,8 @@ async def aiter_documents(
     inputs are adapted or skipped with one warning; one it can run on no input fails here.
     ``cache``: None/True for the default cache, a folder, a ResultCache, or False.
     ``window``: requests in flight (default: the backend's concurrency or two batches).
+    ``max_pending``: items between read and handed out (bounds memory; default: a
+    generous multiple of the window).
     ``thumbnail_size``: longest side of ``metadata["thumbnail"]`` (0: none).
     """
     run = open_run(
@@ -245,18 +249,23 @@ async def aiter_documents(
     )
     try:
         engine = run.enricher.engine(
-            reader_options=reader_options, ordered=ordered, window=window, absolute=True, progress=progress
+            reader_options=reader_options, ordered=ordered, window=window, max_pending=max_pending,
+            absolute=True, progress=progress,
         )
-        async for outcome in engine.run(sources):
-            if isinstance(outcome, Failure):
-                yield outcome
-                continue
-            document = document_of(outcome, thumbnail_size)
-            if isinstance(document, MediaDocument):
-                yield document
-            else:
-                for failure in document:
-                    yield failure
+        # The engine's run is closed (requests in flight cancelled, reader thread joined)
+        # before the backend and cache it uses are: an early break must not leave it
+        # running against a closed cache until the loop finalizes it.
+        async with contextlib.aclosing(engine.run(sources)) as outcomes:
+            async for outcome in outcomes:
+                if isinstance(outcome, Failure):
+                    yield outcome
+                    continue
+                document = document_of(outcome, thumbnail_size)
+                if isinstance(document, MediaDocument):
+                    yield document
+                else:
+                    for failure in document:
+                        yield failure
     finally:
         run.close()
 
