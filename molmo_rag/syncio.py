@@ -4,16 +4,23 @@ loop (a Jupyter cell, an async web handler), where ``asyncio.run`` refuses to st
 * :func:`run_sync` runs one coroutine to completion;
 * :func:`iterate_sync` turns an async generator into a plain iterator.
 
-With no loop running they use a loop in the calling thread; inside a running loop they
-hand the work to one event loop in a helper thread, and block the caller until each step
-is done (the caller asked for a blocking call; the notebook's own loop is not touched).
+``run_sync`` with no loop running is ``asyncio.run``; inside a running loop it hands the
+coroutine to an event loop in a helper thread and blocks the caller until it is done (the
+caller asked for a blocking call; the notebook's own loop is not touched).
+
+``iterate_sync`` always drives the generator on an event loop in a helper thread, so the
+work behind it (requests in flight, reading ahead) goes on while the caller handles an
+item, not only while it waits for the next one.
+
+Interrupts (Ctrl-C) and errors reach the caller as they are, after the async side was
+cancelled and its clean-up ran: no request is left running behind a KeyboardInterrupt.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Coroutine, Iterator
+from collections.abc import AsyncIterator, Awaitable, Coroutine, Iterator
 from typing import Any, TypeVar
 
 __all__ = ["run_sync", "iterate_sync", "in_running_loop"]
@@ -29,6 +36,10 @@ def in_running_loop() -> bool:
     return True
 
 
+async def _await(awaitable: Awaitable[T]) -> T:
+    return await awaitable
+
+
 class _LoopThread:
     """An event loop running in a daemon thread until :meth:`close`."""
 
@@ -37,8 +48,27 @@ class _LoopThread:
         self._thread = threading.Thread(target=self.loop.run_forever, name="molmo-rag-loop", daemon=True)
         self._thread.start()
 
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+    def run(self, awaitable: Awaitable[T]) -> T:
+        """Run ``awaitable`` on the loop and block until it is done. If the wait is
+        interrupted (KeyboardInterrupt) the task is cancelled and its clean-up awaited
+        before the interrupt goes on, so nothing keeps running on the loop behind it."""
+        done = threading.Event()
+        box: dict[str, asyncio.Task] = {}
+
+        def start() -> None:
+            task = self.loop.create_task(_await(awaitable))
+            task.add_done_callback(lambda _: done.set())
+            box["task"] = task
+
+        self.loop.call_soon_threadsafe(start)
+        try:
+            done.wait()
+        except BaseException:
+            # callbacks run in order: the task exists by the time this one runs
+            self.loop.call_soon_threadsafe(lambda: box["task"].cancel())
+            done.wait()
+            raise
+        return box["task"].result()
 
     def close(self) -> None:
         async def finish() -> None:
@@ -56,7 +86,7 @@ class _LoopThread:
 def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine from sync code and return its result."""
     if not in_running_loop():
-        return asyncio.run(coro)
+        return asyncio.run(coro)  # Ctrl-C cancels the coroutine, then raises KeyboardInterrupt
     runner = _LoopThread()
     try:
         return runner.run(coro)
@@ -65,28 +95,14 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
 
 
 def iterate_sync(agen: AsyncIterator[T]) -> Iterator[T]:
-    """Iterate an async generator from sync code, one item per step; closing (or dropping)
-    the returned iterator closes the async generator, so its clean-up runs."""
-    if in_running_loop():
-        runner = _LoopThread()
-        step, finish = runner.run, runner.close
-    else:
-        loop = asyncio.new_event_loop()
-
-        def step(coro: Coroutine[Any, Any, T]) -> T:
-            return loop.run_until_complete(coro)
-
-        def finish() -> None:
-            try:
-                loop.run_until_complete(loop.shutdown_asyncgens())
-                loop.run_until_complete(loop.shutdown_default_executor())
-            finally:
-                loop.close()
-
+    """Iterate an async generator from sync code, one item per step, the generator running
+    on a loop in a helper thread meanwhile; closing (or dropping) the returned iterator
+    closes the async generator, so its clean-up runs."""
+    runner = _LoopThread()
     try:
         while True:
             try:
-                value = step(agen.__anext__())
+                value = runner.run(agen.__anext__())
             except StopAsyncIteration:
                 return
             yield value
@@ -94,6 +110,6 @@ def iterate_sync(agen: AsyncIterator[T]) -> Iterator[T]:
         try:
             aclose = getattr(agen, "aclose", None)
             if aclose is not None:
-                step(aclose())
+                runner.run(aclose())
         finally:
-            finish()
+            runner.close()
