@@ -23,7 +23,7 @@ def test_public_api_is_pinned():
         ["Ask", "BackendError", "Caption", "ConfigurationError", "Count", "InputError", "MissingDependencyError",
          "MolmoRagError", "Point", "Scene", "UnsupportedTaskError", "VideoTask", "parse_count", "parse_points",
          "MediaItem", "ReaderOptions", "Request", "Result", "create_backend", "get_backend", "read",
-         "Failure", "MediaDocument", "iter_documents", "aiter_documents", "EnrichOptions"]
+         "Failure", "MediaDocument", "iter_documents", "aiter_documents", "EnrichOptions", "ground", "draw"]
     )
     for name in molmo_rag.__all__:
         assert hasattr(molmo_rag, name)
