@@ -21,6 +21,26 @@ def _default_model() -> str:
     return os.environ.get("MOLMO_RAG_EMBEDDER") or DEFAULT_EMBEDDER
 
 
+_LOADED: dict[str, "Embedder"] = {}
+_LOADING = threading.Lock()
+
+
+def shared_embedder(spec: str | None = None) -> "Embedder":
+    """The core's embedder for ``spec`` (None: ``MOLMO_RAG_EMBEDDER``, else the default),
+    loaded once per process: the models are read-only, and ``get_embedder`` loads anew on
+    every call."""
+    key = (spec or _default_model()).strip()
+    embedder = _LOADED.get(key)
+    if embedder is None:
+        with _LOADING:
+            embedder = _LOADED.get(key)
+            if embedder is None:
+                from molmo_rag.index.embeddings import get_embedder
+
+                embedder = _LOADED[key] = get_embedder(key)
+    return embedder
+
+
 class MolmoEmbeddings(BaseModel, Embeddings):
     """The embedder ``molmo-rag index`` and ``molmo-rag search`` use, so documents written
     through LangChain and collections written by the CLI share one vector space.
@@ -45,17 +65,12 @@ class MolmoEmbeddings(BaseModel, Embeddings):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
     _embedder: "Embedder | None" = PrivateAttr(default=None)
-    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     @property
     def embedder(self) -> "Embedder":
         """The core embedder (loaded on first use)."""
         if self._embedder is None:
-            with self._lock:
-                if self._embedder is None:
-                    from molmo_rag.index.embeddings import get_embedder
-
-                    self._embedder = get_embedder(self.model)
+            self._embedder = shared_embedder(self.model)
         return self._embedder
 
     @property
@@ -75,10 +90,5 @@ class MolmoEmbeddings(BaseModel, Embeddings):
 
     def __getstate__(self) -> dict[Any, Any]:  # the loaded model is not pickled: it reloads
         state = super().__getstate__()
-        state["__pydantic_private__"] = {"_embedder": None, "_lock": None}
+        state["__pydantic_private__"] = {"_embedder": None}
         return state
-
-    def __setstate__(self, state: dict[Any, Any]) -> None:
-        super().__setstate__(state)
-        self._embedder = None
-        self._lock = threading.Lock()

@@ -186,24 +186,35 @@ class MolmoRetriever(BaseRetriever):
             raise TypeError(f"MolmoRetriever got unexpected argument(s) {unknown}; per-call options: {list(_OVERRIDES)}")
         k = int(overrides.get("k", self.k))
         flt = self._filter(**overrides)
-        options = {
-            "kind": flt.kind, "where": flt.where, "source": flt.source, "after": flt.after, "before": flt.before,
-            "top": k, "embedder": self.embedder,
-        }
+        options = {"kind": flt.kind, "where": flt.where, "source": flt.source, "after": flt.after, "before": flt.before, "top": k}
+
+        def search(store: "QdrantIndex") -> list[Document]:
+            hits = pipeline.search(query, db=store, collection=store.collection, embedder=self._query_embedder(store), **options)
+            return self._documents(store, hits)
+
         if isinstance(self.db, QdrantIndex):
-            return self._documents(self.db, pipeline.search(query, db=self.db, collection=self.db.collection, **options))
+            return search(self.db)
         if self.url or (self.db is None and os.environ.get("MOLMO_RAG_QDRANT_URL")):
-            store = self._server_index()
-            return self._documents(store, pipeline.search(query, db=store, collection=store.collection, **options))
+            return search(self._server_index())
         from molmo_rag.index.store import default_db_path
 
         path = os.fspath(self.db) if self.db is not None else os.fspath(default_db_path())
         with _path_lock(path):
             store = pipeline.open_index(path, collection=self.collection, create=False)
             try:
-                return self._documents(store, pipeline.search(query, db=store, collection=store.collection, **options))
+                return search(store)
             finally:
                 store.close()
+
+    def _query_embedder(self, store: "QdrantIndex") -> Any:
+        """The embedder asked for, else the one the collection records, else the default
+        (what ``molmo-rag search`` picks), loaded once per process instead of per query."""
+        from .embeddings import shared_embedder
+
+        spec = self.embedder
+        if spec is None and store.exists():
+            spec = (store.embedder_info() or {}).get("embedder")
+        return shared_embedder(spec)
 
     def _server_index(self) -> "QdrantIndex":
         from molmo_rag import pipeline

@@ -25,7 +25,7 @@ def cli(capsys, *args) -> tuple[int, str]:
     return code, out
 
 
-def test_loader_documents_are_the_cli_points(lc_library, lc_fake_backend, tmp_path, capsys):
+def test_loader_documents_are_the_cli_points(lc_library, lc_fake_backend, lc_documents, tmp_path, capsys):
     from qdrant_client import QdrantClient
 
     db = tmp_path / "db"
@@ -35,7 +35,7 @@ def test_loader_documents_are_the_cli_points(lc_library, lc_fake_backend, tmp_pa
         points, _ = client.scroll("molmo_rag", limit=100, with_payload=True)
     finally:
         client.close()
-    docs = MolmoLoader(lc_library, backend="fake", count=["person"]).load()
+    docs = lc_documents  # MolmoLoader(lc_library, backend=FakeBackend(), count=["person"]).load()
     assert len(docs) == len(points) == 7
     stored = {str(p.id): p.payload for p in points}
     for doc in docs:
@@ -82,11 +82,10 @@ def test_qdrant_vector_store_and_molmo_retriever_agree_on_a_cli_collection(lc_in
         assert [d.metadata["kind"] for d in retriever.invoke("quarterly results")] == ["slide", "slide"]
 
 
-def test_documents_written_through_langchain_are_found_by_molmo_rag_search(lc_library, tmp_path, capsys):
+def test_documents_written_through_langchain_are_found_by_molmo_rag_search(lc_documents, tmp_path, capsys):
     from langchain_qdrant import QdrantVectorStore
-    from molmo_rag.testing import FakeBackend
 
-    docs = MolmoLoader(lc_library, backend=FakeBackend(), count=["person"]).load()
+    docs = lc_documents
     db = tmp_path / "langchain-db"
     store = QdrantVectorStore.from_documents(
         docs, MolmoEmbeddings(), path=str(db), collection_name="molmo_rag", vector_name="text-dense"
@@ -113,12 +112,11 @@ def test_documents_written_through_langchain_are_found_by_molmo_rag_search(lc_li
     "(needs Hit.from_point to fall back to payload['metadata'] and build_filter to match 'metadata.<key>' too)",
     strict=False,
 )
-def test_molmo_rag_search_filters_documents_written_through_langchain(lc_library, tmp_path):
+def test_molmo_rag_search_filters_documents_written_through_langchain(lc_documents, tmp_path):
     from langchain_qdrant import QdrantVectorStore
     from molmo_rag import pipeline
-    from molmo_rag.testing import FakeBackend
 
-    docs = MolmoLoader(lc_library / "decks", backend=FakeBackend()).load()
+    docs = [d for d in lc_documents if d.metadata["kind"] == "slide"]
     db = tmp_path / "langchain-db"
     store = QdrantVectorStore.from_documents(docs, MolmoEmbeddings(), path=str(db), collection_name="molmo_rag", vector_name="text-dense")
     store.client.close()
