@@ -8,7 +8,7 @@ import logging
 import os
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Literal, Union
+from typing import TYPE_CHECKING, Any, Literal
 
 from langchain_core.documents import Document
 
@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 logger = logging.getLogger("langchain_molmo")
 
-OnFailure = Union[Literal["log", "raise"], Callable[["Failure"], None]]
+OnFailure = Literal["log", "raise"] | Callable[["Failure"], None]
 """What to do with a source that could not be read or a task that failed: ``"log"`` (a
 warning on the ``langchain_molmo`` logger with the cause), ``"raise"`` (raise the core's
 typed error, e.g. ``molmo_rag.errors.CorruptMediaError``), or a callable given the
@@ -31,7 +31,7 @@ Sources = Any
 """Paths, folders, globs, URLs (one or a list), or anything ``molmo_rag.media.read`` takes."""
 
 
-def describe_failure(failure: "Failure") -> str:
+def describe_failure(failure: Failure) -> str:
     """One line: where, which task, the error type and message, and its cause."""
     error = failure.error
     where = failure.source
@@ -48,7 +48,7 @@ def describe_failure(failure: "Failure") -> str:
     return line
 
 
-def to_document(document: "MediaDocument") -> Document:
+def to_document(document: MediaDocument) -> Document:
     """A LangChain Document of one photo, slide or video segment: the record text, the
     payload keys as metadata, and the Qdrant point id the CLI writes."""
     return Document(page_content=document.text, metadata=dict(document.metadata), id=document.id)
@@ -62,17 +62,17 @@ class MolmoRun:
     def __init__(
         self,
         *,
-        backend: "Backend | str | None" = None,
+        backend: Backend | str | None = None,
         model: str | None = None,
         concurrency: int | None = None,
-        tasks: "EnrichOptions | Sequence[Task] | None" = None,
+        tasks: EnrichOptions | Sequence[Task] | None = None,
         count: Sequence[str] = (),
         ask: Sequence[str] = (),
         detail: Literal["low", "medium", "high"] = "medium",
         default_tasks: bool | None = None,
-        cache: "ResultCache | str | os.PathLike[str] | bool | None" = None,
+        cache: ResultCache | str | os.PathLike[str] | bool | None = None,
         no_cache: bool = False,
-        reader_options: "ReaderOptions | None" = None,
+        reader_options: ReaderOptions | None = None,
         window: int | None = None,
         thumbnail_size: int = 128,
         on_failure: OnFailure = "log",
@@ -103,7 +103,7 @@ class MolmoRun:
         self._lock = threading.Lock()
 
     # -- the core's seam ---------------------------------------------------------------------
-    def _backend(self, shared: bool) -> "Backend | str | None":
+    def _backend(self, shared: bool) -> Backend | str | None:
         """The backend for one call: the one given, or, for objects making many calls
         (parser, transformer), one created on first use and kept."""
         from molmo_rag.backends.base import Backend
@@ -137,13 +137,17 @@ class MolmoRun:
             "on_warning": self._warn,
         }
 
-    def iter_outcomes(self, sources: Sources, *, shared: bool = False, ordered: bool = False) -> Iterator["MediaDocument | Failure"]:
+    def iter_outcomes(
+        self, sources: Sources, *, shared: bool = False, ordered: bool = False
+    ) -> Iterator[MediaDocument | Failure]:
         from molmo_rag import iter_documents
 
         self.failures = []
         return iter_documents(sources, **self.options(shared=shared, ordered=ordered))
 
-    def aiter_outcomes(self, sources: Sources, *, shared: bool = False, ordered: bool = False) -> AsyncIterator["MediaDocument | Failure"]:
+    def aiter_outcomes(
+        self, sources: Sources, *, shared: bool = False, ordered: bool = False
+    ) -> AsyncIterator[MediaDocument | Failure]:
         from molmo_rag import aiter_documents
 
         self.failures = []
@@ -154,7 +158,7 @@ class MolmoRun:
     def _warn(message: str) -> None:
         logger.warning("molmo-rag: %s", message)
 
-    def report(self, failure: "Failure") -> None:
+    def report(self, failure: Failure) -> None:
         """Apply the failure policy to one failure (a source, or one task of an item)."""
         self.failures.append(failure)
         if self.on_failure == "raise":
@@ -164,7 +168,7 @@ class MolmoRun:
         else:
             self.on_failure(failure)  # type: ignore[operator]
 
-    def documents(self, outcomes: Iterable["MediaDocument | Failure"]) -> Iterator[Document]:
+    def documents(self, outcomes: Iterable[MediaDocument | Failure]) -> Iterator[Document]:
         """LangChain documents from outcomes; failures reported."""
         from molmo_rag import Failure
 
@@ -181,7 +185,7 @@ class MolmoRun:
             if close is not None:  # stop the run now (on raise, or a consumer that stopped early)
                 close()
 
-    async def adocuments(self, outcomes: AsyncIterator["MediaDocument | Failure"]) -> AsyncIterator[Document]:
+    async def adocuments(self, outcomes: AsyncIterator[MediaDocument | Failure]) -> AsyncIterator[Document]:
         from molmo_rag import Failure
 
         try:

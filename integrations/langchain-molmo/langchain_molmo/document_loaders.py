@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 from langchain_core.document_loaders import BaseBlobParser, BaseLoader
 from langchain_core.document_loaders.blob_loaders import Blob
@@ -27,10 +27,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from molmo_rag.media import ReaderOptions
     from molmo_rag.tasks import Task
 
-__all__ = ["MolmoLoader", "MolmoBlobParser"]
+__all__ = ["MolmoBlobParser", "MolmoLoader"]
 
 
-def _reader_options(options: "ReaderOptions | dict[str, Any] | None") -> "ReaderOptions | None":
+def _reader_options(options: ReaderOptions | dict[str, Any] | None) -> ReaderOptions | None:
     if isinstance(options, dict):
         from molmo_rag.media import ReaderOptions
 
@@ -87,17 +87,17 @@ class MolmoLoader(BaseLoader):
         self,
         sources: Sources,
         *,
-        backend: "Backend | str | None" = None,
+        backend: Backend | str | None = None,
         model: str | None = None,
         concurrency: int | None = None,
-        tasks: "EnrichOptions | Sequence[Task] | None" = None,
+        tasks: EnrichOptions | Sequence[Task] | None = None,
         count: Sequence[str] = (),
         ask: Sequence[str] = (),
         detail: Literal["low", "medium", "high"] = "medium",
         default_tasks: bool | None = None,
-        cache: "ResultCache | str | os.PathLike[str] | bool | None" = None,
+        cache: ResultCache | str | os.PathLike[str] | bool | None = None,
         no_cache: bool = False,
-        reader_options: "ReaderOptions | dict[str, Any] | None" = None,
+        reader_options: ReaderOptions | dict[str, Any] | None = None,
         ordered: bool = False,
         window: int | None = None,
         thumbnail_size: int = 128,
@@ -106,14 +106,24 @@ class MolmoLoader(BaseLoader):
         self.sources = sources
         self.ordered = ordered
         self._run = MolmoRun(
-            backend=backend, model=model, concurrency=concurrency, tasks=tasks, count=count, ask=ask,
-            detail=detail, default_tasks=default_tasks, cache=cache, no_cache=no_cache,
-            reader_options=_reader_options(reader_options), window=window, thumbnail_size=thumbnail_size,
+            backend=backend,
+            model=model,
+            concurrency=concurrency,
+            tasks=tasks,
+            count=count,
+            ask=ask,
+            detail=detail,
+            default_tasks=default_tasks,
+            cache=cache,
+            no_cache=no_cache,
+            reader_options=_reader_options(reader_options),
+            window=window,
+            thumbnail_size=thumbnail_size,
             on_failure=on_failure,
         )
 
     @property
-    def failures(self) -> "list[Failure]":
+    def failures(self) -> list[Failure]:
         """Sources that could not be read and tasks that failed, in the latest load."""
         return self._run.failures
 
@@ -158,30 +168,40 @@ class MolmoBlobParser(BaseBlobParser):
     def __init__(
         self,
         *,
-        backend: "Backend | str | None" = None,
+        backend: Backend | str | None = None,
         model: str | None = None,
         concurrency: int | None = None,
-        tasks: "EnrichOptions | Sequence[Task] | None" = None,
+        tasks: EnrichOptions | Sequence[Task] | None = None,
         count: Sequence[str] = (),
         ask: Sequence[str] = (),
         detail: Literal["low", "medium", "high"] = "medium",
         default_tasks: bool | None = None,
-        cache: "ResultCache | str | os.PathLike[str] | bool | None" = None,
+        cache: ResultCache | str | os.PathLike[str] | bool | None = None,
         no_cache: bool = False,
-        reader_options: "ReaderOptions | dict[str, Any] | None" = None,
+        reader_options: ReaderOptions | dict[str, Any] | None = None,
         window: int | None = None,
         thumbnail_size: int = 128,
         on_failure: OnFailure = "log",
     ) -> None:
         self._run = MolmoRun(
-            backend=backend, model=model, concurrency=concurrency, tasks=tasks, count=count, ask=ask,
-            detail=detail, default_tasks=default_tasks, cache=cache, no_cache=no_cache,
-            reader_options=_reader_options(reader_options), window=window, thumbnail_size=thumbnail_size,
+            backend=backend,
+            model=model,
+            concurrency=concurrency,
+            tasks=tasks,
+            count=count,
+            ask=ask,
+            detail=detail,
+            default_tasks=default_tasks,
+            cache=cache,
+            no_cache=no_cache,
+            reader_options=_reader_options(reader_options),
+            window=window,
+            thumbnail_size=thumbnail_size,
             on_failure=on_failure,
         )
 
     @property
-    def failures(self) -> "list[Failure]":
+    def failures(self) -> list[Failure]:
         """Failures of the latest blob."""
         return self._run.failures
 
@@ -197,7 +217,7 @@ class MolmoBlobParser(BaseBlobParser):
         """Release the backend this parser created (model memory, HTTP clients)."""
         self._run.close()
 
-    def __enter__(self) -> "MolmoBlobParser":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -220,10 +240,9 @@ def blob_source(blob: Blob, reader_options: Any = None) -> Any:
 def _npy_item(blob: Blob, label: str) -> Any:
     """A picture handed over as a numpy array (``numpy.save`` bytes)."""
     import numpy as np
-    from PIL import Image
-
     from molmo_rag import MediaItem
     from molmo_rag.errors import CorruptMediaError
+    from PIL import Image
 
     try:
         with blob.as_bytes_io() as buffer:
@@ -236,4 +255,3 @@ def _npy_item(blob: Blob, label: str) -> Any:
         error.__cause__ = exc
         return error
     return MediaItem.from_pil(image, source=label)
-

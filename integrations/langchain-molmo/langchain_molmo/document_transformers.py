@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from molmo_rag.media import ReaderOptions
     from molmo_rag.tasks import Task
 
-__all__ = ["MolmoDocumentTransformer", "DEFAULT_IMAGE_KEYS"]
+__all__ = ["DEFAULT_IMAGE_KEYS", "MolmoDocumentTransformer"]
 
 DEFAULT_IMAGE_KEYS = ("image_path", "image_url", "image_base64", "image", "source")
 """Metadata keys looked at, in order, for the picture of a document: ``image_path`` and
@@ -41,7 +41,7 @@ class _Job:
     explicit: bool
     """Named by an image key (not ``source``): media that is no picture is a failure."""
     documents: list[int] = field(default_factory=list)
-    result: "MediaDocument | None" = None
+    result: MediaDocument | None = None
 
 
 def _is_url(value: str) -> bool:
@@ -107,17 +107,17 @@ class MolmoDocumentTransformer(BaseDocumentTransformer):
         *,
         image_keys: Sequence[str] = DEFAULT_IMAGE_KEYS,
         content: Literal["append", "replace", "keep"] = "append",
-        backend: "Backend | str | None" = None,
+        backend: Backend | str | None = None,
         model: str | None = None,
         concurrency: int | None = None,
-        tasks: "EnrichOptions | Sequence[Task] | None" = None,
+        tasks: EnrichOptions | Sequence[Task] | None = None,
         count: Sequence[str] = (),
         ask: Sequence[str] = (),
         detail: Literal["low", "medium", "high"] = "medium",
         default_tasks: bool | None = None,
-        cache: "ResultCache | str | os.PathLike[str] | bool | None" = None,
+        cache: ResultCache | str | os.PathLike[str] | bool | None = None,
         no_cache: bool = False,
-        reader_options: "ReaderOptions | dict[str, Any] | None" = None,
+        reader_options: ReaderOptions | dict[str, Any] | None = None,
         window: int | None = None,
         thumbnail_size: int = 128,
         on_failure: OnFailure = "log",
@@ -127,14 +127,24 @@ class MolmoDocumentTransformer(BaseDocumentTransformer):
         self.image_keys = [image_keys] if isinstance(image_keys, str) else list(image_keys)
         self.content = content
         self._run = MolmoRun(
-            backend=backend, model=model, concurrency=concurrency, tasks=tasks, count=count, ask=ask,
-            detail=detail, default_tasks=default_tasks, cache=cache, no_cache=no_cache,
-            reader_options=_reader_options(reader_options), window=window, thumbnail_size=thumbnail_size,
+            backend=backend,
+            model=model,
+            concurrency=concurrency,
+            tasks=tasks,
+            count=count,
+            ask=ask,
+            detail=detail,
+            default_tasks=default_tasks,
+            cache=cache,
+            no_cache=no_cache,
+            reader_options=_reader_options(reader_options),
+            window=window,
+            thumbnail_size=thumbnail_size,
             on_failure=on_failure,
         )
 
     @property
-    def failures(self) -> "list[Failure]":
+    def failures(self) -> list[Failure]:
         """Failures of the latest call."""
         return self._run.failures
 
@@ -251,7 +261,8 @@ class MolmoDocumentTransformer(BaseDocumentTransformer):
                     if job.explicit and not refused:  # a deck or a video where a picture was named
                         refused = True
                         entry = UnsupportedMediaError(
-                            f"{entry.source} is a {entry.kind.replace('_', ' ')} source, not a picture", source=entry.source
+                            f"{entry.source} is a {entry.kind.replace('_', ' ')} source, not a picture",
+                            source=entry.source,
                         )
                     else:
                         continue

@@ -21,11 +21,11 @@ def _default_model() -> str:
     return os.environ.get("MOLMO_RAG_EMBEDDER") or DEFAULT_EMBEDDER
 
 
-_LOADED: dict[str, "Embedder"] = {}
+_LOADED: dict[str, Embedder] = {}
 _LOADING = threading.Lock()
 
 
-def shared_embedder(spec: str | None = None) -> "Embedder":
+def shared_embedder(spec: str | None = None) -> Embedder:
     """The core's embedder for ``spec`` (None: ``MOLMO_RAG_EMBEDDER``, else the default),
     loaded once per process: the models are read-only, and ``get_embedder`` loads anew on
     every call."""
@@ -64,10 +64,10 @@ class MolmoEmbeddings(BaseModel, Embeddings):
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
-    _embedder: "Embedder | None" = PrivateAttr(default=None)
+    _embedder: Embedder | None = PrivateAttr(default=None)
 
     @property
-    def embedder(self) -> "Embedder":
+    def embedder(self) -> Embedder:
         """The core embedder (loaded on first use)."""
         if self._embedder is None:
             self._embedder = shared_embedder(self.model)

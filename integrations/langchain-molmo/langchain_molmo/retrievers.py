@@ -37,9 +37,12 @@ def _path_lock(path: str) -> threading.Lock:
 
 
 def _search_filter(
-    kind: Kinds = None, where: Where = (), source: str | os.PathLike[str] | None = None,
-    after: float | None = None, before: float | None = None,
-) -> "SearchFilter":
+    kind: Kinds = None,
+    where: Where = (),
+    source: str | os.PathLike[str] | None = None,
+    after: float | None = None,
+    before: float | None = None,
+) -> SearchFilter:
     from molmo_rag.index.filters import SearchFilter
 
     return SearchFilter(
@@ -146,11 +149,11 @@ class MolmoRetriever(BaseRetriever):
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    _server: "QdrantIndex | None" = PrivateAttr(default=None)
+    _server: QdrantIndex | None = PrivateAttr(default=None)
     _server_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     @model_validator(mode="after")
-    def _check(self) -> "MolmoRetriever":
+    def _check(self) -> MolmoRetriever:
         from molmo_rag.index.filters import build_filter
 
         if isinstance(self.db, os.PathLike):
@@ -160,8 +163,10 @@ class MolmoRetriever(BaseRetriever):
         build_filter(self._filter())  # a bad condition fails here, not at the first query
         return self
 
-    def _filter(self, **overrides: Any) -> "SearchFilter":
-        values = {name: overrides.get(name, getattr(self, name)) for name in ("kind", "where", "source", "after", "before")}
+    def _filter(self, **overrides: Any) -> SearchFilter:
+        values = {
+            name: overrides.get(name, getattr(self, name)) for name in ("kind", "where", "source", "after", "before")
+        }
         return _search_filter(**values)
 
     # -- LangChain's hooks -------------------------------------------------------------------
@@ -183,13 +188,24 @@ class MolmoRetriever(BaseRetriever):
 
         unknown = sorted(set(overrides) - set(_OVERRIDES))
         if unknown:
-            raise TypeError(f"MolmoRetriever got unexpected argument(s) {unknown}; per-call options: {list(_OVERRIDES)}")
+            raise TypeError(
+                f"MolmoRetriever got unexpected argument(s) {unknown}; per-call options: {list(_OVERRIDES)}"
+            )
         k = int(overrides.get("k", self.k))
         flt = self._filter(**overrides)
-        options = {"kind": flt.kind, "where": flt.where, "source": flt.source, "after": flt.after, "before": flt.before, "top": k}
+        options = {
+            "kind": flt.kind,
+            "where": flt.where,
+            "source": flt.source,
+            "after": flt.after,
+            "before": flt.before,
+            "top": k,
+        }
 
-        def search(store: "QdrantIndex") -> list[Document]:
-            hits = pipeline.search(query, db=store, collection=store.collection, embedder=self._query_embedder(store), **options)
+        def search(store: QdrantIndex) -> list[Document]:
+            hits = pipeline.search(
+                query, db=store, collection=store.collection, embedder=self._query_embedder(store), **options
+            )
             return self._documents(store, hits)
 
         if isinstance(self.db, QdrantIndex):
@@ -206,7 +222,7 @@ class MolmoRetriever(BaseRetriever):
             finally:
                 store.close()
 
-    def _query_embedder(self, store: "QdrantIndex") -> Any:
+    def _query_embedder(self, store: QdrantIndex) -> Any:
         """The embedder asked for, else the one the collection records, else the default
         (what ``molmo-rag search`` picks), loaded once per process instead of per query."""
         from .embeddings import shared_embedder
@@ -216,7 +232,7 @@ class MolmoRetriever(BaseRetriever):
             spec = (store.embedder_info() or {}).get("embedder")
         return shared_embedder(spec)
 
-    def _server_index(self) -> "QdrantIndex":
+    def _server_index(self) -> QdrantIndex:
         from molmo_rag import pipeline
 
         with self._server_lock:
@@ -225,13 +241,15 @@ class MolmoRetriever(BaseRetriever):
                 self._server = pipeline.open_index(qdrant_url=self.url, api_key=key, collection=self.collection)
             return self._server
 
-    def _documents(self, store: "QdrantIndex", hits: "list[Hit]") -> list[Document]:
+    def _documents(self, store: QdrantIndex, hits: list[Hit]) -> list[Document]:
         """Hits as Documents. The core's ``Hit`` carries the payload keys but not the
         embedded text, which is read back here (one call for all hits)."""
         stored: dict[str, dict[str, Any]] = {}
         if hits:
             points = store.client.retrieve(
-                store.collection, ids=[h.id for h in hits], with_payload=["text", "page_content", "metadata"],
+                store.collection,
+                ids=[h.id for h in hits],
+                with_payload=["text", "page_content", "metadata"],
                 with_vectors=False,
             )
             stored = {str(p.id): p.payload or {} for p in points}

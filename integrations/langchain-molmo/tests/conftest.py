@@ -82,7 +82,10 @@ def lc_points(lc_index) -> dict:
 def lc_documents(lc_library) -> list:
     """MolmoLoader's Documents of the library (FakeBackend, counting ``person``): read once,
     shared by the tests that only need them as input (do not mutate)."""
-    from langchain_molmo import MolmoLoader
     from molmo_rag.testing import FakeBackend
 
-    return MolmoLoader(lc_library, backend=FakeBackend(), count=["person"], cache=False, on_failure=lambda f: None).load()
+    from langchain_molmo import MolmoLoader
+
+    return MolmoLoader(
+        lc_library, backend=FakeBackend(), count=["person"], cache=False, on_failure=lambda f: None
+    ).load()

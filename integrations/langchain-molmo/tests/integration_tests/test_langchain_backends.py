@@ -48,8 +48,12 @@ def test_tiny_local_checkpoint(lc_library, tmp_path_factory):
     from molmo_rag.testing import build_tiny_molmo2
 
     model = str(build_tiny_molmo2(tmp_path_factory.mktemp("lc_models") / "tiny-molmo2"))
-    loader = MolmoLoader(lc_library / "photos" / "coffee.png", backend="local", model=model, tasks=[Caption(detail="low")])
+    loader = MolmoLoader(
+        lc_library / "photos" / "coffee.png", backend="local", model=model, tasks=[Caption(detail="low")]
+    )
     (doc,) = loader.load()
     assert not loader.failures
     assert doc.metadata["backend"] == "local" and doc.metadata["model"] == model
-    assert doc.metadata["kind"] == "image" and isinstance(doc.metadata["caption"], str) and doc.metadata["detail"] == "low"
+    assert (
+        doc.metadata["kind"] == "image" and isinstance(doc.metadata["caption"], str) and doc.metadata["detail"] == "low"
+    )

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from langchain_molmo import MolmoEmbeddings, MolmoLoader, MolmoRetriever, molmo_filter
+from langchain_molmo import MolmoEmbeddings, MolmoRetriever, molmo_filter
 
 pytest.importorskip("langchain_qdrant")
 
@@ -118,7 +118,9 @@ def test_molmo_rag_search_filters_documents_written_through_langchain(lc_documen
 
     docs = [d for d in lc_documents if d.metadata["kind"] == "slide"]
     db = tmp_path / "langchain-db"
-    store = QdrantVectorStore.from_documents(docs, MolmoEmbeddings(), path=str(db), collection_name="molmo_rag", vector_name="text-dense")
+    store = QdrantVectorStore.from_documents(
+        docs, MolmoEmbeddings(), path=str(db), collection_name="molmo_rag", vector_name="text-dense"
+    )
     store.client.close()
     hits = pipeline.search("results", db=db, kind="slide", where="slide==2")
     assert [(h.kind, h.slide) for h in hits] == [("slide", 2)]

@@ -32,7 +32,9 @@ def test_every_readme_example_runs(lc_library, lc_fake_backend, tmp_path, capsys
     from qdrant_client import QdrantClient
 
     def localise(text: str) -> str:
-        text = text.replace("./my-index", str(tmp_path / "my-index")).replace("./molmo-index", str(tmp_path / "molmo-index"))
+        text = text.replace("./my-index", str(tmp_path / "my-index")).replace(
+            "./molmo-index", str(tmp_path / "molmo-index")
+        )
         text = re.sub(r"(?<![\w/.-])media/", f"{lc_library}/", text)
         return text.replace('backend="local"', 'backend="fake"').replace("--backend local", "--backend fake")
 
@@ -46,7 +48,7 @@ def test_every_readme_example_runs(lc_library, lc_fake_backend, tmp_path, capsys
             continue
         assert lang == "python"
         namespace: dict = {"__name__": "readme"}
-        exec(compile(code, str(README), "exec"), namespace)
+        exec(compile(code, str(README), "exec"), namespace)  # noqa: S102 - our own README
         for value in namespace.values():  # embedded Qdrant folders admit one client: close them
             if isinstance(value, QdrantVectorStore):
                 value.client.close()
@@ -57,7 +59,11 @@ def test_every_readme_example_runs(lc_library, lc_fake_backend, tmp_path, capsys
             lines = capsys.readouterr().out.strip().splitlines()
             assert len(lines) == 3 and all(line.split()[0] in ("image", "video_segment") for line in lines)
             assert "talk.pdf" not in "".join(lines)
-            assert namespace["docs"] and {d.metadata["kind"] for d in namespace["docs"]} == {"image", "slide", "video_segment"}
+            assert namespace["docs"] and {d.metadata["kind"] for d in namespace["docs"]} == {
+                "image",
+                "slide",
+                "video_segment",
+            }
         if "enriched" in namespace:
             assert namespace["enriched"][0].metadata["caption"] and "cup" in namespace["enriched"][0].metadata["counts"]
         if "slides" in namespace:

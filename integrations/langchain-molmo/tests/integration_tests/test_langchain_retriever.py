@@ -23,14 +23,20 @@ CASES = {
     "kinds slide+video": ({"kind": ["slide", "video"]}, lambda p: p["kind"] in ("slide", "video_segment")),
     "count>=2": ({"where": "count.person>=2"}, lambda p: person(p) >= 2),
     "count==1": ({"where": "count.person==1"}, lambda p: person(p) == 1),
-    "count!=1 and kind": ({"where": ["count.person!=1"], "kind": "image"}, lambda p: p["kind"] == "image" and person(p) != 1),
+    "count!=1 and kind": (
+        {"where": ["count.person!=1"], "kind": "image"},
+        lambda p: p["kind"] == "image" and person(p) != 1,
+    ),
     "count<2, slide<=1": ({"where": "count.person<2, slide<=1"}, lambda p: person(p) < 2 and p.get("slide", 99) <= 1),
     "title": ({"where": "title==Team"}, lambda p: p.get("title") == "Team"),
     "folder": ({"source": "PHOTOS"}, lambda p: "/photos/" in p["source"]),
     "file": ({"source": "DECK"}, lambda p: p["source"].endswith("talk.pdf")),
     "after": ({"after": 4.5}, lambda p: p.get("end") is not None and p["end"] > 4.5),
     "before": ({"before": 3}, lambda p: p.get("start") is not None and p["start"] < 3),
-    "video with people": ({"kind": "video", "where": "count.person>=2"}, lambda p: p["kind"] == "video_segment" and person(p) >= 2),
+    "video with people": (
+        {"kind": "video", "where": "count.person>=2"},
+        lambda p: p["kind"] == "video_segment" and person(p) >= 2,
+    ),
 }
 
 
@@ -59,7 +65,9 @@ def test_documents_carry_text_payload_and_score(lc_index, lc_points):
     for doc in docs:
         stored = lc_points[doc.id]
         assert doc.page_content == stored["text"]
-        assert {k: v for k, v in doc.metadata.items() if k != "score"} == {k: stored[k] for k in PAYLOAD_KEYS if k in stored}
+        assert {k: v for k, v in doc.metadata.items() if k != "score"} == {
+            k: stored[k] for k in PAYLOAD_KEYS if k in stored
+        }
 
 
 async def test_async_and_per_call_overrides(lc_index, lc_points):

@@ -23,11 +23,25 @@ def test_keys_move_under_metadata():
     from molmo_rag.index.filters import SearchFilter, build_filter
     from qdrant_client import models
 
-    options = dict(kind=["image", "video"], where=["count.person>=2", "title!=Intro"], source="/data/media", after=5, before=60)
+    options = {
+        "kind": ["image", "video"],
+        "where": ["count.person>=2", "title!=Intro"],
+        "source": "/data/media",
+        "after": 5,
+        "before": 60,
+    }
     flt = molmo_filter(**options)
     assert isinstance(flt, models.Filter)
     assert sorted(keys(flt)) == sorted(
-        ["metadata.kind", "metadata.counts.person", "metadata.title", "metadata.source", "source_prefixes", "metadata.end", "metadata.start"]
+        [
+            "metadata.kind",
+            "metadata.counts.person",
+            "metadata.title",
+            "metadata.source",
+            "source_prefixes",
+            "metadata.end",
+            "metadata.start",
+        ]
     )
     root = build_filter(SearchFilter(**options))
     assert molmo_filter(**options, key_prefix="") == root

@@ -22,9 +22,13 @@ def kinds(docs: list[Document]) -> list[tuple[str, str]]:
 
 
 EXPECTED = [
-    ("image", "astronaut.png"), ("image", "chelsea.png"), ("image", "coffee.png"),
-    ("slide", "talk.pdf"), ("slide", "talk.pdf"),
-    ("video_segment", "street.mp4"), ("video_segment", "street.mp4"),
+    ("image", "astronaut.png"),
+    ("image", "chelsea.png"),
+    ("image", "coffee.png"),
+    ("slide", "talk.pdf"),
+    ("slide", "talk.pdf"),
+    ("video_segment", "street.mp4"),
+    ("video_segment", "street.mp4"),
 ]
 
 
@@ -48,7 +52,9 @@ def test_one_document_per_photo_slide_and_segment(lc_library, caplog):
     assert [(s.metadata["slide"], s.metadata["title"]) for s in slides] == [(1, "Quarterly results"), (2, "Team")]
     assert "Slide title: Quarterly results" in slides[0].page_content
     segments = sorted((d for d in docs if d.metadata["kind"] == "video_segment"), key=lambda d: d.metadata["start"])
-    assert segments[0].metadata["start"] == 0 and segments[0].metadata["end"] == pytest.approx(segments[1].metadata["start"])
+    assert segments[0].metadata["start"] == 0 and segments[0].metadata["end"] == pytest.approx(
+        segments[1].metadata["start"]
+    )
     # the broken file: reported with its cause, not dropped silently
     assert [Path(f.source).name for f in loader.failures] == ["broken.jpg"]
     warned = [r.getMessage() for r in caplog.records if r.name == "langchain_molmo"]
@@ -66,7 +72,10 @@ def test_ids_are_the_point_ids_and_stable(lc_library):
         assert doc.id == point_id(doc.metadata["media_id"], doc.metadata["source"])
     again = MolmoLoader(str(lc_library / "photos" / "coffee.png"), backend=backend).load()
     assert backend.calls == 6  # served from the result cache
-    assert again[0].id in {d.id for d in first} and again[0].metadata == next(d for d in first if d.id == again[0].id).metadata
+    assert (
+        again[0].id in {d.id for d in first}
+        and again[0].metadata == next(d for d in first if d.id == again[0].id).metadata
+    )
 
 
 def test_on_failure_raise_and_callback(lc_library):
@@ -171,7 +180,9 @@ async def test_alazy_load_raise_stops_the_run(lc_library):
     from molmo_rag.errors import CorruptMediaError
     from molmo_rag.testing import FakeBackend
 
-    loader = MolmoLoader([lc_library / "photos" / "broken.jpg", lc_library / "photos"], backend=FakeBackend(), on_failure="raise")
+    loader = MolmoLoader(
+        [lc_library / "photos" / "broken.jpg", lc_library / "photos"], backend=FakeBackend(), on_failure="raise"
+    )
     with pytest.raises(CorruptMediaError):
         async for _ in loader.alazy_load():
             pass
@@ -179,4 +190,6 @@ async def test_alazy_load_raise_stops_the_run(lc_library):
 
 def test_backend_by_name(lc_library, lc_fake_backend):
     docs = MolmoLoader(lc_library / "decks", backend=lc_fake_backend, count="person").load()
-    assert [d.metadata["backend"] for d in docs] == ["fake", "fake"] and all("person" in d.metadata["counts"] for d in docs)
+    assert [d.metadata["backend"] for d in docs] == ["fake", "fake"] and all(
+        "person" in d.metadata["counts"] for d in docs
+    )

@@ -24,9 +24,13 @@ def test_generic_loader_over_a_mixed_folder(lc_library, caplog):
     with caplog.at_level(logging.WARNING, logger="langchain_molmo"):
         docs = loader.load()
     assert sorted((d.metadata["kind"], Path(d.metadata["source"]).name) for d in docs) == [
-        ("image", "astronaut.png"), ("image", "chelsea.png"), ("image", "coffee.png"),
-        ("slide", "talk.pdf"), ("slide", "talk.pdf"),
-        ("video_segment", "street.mp4"), ("video_segment", "street.mp4"),
+        ("image", "astronaut.png"),
+        ("image", "chelsea.png"),
+        ("image", "coffee.png"),
+        ("slide", "talk.pdf"),
+        ("slide", "talk.pdf"),
+        ("video_segment", "street.mp4"),
+        ("video_segment", "street.mp4"),
     ]
     assert any("broken.jpg" in r.getMessage() and "CorruptMediaError" in r.getMessage() for r in caplog.records)
     # the same Documents as MolmoLoader (read by path: same ids, same metadata)
@@ -53,17 +57,26 @@ def test_bytes_blobs_without_a_path(lc_library, tmp_path):
     photo = (lc_library / "photos" / "coffee.png").read_bytes()
     docs = list(parser.lazy_parse(Blob.from_data(photo)))
     assert len(docs) == 1 and docs[0].metadata["source"] == "<bytes>" and "red" in docs[0].metadata["caption"]
-    named = list(parser.lazy_parse(Blob.from_data(photo, metadata={"source": "s3://bucket/coffee.png", "owner": "ann"})))
+    named = list(
+        parser.lazy_parse(Blob.from_data(photo, metadata={"source": "s3://bucket/coffee.png", "owner": "ann"}))
+    )
     assert named[0].metadata["source"] == "s3://bucket/coffee.png" and named[0].metadata["owner"] == "ann"
     assert named[0].id == point_id(named[0].metadata["media_id"], "s3://bucket/coffee.png")
-    pdf = list(parser.lazy_parse(Blob.from_data((lc_library / "decks" / "talk.pdf").read_bytes(), metadata={"source": "talk.pdf"})))
+    pdf = list(
+        parser.lazy_parse(
+            Blob.from_data((lc_library / "decks" / "talk.pdf").read_bytes(), metadata={"source": "talk.pdf"})
+        )
+    )
     assert [(d.metadata["kind"], d.metadata["slide"], d.metadata["title"]) for d in pdf] == [
-        ("slide", 1, "Quarterly results"), ("slide", 2, "Team"),
+        ("slide", 1, "Quarterly results"),
+        ("slide", 2, "Team"),
     ]
     pptx = list(parser.lazy_parse(Blob.from_data(deck.read_bytes(), mime_type="application/octet-stream")))
     assert [(d.metadata["slide"], d.metadata["title"]) for d in pptx] == [(1, "Roadmap"), (2, "Thanks")]
     assert pptx[0].metadata["notes"] == "Say hello" and "Speaker notes: Say hello" in pptx[0].page_content
-    video = list(parser.lazy_parse(Blob.from_data((lc_library / "clips" / "street.mp4").read_bytes(), path="street.mp4")))
+    video = list(
+        parser.lazy_parse(Blob.from_data((lc_library / "clips" / "street.mp4").read_bytes(), path="street.mp4"))
+    )
     assert [d.metadata["kind"] for d in video] == ["video_segment", "video_segment"]
     assert all(d.metadata["source"] == "street.mp4" for d in video)
     assert list(parser.lazy_parse(Blob.from_data(b"just some text"))) == []
@@ -73,8 +86,8 @@ def test_bytes_blobs_without_a_path(lc_library, tmp_path):
 def test_numpy_image_blobs_as_an_images_parser(lc_library):
     """langchain-community's PDF parsers hand their images_parser numpy arrays."""
     import numpy as np
-    from PIL import Image
     from molmo_rag.testing import FakeBackend
+    from PIL import Image
 
     array = np.asarray(Image.open(lc_library / "photos" / "coffee.png").convert("RGB"))
     buffer = io.BytesIO()

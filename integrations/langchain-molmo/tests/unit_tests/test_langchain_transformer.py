@@ -75,9 +75,9 @@ async def test_atransform_is_native_and_matches(documents):
 
 
 def test_blobs_pil_images_bytes_and_raise(lc_library):
-    from PIL import Image
     from molmo_rag.errors import CorruptMediaError
     from molmo_rag.testing import FakeBackend
+    from PIL import Image
 
     photos = lc_library / "photos"
     docs = [
@@ -85,7 +85,9 @@ def test_blobs_pil_images_bytes_and_raise(lc_library):
         Document("", metadata={"image": Image.open(photos / "coffee.png").convert("RGB"), "source": "deck.pptx"}),
         Document("", metadata={"image": (photos / "astronaut.png").read_bytes()}),
     ]
-    transformer = MolmoDocumentTransformer(backend=FakeBackend(), image_keys=["image"], content="keep", thumbnail_size=0)
+    transformer = MolmoDocumentTransformer(
+        backend=FakeBackend(), image_keys=["image"], content="keep", thumbnail_size=0
+    )
     out = transformer.transform_documents(docs)
     assert [d.page_content for d in out] == ["", "", ""]
     assert [d.metadata["kind"] for d in out] == ["image"] * 3 and not transformer.failures
