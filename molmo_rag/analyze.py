@@ -6,6 +6,7 @@ is still being read, memory stays bounded, and a bad source or a failed request 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from contextlib import aclosing
 from typing import Any
 
 from .backends.base import Backend
@@ -26,6 +27,7 @@ async def aanalyze(
     reader_options: Any = None,
     ordered: bool = True,
     window: int | None = None,
+    max_pending: int | None = None,
     progress: Progress | None = None,
 ) -> AsyncIterator[Result | Failure]:
     """One Result or Failure per (item, task): in source order with ``ordered`` (the
@@ -33,14 +35,18 @@ async def aanalyze(
     before anything is read."""
     check_runnable(backend, tasks, adapt=False)
     plan = FixedPlan(tasks, backend)
-    engine = Engine(backend, plan, reader_options=reader_options, ordered=ordered, window=window, progress=progress)
-    async for outcome in engine.run(sources):
-        if isinstance(outcome, Failure):
-            yield outcome
-            continue
-        by_task = {id(x.task): x for x in (*outcome.results, *outcome.failures)}
-        for task in plan.plan(outcome.item):
-            yield by_task[id(task)]
+    engine = Engine(
+        backend, plan, reader_options=reader_options, ordered=ordered, window=window, max_pending=max_pending,
+        progress=progress,
+    )
+    async with aclosing(engine.run(sources)) as outcomes:  # an early exit cancels what is in flight
+        async for outcome in outcomes:
+            if isinstance(outcome, Failure):
+                yield outcome
+                continue
+            by_task = {id(x.task): x for x in (*outcome.results, *outcome.failures)}
+            for task in plan.plan(outcome.item):
+                yield by_task[id(task)]
 
 
 def analyze(
@@ -51,9 +57,13 @@ def analyze(
     reader_options: Any = None,
     ordered: bool = True,
     window: int | None = None,
+    max_pending: int | None = None,
     progress: Progress | None = None,
 ) -> Iterator[Result | Failure]:
     """:func:`aanalyze` for sync code (also inside a running event loop)."""
     return iterate_sync(
-        aanalyze(sources, tasks, backend, reader_options=reader_options, ordered=ordered, window=window, progress=progress)
+        aanalyze(
+            sources, tasks, backend, reader_options=reader_options, ordered=ordered, window=window,
+            max_pending=max_pending, progress=progress,
+        )
     )

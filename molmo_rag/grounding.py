@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
 
 from .index.filters import Condition
@@ -156,30 +157,31 @@ async def aground(
             engine = run.enricher.engine(reader_options=reader_options, ordered=True, window=window)
             items = [_item_of(h, reader_options) for h in checked]
             by_item = {id(item): hit for item, hit in zip(items, checked)}
-            async for outcome in engine.run(items):
-                if isinstance(outcome, Failure):  # pragma: no cover - ready items are never unread
-                    out.failures.append(outcome)
-                    continue
-                assert isinstance(outcome, EnrichedItem)
-                hit = by_item[id(outcome.item)]
-                hit.vector_score = hit.score
-                out.failures.extend(outcome.failures)
-                result = outcome.results[0] if outcome.results else None
-                if result is None:
-                    hit.grounded, hit.evidence = 0.0, {"target": target, "count": None, "points": [], "answer": None}
-                else:
-                    out.checked += 1
-                    out.cached += int(result.cached)
-                    out.cost_usd += 0.0 if result.cached else result.cost_usd
-                    count = result.fields.get("count")
-                    hit.grounded = 1.0 if _holds(count, conditions) else 0.0
-                    hit.evidence = {
-                        "target": target,
-                        "count": count,
-                        "points": list(result.fields.get("points") or []),
-                        "answer": result.fields.get("answer"),
-                    }
-                hit.score = weight * hit.grounded + hit.vector_score
+            async with aclosing(engine.run(items)) as outcomes:
+                async for outcome in outcomes:
+                    if isinstance(outcome, Failure):  # pragma: no cover - ready items are never unread
+                        out.failures.append(outcome)
+                        continue
+                    assert isinstance(outcome, EnrichedItem)
+                    hit = by_item[id(outcome.item)]
+                    hit.vector_score = hit.score
+                    out.failures.extend(outcome.failures)
+                    result = outcome.results[0] if outcome.results else None
+                    if result is None:
+                        hit.grounded, hit.evidence = 0.0, {"target": target, "count": None, "points": [], "answer": None}
+                    else:
+                        out.checked += 1
+                        out.cached += int(result.cached)
+                        out.cost_usd += 0.0 if result.cached else result.cost_usd
+                        count = result.fields.get("count")
+                        hit.grounded = 1.0 if _holds(count, conditions) else 0.0
+                        hit.evidence = {
+                            "target": target,
+                            "count": count,
+                            "points": list(result.fields.get("points") or []),
+                            "answer": result.fields.get("answer"),
+                        }
+                    hit.score = weight * hit.grounded + hit.vector_score
         finally:
             run.close()
         checked.sort(key=lambda h: h.score, reverse=True)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from contextlib import aclosing
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -234,6 +235,7 @@ async def aindex(
     embedder: "str | Embedder | None" = None,
     reader_options: Any = None,
     window: int | None = None,
+    max_pending: int | None = None,
     write_batch: int = 16,
     thumbnail_size: int = 128,
     prune: bool = True,
@@ -279,25 +281,26 @@ async def aindex(
         seen: dict[str, set[str]] = {}
         items: set[int] = set()
         try:
-            engine = run.enricher.engine(reader_options=reader_options, window=window, absolute=True, progress=tracker)
-            async for outcome in engine.run(sources):
-                if isinstance(outcome, Failure):
-                    failed(outcome)
-                    continue
-                item = outcome.item
-                items.add(id(item))
-                seen.setdefault(item.source, set()).add(point_id(item.media_id, item.source))
-                summary.cached += outcome.cached
-                summary.done += len(outcome.fresh)
-                summary.cost_usd += sum(r.cost_usd for r in outcome.fresh)
-                document = document_of(outcome, thumbnail_size=0)  # thumbnails: changed points only
-                if isinstance(document, MediaDocument):
-                    for failure in document.failures:
-                        failed(failure)
-                    await writer.add(document)
-                else:
-                    for failure in document:
-                        failed(failure)
+            engine = run.enricher.engine(reader_options=reader_options, window=window, max_pending=max_pending, absolute=True, progress=tracker)
+            async with aclosing(engine.run(sources)) as outcomes:  # an error here cancels what is in flight
+                async for outcome in outcomes:
+                    if isinstance(outcome, Failure):
+                        failed(outcome)
+                        continue
+                    item = outcome.item
+                    items.add(id(item))
+                    seen.setdefault(item.source, set()).add(point_id(item.media_id, item.source))
+                    summary.cached += outcome.cached
+                    summary.done += len(outcome.fresh)
+                    summary.cost_usd += sum(r.cost_usd for r in outcome.fresh)
+                    document = document_of(outcome, thumbnail_size=0)  # thumbnails: changed points only
+                    if isinstance(document, MediaDocument):
+                        for failure in document.failures:
+                            failed(failure)
+                        await writer.add(document)
+                    else:
+                        for failure in document:
+                            failed(failure)
             await writer.close()
         finally:
             bar.close()
