@@ -5,6 +5,7 @@ and answers."""
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -42,6 +43,10 @@ class _Job:
     """Named by an image key (not ``source``): media that is no picture is a failure."""
     documents: list[int] = field(default_factory=list)
     result: MediaDocument | None = None
+
+
+_BASE64 = re.compile(r"\s*[A-Za-z0-9+/_-]{16,}[\sA-Za-z0-9+/_-]*={0,2}\s*")
+"""Base64 text (standard or URL-safe alphabet); a path has a dot or starts elsewhere."""
 
 
 def _is_url(value: str) -> bool:
@@ -203,7 +208,7 @@ class MolmoDocumentTransformer(BaseDocumentTransformer):
                     if explicit or _is_image_file(value):
                         return value, value, explicit
                     continue
-                if explicit and key != "image_path":  # base64 text of a picture
+                if explicit and key != "image_path" and _BASE64.fullmatch(value):  # base64 text of a picture
                     return f"data:;base64,{value.strip()}", fallback, explicit
                 if explicit:  # a named file that is not there: reported by the reader
                     return value, value, explicit

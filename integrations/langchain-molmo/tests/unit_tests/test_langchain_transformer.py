@@ -93,6 +93,12 @@ def test_blobs_pil_images_bytes_and_raise(lc_library):
     assert [d.metadata["kind"] for d in out] == ["image"] * 3 and not transformer.failures
     assert out[0].metadata["source"] == str(photos / "chelsea.png") and out[1].metadata["source"] == "deck.pptx"
     assert out[2].metadata["source"] == "<bytes>" and "thumbnail" not in out[2].metadata
+    missing = Document("", metadata={"image": "photos/nowhere.png"})  # a path, not base64 text
+    seen = []
+    assert MolmoDocumentTransformer(backend=FakeBackend(), on_failure=seen.append).transform_documents([missing]) == [
+        missing
+    ]
+    assert [type(f.error).__name__ for f in seen] == ["SourceNotFoundError"]
     broken = Document("", metadata={"image_path": str(photos / "broken.jpg")})
     with pytest.raises(CorruptMediaError):
         MolmoDocumentTransformer(backend=FakeBackend(), on_failure="raise").transform_documents([broken])
