@@ -9,11 +9,14 @@ import logging
 from pathlib import Path
 
 import pytest
-from llama_index.core.ingestion import IngestionPipeline
+from llama_index.core.ingestion import DocstoreStrategy, IngestionPipeline
 from llama_index.core.schema import ImageDocument, ImageNode, MetadataMode, TextNode
 from llama_index.core.storage.docstore import SimpleDocumentStore
 
 from llama_index.readers.molmo import MolmoEmbedding, MolmoExtractor, MolmoLoadError
+
+
+DUPLICATES = DocstoreStrategy.DUPLICATES_ONLY  # no vector store here
 
 
 def make_nodes(media: Path) -> list:
@@ -30,7 +33,7 @@ def make_nodes(media: Path) -> list:
 def test_pipeline_enriches_image_nodes_and_reruns_without_calls(li_media, li_fake, caplog):
     extractor = MolmoExtractor(backend=li_fake, count=["person"], questions=["What colour dominates?"])
     docstore = SimpleDocumentStore()
-    pipeline = IngestionPipeline(transformations=[extractor, MolmoEmbedding()], docstore=docstore, disable_cache=True)
+    pipeline = IngestionPipeline(transformations=[extractor, MolmoEmbedding()], docstore=docstore, docstore_strategy=DUPLICATES, disable_cache=True)
     with caplog.at_level(logging.WARNING, logger="llama_index.readers.molmo"):
         nodes = {n.id_: n for n in pipeline.run(documents=make_nodes(li_media))}
     assert set(nodes) == {"doc-astronaut", "node-coffee-b64", "node-broken", "node-deck", "text-only"}
@@ -56,10 +59,10 @@ def test_pipeline_enriches_image_nodes_and_reruns_without_calls(li_media, li_fak
     assert "broken.jpg" in caplog.text and "not one image" in caplog.text
 
     # re-run with the same docstore: unchanged nodes are skipped before any transformation
-    again = IngestionPipeline(transformations=[extractor, MolmoEmbedding()], docstore=docstore, disable_cache=True)
+    again = IngestionPipeline(transformations=[extractor, MolmoEmbedding()], docstore=docstore, docstore_strategy=DUPLICATES, disable_cache=True)
     assert again.run(documents=make_nodes(li_media)) == [] and li_fake.calls == 8
     # a fresh docstore: the core's cache answers, still no backend call, same metadata
-    fresh = IngestionPipeline(transformations=[extractor], docstore=SimpleDocumentStore(), disable_cache=True)
+    fresh = IngestionPipeline(transformations=[extractor], docstore=SimpleDocumentStore(), docstore_strategy=DUPLICATES, disable_cache=True)
     rerun = {n.id_: n for n in fresh.run(documents=make_nodes(li_media))}
     assert li_fake.calls == 8 and rerun["doc-astronaut"].metadata["counts"] == astronaut.metadata["counts"]
 
@@ -80,7 +83,35 @@ async def test_extractor_async_in_a_running_loop(li_media):
     assert extractor.extract(nodes[:1])[0]["caption"] == out[0].metadata["caption"]
 
 
-def test_extractor_raise_on_error(li_media, li_fake):
-    extractor = MolmoExtractor(backend=li_fake, raise_on_error=True)
+def test_image_urls_and_data_uris(li_media, li_fake):
+    import functools
+    import http.server
+    import threading
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(li_media / "photos"))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/chelsea.png"
+        data_uri = "data:image/png;base64," + base64.b64encode((li_media / "photos" / "coffee.png").read_bytes()).decode()
+        nodes = [ImageNode(id_="by-url", image_url=url), ImageNode(id_="by-data-uri", image_url=data_uri)]
+        by_url, by_data = MolmoExtractor(backend=li_fake, scene=False).extract(nodes)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert by_url["source"] == url and by_url["caption"] and by_url["kind"] == "image"
+    assert by_data["caption"] and "source" not in by_data  # no file or URL to point back at
+
+
+def test_extractor_errors_that_raise(li_media, li_fake):
+    from molmo_rag.errors import UsageError
+
+    broken = [ImageNode(image_path=str(li_media / "photos" / "broken.jpg"))]
     with pytest.raises(MolmoLoadError, match="broken.jpg"):
-        extractor.extract([ImageNode(image_path=str(li_media / "photos" / "broken.jpg"))])
+        MolmoExtractor(backend=li_fake, raise_on_error=True).extract(broken)
+    assert MolmoExtractor(backend=li_fake).extract(broken) == [{}]  # reported, not raised
+    # a setup error is never turned into empty metadata
+    photo = [ImageNode(image_path=str(li_media / "photos" / "coffee.png"))]
+    with pytest.raises(UsageError, match="unknown backend"):
+        IngestionPipeline(transformations=[MolmoExtractor(backend="no-such-backend")]).run(nodes=photo)

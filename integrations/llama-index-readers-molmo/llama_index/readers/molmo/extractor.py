@@ -104,12 +104,20 @@ class MolmoExtractor(MolmoSettings, BaseExtractor):
                 await run.aclose()
         return [self._metadata(node, item, outcomes.get(id(item))) for node, item in zip(nodes, items)]
 
+    async def _aextract_with_retry(self, nodes: Sequence[BaseNode]) -> list[dict]:
+        # Failures of single nodes are reported in aextract and never raised (unless
+        # raise_on_error); what raises here is a setup error (an unknown backend, a missing
+        # extra, a task the backend can run on nothing), which retries would not fix and
+        # empty metadata would hide.
+        return await self.aextract(nodes)
+
     # -- one node -----------------------------------------------------------------------------
     def _item_of(self, node: BaseNode) -> MediaItem | Failure | None:
         source = image_source(node)
         if source is None:
             return None  # no image: not ours
-        label = source if isinstance(source, str) else f"<image of node {node.node_id}>"
+        inline = not isinstance(source, str) or source.startswith("data:")
+        label = f"<image of node {node.node_id}>" if inline else source
         try:
             entries = read(source, self.reader_options)
             try:
@@ -126,7 +134,7 @@ class MolmoExtractor(MolmoSettings, BaseExtractor):
                 f"{label} holds a {kind}, not one image: read decks and videos with MolmoReader", source=label
             )
             return Failure(source=label, error=error)
-        if not isinstance(source, str):
+        if inline:
             first.source = label
         return first
 
@@ -146,7 +154,7 @@ class MolmoExtractor(MolmoSettings, BaseExtractor):
         metadata = {key: found[key] for key in EXTRACTED_KEYS if key in found}
         if "kind" not in node.metadata:
             metadata["kind"] = found["kind"]
-        if "source" not in node.metadata and not found["source"].startswith("<"):
+        if "source" not in node.metadata and not found["source"].startswith(("<", "data:")):
             metadata["source"] = found["source"]
         excluded = list(_ALWAYS_EXCLUDED) + ["kind", "source"]
         if self.fill_text and not node.get_content().strip() and outcome.text:
