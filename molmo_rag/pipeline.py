@@ -411,6 +411,24 @@ def remove(
             store.close()
 
 
+def _either_layout(flt: Any) -> Any:
+    """A filter that holds on molmo-rag's points (metadata at the payload root) and on points
+    written by LangChain's QdrantVectorStore (metadata under ``metadata``): each branch also
+    asserts its layout, so a condition can never pass because its keys are absent."""
+    from qdrant_client import models
+
+    from .index.filters import KINDS, build_filter
+
+    branches = []
+    for prefix in ("", "metadata."):
+        layout = models.FieldCondition(key=f"{prefix}kind", match=models.MatchAny(any=list(KINDS)))
+        own = build_filter(flt, key_prefix=prefix)
+        if own is None:
+            return None
+        branches.append(models.Filter(must=[layout, own]))
+    return models.Filter(should=branches)
+
+
 class Hits(list):
     """The hits of a search, best first (a plain list), and how the query was read:
     ``count_query`` holds the text searched for and the count conditions taken from the
@@ -469,7 +487,7 @@ def search(
 
             read = split_counts(query, store.count_labels())
             flt = flt.model_copy(update={"where": [*flt.where, *read.where]})
-        hits = Hits(store.search(vectors.embed_query((read.text if read else "") or query), build_filter(flt), top))
+        hits = Hits(store.search(vectors.embed_query((read.text if read else "") or query), _either_layout(flt), top))
         hits.count_query = read
         return hits
     finally:

@@ -49,7 +49,7 @@ _NOUN = r"(?P<x>[a-z][a-z'-]*(?:\s+[a-z][a-z'-]*){0,2})"
 _PHRASES: list[tuple[str, str, int | None]] = [
     (rf"(?:at\s+least|no\s+fewer\s+than|no\s+less\s+than|a\s+minimum\s+of)\s+{_NUMBER}\s+", ">=", None),
     (rf"{_NUMBER}\s+or\s+more\s+", ">=", None),
-    (rf"(?P<plus>\d+)\+\s*", ">=", None),
+    (r"(?P<plus>\d+)\+\s*", ">=", None),
     (rf"(?:more\s+than|over|above)\s+{_NUMBER}\s+", ">", None),
     (rf"(?:at\s+most|no\s+more\s+than|up\s+to|a\s+maximum\s+of)\s+{_NUMBER}\s+", "<=", None),
     (rf"{_NUMBER}\s+or\s+(?:fewer|less)\s+", "<=", None),

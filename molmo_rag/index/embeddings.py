@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Protocol, runtime_checkable
@@ -95,12 +96,24 @@ class FastEmbedEmbedder:
         return next(iter(self._model.query_embed(text))).tolist()
 
 
+_LOADED: dict[str, Embedder] = {}
+_LOADING = threading.Lock()
+
+
 def get_embedder(spec: str | Embedder | None = None) -> Embedder:
     """An embedder from a spec: ``wordllama`` (default), ``fastembed`` or ``fastembed:MODEL``,
-    or a recorded name such as ``wordllama/l2_supercat-256``; an Embedder passes through."""
+    or a recorded name such as ``wordllama/l2_supercat-256``; an Embedder passes through.
+    A model is loaded once per process and shared (embedders keep no per-call state)."""
     if spec is not None and not isinstance(spec, str):
         return spec
     spec = (spec or os.environ.get("MOLMO_RAG_EMBEDDER") or DEFAULT_EMBEDDER).strip()
+    with _LOADING:
+        if spec not in _LOADED:
+            _LOADED[spec] = _load_embedder(spec)
+        return _LOADED[spec]
+
+
+def _load_embedder(spec: str) -> Embedder:
     family, _, rest = spec.replace("/", ":", 1).partition(":")
     if family == "wordllama":
         if not rest:

@@ -154,20 +154,29 @@ def _source_candidates(source: str) -> list[str]:
     return list(dict.fromkeys(candidates))
 
 
-def build_filter(search: SearchFilter) -> Any:
-    """The ``qdrant_client.models.Filter`` for a :class:`SearchFilter` (None when empty)."""
+def build_filter(search: SearchFilter, key_prefix: str = "") -> Any:
+    """The ``qdrant_client.models.Filter`` for a :class:`SearchFilter` (None when empty).
+
+    ``key_prefix``: where the metadata sits in the payload: ``""`` for molmo-rag's own
+    points (keys at the root), ``"metadata."`` for points LangChain's QdrantVectorStore
+    wrote. ``source_prefixes`` (folder matching) lives at the root of molmo-rag's points
+    only; under a prefix, ``source`` matches whole files and URLs.
+    """
     from qdrant_client import models
+
+    def key(name: str) -> str:
+        return key_prefix + name
 
     must: list[Any] = []
     must_not: list[Any] = []
     if search.kind:
         kinds = sorted({normalize_kind(k) for value in search.kind for k in value.split(",") if k.strip()})
-        must.append(models.FieldCondition(key="kind", match=models.MatchAny(any=kinds)))
+        must.append(models.FieldCondition(key=key("kind"), match=models.MatchAny(any=kinds)))
     for cond in search.conditions():
         if isinstance(cond.value, str):
             target = must if cond.op == "==" else must_not
             values = _source_candidates(cond.value) if cond.field == "source" else [cond.value]
-            target.append(models.FieldCondition(key=cond.field, match=models.MatchAny(any=values)))
+            target.append(models.FieldCondition(key=key(cond.field), match=models.MatchAny(any=values)))
             continue
         v = cond.value
         if cond.op == "!=":
@@ -175,8 +184,8 @@ def build_filter(search: SearchFilter) -> Any:
             must.append(
                 models.Filter(
                     should=[
-                        models.FieldCondition(key=cond.field, range=models.Range(lt=v)),
-                        models.FieldCondition(key=cond.field, range=models.Range(gt=v)),
+                        models.FieldCondition(key=key(cond.field), range=models.Range(lt=v)),
+                        models.FieldCondition(key=key(cond.field), range=models.Range(gt=v)),
                     ]
                 )
             )
@@ -188,19 +197,19 @@ def build_filter(search: SearchFilter) -> Any:
             "<": models.Range(lt=v),
             "==": models.Range(gte=v, lte=v),
         }[cond.op]
-        must.append(models.FieldCondition(key=cond.field, range=rng))
+        must.append(models.FieldCondition(key=key(cond.field), range=rng))
     if search.source:
         candidates = _source_candidates(search.source)
         must.append(
             models.Filter(
-                should=[models.FieldCondition(key="source", match=models.MatchAny(any=candidates))]
-                + [models.FieldCondition(key="source_prefixes", match=models.MatchAny(any=candidates))]
+                should=[models.FieldCondition(key=key("source"), match=models.MatchAny(any=candidates))]
+                + ([] if key_prefix else [models.FieldCondition(key="source_prefixes", match=models.MatchAny(any=candidates))])
             )
         )
     if search.after is not None:
-        must.append(models.FieldCondition(key="end", range=models.Range(gt=search.after)))
+        must.append(models.FieldCondition(key=key("end"), range=models.Range(gt=search.after)))
     if search.before is not None:
-        must.append(models.FieldCondition(key="start", range=models.Range(lt=search.before)))
+        must.append(models.FieldCondition(key=key("start"), range=models.Range(lt=search.before)))
     if search.after is not None and search.before is not None and search.after > search.before:
         raise UsageError(f"after={search.after} is later than before={search.before}: no segment can match", option="after")
     if not must and not must_not:

@@ -16,6 +16,7 @@ collection's metadata; a run with another embedder is refused instead of mixing 
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import warnings
@@ -60,6 +61,8 @@ class Hit:
     thumbnail: str | None = field(default=None, repr=False)
     payload: dict = field(default_factory=dict, repr=False)
     """Every public payload key (points, answers, slide_text, backend, model, ...)."""
+    text: str | None = field(default=None, repr=False)
+    """The text the point's vector was made from."""
     grounded: float | None = None
     """After grounded re-ranking: 1.0 when the backend found what the query names (and in
     the number asked for), 0.0 when it did not; None when the hit was not checked."""
@@ -72,6 +75,8 @@ class Hit:
     @classmethod
     def from_point(cls, point: Any) -> "Hit":
         raw = point.payload or {}
+        if "kind" not in raw and isinstance(raw.get("metadata"), dict):  # written by LangChain
+            raw = {**raw["metadata"], "text": raw.get("page_content")}
         payload = {k: raw[k] for k in PAYLOAD_KEYS if k in raw}
         return cls(
             score=float(point.score),
@@ -88,6 +93,7 @@ class Hit:
             end=payload.get("end"),
             thumbnail=payload.get("thumbnail"),
             payload=payload,
+            text=raw.get("text") or raw.get("page_content"),
         )
 
     def to_json(self) -> dict:
@@ -95,6 +101,13 @@ class Hit:
         if self.grounded is not None:
             out.update(grounded=self.grounded, evidence=self.evidence, vector_score=round(self.vector_score or 0.0, 6))
         return out
+
+
+def _read_only_fs(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):
+        return False
 
 
 def _check_url(url: str) -> None:
@@ -145,12 +158,66 @@ def _server_error(exc: BaseException, location: str, secrets: list[str | None]) 
     return None
 
 
+# What the file system says, in words (errno, or SQLite's result code for embedded Qdrant's
+# storage.sqlite), for one-line errors that name the cause.
+_OS_CAUSES = {
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "the disk quota is exhausted",
+    errno.EROFS: "the file system is read-only",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.EIO: "an I/O error",
+}
+_SQLITE_CAUSES = {
+    "SQLITE_FULL": "no space left on the device",
+    "SQLITE_READONLY": "the storage is read-only",
+    "SQLITE_CANTOPEN": "its storage file cannot be opened (a read-only or missing folder?)",
+    "SQLITE_IOERR": "an I/O error",
+    "SQLITE_CORRUPT": "its storage file is damaged",
+    "SQLITE_NOTADB": "its storage file is damaged",
+}
+_SQLITE_TEXTS = {  # before Python 3.11, or when sqlite_errorname is missing
+    "disk is full": "no space left on the device",
+    "readonly database": "the storage is read-only",
+    "unable to open database file": _SQLITE_CAUSES["SQLITE_CANTOPEN"],
+    "disk i/o error": "an I/O error",
+    "malformed": "its storage file is damaged",
+}
+_WRITES = frozenset(
+    {"upsert", "delete", "create_collection", "update_collection", "delete_collection", "create_payload_index"}
+)
+
+
+def _storage_error(exc: BaseException, location: str, doing: str) -> IndexUnavailableError | None:
+    """One line naming the embedded index's folder and what the file system refused (a full
+    disk, a read-only folder, no permission); None when ``exc`` is not a storage error."""
+    import sqlite3
+
+    if isinstance(exc, OSError):
+        said = exc.strerror or str(exc) or type(exc).__name__
+        cause = _OS_CAUSES.get(exc.errno or -1)
+        if cause is None:
+            cause, detail = said, str(exc.filename or said)
+        else:
+            detail = f"{said}: {exc.filename}" if exc.filename else said
+    elif isinstance(exc, sqlite3.Error):
+        detail = str(exc) or type(exc).__name__
+        cause = _SQLITE_CAUSES.get(getattr(exc, "sqlite_errorname", "") or "") or next(
+            (words for text, words in _SQLITE_TEXTS.items() if text in detail.lower()), detail
+        )
+    else:
+        return None
+    more = f" ({detail})" if detail != cause else ""
+    return IndexUnavailableError(f"cannot {doing} the index at {location}: {cause}{more}")
+
+
 class _Guarded:
-    """The client's methods, with transport and server errors turned into one
+    """The client's methods, with transport and server errors (and, for an embedded index,
+    file-system errors: a full disk, a read-only folder) turned into one
     :class:`IndexUnavailableError` line instead of a deep traceback."""
 
-    def __init__(self, client: Any, location: str, secrets: list[str | None]):
-        self._client, self._location, self._secrets = client, location, secrets
+    def __init__(self, client: Any, location: str, secrets: list[str | None], local: bool = False):
+        self._client, self._location, self._secrets, self._local = client, location, secrets, local
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._client, name)
@@ -162,7 +229,10 @@ class _Guarded:
             try:
                 return attr(*args, **kwargs)
             except Exception as exc:
-                error = _server_error(exc, self._location, self._secrets)
+                if self._local:
+                    error = _storage_error(exc, self._location, "write" if name in _WRITES else "read")
+                else:
+                    error = _server_error(exc, self._location, self._secrets)
                 if error is None:
                     raise
                 raise error from exc
@@ -208,16 +278,16 @@ class QdrantIndex:
                 path = Path(db) if db is not None else default_db_path()
                 if not create and not path.exists():
                     raise ConfigurationError(f"no index at {path}: index something first (molmo-rag index ...)")
-                path.mkdir(parents=True, exist_ok=True)
                 self.location = str(path)
-                # used by one thread at a time, but not always the one that opened it
-                self.client = QdrantClient(path=str(path), force_disable_check_same_thread=True)
+                self.client = self._open_local(path, create)
         except RuntimeError as exc:  # qdrant's lock: another process holds the embedded path
+            if "already accessed" not in str(exc):
+                raise
             raise ConfigurationError(
                 f"the index at {db or default_db_path()} is in use by another process "
-                f"(embedded Qdrant allows one at a time; use a Qdrant server for sharing): {exc}"
+                f"(embedded Qdrant allows one at a time; use a Qdrant server for sharing)"
             ) from exc
-        self._api = _Guarded(self.client, self.location, [key])
+        self._api = _Guarded(self.client, self.location, [key], local=self.is_local and self.location != ":memory:")
         if url:
             try:
                 self._api.get_collections()  # a wrong URL fails here, before any media is read
@@ -226,6 +296,28 @@ class QdrantIndex:
                 raise
         self._count_labels: set[str] = set()
         self._checked: str | None = None
+
+    @staticmethod
+    def _open_local(path: Path, create: bool) -> Any:
+        """Embedded Qdrant at ``path``. A folder that cannot be written (read-only, full, not
+        ours) is one line naming it and why, before any media is read or any backend called;
+        an index run (``create``) needs a writable folder even when the index exists."""
+        from qdrant_client import QdrantClient
+
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            if create and not os.access(path, os.W_OK | os.X_OK):
+                why = "the file system is read-only" if _read_only_fs(path) else "permission denied"
+                raise IndexUnavailableError(f"cannot write the index at {path}: {why} (the folder is not writable)")
+            # used by one thread at a time, but not always the one that opened it
+            return QdrantClient(path=str(path), force_disable_check_same_thread=True)
+        except IndexUnavailableError:
+            raise
+        except Exception as exc:
+            error = _storage_error(exc, str(path), "write" if create else "open")
+            if error is None:
+                raise
+            raise error from exc
 
     # -- the collection ---------------------------------------------------------------
     def exists(self) -> bool:

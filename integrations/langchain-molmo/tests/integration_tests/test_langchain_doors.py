@@ -107,11 +107,6 @@ def test_documents_written_through_langchain_are_found_by_molmo_rag_search(lc_do
     assert found[0].page_content == by_id[found[0].id].page_content
 
 
-@pytest.mark.xfail(
-    reason="molmo_rag.pipeline.search reads payload root keys only; QdrantVectorStore writes them under 'metadata' "
-    "(needs Hit.from_point to fall back to payload['metadata'] and build_filter to match 'metadata.<key>' too)",
-    strict=False,
-)
 def test_molmo_rag_search_filters_documents_written_through_langchain(lc_documents, tmp_path):
     from langchain_qdrant import QdrantVectorStore
     from molmo_rag import pipeline
@@ -123,4 +118,6 @@ def test_molmo_rag_search_filters_documents_written_through_langchain(lc_documen
     )
     store.client.close()
     hits = pipeline.search("results", db=db, kind="slide", where="slide==2")
-    assert [(h.kind, h.slide) for h in hits] == [("slide", 2)]
+    assert [(h.kind, h.slide) for h in hits] == [("slide", 2)] and hits[0].text and hits[0].source
+    assert pipeline.search("results", db=db, kind="image") == []  # the layout is checked, not assumed
+    assert len(pipeline.search("results", db=db, where="kind!=image")) == len(docs)
