@@ -8,15 +8,19 @@ import subprocess
 import sys
 from pathlib import Path
 
+import llama_index.readers.molmo as package
 import pytest
 from llama_index.core.base.embeddings.base import BaseEmbedding
 from llama_index.core.extractors.interface import BaseExtractor
 from llama_index.core.readers.base import BasePydanticReader, BaseReader
 from llama_index.core.schema import TransformComponent
+from llama_index.readers.molmo import (
+    MolmoEmbedding,
+    MolmoExtractor,
+    MolmoReader,
+    MolmoVectorStore,
+)
 from llama_index.vector_stores.qdrant import QdrantVectorStore
-
-import llama_index.readers.molmo as package
-from llama_index.readers.molmo import MolmoEmbedding, MolmoExtractor, MolmoReader, MolmoVectorStore
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 
@@ -51,9 +55,8 @@ def test_namespace_package_layout():
 
 
 def test_reader_serialises_with_its_settings():
-    from molmo_rag.testing import FakeBackend
-
     from molmo_rag import VideoTask
+    from molmo_rag.testing import FakeBackend
 
     reader = MolmoReader(
         backend=FakeBackend(), count=["person"], questions=["Is it outdoors?"], tasks=[VideoTask(task="summary")],

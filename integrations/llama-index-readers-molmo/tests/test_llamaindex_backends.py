@@ -7,7 +7,6 @@ import logging
 from pathlib import Path
 
 import pytest
-
 from llama_index.readers.molmo import MolmoExtractor, MolmoReader
 
 

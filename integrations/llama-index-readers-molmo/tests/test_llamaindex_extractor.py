@@ -12,9 +12,7 @@ import pytest
 from llama_index.core.ingestion import DocstoreStrategy, IngestionPipeline
 from llama_index.core.schema import ImageDocument, ImageNode, MetadataMode, TextNode
 from llama_index.core.storage.docstore import SimpleDocumentStore
-
 from llama_index.readers.molmo import MolmoEmbedding, MolmoExtractor, MolmoLoadError
-
 
 DUPLICATES = DocstoreStrategy.DUPLICATES_ONLY  # no vector store here
 

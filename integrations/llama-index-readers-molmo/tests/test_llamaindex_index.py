@@ -13,9 +13,13 @@ from llama_index.core.ingestion import IngestionPipeline
 from llama_index.core.llms import MockLLM
 from llama_index.core.schema import ImageNode, MetadataMode
 from llama_index.core.storage.docstore import SimpleDocumentStore
-from llama_index.core.vector_stores import FilterOperator, MetadataFilter, MetadataFilters
-
+from llama_index.core.vector_stores import (
+    FilterOperator,
+    MetadataFilter,
+    MetadataFilters,
+)
 from llama_index.readers.molmo import MolmoEmbedding, MolmoReader, open_index
+
 from molmo_rag import pipeline
 from molmo_rag.cli import main as cli
 

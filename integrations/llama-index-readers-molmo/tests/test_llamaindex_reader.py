@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from llama_index.core import SimpleDirectoryReader
 from llama_index.core.schema import ImageDocument, MetadataMode
-
 from llama_index.readers.molmo import MolmoLoadError, MolmoReader
+
 from molmo_rag.index.records import point_id
 
 

@@ -30,7 +30,7 @@ from molmo_rag.results import Failure
 
 from .settings import MolmoSettings
 
-__all__ = ["MolmoReader", "to_image_document", "EMBED_EXCLUDED_KEYS", "LLM_EXCLUDED_KEYS"]
+__all__ = ["EMBED_EXCLUDED_KEYS", "LLM_EXCLUDED_KEYS", "MolmoReader", "to_image_document"]
 
 EMBED_EXCLUDED_KEYS = tuple(PAYLOAD_KEYS)
 """Kept out of the embedding text: the record text already says everything worth embedding
@@ -142,7 +142,7 @@ class MolmoReader(MolmoSettings, BasePydanticReader):
     def class_name(cls) -> str:
         return "MolmoReader"
 
-    def file_extractor(self) -> dict[str, "MolmoReader"]:
+    def file_extractor(self) -> dict[str, MolmoReader]:
         """``{".jpg": self, ".pptx": self, ".mp4": self, ...}`` for SimpleDirectoryReader:
         every ending that looks like media, so unreadable media (Keynote, audio, camera
         raw) gets a clear failure here instead of being read as text."""

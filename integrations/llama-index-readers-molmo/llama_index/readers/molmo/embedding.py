@@ -9,7 +9,6 @@ import math
 from typing import Any
 
 import numpy
-
 from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 

@@ -25,7 +25,7 @@ from molmo_rag.results import Failure
 
 from .settings import MolmoSettings
 
-__all__ = ["MolmoExtractor", "EXTRACTED_KEYS"]
+__all__ = ["EXTRACTED_KEYS", "MolmoExtractor"]
 
 EXTRACTED_KEYS = ("caption", "detail", "scene", "counts", "points", "answers", "media_id", "backend", "model")
 """Metadata the extractor adds to a node (``kind`` and ``source`` too when the node has none)."""

@@ -20,7 +20,10 @@ from typing import Any
 from llama_index.core import VectorStoreIndex
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.schema import BaseNode, ImageNode, MetadataMode
-from llama_index.core.vector_stores.types import VectorStoreQuery, VectorStoreQueryResult
+from llama_index.core.vector_stores.types import (
+    VectorStoreQuery,
+    VectorStoreQueryResult,
+)
 from llama_index.vector_stores.qdrant import QdrantVectorStore
 
 from molmo_rag.errors import ConfigurationError

@@ -26,7 +26,7 @@ from molmo_rag.enrich import EnrichOptions
 from molmo_rag.results import Failure
 from molmo_rag.tasks import Task, task_from_dict
 
-__all__ = ["MolmoSettings", "MolmoLoadError", "describe_failure", "logger"]
+__all__ = ["MolmoLoadError", "MolmoSettings", "describe_failure", "logger"]
 
 logger = logging.getLogger("llama_index.readers.molmo")
 
@@ -137,7 +137,7 @@ class MolmoSettings(BaseModel):
         return Path(value) if isinstance(value, str) else value
 
     @model_validator(mode="after")
-    def _check_backend(self) -> "MolmoSettings":
+    def _check_backend(self) -> MolmoSettings:
         if isinstance(self.backend, Backend) and (self.model or self.backend_options):
             raise ValueError("give model and backend_options to get_backend() when passing a Backend instance")
         return self
