@@ -33,9 +33,9 @@ import json, sys, time
 t = [time.perf_counter()]
 import molmo_rag.cli as cli; cli._register_commands(); t.append(time.perf_counter())
 import qdrant_client; t.append(time.perf_counter())
-from molmo_rag.pipeline import _embedder_for, open_index
+from molmo_rag.pipeline import embedder_for, open_index
 store = open_index(sys.argv[1], create=False); t.append(time.perf_counter())
-embedder = _embedder_for(store, None); t.append(time.perf_counter())
+embedder = embedder_for(store, None); t.append(time.perf_counter())
 vector = embedder.embed_query("a cup of coffee"); t.append(time.perf_counter())
 store.ensure(embedder); hits = store.search(vector, None, 10); t.append(time.perf_counter())
 store.close()

@@ -49,7 +49,7 @@ if TYPE_CHECKING:  # pragma: no cover - search needs none of these: keep its sta
     from .media.items import MediaItem
     from .tasks import Detail
 
-__all__ = ["RunSummary", "Hits", "index", "aindex", "search", "remove", "open_index", "labels"]
+__all__ = ["RunSummary", "Hits", "index", "aindex", "search", "remove", "open_index", "labels", "embedder_for"]
 
 
 @dataclass
@@ -144,7 +144,7 @@ def _folders(sources: Any) -> list[str]:
     return [os.path.abspath(s) for s in sources if isinstance(s, (str, os.PathLike)) and os.path.isdir(s)]
 
 
-def _embedder_for(store: "QdrantIndex", spec: "str | Embedder | None") -> "Embedder":
+def embedder_for(store: "QdrantIndex", spec: "str | Embedder | None" = None) -> "Embedder":
     """The embedder asked for, else the one the collection was made with, else the default."""
     from .index.embeddings import get_embedder
 
@@ -153,6 +153,9 @@ def _embedder_for(store: "QdrantIndex", spec: "str | Embedder | None") -> "Embed
         if info and info.get("embedder"):
             return get_embedder(info["embedder"])
     return get_embedder(spec)
+
+
+_embedder_for = embedder_for  # the name benchmarks used before it was public
 
 
 def _progress_bar(enabled: bool | None, desc: str = "indexing"):
@@ -253,7 +256,7 @@ async def aindex(
     store, owned_store = _store_for(db, qdrant_url, api_key, collection, create=True)
     run = None
     try:
-        vectors = _embedder_for(store, embedder)
+        vectors = embedder_for(store, embedder)
         run = open_run(
             backend, model=model, concurrency=concurrency, count=count, ask=ask, detail=detail,
             default_tasks=default_tasks, cache=cache, no_cache=no_cache, reader_options=reader_options,
@@ -478,7 +481,7 @@ def search(
     build_filter(flt)  # a bad condition fails before opening anything
     store, owned_store = _store_for(db, qdrant_url, api_key, collection, create=False)
     try:
-        vectors = _embedder_for(store, embedder)
+        vectors = embedder_for(store, embedder)
         if store.exists():
             store.ensure(vectors)
         read = None

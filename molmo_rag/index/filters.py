@@ -159,8 +159,9 @@ def build_filter(search: SearchFilter, key_prefix: str = "") -> Any:
 
     ``key_prefix``: where the metadata sits in the payload: ``""`` for molmo-rag's own
     points (keys at the root), ``"metadata."`` for points LangChain's QdrantVectorStore
-    wrote. ``source_prefixes`` (folder matching) lives at the root of molmo-rag's points
-    only; under a prefix, ``source`` matches whole files and URLs.
+    wrote. ``source_prefixes`` (folder matching) stays at the root under any prefix: only
+    molmo-rag writes it, so on points written elsewhere ``source`` matches whole files and
+    URLs.
     """
     from qdrant_client import models
 
@@ -203,7 +204,7 @@ def build_filter(search: SearchFilter, key_prefix: str = "") -> Any:
         must.append(
             models.Filter(
                 should=[models.FieldCondition(key=key("source"), match=models.MatchAny(any=candidates))]
-                + ([] if key_prefix else [models.FieldCondition(key="source_prefixes", match=models.MatchAny(any=candidates))])
+                + [models.FieldCondition(key="source_prefixes", match=models.MatchAny(any=candidates))]
             )
         )
     if search.after is not None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import threading
 from typing import TYPE_CHECKING, Any
 
 from langchain_core.embeddings import Embeddings
@@ -21,24 +20,12 @@ def _default_model() -> str:
     return os.environ.get("MOLMO_RAG_EMBEDDER") or DEFAULT_EMBEDDER
 
 
-_LOADED: dict[str, Embedder] = {}
-_LOADING = threading.Lock()
-
-
 def shared_embedder(spec: str | None = None) -> Embedder:
     """The core's embedder for ``spec`` (None: ``MOLMO_RAG_EMBEDDER``, else the default),
-    loaded once per process: the models are read-only, and ``get_embedder`` loads anew on
-    every call."""
-    key = (spec or _default_model()).strip()
-    embedder = _LOADED.get(key)
-    if embedder is None:
-        with _LOADING:
-            embedder = _LOADED.get(key)
-            if embedder is None:
-                from molmo_rag.index.embeddings import get_embedder
+    loaded once per process by the core."""
+    from molmo_rag.index.embeddings import get_embedder
 
-                embedder = _LOADED[key] = get_embedder(key)
-    return embedder
+    return get_embedder((spec or _default_model()).strip())
 
 
 class MolmoEmbeddings(BaseModel, Embeddings):

@@ -54,26 +54,6 @@ def _search_filter(
     )
 
 
-def _prefixed(condition: Any, prefix: str) -> Any:
-    """The core's Qdrant filter with every payload key moved under ``prefix``: LangChain's
-    ``QdrantVectorStore`` keeps metadata under ``metadata``. ``source_prefixes`` (the folder
-    index ``molmo-rag index`` writes at the payload root only) stays at the root."""
-    from qdrant_client import models
-
-    if isinstance(condition, list):
-        return [_prefixed(c, prefix) for c in condition]
-    if isinstance(condition, models.Filter):
-        return models.Filter(
-            must=_prefixed(condition.must, prefix) if condition.must is not None else None,
-            should=_prefixed(condition.should, prefix) if condition.should is not None else None,
-            must_not=_prefixed(condition.must_not, prefix) if condition.must_not is not None else None,
-            min_should=condition.min_should,
-        )
-    if isinstance(condition, models.FieldCondition) and condition.key != "source_prefixes":
-        return condition.model_copy(update={"key": prefix + condition.key})
-    return condition
-
-
 def molmo_filter(
     *,
     kind: Kinds = None,
@@ -100,10 +80,7 @@ def molmo_filter(
     """
     from molmo_rag.index.filters import build_filter
 
-    built = build_filter(_search_filter(kind, where, source, after, before))
-    if built is None or not key_prefix:
-        return built
-    return _prefixed(built, key_prefix)
+    return build_filter(_search_filter(kind, where, source, after, before), key_prefix=key_prefix)
 
 
 class MolmoRetriever(BaseRetriever):
@@ -225,12 +202,9 @@ class MolmoRetriever(BaseRetriever):
     def _query_embedder(self, store: QdrantIndex) -> Any:
         """The embedder asked for, else the one the collection records, else the default
         (what ``molmo-rag search`` picks), loaded once per process instead of per query."""
-        from .embeddings import shared_embedder
+        from molmo_rag.pipeline import embedder_for
 
-        spec = self.embedder
-        if spec is None and store.exists():
-            spec = (store.embedder_info() or {}).get("embedder")
-        return shared_embedder(spec)
+        return embedder_for(store, self.embedder)
 
     def _server_index(self) -> QdrantIndex:
         from molmo_rag import pipeline
