@@ -77,10 +77,16 @@ class Hit:
         raw = point.payload or {}
         if "kind" not in raw and isinstance(raw.get("metadata"), dict):  # written by LangChain
             raw = {**raw["metadata"], "text": raw.get("page_content")}
+        return cls.from_payload(raw, score=float(point.score), id=str(point.id))
+
+    @classmethod
+    def from_payload(cls, raw: dict, *, score: float = 0.0, id: str = "", text: str | None = None) -> "Hit":
+        """A hit from a payload or a document's metadata (the payload keys), e.g. to ground
+        what a framework's retriever returned."""
         payload = {k: raw[k] for k in PAYLOAD_KEYS if k in raw}
         return cls(
-            score=float(point.score),
-            id=str(point.id),
+            score=score,
+            id=id,
             kind=payload.get("kind", ""),
             source=payload.get("source", ""),
             media_id=payload.get("media_id", ""),
@@ -93,7 +99,7 @@ class Hit:
             end=payload.get("end"),
             thumbnail=payload.get("thumbnail"),
             payload=payload,
-            text=raw.get("text") or raw.get("page_content"),
+            text=text if text is not None else (raw.get("text") or raw.get("page_content")),
         )
 
     def to_json(self) -> dict:

@@ -8,11 +8,13 @@ offline embedder they share.
 * :class:`MolmoDocumentTransformer`: enrich Documents that point at a picture;
 * :class:`MolmoEmbeddings`: molmo-rag's embedder (offline ``wordllama`` by default);
 * :class:`MolmoRetriever`: search a molmo-rag collection with its filters;
-* :func:`molmo_filter`: the same filters for LangChain's ``QdrantVectorStore``.
+* :func:`molmo_filter`: the same filters for LangChain's ``QdrantVectorStore``;
+* :class:`MolmoGroundedCompressor`: Molmo2 checks the top hits and points at the evidence.
 """
 
 from importlib import metadata
 
+from .compressors import MolmoGroundedCompressor
 from .document_loaders import MolmoBlobParser, MolmoLoader
 from .document_transformers import MolmoDocumentTransformer
 from .embeddings import MolmoEmbeddings
@@ -28,6 +30,7 @@ __all__ = [
     "MolmoBlobParser",
     "MolmoDocumentTransformer",
     "MolmoEmbeddings",
+    "MolmoGroundedCompressor",
     "MolmoLoader",
     "MolmoRetriever",
     "__version__",

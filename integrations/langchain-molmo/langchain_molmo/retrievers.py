@@ -23,7 +23,7 @@ __all__ = ["MolmoRetriever", "molmo_filter"]
 Kinds = str | Sequence[str] | None
 Where = str | Sequence[str]
 
-_OVERRIDES = ("k", "kind", "where", "source", "after", "before")
+_OVERRIDES = ("k", "kind", "where", "source", "after", "before", "count_words")
 
 # Embedded Qdrant lets one client at a time open a folder: searches of this process take turns.
 _PATH_LOCKS: dict[str, threading.Lock] = {}
@@ -52,6 +52,14 @@ def _search_filter(
         after=after,
         before=before,
     )
+
+
+def hit_document(hit: Hit) -> Document:
+    """A molmo-rag search hit as a Document (grounding evidence included when present)."""
+    metadata = {**hit.payload, "score": hit.score}
+    if hit.grounded is not None:
+        metadata.update(grounded=hit.grounded, evidence=hit.evidence, vector_score=hit.vector_score)
+    return Document(page_content=hit.text or "", metadata=metadata, id=hit.id)
 
 
 def molmo_filter(
@@ -110,6 +118,8 @@ class MolmoRetriever(BaseRetriever):
         k: how many documents to return.
         kind, where, source, after, before: filters, as in ``molmo-rag search``.
         embedder: the query embedder (default: the one the collection was made with).
+        count_words: read "at least 3 people"-style phrases as count filters (see
+            ``molmo-rag labels`` for the labels a collection counted).
     """
 
     db: Any = None
@@ -123,6 +133,9 @@ class MolmoRetriever(BaseRetriever):
     after: float | None = None
     before: float | None = None
     embedder: str | None = None
+    count_words: bool = False
+    """Read count phrases of the query ("at least 3 people", "no cars") as count filters on
+    the labels counted in the collection, and search the remaining words."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
@@ -177,6 +190,7 @@ class MolmoRetriever(BaseRetriever):
             "after": flt.after,
             "before": flt.before,
             "top": k,
+            "count_words": bool(overrides.get("count_words", self.count_words)),
         }
 
         def search(store: QdrantIndex) -> list[Document]:
@@ -216,27 +230,8 @@ class MolmoRetriever(BaseRetriever):
             return self._server
 
     def _documents(self, store: QdrantIndex, hits: list[Hit]) -> list[Document]:
-        """Hits as Documents. The core's ``Hit`` carries the payload keys but not the
-        embedded text, which is read back here (one call for all hits)."""
-        stored: dict[str, dict[str, Any]] = {}
-        if hits:
-            points = store.client.retrieve(
-                store.collection,
-                ids=[h.id for h in hits],
-                with_payload=["text", "page_content", "metadata"],
-                with_vectors=False,
-            )
-            stored = {str(p.id): p.payload or {} for p in points}
-        documents = []
-        for hit in hits:
-            payload = stored.get(hit.id, {})
-            metadata = dict(hit.payload)
-            if not metadata and isinstance(payload.get("metadata"), dict):
-                metadata = dict(payload["metadata"])  # a point written by LangChain: metadata under "metadata"
-            metadata["score"] = hit.score
-            text = payload.get("text") or payload.get("page_content") or ""
-            documents.append(Document(page_content=text, metadata=metadata, id=hit.id))
-        return documents
+        """Hits as Documents: the embedded text, the payload keys plus ``score``."""
+        return [hit_document(hit) for hit in hits]
 
     def close(self) -> None:
         """Close the connection to a Qdrant server (embedded folders are closed after each search)."""

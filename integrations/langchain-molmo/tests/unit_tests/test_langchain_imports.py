@@ -12,6 +12,7 @@ EXPECTED_ALL = [
     "MolmoBlobParser",
     "MolmoDocumentTransformer",
     "MolmoEmbeddings",
+    "MolmoGroundedCompressor",
     "MolmoLoader",
     "MolmoRetriever",
     "__version__",

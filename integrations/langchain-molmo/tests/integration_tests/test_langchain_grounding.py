@@ -1,0 +1,83 @@
+"""MolmoGroundedCompressor in ContextualCompressionRetriever, and MolmoRetriever's counts in
+words, on a world whose answers are known: dark pictures with bright spots (what the query
+names) and bright pictures without any, which the text search prefers. FakeBackend counts
+bright spots from the pixels."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from langchain_molmo import MolmoGroundedCompressor, MolmoRetriever
+
+
+@pytest.fixture
+def lc_world(tmp_path):
+    from molmo_rag import pipeline
+    from molmo_rag.testing import FakeBackend
+
+    folder = tmp_path / "world"
+    folder.mkdir()
+    truth = {}
+    for i in range(4):
+        a = np.zeros((60, 160, 3), np.uint8)
+        a[:] = (20, 30, 110)
+        for k in range(i + 1):
+            a[20:30, 10 + 30 * k : 20 + 30 * k] = 255
+        Image.fromarray(a).save(folder / f"spots-{i}.png")
+        truth[str(folder / f"spots-{i}.png")] = i + 1
+    for i in range(6):
+        a = np.zeros((60, 160, 3), np.uint8)
+        a[:] = (220, 210, 40 + 5 * i)
+        Image.fromarray(a).save(folder / f"plain-{i}.png")
+        truth[str(folder / f"plain-{i}.png")] = 0
+    db = tmp_path / "db"
+    pipeline.index([folder], backend=FakeBackend(), db=db, cache=False, count=["bright spots"])
+    return db, truth
+
+
+def test_contextual_compression_puts_every_grounded_document_first(lc_world):
+    from langchain_classic.retrievers import ContextualCompressionRetriever
+    from molmo_rag.testing import FakeBackend
+
+    db, truth = lc_world
+    base = MolmoRetriever(db=db, k=10)
+    assert len(base.invoke("bright spots")) == 10
+    backend = FakeBackend()
+    retriever = ContextualCompressionRetriever(
+        base_compressor=MolmoGroundedCompressor(backend=backend, top_n=10), base_retriever=base
+    )
+    docs = retriever.invoke("bright spots")
+    flags = [truth[d.metadata["source"]] > 0 for d in docs]
+    assert flags == sorted(flags, reverse=True) and sum(flags) == 4
+    for doc in docs:
+        assert doc.metadata["evidence"]["count"] == truth[doc.metadata["source"]]
+        assert doc.metadata["grounded"] == (1.0 if truth[doc.metadata["source"]] else 0.0)
+        assert doc.page_content and doc.id
+    assert backend.calls == 10
+    # async, native: answers now come from the cache
+    again = asyncio.run(retriever.ainvoke("bright spots"))
+    assert [d.id for d in again] == [d.id for d in docs] and backend.calls == 10
+
+
+def test_drop_misses_and_counts_in_the_query(lc_world):
+    from molmo_rag.testing import FakeBackend
+
+    db, truth = lc_world
+    docs = MolmoRetriever(db=db, k=10).invoke("bright spots")
+    compressor = MolmoGroundedCompressor(
+        backend=FakeBackend(), top_n=10, drop_misses=True, count_labels=["bright_spots"], cache=False
+    )
+    kept = compressor.compress_documents(docs, "at least 3 bright spots")
+    assert sorted(truth[d.metadata["source"]] for d in kept) == [3, 4]
+
+
+def test_retriever_reads_counts_in_words(lc_world):
+    db, truth = lc_world
+    found = MolmoRetriever(db=db, k=10, count_words=True).invoke("a picture with exactly two bright spots")
+    assert [truth[d.metadata["source"]] for d in found] == [2]
+    assert len(MolmoRetriever(db=db, k=10).invoke("a picture with exactly two bright spots")) == 10
+    assert [truth[d.metadata["source"]] for d in MolmoRetriever(db=db, k=10).invoke("no bright spots", count_words=True)] == [0] * 6
