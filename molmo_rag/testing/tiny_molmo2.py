@@ -4,7 +4,10 @@
 Molmo2 (config, weights, tokenizer, image and video processors, chat template) that loads
 through ``AutoProcessor`` / ``AutoModelForImageTextToText`` without ``trust_remote_code``
 and without any network access. Its answers are noise, but every code path between a
-:class:`~molmo_rag.media.items.MediaItem` and a decoded answer is the real one.
+:class:`~molmo_rag.media.items.MediaItem` and a decoded answer is the real one. The noise
+reads as words ("harbor quietly lamp ..."), not as bytes: the tokenizer's generable
+vocabulary is a few hundred plain English words (:data:`WORDS`), while byte fallback still
+tokenizes any prompt.
 
 The pieces (:func:`make_tokenizer`, :func:`make_processor`, :func:`make_config`) are public
 so that benchmarks can build larger architectures in memory from the same parts.
@@ -14,6 +17,7 @@ Requires the ``local`` extra (torch, torchvision, transformers) and ``tokenizers
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -34,6 +38,7 @@ __all__ = [
     "MOLMO2_4B",
     "SPECIAL_TOKENS",
     "MEDIA_TOKENS",
+    "WORDS",
     "CHAT_TEMPLATE",
     "make_tokenizer",
     "make_processor",
@@ -74,8 +79,40 @@ CHAT_TEMPLATE = (
     "{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\\n' -}}{%- endif -%}"
 )
 
+WORDS = tuple(
+    """
+    a an the of in on at to by for with from under over near into
+    and or but so then while after again also still only just very
+    red blue green yellow white black grey brown orange pink pale dark bright warm cool
+    soft loud quiet calm busy empty full small large tall short long wide flat old new young
+    early late quick slow heavy light clear sunny rainy wet dry clean smooth rough
+    happy tired brave proud shy
+    cat dog bird horse fish bear fox deer owl bee cow sheep duck mouse
+    man woman child girl boy people person crowd friend pilot
+    house room door window wall roof floor table chair bed lamp clock shelf book page map
+    cup mug plate bowl spoon bottle jar glass bread apple lemon cake coffee tea milk soup rice
+    car bus train boat ship plane bike truck road street bridge harbor market garden park
+    tree leaf flower grass forest river lake sea beach sand stone rock hill field
+    sky sun moon star cloud rain snow wind storm fire smoke shadow night
+    city town school office shop tower farm camp
+    hat coat shirt dress shoe bag box rope wheel fence gate path
+    chart graph slide screen photo sign label note card
+    rocket space suit coin ring key bell drum piano song
+    walks runs sits stands jumps swims flies reads writes sings waits looks holds opens
+    smiles sleeps plays works rests turns falls grows shines glows drifts
+    quietly slowly softly gently maybe inside
+    here far away home left right center corner edge middle top bottom side front back
+    """.split()
+)
+"""What the tiny model can say: each word is one token with a leading space ("Ġlamp"),
+so random weights decode to a run of words. No number words and no phrase the count
+parser reads ("there are", "a total of", "none"): noise never becomes a count."""
+
+_PUNCTUATION = (".", ",")
+"""Byte symbols the model may also emit, between words."""
+
 _MARKER = "molmo_rag_checkpoint.json"
-_BUILDER_VERSION = 1
+_BUILDER_VERSION = 2  # 2: a vocabulary of words (1 was one token per byte)
 
 
 class Molmo2Sizes(BaseModel):
@@ -119,7 +156,7 @@ class Molmo2Sizes(BaseModel):
 
 
 TINY = Molmo2Sizes()
-"""About 85k parameters: loads, and answers an image on CPU, in a fraction of a second."""
+"""About 110k parameters: loads, and answers an image on CPU, in a fraction of a second."""
 
 MOLMO2_4B = Molmo2Sizes(
     text_hidden_size=2560,
@@ -161,18 +198,39 @@ def _require_local() -> None:
 
 
 def make_tokenizer() -> "PreTrainedTokenizerBase":
-    """A byte-level BPE tokenizer (no merges: one token per byte) with Molmo2's special tokens.
+    """A byte-level BPE tokenizer whose generable tokens are words, with Molmo2's special tokens.
 
-    Ids: the three chat control tokens first (pad = ``<|endoftext|>`` = 0), then the 256
-    byte symbols, then the media placeholders.
+    Ids, in order: the three chat control tokens (pad = ``<|endoftext|>`` = 0); the words
+    of :data:`WORDS` with a leading space (``Ġlamp``) and ``.`` ``,``: the base vocabulary,
+    what the LM head can emit; the media placeholders; then what only prompts need: the
+    other byte symbols (byte fallback: any text tokenizes and round-trips) and the word
+    prefixes the merges pass through. Merges build each word left to right from its
+    leading space, so a listed word in a prompt is one token.
     """
     _require_local()
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
+    space = "\u0120"  # the byte-level symbol of " "
     alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
-    vocab = {token: i for i, token in enumerate(SPECIAL_TOKENS + alphabet)}
-    backend = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    words = [space + word for word in dict.fromkeys(WORDS)]
+    merges: list[tuple[str, str]] = []
+    prefixes: list[str] = []
+    seen: set[str] = set()
+    for word in words:
+        left = word[0]
+        for char in word[1:]:
+            merged = left + char
+            if merged not in seen:
+                seen.add(merged)
+                merges.append((left, char))
+                prefixes.append(merged)
+            left = merged
+    order = SPECIAL_TOKENS + words + list(_PUNCTUATION) + MEDIA_TOKENS + alphabet + prefixes
+    vocab: dict[str, int] = {}
+    for token in order:
+        vocab.setdefault(token, len(vocab))
+    backend = Tokenizer(models.BPE(vocab=vocab, merges=merges))
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     backend.decoder = decoders.ByteLevel()
     backend.add_special_tokens(SPECIAL_TOKENS + MEDIA_TOKENS)
@@ -222,8 +280,9 @@ def make_config(tokenizer: "PreTrainedTokenizerBase", sizes: Molmo2Sizes = TINY)
     vocab_size = sizes.vocab_size or base_vocab
     if vocab_size < min(ids[t] for t in SPECIAL_TOKENS) + len(SPECIAL_TOKENS):
         raise ValueError(f"vocab_size {vocab_size} leaves the chat tokens out of the LM head")
-    # Ids past the base vocabulary index the additional (embedding-only) table.
-    additional = max(sizes.additional_vocab_size, max(ids.values()) + 1 - vocab_size)
+    # Ids past the base vocabulary (media placeholders, byte fallback, word prefixes) index
+    # the additional, embedding-only rows: every id the tokenizer makes must have one.
+    additional = max(sizes.additional_vocab_size, max(ids.values()) + 1 - vocab_size, len(tokenizer) - vocab_size)
 
     text_config = {
         "hidden_size": sizes.text_hidden_size,
@@ -298,34 +357,64 @@ def random_model(config: "Molmo2Config", *, seed: int = 0, dtype: Any = None, de
     return model.eval()
 
 
-def _is_built(path: Path, sizes: Molmo2Sizes, seed: int) -> bool:
+def _marker_of(path: Path) -> dict | None:
+    """The marker of a checkpoint this module built at ``path``, or None."""
     marker = path / _MARKER
     if not marker.is_file():
-        return False
+        return None
     try:
         info = json.loads(marker.read_text())
     except (OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) else None
+
+
+def _is_built(path: Path, sizes: Molmo2Sizes, seed: int) -> bool:
+    return _marker_of(path) == _marker_info(sizes, seed)
+
+
+def _is_outdated(path: Path) -> bool:
+    """A checkpoint an older version of this builder wrote (e.g. the byte vocabulary):
+    rebuilt in place, whatever its sizes."""
+    info = _marker_of(path)
+    if info is None or "builder_version" not in info:
         return False
-    return info == _marker_info(sizes, seed)
+    version = info["builder_version"]
+    return isinstance(version, int) and version < _BUILDER_VERSION
 
 
 def _marker_info(sizes: Molmo2Sizes, seed: int) -> dict:
     return {"builder_version": _BUILDER_VERSION, "seed": seed, "sizes": sizes.model_dump()}
 
 
+@contextlib.contextmanager
+def _quiet_progress():
+    from transformers.utils import logging as hf_logging
+
+    was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_on:
+            hf_logging.enable_progress_bar()
+
+
 def build_tiny_molmo2(path: str | os.PathLike, *, sizes: Molmo2Sizes = TINY, seed: int = 0) -> Path:
     """Build (once) and save a random-init Molmo2 checkpoint at ``path``; return the path.
 
     Deterministic for a given ``sizes`` and ``seed``. If ``path`` already holds a checkpoint
-    this function built with the same sizes and seed, it is returned as is. The files are
-    written to a sibling temporary folder first and moved into place, so an interrupted
-    build never leaves a half checkpoint behind.
+    this function built with the same sizes and seed, it is returned as is; one an older
+    version of this function built is replaced. The files are written to a sibling
+    temporary folder first and moved into place, so an interrupted build never leaves a
+    half checkpoint behind.
     """
     _require_local()
     path = Path(path)
     if _is_built(path, sizes, seed):
         return path
-    if path.exists() and any(path.iterdir()):
+    outdated = _is_outdated(path)
+    if path.exists() and not outdated and any(path.iterdir()):
         raise ConfigurationError(f"{path} exists and is not a checkpoint built by build_tiny_molmo2")
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -335,17 +424,27 @@ def build_tiny_molmo2(path: str | os.PathLike, *, sizes: Molmo2Sizes = TINY, see
         processor = make_processor(tokenizer, sizes)
         config = make_config(tokenizer, sizes)
         model = random_model(config, seed=seed)
-        model.save_pretrained(staging)
+        with _quiet_progress():  # one file of a few hundred kB: no bar in logs and notebooks
+            model.save_pretrained(staging)
         processor.save_pretrained(staging)
         (staging / _MARKER).write_text(json.dumps(_marker_info(sizes, seed), indent=2))
-        if path.exists():
-            path.rmdir()  # empty (checked above)
+        old = None
+        if outdated and path.exists():  # moved aside whole, removed once the new one is in place
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}-old-", dir=path.parent))
+            with contextlib.suppress(OSError):  # someone else moved it first
+                path.rename(old / path.name)
+        if path.exists() and not any(path.iterdir()):
+            with contextlib.suppress(OSError):
+                path.rmdir()
         try:
             staging.rename(path)
         except OSError:
             # Someone else finished the same build first.
             if not _is_built(path, sizes, seed):
                 raise
+        finally:
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
