@@ -38,7 +38,7 @@ def test_classes_derive_from_llama_index_bases():
 
 def test_public_api_is_pinned():
     assert sorted(package.__all__) == [
-        "MolmoEmbedding", "MolmoExtractor", "MolmoLoadError", "MolmoReader", "MolmoVectorStore", "open_index",
+        "MolmoEmbedding", "MolmoExtractor", "MolmoGroundedReranker", "MolmoLoadError", "MolmoReader", "MolmoVectorStore", "open_index",
         "to_image_document",
     ]
     for name in package.__all__:

@@ -1,0 +1,126 @@
+"""Grounded re-ranking for LlamaIndex: Molmo2 looks at the retrieved pictures and points at
+what the query names (``molmo_rag.ground``), as a node postprocessor."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, List, Optional
+
+from llama_index.core.bridge.pydantic import Field, PrivateAttr
+from llama_index.core.postprocessor.types import BaseNodePostprocessor
+from llama_index.core.schema import NodeWithScore, QueryBundle
+
+__all__ = ["MolmoGroundedReranker"]
+
+_EVIDENCE_KEYS = ("grounded", "evidence", "vector_score")
+
+
+class MolmoGroundedReranker(BaseNodePostprocessor):
+    """Re-rank retrieved molmo-rag nodes by what Molmo2 finds in them.
+
+    For the first ``top_n`` nodes (photos, rendered slides, video segments) the backend is
+    asked to count and point at what the query names; nodes where it is found (in the number
+    asked for, when ``count_labels`` lets it read "at least 3 people") move above the others.
+    Each checked node's metadata gets ``grounded`` (1.0 or 0.0), ``evidence`` (target,
+    count, points with x, y in 0..1 and t in seconds, the answer) and ``vector_score``; its
+    score becomes ``weight`` x grounded + the vector score. Evidence stays out of the
+    embedding and the LLM prompt. Answers are cached like every molmo-rag result.
+
+    .. code-block:: python
+
+        from llama_index.readers.molmo import MolmoGroundedReranker, open_index
+
+        engine = open_index(db="./my-index").as_query_engine(
+            similarity_top_k=10, node_postprocessors=[MolmoGroundedReranker(backend="local", top_n=10)], llm=...
+        )
+    """
+
+    backend: Any = Field(default=None, description="A molmo-rag backend name (local, openai, ...) or instance.")
+    model: Optional[str] = Field(default=None, description="The model of a backend given by name.")
+    top_n: int = Field(default=10, ge=1, description="How many of the retrieved nodes to check.")
+    drop_misses: bool = Field(default=False, description="Leave out checked nodes without evidence.")
+    count_labels: Optional[List[str]] = Field(
+        default=None, description="Labels counted in the collection (molmo-rag labels): count phrases must hold."
+    )
+    weight: float = Field(default=2.0, description="How much evidence counts against the vector score.")
+    cache: Any = Field(default=None, description="molmo-rag's result cache: None (default folder), a folder, False.")
+    reader_options: Any = Field(default=None, description="molmo_rag.media.ReaderOptions for re-opening media.")
+
+    _backend: Any = PrivateAttr(default=None)
+    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "MolmoGroundedReranker"
+
+    def _engine(self) -> Any:
+        """The backend, made once for a name (a local model loads once, not per query)."""
+        from molmo_rag.backends.base import Backend, create_backend
+
+        if isinstance(self.backend, Backend):
+            return self.backend
+        with self._lock:
+            if self._backend is None:
+                self._backend = create_backend(self.backend, self.model)
+            return self._backend
+
+    def _prepare(self, nodes: List[NodeWithScore], query_bundle: Optional[QueryBundle]) -> tuple[list, str, dict]:
+        from molmo_rag.index.store import Hit
+
+        if query_bundle is None:
+            raise ValueError("MolmoGroundedReranker needs the query (query_bundle or query_str)")
+        query = query_bundle.query_str
+        read = None
+        if self.count_labels:
+            from molmo_rag.index.count_words import split_counts
+
+            read = split_counts(query, self.count_labels)
+        hits = [
+            Hit.from_payload(n.node.metadata, score=float(n.score or 0.0), id=n.node.node_id, text=n.node.get_content())
+            for n in nodes
+        ]
+        options = {
+            "backend": self._engine(), "count_query": read, "top": self.top_n, "weight": self.weight,
+            "cache": self.cache, "reader_options": self.reader_options,
+        }
+        return hits, ((read.text if read is not None else "") or query), options
+
+    def _nodes(self, nodes: List[NodeWithScore], grounded: list) -> List[NodeWithScore]:
+        by_id = {n.node.node_id: n for n in nodes}
+        out: List[NodeWithScore] = []
+        for hit in grounded:
+            original = by_id[hit.id]
+            if hit.grounded is None:
+                out.append(original)
+                continue
+            if self.drop_misses and hit.grounded == 0.0:
+                continue
+            node = original.node.model_copy()
+            node.metadata = {**node.metadata, "grounded": hit.grounded, "evidence": hit.evidence, "vector_score": hit.vector_score}
+            node.excluded_embed_metadata_keys = [*node.excluded_embed_metadata_keys, *_EVIDENCE_KEYS]
+            node.excluded_llm_metadata_keys = [*node.excluded_llm_metadata_keys, "evidence", "vector_score"]
+            out.append(NodeWithScore(node=node, score=hit.score))
+        return out
+
+    def _postprocess_nodes(
+        self, nodes: List[NodeWithScore], query_bundle: Optional[QueryBundle] = None
+    ) -> List[NodeWithScore]:
+        from molmo_rag.grounding import ground
+
+        hits, query, options = self._prepare(nodes, query_bundle)
+        return self._nodes(nodes, ground(hits, query, **options))
+
+    async def _apostprocess_nodes(
+        self, nodes: List[NodeWithScore], query_bundle: Optional[QueryBundle] = None
+    ) -> List[NodeWithScore]:
+        from molmo_rag.grounding import aground
+
+        hits, query, options = self._prepare(nodes, query_bundle)
+        return self._nodes(nodes, await aground(hits, query, **options))
+
+    def close(self) -> None:
+        """Release a backend made from a name (model memory, HTTP clients)."""
+        with self._lock:
+            backend, self._backend = self._backend, None
+        if backend is not None:
+            backend.close()
