@@ -57,7 +57,11 @@ class MediaDocument:
     item: "MediaItem" = field(repr=False)
     results: list[Result] = field(default_factory=list, repr=False)
     failures: list[Failure] = field(default_factory=list, repr=False)
-    """Tasks of this item that failed (the others' results are in the document)."""
+    """Tasks of this item that failed (the others' results are in the document); each
+    Failure of an item carries that ``item``."""
+    frames_folder: Path | None = field(default=None, repr=False)
+    """Where :meth:`image_path` saves rendered slides and segment frames: the ``frames``
+    folder of the run's result cache (None: the default cache directory's)."""
 
     # -- the media reference -------------------------------------------------------------
     @property
@@ -90,7 +94,10 @@ class MediaDocument:
             return Path(self.source)
         from .cache import default_cache_dir
 
-        target = Path(folder) if folder is not None else default_cache_dir() / "frames"
+        if folder is not None:
+            target = Path(folder)
+        else:
+            target = self.frames_folder or default_cache_dir() / "frames"
         path = target / f"{self.id}.jpg"
         if not path.exists():
             try:
@@ -107,6 +114,13 @@ class MediaDocument:
     def record(self) -> MediaRecord:
         """The index record (payload + text) of this document."""
         return MediaRecord(payload=self.metadata, text=self.text, item=self.item)
+
+    def point_payload(self, embedder: str) -> dict:
+        """The Qdrant payload ``molmo-rag index`` writes for this document with vectors of
+        ``embedder`` (metadata at the root, ``text``, LangChain's ``page_content`` +
+        ``metadata``, ``source_prefixes``, ``record_hash``): for integrations that write
+        points themselves."""
+        return self.record.point_payload(embedder)
 
     def to_json(self) -> dict:
         return {"id": self.id, "text": self.text, **self.metadata}
@@ -247,6 +261,7 @@ async def aiter_documents(
         backend, model=model, concurrency=concurrency, tasks=tasks, count=count, ask=ask, detail=detail,
         default_tasks=default_tasks, cache=cache, no_cache=no_cache, reader_options=reader_options, on_warning=on_warning,
     )
+    frames = run.cache.directory / "frames" if run.cache is not None else None
     try:
         engine = run.enricher.engine(
             reader_options=reader_options, ordered=ordered, window=window, max_pending=max_pending,
@@ -262,6 +277,7 @@ async def aiter_documents(
                     continue
                 document = document_of(outcome, thumbnail_size)
                 if isinstance(document, MediaDocument):
+                    document.frames_folder = frames
                     yield document
                 else:
                     for failure in document:

@@ -317,3 +317,13 @@ def test_progress_counts_documents_against_a_total_known_up_front(tmp_path, deck
     assert progress.files_total == 4
     assert totals[0] == (6, 0)  # refined by the deck's first page: 3 slides + 3 photos
     assert progress.total == 6 == progress.done and progress.failed == 0
+
+
+def test_frames_go_to_the_runs_cache_and_the_point_payload_is_the_index_layout(tmp_path, deck):
+    docs = [d for d in iter_documents([deck], backend=FakeBackend(), cache=tmp_path / "cache") if isinstance(d, MediaDocument)]
+    path = docs[0].image_path()
+    assert path is not None and path.parent == tmp_path / "cache" / "frames" and path.exists()
+    payload = docs[0].point_payload("wordllama/l2_supercat-256")
+    assert payload["text"] == payload["page_content"] == docs[0].text
+    assert payload["metadata"]["media_id"] == docs[0].media_id and payload["record_hash"]
+    assert docs[0].source in payload["source"] and payload["source_prefixes"]

@@ -71,7 +71,11 @@ class WordLlamaEmbedder:
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         if not texts:
             return []
-        return self._model.embed(list(texts), norm=True).tolist()
+        import numpy as np
+
+        with np.errstate(invalid="ignore", divide="ignore"):  # a text without words has no direction
+            vectors = self._model.embed(list(texts), norm=True)
+        return np.nan_to_num(vectors, nan=0.0, posinf=0.0, neginf=0.0).tolist()
 
     def embed_query(self, text: str) -> list[float]:
         return self.embed([text])[0]

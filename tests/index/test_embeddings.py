@@ -74,3 +74,10 @@ def test_loading_wordllama_leaves_the_host_logging_alone():
     code = "import logging; from molmo_rag.index.embeddings import get_embedder; get_embedder(); print(len(logging.getLogger().handlers), logging.getLogger().level)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.split() == ["0", str(30)]
+
+
+def test_an_empty_text_gets_a_finite_vector():
+    from molmo_rag.index.embeddings import get_embedder
+
+    empty, cat = get_embedder().embed(["", "a cat"])
+    assert all(x == 0.0 for x in empty) and abs(sum(x * x for x in cat) - 1.0) < 1e-3
