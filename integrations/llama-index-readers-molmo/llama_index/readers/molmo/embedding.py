@@ -5,24 +5,14 @@ queries with (offline wordllama by default, fastembed when chosen)."""
 from __future__ import annotations
 
 import asyncio
-import math
 from typing import Any
 
-import numpy
 from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 
 from molmo_rag.index.embeddings import Embedder, get_embedder
 
 __all__ = ["MolmoEmbedding"]
-
-
-def _finite(vector: list[float]) -> list[float]:
-    """A vector Qdrant accepts: wordllama gives NaNs for a text with no words (an image node
-    with no text yet); that text gets the zero vector instead."""
-    if any(math.isnan(x) for x in vector):
-        return [0.0] * len(vector)
-    return vector
 
 
 class MolmoEmbedding(BaseEmbedding):
@@ -61,8 +51,7 @@ class MolmoEmbedding(BaseEmbedding):
         return self._embedder.dim
 
     def _get_query_embedding(self, query: str) -> Embedding:
-        with numpy.errstate(invalid="ignore", divide="ignore"):
-            return _finite(self._embedder.embed_query(query))
+        return self._embedder.embed_query(query)
 
     async def _aget_query_embedding(self, query: str) -> Embedding:
         return await asyncio.to_thread(self._embedder.embed_query, query)
@@ -74,8 +63,7 @@ class MolmoEmbedding(BaseEmbedding):
         return await asyncio.to_thread(self._get_text_embedding, text)
 
     def _get_text_embeddings(self, texts: list[str]) -> list[Embedding]:
-        with numpy.errstate(invalid="ignore", divide="ignore"):
-            return [_finite(vector) for vector in self._embedder.embed(list(texts))]
+        return self._embedder.embed(list(texts))  # the core gives an empty text a zero vector
 
     async def _aget_text_embeddings(self, texts: list[str]) -> list[Embedding]:
         return await asyncio.to_thread(self._get_text_embeddings, texts)
