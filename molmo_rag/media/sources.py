@@ -236,12 +236,14 @@ def expand(source: Any, options: ReaderOptions | None = None) -> Iterator[Blob |
             _check_size(len(data), options, label)
             yield Blob(source=label, data=data)
             return
-        if isinstance(source, str) and source.startswith(("http://", "https://")):
+        if isinstance(source, str) and source[:8].lower().startswith(("http://", "https://")):
             yield fetch_url(source, options)
             return
         if isinstance(source, str) and source.startswith("data:"):
             yield from_data_uri(source, options)
             return
+        if isinstance(source, str) and _OTHER_SCHEME.match(source) and not os.path.lexists(source):
+            raise _other_scheme_error(source)
         if not isinstance(source, (str, os.PathLike)):
             raise UnsupportedMediaError(
                 f"cannot read a source of type {type(source).__name__}", source=repr(source)[:200]
@@ -249,6 +251,22 @@ def expand(source: Any, options: ReaderOptions | None = None) -> Iterator[Blob |
         yield from _path_blobs(source, options)
     except InputError as err:
         yield err
+
+
+_OTHER_SCHEME = re.compile(r"(?i)([a-z][a-z0-9+.-]+://|(?:javascript|vbscript|about|blob|mailto|tel|file):)")
+"""A URL of a scheme other than http(s) and data: ``ftp://``, ``file://``, ``javascript:``, ..."""
+
+
+def _other_scheme_error(source: str) -> UnsupportedMediaError:
+    shown = _strip_credentials(source)
+    scheme = source.split(":", 1)[0].lower()
+    hint = ""
+    if scheme == "file":
+        hint = f"; for a local file give its path ({urllib.parse.unquote(urllib.parse.urlsplit(source).path)!r})"
+    return UnsupportedMediaError(
+        f"{shown}: {scheme}: URLs are not read; sources are local paths, http(s) URLs and data: URIs{hint}",
+        source=shown,
+    )
 
 
 def _is_pil(obj: Any) -> bool:
