@@ -161,6 +161,15 @@ def _zip_kind(blob: Blob) -> Kind:
     return "zip"
 
 
+def _zip_opens(blob: Blob) -> bool:
+    """Whether the ZIP's central directory (its table of contents) can be read."""
+    try:
+        with blob.open() as f, zipfile.ZipFile(f):
+            return True
+    except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, NotImplementedError, ValueError):
+        return False
+
+
 _KEYNOTE_MEMBERS = frozenset({"Index/Document.iwa", "Index.zip", "index.apxl", "index.apxl.gz"})
 
 # Compound File Binary (OLE2) layout, as legacy .ppt/.doc/.xls use it.
@@ -273,6 +282,12 @@ def _unreadable_error(blob: Blob, kind: Kind) -> InputError:
     source, suffix = blob.source, blob.suffix
     if kind == "keynote" or (kind == "zip" and suffix in KEYNOTE_EXTENSIONS):
         return keynote_error(source)
+    if kind == "zip" and suffix in OOXML_DECK_EXTENSIONS | LIBREOFFICE_DECK_EXTENSIONS and not _zip_opens(blob):
+        return CorruptMediaError(
+            f"{source} is a damaged or truncated ZIP archive (its table of contents cannot be read), "
+            "not a readable deck",
+            source=source,
+        )
     if kind == "zip" and suffix in OOXML_DECK_EXTENSIONS:
         return CorruptMediaError(f"{source} is a ZIP file but not a PowerPoint deck", source=source)
     if kind == "zip" and suffix in LIBREOFFICE_DECK_EXTENSIONS:
