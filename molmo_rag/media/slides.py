@@ -30,6 +30,7 @@ import tempfile
 import textwrap
 import threading
 import warnings
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,7 +104,29 @@ def _open_pdf(source: Path | bytes, label: str):
     except pdfium.PdfiumError as exc:
         if getattr(exc, "err_code", None) == 4 or "password" in str(exc).lower():
             raise CorruptMediaError(f"{label} is an encrypted (password-protected) PDF", source=label) from exc
+        if _declares_no_pages(source):  # PDFium refuses to load a document without pages
+            raise CorruptMediaError(f"{label} has no pages", source=label) from exc
         raise CorruptMediaError(f"{label} is not a readable PDF: {exc}", source=label) from exc
+
+
+_SMALL_PDF_BYTES = 1 << 20
+_PAGE_TREE_OF_NONE = re.compile(rb"/Type\s*/Pages\b.{0,200}?/Count\s+0\b|/Count\s+0\b.{0,200}?/Type\s*/Pages\b", re.S)
+_PAGE_OBJECT = re.compile(rb"/Type\s*/Page\b")
+
+
+def _declares_no_pages(source: Path | bytes) -> bool:
+    """A small PDF whose page tree counts 0 pages and that holds no page object."""
+    try:
+        if isinstance(source, bytes):
+            data = source[: _SMALL_PDF_BYTES + 1]
+        else:
+            with open(source, "rb") as f:
+                data = f.read(_SMALL_PDF_BYTES + 1)
+    except OSError:
+        return False
+    if len(data) > _SMALL_PDF_BYTES:
+        return False
+    return _PAGE_TREE_OF_NONE.search(data) is not None and _PAGE_OBJECT.search(data) is None
 
 
 def _page_scale(width_pt: float, height_pt: float, options: ReaderOptions) -> float:
@@ -460,9 +483,34 @@ def _open_presentation(f):
     return part.presentation
 
 
+_BOMB_RATIO = 100
+_BOMB_BYTES = 64 * 1024**2
+
+
+def _refuse_zip_bomb(blob: "Blob") -> None:
+    """python-pptx inflates every part of a deck into memory: refuse a deck whose parts
+    inflate more than _BOMB_RATIO times, to more than _BOMB_BYTES together (a ZIP bomb),
+    from the sizes its ZIP directory declares (zipfile never inflates past those)."""
+    try:
+        with blob.open() as f, zipfile.ZipFile(f) as z:
+            infos = z.infolist()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+        return  # python-pptx says what is wrong with it
+    bombs = [i for i in infos if i.file_size > _BOMB_RATIO * max(i.compress_size, 1)]
+    inflated = sum(i.file_size for i in bombs)
+    if inflated > _BOMB_BYTES:
+        packed = sum(i.compress_size for i in bombs)
+        raise MediaTooLargeError(
+            f"{blob.source} is a ZIP bomb: {len(bombs)} part(s) of {packed} bytes inflate to {inflated} bytes "
+            f"(e.g. {bombs[0].filename}); refused without inflating them",
+            source=blob.source,
+        )
+
+
 def pptx_slides(blob: "Blob", with_pictures: bool = False) -> tuple[list[SlideInfo], tuple[int, int]]:
     """Slides of a deck (title, text, notes; pictures if asked) and the slide size in EMU."""
     _pptx()
+    _refuse_zip_bomb(blob)
     try:
         with blob.open() as f:
             prs = _open_presentation(f)
