@@ -155,6 +155,8 @@ def _opened(blob: "Blob") -> Iterator[Any]:
         raise CorruptMediaError(
             f"{blob.source} is not a readable video (truncated or damaged): {exc}", source=blob.source
         ) from exc
+    except av.error.MemoryError as exc:
+        raise _memory_error(blob, exc) from exc
     except av.FFmpegError as exc:
         raise CorruptMediaError(f"{blob.source} cannot be opened as a video: {exc}", source=blob.source) from exc
     try:
@@ -178,8 +180,20 @@ def _decoding(blob: "Blob") -> Iterator[Any]:
         yield
     except (av.error.InvalidDataError, av.error.EOFError, av.error.PermissionError) as exc:
         raise CorruptMediaError(f"{blob.source} is damaged: {exc}", source=blob.source) from exc
+    except av.error.MemoryError as exc:
+        raise _memory_error(blob, exc) from exc
     except av.FFmpegError as exc:
         raise CorruptMediaError(f"{blob.source} cannot be decoded: {exc}", source=blob.source) from exc
+
+
+def _memory_error(blob: "Blob", exc: Exception) -> CorruptMediaError:
+    """FFmpeg could not allocate what the file asks for (ENOMEM), typically a damaged size or
+    index field (an MP4 whose index says each frame is a GiB, over FFmpeg's allocation cap)."""
+    return CorruptMediaError(
+        f"{blob.source} cannot be read: it asks for more memory than FFmpeg could allocate "
+        f"(a damaged size or index?): {exc}",
+        source=blob.source,
+    )
 
 
 def _video_stream(container: Any, fast: bool = False, skip: str = "DEFAULT") -> Any:
