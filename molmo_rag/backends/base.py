@@ -266,27 +266,35 @@ class _Batcher:
         self._ready: dict[str, deque] = {"image": deque(), "video": deque()}
         self._wake = asyncio.Event()
         self._preparing = asyncio.Semaphore(max(1, backend.prepare_threads))
+        self._pending = 0  # requests submitted and not yet prepared
         self._opened = time.perf_counter()
         self._loop = asyncio.create_task(self._run())
 
     async def submit(self, request: Request) -> Answer | BaseException:
+        self._pending += 1
         try:
             async with self._preparing:
                 prepared = await asyncio.to_thread(self.backend.prepare, request)
         except MolmoRagError as exc:  # e.g. a file that fails to decode: this request only
             return exc
+        finally:
+            self._pending -= 1
+            self._wake.set()
         future: asyncio.Future = asyncio.get_running_loop().create_future()
         self._ready[request.item.model_input].append((request, prepared, future))
         self._wake.set()
         return await future
 
     async def _run(self) -> None:
+        size = max(1, self.backend.batch_size)
         while True:
             await self._wake.wait()
             self._wake.clear()
             while any(self._ready.values()):
                 queue = max(self._ready.values(), key=len)
-                batch = [queue.popleft() for _ in range(min(len(queue), max(1, self.backend.batch_size)))]
+                if len(queue) < size and self._pending:
+                    break  # requests still decoding would join this batch: wait for them
+                batch = [queue.popleft() for _ in range(min(len(queue), size))]
                 await self._generate(batch)
 
     async def _generate(self, batch: list) -> None:
