@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import json
 import os
 import warnings
 from urllib.parse import urlsplit
@@ -107,6 +108,22 @@ class Hit:
         if self.grounded is not None:
             out.update(grounded=self.grounded, evidence=self.evidence, vector_score=round(self.vector_score or 0.0, 6))
         return out
+
+
+def _settle_meta(path: Path) -> None:
+    """Embedded Qdrant writes a new folder's ``meta.json`` in place (open, then write): a run
+    killed between the two leaves an empty file that no later run can open. Write it whole
+    first (a temporary file, then a rename), and take an empty one with no collection
+    beside it for what a kill left: a folder with nothing in it yet."""
+    meta = path / "meta.json"
+    try:
+        if meta.stat().st_size or (path / "collection").exists():
+            return
+    except FileNotFoundError:
+        pass
+    tmp = path / f".meta.json.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps({"collections": {}, "aliases": {}}))
+    os.replace(tmp, meta)
 
 
 def _read_only_fs(path: Path) -> bool:
@@ -315,10 +332,13 @@ class QdrantIndex:
             if create and not os.access(path, os.W_OK | os.X_OK):
                 why = "the file system is read-only" if _read_only_fs(path) else "permission denied"
                 raise IndexUnavailableError(f"cannot write the index at {path}: {why} (the folder is not writable)")
+            _settle_meta(path)
             # used by one thread at a time, but not always the one that opened it
             return QdrantClient(path=str(path), force_disable_check_same_thread=True)
         except IndexUnavailableError:
             raise
+        except json.JSONDecodeError as exc:
+            raise IndexUnavailableError(f"cannot open the index at {path}: its meta.json is damaged ({exc})") from exc
         except Exception as exc:
             error = _storage_error(exc, str(path), "write" if create else "open")
             if error is None:
