@@ -126,6 +126,28 @@ def _settle_meta(path: Path) -> None:
     os.replace(tmp, meta)
 
 
+def _check_free(path: Path) -> None:
+    """Raise qdrant-client's own "already accessed" error when another process holds the
+    folder's lock, before qdrant-client reads (and may tidy) the storage that process is
+    writing; qdrant-client takes the lock itself right after, so a race still ends in that
+    same error."""
+    lock = path / ".lock"
+    try:
+        import portalocker  # qdrant-client's own locker, so the same kind of lock
+
+        handle = open(lock, "r+")  # noqa: SIM115 - closed below
+    except (ImportError, OSError):
+        return  # no lock file yet (nobody holds it), or qdrant-client will say why
+    try:
+        portalocker.lock(handle, portalocker.LockFlags.EXCLUSIVE | portalocker.LockFlags.NON_BLOCKING)
+    except portalocker.exceptions.LockException:
+        raise RuntimeError(f"Storage folder {path} is already accessed by another instance of Qdrant client.") from None
+    else:
+        portalocker.unlock(handle)
+    finally:
+        handle.close()
+
+
 def _read_only_fs(path: Path) -> bool:
     try:
         return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
@@ -333,6 +355,7 @@ class QdrantIndex:
                 why = "the file system is read-only" if _read_only_fs(path) else "permission denied"
                 raise IndexUnavailableError(f"cannot write the index at {path}: {why} (the folder is not writable)")
             _settle_meta(path)
+            _check_free(path)
             # used by one thread at a time, but not always the one that opened it
             return QdrantClient(path=str(path), force_disable_check_same_thread=True)
         except IndexUnavailableError:
