@@ -10,6 +10,17 @@ stored: API keys, request headers, media bytes. Failures are never cached.
 ``read=False`` (the CLI's ``--no-cache``) bypasses lookups but still writes the fresh
 results, so the next normal run re-uses them.
 
+The same file keeps a **pending-jobs journal** (table ``pending_jobs``): for a request sent
+to a hosted API whose job was accepted (its job id known) but whose answer is not cached
+yet, the cache key, the backend, the job id and when it was submitted. It is written the
+moment a submission is accepted and cleared when the answer is stored (:meth:`ResultCache.put`
+clears it in the same transaction) or the job failed for good, so a run killed while jobs
+were in flight leaves them in the journal and the next run polls those jobs instead of
+paying for new ones (see :meth:`ResultCache.journal` and
+:class:`molmo_rag.backends.rest.RestBackend`). Pending jobs are looked up whatever
+``read`` says (finishing a paid job is not re-using an old answer); nothing is journaled
+when ``write`` is off.
+
 Location: ``MOLMO_RAG_CACHE_DIR`` if set, else the user cache directory
 (``platformdirs``; ``~/.cache/molmo-rag`` on Linux).
 """
@@ -29,7 +40,7 @@ from typing import Any
 
 from .errors import ConfigurationError
 
-__all__ = ["CachedAnswer", "ResultCache", "cache_key", "default_cache_dir", "backend_policy"]
+__all__ = ["CachedAnswer", "JobJournal", "PendingJob", "ResultCache", "cache_key", "default_cache_dir", "backend_policy"]
 
 _FILENAME = "results.sqlite3"
 _SCHEMA = """
@@ -45,6 +56,12 @@ CREATE TABLE IF NOT EXISTS results (
     created REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS results_media ON results (media_id);
+CREATE TABLE IF NOT EXISTS pending_jobs (
+    key TEXT PRIMARY KEY,
+    backend TEXT NOT NULL,
+    job_id TEXT NOT NULL,
+    submitted_at REAL NOT NULL
+);
 """
 
 # Backend option names that change what the model sees or says; other options
@@ -118,6 +135,48 @@ class CachedAnswer:
     fields: dict
     cost_usd: float
     model: str
+
+
+@dataclass(frozen=True)
+class PendingJob:
+    """A job submitted for a request (by cache key) whose answer is not cached yet."""
+
+    key: str
+    backend: str
+    job_id: str
+    submitted_at: float
+
+
+class JobJournal:
+    """The pending-jobs journal of one request (one cache key), handed to the backend with
+    the request (``Request.journal``): what a hosted backend reads before submitting and
+    writes the moment a submission is accepted. Never holds keys, payloads or media."""
+
+    __slots__ = ("cache", "key")
+
+    def __init__(self, cache: ResultCache, key: str):
+        self.cache = cache
+        self.key = key
+
+    def pending(self, backend: str | None = None) -> PendingJob | None:
+        """The job submitted earlier for this request and not finished since (of
+        ``backend`` only, when given), or None."""
+        job = self.cache.pending_job(self.key)
+        if job is not None and backend is not None and job.backend != backend:
+            return None
+        return job
+
+    def submitted(self, backend: str, job_id: str) -> None:
+        """A submission was accepted: the job exists and will be paid for."""
+        self.cache.add_pending(self.key, backend, job_id)
+
+    def finished(self, job_id: str | None = None) -> None:
+        """The job is over without an answer to store (it failed for good, or the server
+        no longer knows it); with ``job_id``, only if that is still the job recorded."""
+        self.cache.clear_pending(self.key, job_id)
+
+    def __repr__(self) -> str:
+        return f"JobJournal({self.key[:12]}...)"
 
 
 class ResultCache:
@@ -195,10 +254,54 @@ class ResultCache:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 self._conn.executemany("INSERT OR REPLACE INTO results VALUES (?,?,?,?,?,?,?,?,?)", rows)
+                # the answer is kept: its job is no longer pending (same transaction)
+                self._conn.executemany("DELETE FROM pending_jobs WHERE key = ?", [(row[0],) for row in rows])
                 self._conn.execute("COMMIT")
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise
+
+    # -- the pending-jobs journal ---------------------------------------------------------
+    def journal(self, key: str) -> JobJournal | None:
+        """The journal of one request (None when this cache does not write)."""
+        return JobJournal(self, key) if self.write else None
+
+    def add_pending(self, key: str, backend: str, job_id: str, submitted_at: float | None = None) -> None:
+        """Record (or replace) the job submitted for ``key``."""
+        if not self.write:
+            return
+        with self._lock:
+            self._conn.execute(
+                "INSERT OR REPLACE INTO pending_jobs VALUES (?,?,?,?)",
+                (key, backend, job_id, time.time() if submitted_at is None else submitted_at),
+            )
+
+    def pending_job(self, key: str) -> PendingJob | None:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT key, backend, job_id, submitted_at FROM pending_jobs WHERE key = ?", (key,)
+            ).fetchone()
+        return PendingJob(*row) if row else None
+
+    def pending_jobs(self, backend: str | None = None) -> list[PendingJob]:
+        """Every pending job (of ``backend``), oldest first."""
+        query = "SELECT key, backend, job_id, submitted_at FROM pending_jobs"
+        args: tuple = ()
+        if backend is not None:
+            query, args = query + " WHERE backend = ?", (backend,)
+        with self._lock:
+            rows = self._conn.execute(query + " ORDER BY submitted_at", args).fetchall()
+        return [PendingJob(*row) for row in rows]
+
+    def clear_pending(self, key: str, job_id: str | None = None) -> None:
+        """Forget the pending job of ``key`` (only if it is ``job_id``, when given)."""
+        if not self.write:
+            return
+        with self._lock:
+            if job_id is None:
+                self._conn.execute("DELETE FROM pending_jobs WHERE key = ?", (key,))
+            else:
+                self._conn.execute("DELETE FROM pending_jobs WHERE key = ? AND job_id = ?", (key, job_id))
 
     # -- housekeeping ---------------------------------------------------------------------
     def __len__(self) -> int:
@@ -206,7 +309,8 @@ class ResultCache:
             return self._conn.execute("SELECT COUNT(*) FROM results").fetchone()[0]
 
     def clear(self) -> int:
-        """Delete every stored result; returns how many there were."""
+        """Delete every stored result; returns how many there were. The pending-jobs
+        journal is kept: those jobs exist (and are paid for) whatever the cache holds."""
         with self._lock:
             return self._conn.execute("DELETE FROM results").rowcount
 

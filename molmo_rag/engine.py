@@ -26,8 +26,13 @@ framework integrations)::
 
 Outcomes are :class:`~molmo_rag.enrich.EnrichedItem` (an item with its results and the
 tasks that failed) or a :class:`~molmo_rag.results.Failure` for a source that could not be
-read. A :class:`Progress` counts done items against a total estimated up front (files
-counted, decks by their slide count, videos by their duration) and refined as reading goes.
+read. An error marked ``fatal`` (a refused key, an empty balance: every other request would
+fail the same way) ends the run instead: nothing more is read or sent, the requests in
+flight settle and their outcomes are handed out, then :meth:`Engine.run_in` raises that
+error once, its ``not_done`` the number of items read and left undone, ``not_read`` the
+number of sources not read at all (None when unknown). A :class:`Progress` counts
+done items against a total estimated up front (files counted, decks by their slide count,
+videos by their duration) and refined as reading goes.
 """
 
 from __future__ import annotations
@@ -267,6 +272,26 @@ class Progress:
 _END = object()
 
 
+class _NotSent(MolmoRagError):
+    """A request not sent because the run is ending on a fatal (account) error."""
+
+
+@dataclass
+class _Stop:
+    error: BaseException | None = None
+    """The first fatal error of the run: nothing more is sent once it is set."""
+
+
+def _undone(outcome: Any) -> bool:
+    """An item with no result whose every failure is the fatal error or not sent."""
+    return (
+        isinstance(outcome, EnrichedItem)
+        and not outcome.results
+        and bool(outcome.failures)
+        and all(isinstance(f.error, _NotSent) or getattr(f.error, "fatal", False) for f in outcome.failures)
+    )
+
+
 class Engine:
     """Runs a plan over a stream of sources through one backend (see the module docstring).
 
@@ -328,6 +353,7 @@ class Engine:
         slots = asyncio.Semaphore(self.window)
         inflight: dict[str, asyncio.Future] = {}
         workers: set[asyncio.Task] = set()
+        stop = _Stop()
 
         async def feed() -> None:
             seq = 0
@@ -341,7 +367,7 @@ class Engine:
                         break
                     self.progress.saw(entry)
                     if isinstance(entry, MediaItem):
-                        task = asyncio.create_task(self._item(seq, entry, session, slots, inflight, done))
+                        task = asyncio.create_task(self._item(seq, entry, session, slots, inflight, done, stop))
                         workers.add(task)
                         task.add_done_callback(workers.discard)
                     else:
@@ -361,6 +387,10 @@ class Engine:
                 seq, outcome = await done.get()
                 if seq == -1:
                     raise outcome
+                if stop.error is not None:  # a fatal error: stop handing out, wind down below
+                    if outcome is not _END:
+                        buffered[seq] = outcome
+                    break
                 if outcome is _END:
                     total = seq
                     continue
@@ -377,6 +407,29 @@ class Engine:
                     admitted.release()
                     self.progress.finished(ready)
                     yield ready
+            if stop.error is not None:
+                # Nothing more is read; requests in flight settle (those not sent yet return
+                # at once), their outcomes are handed out, then the run ends with the error.
+                feeder.cancel()
+                await asyncio.gather(feeder, *list(workers), return_exceptions=True)
+                while not done.empty():
+                    seq, outcome = done.get_nowait()
+                    if seq >= 0 and outcome is not _END:
+                        buffered[seq] = outcome
+                not_done = 0
+                for seq in sorted(buffered):
+                    if _undone(buffered[seq]):
+                        not_done += 1
+                        continue
+                    self.progress.finished(buffered[seq])
+                    yield buffered[seq]
+                error = stop.error
+                files = self.progress.files_total
+                error.not_done = not_done
+                error.not_read = None if files is None else max(0, files - self.progress.files_seen)
+                unread = f", {error.not_read} more source(s) not read" if error.not_read else ""
+                error.args = (f"{error} (run stopped: {not_done} item(s) not done{unread})",)
+                raise error
         finally:
             feeder.cancel()
             for task in list(workers):
@@ -401,13 +454,14 @@ class Engine:
         slots: asyncio.Semaphore,
         inflight: dict[str, asyncio.Future],
         done: asyncio.Queue,
+        stop: _Stop,
     ) -> None:
         try:
             tasks = self.planner.plan(item)
             keys = [self.planner.key(item, task) for task in tasks]
             hits = self.cache.get_many(keys) if self.cache is not None else {}
             outcomes = await asyncio.gather(
-                *(self._task(item, task, key, hits.get(key), session, slots, inflight) for task, key in zip(tasks, keys))
+                *(self._task(item, task, key, hits.get(key), session, slots, inflight, stop) for task, key in zip(tasks, keys))
             )
         except asyncio.CancelledError:
             raise
@@ -438,6 +492,7 @@ class Engine:
         session: Session,
         slots: asyncio.Semaphore,
         inflight: dict[str, asyncio.Future],
+        stop: _Stop,
     ) -> Result | MolmoRagError:
         if hit is not None:
             return Result(
@@ -454,7 +509,15 @@ class Engine:
         inflight[key] = future
         try:
             async with slots:
-                outcome = await session.answer(Request(item, task))
+                if stop.error is not None:
+                    outcome = _NotSent(f"not sent: the run stopped on: {stop.error}")
+                else:
+                    # the journal: a hosted backend records the job it submits for this key,
+                    # so a later run polls that job instead of paying for a new one
+                    journal = self.cache.journal(key) if hasattr(self.cache, "journal") else None
+                    outcome = await session.answer(Request(item, task, journal=journal))
+            if stop.error is None and getattr(outcome, "fatal", False):
+                stop.error = outcome
             if isinstance(outcome, Result) and self.cache is not None:
                 # Kept the moment it arrives: a run killed now loses none of it.
                 self.cache.put(

@@ -89,4 +89,6 @@ class Failure:
             value = getattr(self.error, key, None)
             if value is not None:
                 out[f"error_{key}"] = value
+        if hasattr(self.error, "retryable"):  # a service error: may trying again later succeed?
+            out["retryable"] = self.retryable
         return out

@@ -111,3 +111,56 @@ def test_backend_policy_reads_frame_and_size_settings_only():
             return {"max_image_side": 512}
 
     assert backend_policy(Explicit()) == {"max_image_side": 512}
+
+
+# -- the pending-jobs journal ------------------------------------------------------------------
+
+
+def test_journal_records_and_clears_pending_jobs(tmp_path):
+    with ResultCache(tmp_path) as cache:
+        journal = cache.journal("k1")
+        assert journal.pending() is None
+        journal.submitted("wavespeed", "job-1")
+        job = journal.pending()
+        assert (job.key, job.backend, job.job_id) == ("k1", "wavespeed", "job-1") and job.submitted_at > 0
+        assert journal.pending("openoctopus") is None  # another backend's job is not ours
+        journal.submitted("wavespeed", "job-2")  # a resubmission replaces the failed job
+        assert [p.job_id for p in cache.pending_jobs()] == ["job-2"]
+        journal.finished("job-1")  # not the job recorded any more: kept
+        assert journal.pending().job_id == "job-2"
+        journal.finished()
+        assert journal.pending() is None and cache.pending_jobs() == []
+
+
+def test_storing_the_answer_clears_its_pending_job(tmp_path):
+    with ResultCache(tmp_path) as cache:
+        cache.journal("k1").submitted("wavespeed", "job-1")
+        cache.journal("k2").submitted("openoctopus", "task-2")
+        assert {p.key for p in cache.pending_jobs()} == {"k1", "k2"}
+        assert [p.key for p in cache.pending_jobs("openoctopus")] == ["k2"]
+        cache.put("k1", **entry())
+        assert [p.key for p in cache.pending_jobs()] == ["k2"]
+        assert cache.clear() == 1 and [p.key for p in cache.pending_jobs()] == ["k2"]  # paid jobs outlive a clear
+    with ResultCache(tmp_path, read=False) as fresh:  # --no-cache still finishes a paid job
+        assert fresh.journal("k2").pending().job_id == "task-2"
+    with ResultCache(tmp_path, write=False) as readonly:
+        assert readonly.journal("k2") is None
+        readonly.add_pending("k3", "wavespeed", "job-3")
+        readonly.clear_pending("k2")
+        assert [p.key for p in readonly.pending_jobs()] == ["k2"]
+
+
+def test_a_cache_file_from_before_the_journal_opens(tmp_path):
+    path = tmp_path / "results.sqlite3"
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        "CREATE TABLE results (key TEXT PRIMARY KEY, media_id TEXT NOT NULL, backend TEXT NOT NULL, model TEXT NOT NULL,"
+        " task TEXT NOT NULL, text TEXT NOT NULL, fields TEXT NOT NULL, cost_usd REAL NOT NULL DEFAULT 0, created REAL NOT NULL);"
+        "INSERT INTO results VALUES ('old', 'm', 'b', 'x', 't', 'kept', '{}', 0, 0);"
+    )
+    conn.commit()
+    conn.close()
+    with ResultCache(tmp_path) as cache:
+        assert cache.get("old").text == "kept" and cache.pending_jobs() == []
+        cache.journal("new").submitted("wavespeed", "job-9")
+        assert cache.journal("new").pending().job_id == "job-9"

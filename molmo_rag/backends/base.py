@@ -25,7 +25,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field
 
@@ -35,6 +35,9 @@ from ..options_base import Options
 from ..results import Result
 from ..syncio import run_sync
 from ..tasks import ModelInput, Task
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..cache import JobJournal
 
 __all__ = [
     "Request",
@@ -58,6 +61,10 @@ __all__ = [
 class Request:
     item: MediaItem
     task: Task
+    journal: JobJournal | None = field(default=None, compare=False, repr=False)
+    """Where a hosted backend records the job it submitted for this request, so a later run
+    finishes that job instead of paying for a new one: the streaming engine passes its
+    cache's journal for the request's cache key (:meth:`ResultCache.journal`); None: none."""
 
 
 @dataclass

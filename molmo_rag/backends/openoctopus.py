@@ -10,7 +10,12 @@ The error table in docs/hosted-apis.md drives retries: an HTTP error or a failed
 ``error.code`` is marked retryable is tried again (a failed task is over, so that means a
 new submission, at most ``max_resubmits`` times); every other code is reported with its
 code and message. Codes not in the table fall back to the HTTP status (429 and, for
-GETs, 5xx are retried; a POST's unknown 5xx is not, since the job may exist).
+GETs, 5xx are retried; a POST's unknown 5xx is not, since the job may exist). A failed
+task with ``insufficient_balance`` ends the run like the HTTP 402 does.
+
+Each accepted task's id goes into the request's journal; a later run polls that task
+(:meth:`OpenOctopusBackend.resume`) instead of submitting again, and submits anew when the
+gateway answers ``task_not_found``.
 
 Where the answer text is read from, in order (tolerant, since the text-output shape of
 this recognition model is not documented):
@@ -31,10 +36,21 @@ from typing import Any, ClassVar, NamedTuple
 from pydantic import Field
 
 from .. import cost
-from ..errors import ResponseFormatError
+from ..errors import BackendError, ResponseFormatError
 from ..tasks import Caption
 from .base import Answer, Request
-from .rest import JobFailedError, RestBackend, RestEngine, RestOptions, data_uri, error_code_and_message, is_http_url, media_payload
+from .rest import (
+    JobFailedError,
+    JobNotFoundError,
+    RestBackend,
+    RestEngine,
+    RestOptions,
+    data_uri,
+    error_code_and_message,
+    is_balance_error,
+    is_http_url,
+    media_payload,
+)
 
 __all__ = ["OpenOctopusOptions", "OpenOctopusBackend", "ERROR_TABLE", "ErrorSpec", "build_body", "task_text"]
 
@@ -182,9 +198,25 @@ class OpenOctopusBackend(RestBackend):
         body = build_body(task.prompt("image"), image, detail, self.model)
 
         async def one_job() -> dict:
-            return await self._run_task(body, engine)
+            return await self._run_task(body, engine, request)
 
         finished = await engine.run_job(one_job)
+        return await self._answer_of(finished, request, engine)
+
+    async def resume(self, job_id: str, request: Request, engine: RestEngine) -> Answer:
+        """Poll a task an earlier run submitted for ``request`` and answer from it."""
+        try:
+            task = await self._fetch(job_id, engine)
+        except BackendError as exc:
+            if self.job_unknown(exc):
+                raise JobNotFoundError(
+                    f"openoctopus: task {job_id} is unknown to the gateway: {exc}", backend=self.name, code="job_not_found", status=exc.status
+                ) from exc
+            raise
+        return await self._answer_of(await self._settle(job_id, task, engine), request, engine)
+
+    async def _answer_of(self, finished: dict, request: Request, engine: RestEngine) -> Answer:
+        item, task = request.item, request.task
         text = task_text(finished)
         if text is None:
             raise ResponseFormatError(f"openoctopus: task {finished.get('id')} succeeded without a text output", backend=self.name)
@@ -197,12 +229,18 @@ class OpenOctopusBackend(RestBackend):
             meta={"job_id": finished.get("id")},
         )
 
-    async def _run_task(self, body: dict, engine: RestEngine) -> dict:
+    async def _run_task(self, body: dict, engine: RestEngine, request: Request | None = None) -> dict:
         created = await engine.post_json(f"{self.base_url}/v1/images/recognitions", body)
         task_id = created.get("id") if isinstance(created, dict) else None
         if not isinstance(task_id, str) or not task_id:
             raise ResponseFormatError("openoctopus: create answer has no task id", backend=self.name)
-        task = created
+        if request is not None:
+            self.journal_submitted(request, task_id)  # accepted: from now on the task is paid for
+        return await self._settle(task_id, created, engine)
+
+    async def _settle(self, task_id: str, task: dict, engine: RestEngine) -> dict:
+        """Poll until the task ends; a succeeded task is returned, any other end raises
+        :class:`JobFailedError` (``resubmit`` when the table marks its code retryable)."""
         if task.get("status") not in TERMINAL:
             task = await engine.poll(
                 lambda: self._fetch(task_id, engine),
@@ -222,6 +260,8 @@ class OpenOctopusBackend(RestBackend):
             backend=self.name,
             code=code,
             resubmit=status == "failed" and spec is not None and spec.retryable,
+            fatal=status == "failed" and is_balance_error(None, code, None),
+            job_id=task_id,
         )
 
     async def _fetch(self, task_id: str, engine: RestEngine) -> dict:

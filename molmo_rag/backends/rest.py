@@ -10,9 +10,22 @@ request; everything else lives here once:
   honoured), connection errors, timeouts and unreadable bodies of idempotent requests;
 * **a POST is never re-sent when the server may already have accepted it**: after a read
   timeout, a connection dropped after sending, or an answer we cannot read, the item fails
-  with ``code="submission_unconfirmed"`` instead of creating a duplicate (paid) job. A POST
-  is re-sent only when nothing was sent (connect errors) or when the answer says the job was
-  not accepted (429, 503, and whatever the backend's :meth:`RestBackend.should_retry` allows);
+  with ``code="submission_unconfirmed"`` (``retryable``: a later run may try it, at the risk
+  of a second job) instead of creating a duplicate (paid) job in this run. A POST is re-sent
+  only when nothing was sent (connect errors) or when the answer says the job was not
+  accepted (429, 503, and whatever the backend's :meth:`RestBackend.should_retry` allows);
+* **a job that failed** is submitted anew, at most ``max_resubmits`` times with back-off,
+  only when the backend reads its failure as transient (:class:`JobFailedError`
+  ``resubmit``); a permanent cause (content policy, invalid input, auth, balance) is not;
+* **jobs survive the run**: the moment a submission is accepted its job id goes into the
+  request's journal (``Request.journal``, the result cache's pending-jobs table); a later
+  run polls that job (:meth:`RestBackend.resume`) instead of submitting again, and submits
+  anew only when the server no longer knows it (:class:`JobNotFoundError`);
+* **account errors end the run**: a refused key (401/403) or an empty balance (402,
+  ``insufficient_balance``, :class:`InsufficientBalanceError`) from the backend's own origin
+  is marked ``fatal``; nothing more is sent that would fail the same way (after a refused
+  key nothing at all; after a balance error no new submission, while jobs already running
+  are still polled), and the streaming engine ends the run with that one error;
 * polling that starts near the documented interval, grows, is capped, and learns how long
   this run's jobs take so later jobs are polled when they are likely done;
 * vendor errors translated at one boundary into :mod:`molmo_rag.errors` (original kept as
@@ -69,6 +82,9 @@ __all__ = [
     "RestBackend",
     "RestEngine",
     "JobFailedError",
+    "JobNotFoundError",
+    "InsufficientBalanceError",
+    "is_balance_error",
     "data_uri",
     "is_http_url",
     "error_code_and_message",
@@ -105,11 +121,46 @@ class RestOptions(BackendOptions):
 
 class JobFailedError(BackendError):
     """A job reached a failed state. ``resubmit`` is true when the protocol says the job is
-    over and a new submission may succeed (e.g. OpenOctopus codes marked retryable)."""
+    over and a new submission may succeed (e.g. OpenOctopus codes marked retryable, or a
+    WaveSpeed failure that reads as transient); ``job_id`` names the job; ``fatal`` when the
+    cause is the account (an empty balance), so the run should end."""
 
-    def __init__(self, message: str, *, resubmit: bool = False, **kw):
+    def __init__(self, message: str, *, resubmit: bool = False, job_id: str | None = None, fatal: bool = False, **kw):
         super().__init__(message, retryable=resubmit, **kw)
         self.resubmit = resubmit
+        self.job_id = job_id
+        self.fatal = fatal
+
+
+class JobNotFoundError(BackendError):
+    """The server does not know a job (any more): a pending job from an earlier run that
+    expired or was never kept; the request is then submitted anew."""
+
+
+class InsufficientBalanceError(BackendError):
+    """The account cannot pay for jobs (402, ``insufficient_balance``, "insufficient
+    credits"): nothing more is submitted in this run, and the run ends (``fatal``)."""
+
+    def __init__(self, message: str, **kw):
+        kw.setdefault("code", "insufficient_balance")
+        super().__init__(message, **kw)
+        self.fatal = True
+
+
+_BALANCE = re.compile(
+    r"(?i)insufficient[ _-]*(?:wallet[ _-]*)?(?:balance|credits?|funds|quota)|"
+    r"(?:balance|credits?)\s+(?:is\s+|are\s+)?(?:insufficient|too\s+low|exhausted|depleted)|"
+    r"not\s+enough\s+(?:balance|credits?|funds)|out\s+of\s+credits|payment[ _]required|top[ -]?up"
+)
+_BALANCE_CODES = frozenset({"insufficient_balance", "insufficient_credits", "insufficient_funds", "payment_required", "402"})
+
+
+def is_balance_error(status: int | None, code: str | None, message: str | None) -> bool:
+    """Whether an error says the account cannot pay (HTTP 402, a balance code, or words
+    like "insufficient balance" / "insufficient credits")."""
+    if status == 402 or (code or "").lower() in _BALANCE_CODES:
+        return True
+    return bool(message) and bool(_BALANCE.search(message))
 
 
 class _Transient(Exception):
@@ -213,6 +264,10 @@ class EngineStats:
     retries: int = 0
     polls: int = 0
     resubmits: int = 0
+    resumed: int = 0
+    """Jobs of an earlier run (from the journal) polled instead of submitted again."""
+    forgotten: int = 0
+    """Journaled jobs the server no longer knew (submitted anew)."""
     by_method: dict[str, int] = field(default_factory=dict)
 
 
@@ -228,13 +283,44 @@ class RestEngine:
         self._origin = _origin(backend.base_url)
         self._latency: dict[str, float] = {}
         self._refused: AuthenticationError | None = None
+        """The key was refused (401/403): nothing more goes to the backend's origin."""
+        self._no_funds: BackendError | None = None
+        """The balance is empty: no more POSTs (new jobs) to the backend's origin."""
+
+    @property
+    def stopped(self) -> BackendError | None:
+        """The account error that stopped this run from submitting, if any."""
+        return self._refused or self._no_funds
+
+    def account_error(self, error: BackendError) -> None:
+        """Note an error that says the account cannot go on (``fatal``): a refused key stops
+        every request to the backend's origin, an empty balance every new submission."""
+        error.fatal = True
+        if isinstance(error, AuthenticationError):
+            self._refused = self._refused or error
+        else:
+            self._no_funds = self._no_funds or error
 
     # -- requests ------------------------------------------------------------------------
-    async def post_json(self, url: str, body: Any, *, timeout: float | None = None, resend_safe: bool = False) -> Any:
-        """POST a JSON body; returns the decoded JSON answer. Never re-sent once the server
-        may have accepted it (see the module docstring), unless ``resend_safe`` says this
-        POST creates nothing that costs or duplicates (e.g. an upload ticket)."""
-        return await self.request("POST", url, json=body, timeout=timeout, resend_safe=resend_safe)
+    async def post_json(
+        self,
+        url: str,
+        body: Any,
+        *,
+        timeout: float | None = None,
+        resend_safe: bool = False,
+        parse: Callable[[Any], T] | None = None,
+    ) -> Any:
+        """POST a JSON body; returns the decoded JSON answer (read by ``parse`` inside the
+        exchange when given, so an error envelope in the body is translated, redacted and
+        noted like an HTTP error). Never re-sent once the server may have accepted it (see
+        the module docstring), unless ``resend_safe`` says this POST creates nothing that
+        costs or duplicates (e.g. an upload ticket)."""
+        if parse is None:
+            return await self.request("POST", url, json=body, timeout=timeout, resend_safe=resend_safe)
+        return await self.request(
+            "POST", url, json=body, timeout=timeout, resend_safe=resend_safe, parse=lambda r: parse(self._parse_json(r))
+        )
 
     async def get_json(self, url: str, parse: Callable[[Any], T] | None = None) -> Any:
         """GET a JSON document (idempotent: retried on every transient failure). ``parse``
@@ -297,11 +383,22 @@ class RestEngine:
             if own_origin and self._refused is not None:
                 # The key was refused earlier in this run: every other request would be too.
                 refused = self._refused
-                raise AuthenticationError(
+                error = AuthenticationError(
                     f"{refused} (not sent: the key was already refused in this run)",
                     backend=refused.backend,
                     code=refused.code,
                     status=refused.status,
+                )
+                error.fatal = True
+                raise error
+            if own_origin and method == "POST" and self._no_funds is not None:
+                # The balance ran out earlier in this run: a new job would be refused too.
+                empty = self._no_funds
+                raise InsufficientBalanceError(
+                    f"{empty} (not sent: the balance was already insufficient in this run)",
+                    backend=empty.backend,
+                    code=empty.code,
+                    status=empty.status,
                 )
             self.stats.requests += 1
             self.stats.by_method[method] = self.stats.by_method.get(method, 0) + 1
@@ -326,17 +423,27 @@ class RestEngine:
             if what:
                 detail = str(error).removeprefix(f"{self.backend.name}: ")
                 error.args = (f"{self.backend.name}: {what}: {detail}",)
-            if own_origin and response.status_code == 401 and isinstance(error, AuthenticationError):
-                self._refused = error
+            if own_origin:
+                self._note_account(error)
             if self.backend.should_retry(method, response.status_code, body, idempotent=safe_to_resend):
                 raise _Transient(error, parse_retry_after(response.headers.get("retry-after")))
             raise error
         try:
             return parse(response)
         except BackendError as exc:
+            # the one boundary for errors read from a body too (e.g. WaveSpeed's error
+            # envelope inside an HTTP 200, whose message may quote the key)
+            if exc.args and isinstance(exc.args[0], str):
+                exc.args = (self.redact(exc.args[0]), *exc.args[1:])
+            if own_origin:
+                self._note_account(exc)
             if safe_to_resend and (isinstance(exc, ResponseFormatError) or exc.retryable):
                 raise _Transient(exc) from exc
             raise
+
+    def _note_account(self, error: BackendError) -> None:
+        if (isinstance(error, AuthenticationError) and error.status in (401, 403)) or isinstance(error, InsufficientBalanceError):
+            self.account_error(error)
 
     def _parse_json(self, response: httpx.Response) -> Any:
         try:
@@ -383,9 +490,11 @@ class RestEngine:
         if sent and not idempotent:
             return BackendError(
                 f"{self.backend.name}: no answer to POST {path} ({what}); the server may already have "
-                "accepted the job, so it is not sent again (no duplicate job). Retry the item later.",
+                "accepted the job, so it is not sent again in this run (no duplicate job). Re-running "
+                "the item may create a second job that is paid for too.",
                 backend=self.backend.name,
                 code="submission_unconfirmed",
+                retryable=True,
             )
         error_cls = BackendTimeout if isinstance(exc, httpx.TimeoutException) else BackendError
         return error_cls(
@@ -453,15 +562,28 @@ class RestEngine:
 
     async def run_job(self, attempt: Callable[[], Awaitable[T]]) -> T:
         """Run a whole job (submit + poll); submit again, up to ``max_resubmits`` times,
-        only when it failed with a :class:`JobFailedError` whose ``resubmit`` is true."""
+        with back-off, only when it failed with a :class:`JobFailedError` whose ``resubmit``
+        is true. A failure that says the balance is empty stops this run's submissions."""
+
+        def resubmit(state: RetryCallState) -> bool:
+            exc = state.outcome.exception()
+            if isinstance(exc, BackendError) and getattr(exc, "fatal", False):
+                self.account_error(exc)
+                return False
+            return isinstance(exc, JobFailedError) and exc.resubmit and self.stopped is None
+
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.options.max_resubmits + 1),
-            wait=lambda s: random.uniform(0.5, 1.0) * min(self.options.retry_wait_max, self.options.retry_wait * 2 ** (s.attempt_number - 1)),
-            retry=lambda s: isinstance(s.outcome.exception(), JobFailedError) and s.outcome.exception().resubmit,
+            wait=lambda s: self.resubmit_wait(s.attempt_number),
+            retry=resubmit,
             before_sleep=self._count_resubmit,
             reraise=True,
         )
         return await retrying(attempt)
+
+    def resubmit_wait(self, attempt_number: int) -> float:
+        """The back-off before submitting a failed job anew (jittered, doubling)."""
+        return random.uniform(0.5, 1.0) * min(self.options.retry_wait_max, self.options.retry_wait * 2 ** (attempt_number - 1))
 
     def _count_resubmit(self, state: RetryCallState) -> None:
         self.stats.resubmits += 1
@@ -518,10 +640,40 @@ class RestBackend(Backend):
     def __repr__(self) -> str:
         return f"{type(self).__name__}(model={self.model!r}, base_url={self.base_url!r}, concurrency={self.options.concurrency})"
 
-    # -- the hook ------------------------------------------------------------------------
+    # -- the hooks -----------------------------------------------------------------------
     @abstractmethod
     async def call(self, request: Request, engine: RestEngine) -> Answer:
-        """Run one request through the engine and return its answer."""
+        """Run one request through the engine and return its answer. A backend whose
+        requests create jobs records each accepted submission with :meth:`journal_submitted`."""
+
+    async def resume(self, job_id: str, request: Request, engine: RestEngine) -> Answer:
+        """Finish ``request`` from a job an earlier run submitted for it (its id from the
+        journal): poll it and answer as :meth:`call` would. Raises :class:`JobNotFoundError`
+        when the server does not know the job (it is then submitted anew) and
+        :class:`JobFailedError` when it failed (submitted anew only if ``resubmit``).
+        Default, for backends without jobs: the job is unknown."""
+        raise JobNotFoundError(f"{self.name}: no jobs to resume", backend=self.name)
+
+    def journal_submitted(self, request: Request, job_id: str) -> None:
+        """Record that a submission for ``request`` was accepted as job ``job_id``, the
+        moment it is known (a run killed from now on leaves the job to the next run)."""
+        if request.journal is None:
+            return
+        try:
+            request.journal.submitted(self.name, job_id)
+        except Exception as exc:  # noqa: BLE001 - a journal that cannot be written must not lose the answer
+            log.warning("%s: could not journal job %s: %s", self.name, job_id, exc)
+
+    def job_unknown(self, error: BackendError) -> bool:
+        """Whether an error answer to a poll says the job does not exist (any more)."""
+        if isinstance(error, (AuthenticationError, InsufficientBalanceError, RateLimitError)):
+            return False
+        if error.status in (404, 410) or (error.code or "") in ("task_not_found", "prediction_not_found", "not_found"):
+            return True
+        text = str(error).lower()
+        return error.status is not None and 400 <= error.status < 500 and any(
+            word in text for word in ("not found", "expired", "does not exist", "no such")
+        )
 
     # -- protocol details subclasses may refine ------------------------------------------
     def auth_headers(self) -> dict[str, str]:
@@ -548,6 +700,10 @@ class RestBackend(Backend):
         kw: dict[str, Any] = {"backend": self.name, "code": code, "status": status}
         if status in (401, 403):
             return AuthenticationError(message, **kw)
+        if 400 <= status < 500 and status != 429 and is_balance_error(status, code, message):
+            if code is None or code == str(status):
+                kw["code"] = "insufficient_balance"
+            return InsufficientBalanceError(message, **kw)
         if status == 429:
             retry_after = parse_retry_after(headers.get("retry-after")) if headers is not None else None
             return RateLimitError(message, retry_after=retry_after, **kw)
@@ -597,7 +753,7 @@ class RestBackend(Backend):
     async def _call_guarded(self, request: Request, engine: RestEngine) -> Answer | BaseException:
         try:
             async with asyncio.timeout(self.options.timeout):
-                return await self.call(request, engine)
+                return await self._answer(request, engine)
         except MolmoRagError as exc:
             return exc
         except TimeoutError as exc:
@@ -612,6 +768,51 @@ class RestBackend(Backend):
             error = BackendError(f"{self.name}: {type(exc).__name__}: {self.redact(str(exc))}", backend=self.name)
             error.__cause__ = exc
             return error
+
+    async def _answer(self, request: Request, engine: RestEngine) -> Answer:
+        """A journaled job of an earlier run first (polled, not submitted again), else
+        :meth:`call`; the journal entry is dropped when its job failed or is unknown (a
+        job that is still running when this run ends stays for the next one)."""
+        journal = request.journal
+        pending = None
+        if journal is not None:
+            try:
+                pending = journal.pending(self.name)
+            except Exception as exc:  # noqa: BLE001 - an unreadable journal: submit as usual
+                log.warning("%s: could not read the pending-jobs journal: %s", self.name, exc)
+        if pending is not None:
+            engine.stats.resumed += 1
+            log.info("%s: polling job %s of an earlier run instead of submitting again", self.name, pending.job_id)
+            try:
+                return await self.resume(pending.job_id, request, engine)
+            except JobFailedError as exc:
+                self._journal_finished(request, pending.job_id)
+                if exc.fatal:
+                    engine.account_error(exc)
+                if not exc.resubmit or engine.stopped is not None:
+                    raise
+                engine.stats.resubmits += 1
+                log.info("%s: job %s failed, submitting again: %s", self.name, pending.job_id, self.redact(str(exc)))
+                await asyncio.sleep(engine.resubmit_wait(1))
+            except JobNotFoundError:
+                engine.stats.forgotten += 1
+                log.info("%s: job %s of an earlier run is unknown to the server; submitting anew", self.name, pending.job_id)
+                self._journal_finished(request, pending.job_id)
+            # any other error: the job may still run, so it stays in the journal
+        try:
+            return await self.call(request, engine)
+        except JobFailedError as exc:
+            # the job is over without an answer: nothing left to resume
+            self._journal_finished(request, exc.job_id)
+            raise
+
+    def _journal_finished(self, request: Request, job_id: str | None) -> None:
+        if request.journal is None:
+            return
+        try:
+            request.journal.finished(job_id)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("%s: could not update the pending-jobs journal: %s", self.name, exc)
 
 
 @functools.lru_cache(maxsize=1)

@@ -13,24 +13,56 @@ Media: ``item.remote_url`` is passed through; local media under ``inline_max_byt
 as a data URI, larger media is uploaded like the official SDK does (``POST
 /api/v3/media/uploads`` for a ticket, ``PUT`` the bytes, send the ``download_url``).
 ``outputs[0]`` is either the text or an http(s) URL to it (then fetched).
+
+A failed prediction is read by :func:`classify_failure`: WaveSpeed refunds failed
+predictions and says temporary issues may resolve on retry, so a failure is submitted
+anew (at most ``max_resubmits`` times) unless its message names a permanent cause:
+content policy / moderation / NSFW, invalid or unsupported input, input too large or too
+long, authentication, or an empty balance (which also ends the run). The failure's
+``code`` is the vendor's own code when the message starts with one (``upstream_failed:
+...``), else the class read from the message (``content_policy_violation``,
+``invalid_input``, ``input_too_large``, ``unauthorized``, ``insufficient_balance``,
+``rate_limited``, ``upstream_timeout``, ``upstream_failed``), or ``prediction_failed`` when
+nothing is recognised (retried: failed predictions are refunded).
 """
 
 from __future__ import annotations
 
 import mimetypes
+import re
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 from pydantic import Field
 
 from .. import cost
-from ..errors import BackendError, ResponseFormatError, UnsupportedTaskError
+from ..errors import AuthenticationError, BackendError, ResponseFormatError, UnsupportedTaskError
 from ..media.items import MediaItem
 from ..tasks import Ask, Caption, Count, ModelInput, Scene, Task, VideoTask
 from .base import Answer, Request
-from .rest import JobFailedError, RestBackend, RestEngine, RestOptions, data_uri, is_http_url, media_payload
+from .rest import (
+    InsufficientBalanceError,
+    JobFailedError,
+    JobNotFoundError,
+    RestBackend,
+    RestEngine,
+    RestOptions,
+    data_uri,
+    is_balance_error,
+    is_http_url,
+    media_payload,
+)
 
-__all__ = ["WaveSpeedOptions", "WaveSpeedBackend", "Prediction", "endpoint_for", "parse_prediction", "parse_upload_ticket"]
+__all__ = [
+    "WaveSpeedOptions",
+    "WaveSpeedBackend",
+    "Prediction",
+    "FailureClass",
+    "classify_failure",
+    "endpoint_for",
+    "parse_prediction",
+    "parse_upload_ticket",
+]
 
 TERMINAL = frozenset({"completed", "failed", "cancelled", "timeout", "deleted"})
 
@@ -76,6 +108,75 @@ def endpoint_for(task: Task, media: ModelInput) -> tuple[str, str, dict]:
     raise UnsupportedTaskError(f"{task.name} on {media}", "wavespeed")
 
 
+class FailureClass(NamedTuple):
+    """What a failed prediction's error message says: ``code`` (the vendor's own, or the
+    class read from the words), whether a new submission may succeed, and whether the
+    account itself is the problem (the run should end)."""
+
+    code: str
+    retryable: bool
+    fatal: bool = False
+
+
+_PERMANENT_CODES = {
+    "content_policy_violation": FailureClass("content_policy_violation", False),
+    "nsfw_content": FailureClass("nsfw_content", False),
+    "invalid_request": FailureClass("invalid_request", False),
+    "invalid_input": FailureClass("invalid_input", False),
+    "invalid_parameter": FailureClass("invalid_parameter", False),
+    "unsupported_input": FailureClass("unsupported_input", False),
+    "input_too_large": FailureClass("input_too_large", False),
+    "unauthorized": FailureClass("unauthorized", False),
+    "invalid_api_key": FailureClass("invalid_api_key", False),
+    "insufficient_balance": FailureClass("insufficient_balance", False, True),
+    "insufficient_credits": FailureClass("insufficient_credits", False, True),
+    "model_not_available": FailureClass("model_not_available", False),
+}
+_RETRYABLE_CODES = frozenset(
+    {
+        "upstream_failed", "upstream_timeout", "upstream_result_missing", "provider_error",
+        "provider_submit_failed", "provider_poll_failed", "provider_offline", "internal_error",
+        "service_unavailable", "queue_unavailable", "timeout", "rate_limited", "server_busy",
+    }
+)
+_VENDOR_CODE = re.compile(r"^\s*([a-z][a-z0-9]*(?:_[a-z0-9]+)+)\s*(?::|-\s|$)")
+_RULES: list[tuple[re.Pattern, FailureClass]] = [
+    (re.compile(r"(?i)nsfw|content[ _-]?polic|moderat|safety|inappropriate|prohibited|sensitive content|flagged|"
+                r"content\s+(?:was\s+)?(?:rejected|blocked|refused)"), FailureClass("content_policy_violation", False)),
+    (re.compile(r"(?i)\bHTTP\s*429\b|rate[ _-]?limit|too many requests"), FailureClass("rate_limited", True)),
+    (re.compile(r"(?i)\bHTTP\s*5\d\d\b"), FailureClass("upstream_failed", True)),
+    (re.compile(r"(?i)too\s+(?:large|long|big)|exceed(?:s|ed|ing)?\s+(?:the\s+)?(?:max|limit|allowed)|maximum\s+(?:size|duration|length)|\bHTTP\s*413\b|longer than"),
+     FailureClass("input_too_large", False)),
+    (re.compile(r"(?i)unauthori[sz]ed|forbidden|api[ _-]?key|permission denied|\bHTTP\s*40[13]\b"), FailureClass("unauthorized", False)),
+    (re.compile(r"(?i)invalid|unsupported|not supported|malformed|corrupt|bad request|unprocessable|\bHTTP\s*(?:400|404|415|422)\b|"
+                r"(?:could not|cannot|can't|unable to|failed to)\s+(?:be\s+)?(?:decod|read|open|load|pars|download|fetch)|"
+                r"is required|missing required"), FailureClass("invalid_input", False)),
+    (re.compile(r"(?i)time[sd]?[ _-]?out|deadline"), FailureClass("upstream_timeout", True)),
+    (re.compile(r"(?i)upstream|provider|internal|overload|unavailable|busy|capacity|retry|try again|temporar|server error|"
+                r"out of memory|\boom\b|cuda"), FailureClass("upstream_failed", True)),
+]
+
+
+def classify_failure(message: str | None) -> FailureClass:
+    """Read a failed prediction's error message (pure): permanent causes (content policy,
+    invalid or too large input, auth, balance) are not retried; transient ones (upstream,
+    provider, timeout, internal, overloaded, "please retry", HTTP 5xx/429) and anything
+    not recognised are (WaveSpeed refunds failed predictions)."""
+    text = (message or "").strip()
+    vendor = _VENDOR_CODE.match(text)
+    code = vendor.group(1) if vendor else None
+    if code in _PERMANENT_CODES:
+        return _PERMANENT_CODES[code]
+    if code in _RETRYABLE_CODES:
+        return FailureClass(code, True)
+    if is_balance_error(None, code, text):
+        return FailureClass(code or "insufficient_balance", False, True)
+    for pattern, found in _RULES:
+        if pattern.search(text):
+            return found._replace(code=code) if code else found
+    return FailureClass(code or "prediction_failed", True)
+
+
 def _drop_none(d: dict) -> dict:
     return {k: v for k, v in d.items() if v is not None}
 
@@ -85,13 +186,14 @@ def _envelope_data(body: Any, what: str) -> dict:
     if code not in (None, 200, "200"):
         # An error envelope inside an HTTP 200: its code is an HTTP-like status.
         status = int(code) if str(code).isdigit() else None
-        raise BackendError(
-            f"wavespeed: {what} failed: code {code}: {body.get('message') or 'no message'}",
-            backend="wavespeed",
-            code=str(code),
-            status=status,
-            retryable=status is not None and (status >= 500 or status == 429),
-        )
+        message = body.get("message") or "no message"
+        text = f"wavespeed: {what} failed: code {code}: {message}"
+        kw: dict[str, Any] = {"backend": "wavespeed", "code": str(code), "status": status}
+        if status in (401, 403):
+            raise AuthenticationError(text, **kw)
+        if status != 429 and (status is None or status < 500) and is_balance_error(status, None, str(message)):
+            raise InsufficientBalanceError(text, **{**kw, "code": "insufficient_balance"})
+        raise BackendError(text, retryable=status is not None and (status >= 500 or status == 429), **kw)
     if not isinstance(body, dict) or not isinstance(body.get("data"), dict):
         raise ResponseFormatError(f"wavespeed: {what} answer has no 'data' object", backend="wavespeed")
     return body["data"]
@@ -157,46 +259,75 @@ class WaveSpeedBackend(RestBackend):
 
     async def call(self, request: Request, engine: RestEngine) -> Answer:
         item, task = request.item, request.task
-        price = cost.call_cost(self.name, item, task)
         endpoint, media_field, inputs = endpoint_for(task, item.model_input)
         body = {media_field: await self.media_input(item, engine), **inputs}
         if self.options.enable_sync_mode:
             body["enable_sync_mode"] = True
 
         async def one_job() -> Prediction:
-            return await self._run_prediction(endpoint, body, engine)
+            return await self._run_prediction(endpoint, body, engine, request)
 
         prediction = await engine.run_job(one_job)
+        return await self._answer_of(prediction, request, endpoint, engine)
+
+    async def resume(self, job_id: str, request: Request, engine: RestEngine) -> Answer:
+        """Poll a prediction an earlier run submitted for ``request`` and answer from it."""
+        endpoint, _, _ = endpoint_for(request.task, request.item.model_input)
+        try:
+            prediction = await self._fetch(job_id, engine)
+        except BackendError as exc:
+            if self.job_unknown(exc):
+                raise JobNotFoundError(
+                    f"wavespeed: prediction {job_id} is unknown to the server: {exc}", backend=self.name, code="job_not_found", status=exc.status
+                ) from exc
+            raise
+        prediction = await self._settle(prediction, endpoint, engine)
+        return await self._answer_of(prediction, request, endpoint, engine)
+
+    async def _answer_of(self, prediction: Prediction, request: Request, endpoint: str, engine: RestEngine) -> Answer:
         text = await self._output_text(prediction, engine)
         return Answer(
             text=text,
-            cost_usd=price,
+            cost_usd=cost.call_cost(self.name, request.item, request.task),  # one completed job, once
             model=f"{self.model}/{endpoint}",
             meta={"job_id": prediction.id, "endpoint": endpoint, "inference_ms": prediction.inference_ms},
         )
 
-    async def _run_prediction(self, endpoint: str, body: dict, engine: RestEngine) -> Prediction:
+    async def _run_prediction(self, endpoint: str, body: dict, engine: RestEngine, request: Request | None = None) -> Prediction:
         sync = bool(body.get("enable_sync_mode"))
-        answer = await engine.post_json(self.submit_url(endpoint), body, timeout=self.options.timeout if sync else None)
-        prediction = parse_prediction(answer)
+        prediction = await engine.post_json(
+            self.submit_url(endpoint), body, timeout=self.options.timeout if sync else None, parse=parse_prediction
+        )
+        if request is not None:
+            self.journal_submitted(request, prediction.id)  # accepted: from now on the job is paid for
+        return await self._settle(prediction, endpoint, engine)
+
+    async def _settle(self, prediction: Prediction, endpoint: str, engine: RestEngine) -> Prediction:
+        """Poll until the prediction ends; a completed one is returned, any other end raises
+        :class:`JobFailedError` (``resubmit`` per :func:`classify_failure`)."""
         if not prediction.done:
+            first = prediction
             prediction = await engine.poll(
-                lambda: self._fetch(prediction.id, engine),
+                lambda: self._fetch(first.id, engine),
                 lambda p: p.done,
                 key=endpoint,
-                job=prediction.id,
+                job=first.id,
             )
-        if prediction.status != "completed":
-            error = prediction.error or "no reason given"
-            # The SDK's rule: a failure caused by a transient upstream error may run again.
-            transient = "HTTP 5" in error or "HTTP 429" in error
-            raise JobFailedError(
-                f"wavespeed: prediction {prediction.id} {prediction.status}: {self.redact(error)}",
-                backend=self.name,
-                code=f"prediction_{prediction.status}",
-                resubmit=transient and prediction.status == "failed",
-            )
-        return prediction
+        if prediction.status == "completed":
+            return prediction
+        error = prediction.error or "no reason given"
+        if prediction.status == "failed":
+            found = classify_failure(prediction.error)
+        else:  # cancelled, deleted, ...: ended on purpose, not submitted again
+            found = FailureClass(f"prediction_{prediction.status}", False)
+        raise JobFailedError(
+            f"wavespeed: prediction {prediction.id} {prediction.status}: {self.redact(error)}",
+            backend=self.name,
+            code=found.code,
+            resubmit=found.retryable,
+            fatal=found.fatal,
+            job_id=prediction.id,
+        )
 
     async def _fetch(self, prediction_id: str, engine: RestEngine) -> Prediction:
         return await engine.get_json(self.result_url(prediction_id), parse=parse_prediction)
@@ -222,11 +353,11 @@ class WaveSpeedBackend(RestBackend):
     async def upload(self, data: bytes, mime: str, engine: RestEngine, stem: str = "media") -> str:
         """Upload bytes the way the official SDK does; returns the download URL."""
         filename = stem + (mimetypes.guess_extension(mime) or "")
-        ticket = await engine.post_json(
+        put_url, headers, download_url = await engine.post_json(
             f"{self.base_url}/api/v3/media/uploads",
             {"filename": filename, "size": len(data), "content_type": mime},
             resend_safe=True,  # a ticket is not a job: asking twice costs nothing
+            parse=parse_upload_ticket,
         )
-        put_url, headers, download_url = parse_upload_ticket(ticket)
         await engine.upload(put_url, data, headers=headers)
         return download_url

@@ -173,11 +173,20 @@ def test_transient_failed_prediction_is_resubmitted(ws):
     assert ws.stats.jobs_created == 2 and b.last_stats.resubmits == 1
 
 
-def test_other_failed_prediction_is_reported_not_resubmitted(ws):
+def test_permanent_failed_prediction_is_reported_not_resubmitted(ws):
     ws.inject("fail_job", times=1, error="image could not be decoded")
     [result] = run(backend("wavespeed", ws), images(1), Caption())
-    assert isinstance(result, BackendError) and result.code == "prediction_failed"
+    assert isinstance(result, BackendError) and result.code == "invalid_input" and not result.retryable
     assert "could not be decoded" in str(result) and ws.stats.jobs_created == 1
+
+
+def test_unrecognised_failed_prediction_is_resubmitted(ws):
+    # WaveSpeed refunds failed predictions and says temporary issues may resolve on retry
+    ws.inject("fail_job", times=1, error="something went wrong")
+    b = backend("wavespeed", ws)
+    [result] = run(b, images(1), Caption())
+    assert not isinstance(result, Exception), result
+    assert ws.stats.jobs_created == 2 and b.last_stats.resubmits == 1
 
 
 # -- the official SDK against the loopback server --------------------------------------------

@@ -151,9 +151,22 @@ def test_bad_segment_option_is_one_clear_line(capsys, media):
 
 def test_failure_lines_carry_the_vendor_code_and_status(capsys, media, monkeypatch):
     with WaveSpeedServer(api_key="right-key") as server:
-        monkeypatch.setenv("WAVESPEED_API_KEY", "wrong-key-123")
+        server.inject("reply", route="submit", times=-1, status=400, body={"code": 400, "message": "image is required", "data": None})
+        monkeypatch.setenv("WAVESPEED_API_KEY", "right-key")
         monkeypatch.setenv("WAVESPEED_BASE_URL", server.base_url)
         code, lines, err = run_json(capsys, ["caption", str(media / "coffee.png"), "--backend", "wavespeed", "--json"])
     assert code == 1
-    assert lines[0]["error_type"] == "AuthenticationError" and lines[0]["error_status"] == 401
-    assert "wrong-key-123" not in json.dumps(lines) + err
+    assert lines[0]["error_type"] == "BackendError" and lines[0]["error_status"] == 400 and lines[0]["retryable"] is False
+    assert "right-key" not in json.dumps(lines) + err
+
+
+def test_a_refused_key_ends_the_run_with_one_line(capsys, media, monkeypatch):
+    # a refused key fails every request the same way: the run ends with one error, not a
+    # failure line per item (issue 12)
+    with WaveSpeedServer(api_key="right-key") as server:
+        monkeypatch.setenv("WAVESPEED_API_KEY", "wrong-key-123")
+        monkeypatch.setenv("WAVESPEED_BASE_URL", server.base_url)
+        code, lines, err = run_json(capsys, ["caption", str(media / "coffee.png"), str(media / "astronaut.jpg"), "--backend", "wavespeed", "--json"])
+    assert code == 1 and lines == []
+    assert len(err.strip().splitlines()) == 1 and "HTTP 401" in err and "run stopped" in err
+    assert "wrong-key-123" not in err
