@@ -39,13 +39,13 @@ import pytest
 
 pytest.importorskip("qdrant_client")
 
-from molmo_rag.testing.loopback import OpenAIServer
+from molmo_rag.testing.loopback import OpenAIServer, WaveSpeedServer
 
 SEED = int(os.environ.get("MOLMO_RAG_CRASH_SEED", "20261128"))  # another seed: other kill moments
 KEY = "loopback-key"
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "colorwheel", "camera", "coins", "moon")
-TASKS = 2  # the openai backend's default plan for an image: caption and scene
-TOTAL = TASKS * len(PHOTOS)
+TASKS = {"openai": 2, "wavespeed": 1}  # an image's default plan: caption and scene; WaveSpeed captions only
+TOTAL = TASKS["openai"] * len(PHOTOS)
 CLI = [sys.executable, "-m", "molmo_rag"]
 DEADLINE = 120.0  # bounds a wait that should take seconds; never an assertion on speed
 
@@ -68,14 +68,22 @@ def server():
         yield srv
 
 
-def env_for(srv: OpenAIServer) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MOLMO_RAG_", "OPENAI_"))}
-    env.update(OPENAI_BASE_URL=srv.base_url, OPENAI_API_KEY=KEY, PYTHONUNBUFFERED="1")
+@pytest.fixture(scope="module")
+def job_server():
+    """WaveSpeed's protocol: jobs submitted, then polled (the pending-jobs journal's case)."""
+    with WaveSpeedServer(api_key=KEY, latency=0.3) as srv:
+        yield srv
+
+
+def env_for(srv: OpenAIServer | WaveSpeedServer) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MOLMO_RAG_", "OPENAI_", "WAVESPEED_"))}
+    prefix = "WAVESPEED" if isinstance(srv, WaveSpeedServer) else "OPENAI"
+    env.update({f"{prefix}_BASE_URL": srv.base_url, f"{prefix}_API_KEY": KEY, "PYTHONUNBUFFERED": "1"})
     return env
 
 
-def index_args(library: Path, db: Path, cache: Path, *extra: str) -> list[str]:
-    return ["index", str(library), "--backend", "openai", "--concurrency", "2", "--db", str(db), "--cache-dir", str(cache), "--quiet", *extra]
+def index_args(library: Path, db: Path, cache: Path, *extra: str, backend: str = "openai") -> list[str]:
+    return ["index", str(library), "--backend", backend, "--concurrency", "2", "--db", str(db), "--cache-dir", str(cache), "--quiet", *extra]
 
 
 def cli(args: list[str], env: dict[str, str], prefix: list[str] = ()) -> subprocess.CompletedProcess:
@@ -104,6 +112,22 @@ def cached_rows(cache: Path) -> int:
     conn = sqlite3.connect(path, timeout=30)
     try:
         return conn.execute("SELECT COUNT(*) FROM results").fetchone()[0]
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return 0
+        raise
+    finally:
+        conn.close()
+
+
+def pending_jobs(cache: Path) -> int:
+    """Jobs a killed run submitted and journaled, whose answers are not cached yet."""
+    path = cache / "results.sqlite3"
+    if not path.exists():
+        return 0
+    conn = sqlite3.connect(path, timeout=30)
+    try:
+        return conn.execute("SELECT COUNT(*) FROM pending_jobs WHERE key NOT IN (SELECT key FROM results)").fetchone()[0]
     except sqlite3.OperationalError as exc:
         if "no such table" in str(exc):
             return 0
@@ -154,31 +178,43 @@ class Reference:
         return self.root / "cache"
 
 
-@pytest.fixture(scope="module")
-def reference(library, server, tmp_path_factory) -> Reference:
-    """An uninterrupted run: the points every other run must end with, and a full cache."""
-    root = tmp_path_factory.mktemp("reference")
-    server.reset_stats()
-    proc = cli(index_args(library, root / "db", root / "cache"), env_for(server))
+def uninterrupted(library: Path, srv, root: Path, backend: str) -> Reference:
+    total = TASKS[backend] * len(PHOTOS)
+    srv.reset_stats()
+    proc = cli(index_args(library, root / "db", root / "cache", backend=backend), env_for(srv))
     assert proc.returncode == 0, proc.stderr
-    assert server.stats.requests == TOTAL and cached_rows(root / "cache") == TOTAL
+    assert srv.stats.jobs_created == total and cached_rows(root / "cache") == total
     found = points(root / "db")
     assert len(found) == len(PHOTOS)
     return Reference(root, found)
 
 
+@pytest.fixture(scope="module")
+def reference(library, server, tmp_path_factory) -> Reference:
+    """An uninterrupted run: the points every other run must end with, and a full cache."""
+    return uninterrupted(library, server, tmp_path_factory.mktemp("reference"), "openai")
+
+
 # -- SIGKILL at random moments, then resume ----------------------------------------------------
-def test_sigkill_at_random_moments_then_a_full_run_gives_the_uninterrupted_points(library, server, reference, tmp_path):
-    rng = random.Random(SEED)
+@pytest.mark.parametrize("backend", ["openai", "wavespeed"])
+def test_sigkill_at_random_moments_then_a_full_run_gives_the_uninterrupted_points(library, server, job_server, reference, backend, tmp_path):
+    """openai: a request is its answer; wavespeed: a job is submitted, journaled, polled, so a
+    kill leaves jobs in flight that the next run polls instead of paying for them again."""
+    srv = server if backend == "openai" else job_server
+    expected = reference if backend == "openai" else uninterrupted(library, srv, tmp_path / "reference", backend)
+    total = TASKS[backend] * len(PHOTOS)
+    rng = random.Random(f"{SEED}-{backend}")
     db, cache = tmp_path / "db", tmp_path / "cache"
-    env = env_for(server)
+    env = env_for(srv)
+    args = index_args(library, db, cache, backend=backend)
     # Each kill: wait until the cache holds at least `goal` results (0: do not wait: the kill
     # may land in start-up, while the collection is made), then a seeded pause, then SIGKILL.
-    goals = [0, *sorted(rng.sample(range(1, TOTAL - 6), 3))]
+    goals = [0, *sorted(rng.sample(range(1, total - total // 3), 3))]
     killed_at = []
+    srv.reset_stats()
     for goal in goals:
         before = cached_rows(cache)
-        proc = subprocess.Popen([*CLI, *index_args(library, db, cache)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        proc = subprocess.Popen([*CLI, *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
             if goal:
                 wait_until(lambda goal=goal: cached_rows(cache) >= goal, proc)
@@ -197,22 +233,25 @@ def test_sigkill_at_random_moments_then_a_full_run_gives_the_uninterrupted_point
         killed_at.append((before, cached_rows(cache)))
         # whatever a kill interrupted, the index opens and holds only finished, correct points
         now = points(db) if (db / "meta.json").exists() else {}
-        assert set(now) <= set(reference.points)
-        assert all(now[pid][0] == reference.points[pid][0] for pid in now)
+        assert set(now) <= set(expected.points)
+        assert all(now[pid][0] == expected.points[pid][0] for pid in now)
 
     assert killed_at[-1][1] > killed_at[0][0]  # the killed runs got somewhere
-    done = cached_rows(cache)
-    assert done < TOTAL
-    server.reset_stats()
-    proc = cli([*index_args(library, db, cache), "--json"], env)
+    done, pending = cached_rows(cache), pending_jobs(cache)
+    assert done < total
+    # a kill can land between a job's creation and its journal entry: at most the jobs in
+    # flight (--concurrency 2) per kill are paid twice, never more
+    assert srv.stats.jobs_created <= done + pending + 2 * len(goals)
+    srv.reset_stats()
+    proc = cli([*args, "--json"], env)
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout.splitlines()[-1])["summary"]
-    # every result a killed run cached is re-used; only the rest is asked for
-    assert (summary["cached"], summary["done"], summary["failed"]) == (done, TOTAL - done, [])
-    assert server.stats.requests == TOTAL - done
+    # every result a killed run cached is re-used, every journaled job polled, not bought again
+    assert (summary["cached"], summary["done"], summary["failed"]) == (done, total - done, [])
+    assert srv.stats.jobs_created == total - done - pending
     final = points(db)
-    assert {pid: h for pid, (h, _, _) in final.items()} == {pid: h for pid, (h, _, _) in reference.points.items()}
-    assert final == reference.points  # payloads (thumbnails included) and vectors too
+    assert {pid: h for pid, (h, _, _) in final.items()} == {pid: h for pid, (h, _, _) in expected.points.items()}
+    assert final == expected.points  # payloads (thumbnails included) and vectors too
 
 
 # -- two processes on one embedded index -------------------------------------------------------
@@ -374,6 +413,40 @@ def test_injected_read_only_folder(library, server, reference, tmp_path, monkeyp
     assert line == f"molmo-rag: error: cannot write the index at {ro}: permission denied (Permission denied: {ro / '.lock'})"
     assert server.stats.requests == 0
     assert cache_contents(cache) == before
+
+
+def _chmod_stops_writes() -> bool:
+    """False for root (and any process with CAP_DAC_OVERRIDE): it writes through chmod a-w."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        os.chmod(folder, 0o555)
+        try:
+            open(os.path.join(folder, "probe"), "w").close()
+        except PermissionError:
+            return True
+        finally:
+            os.chmod(folder, 0o755)
+    return False
+
+
+@pytest.mark.skipif(
+    not _chmod_stops_writes(),
+    reason="this user (root) writes through chmod a-w; the read-only mount test and test_injected_read_only_folder cover it",
+)
+def test_chmod_a_w_db_for_a_user(library, server, reference, tmp_path, run_cli):
+    cache = copy_cache(reference, tmp_path / "cache")
+    before = cache_contents(cache)
+    db = tmp_path / "db"
+    shutil.copytree(reference.db, db)
+    db.chmod(0o555)
+    try:
+        server.reset_stats()
+        code, _, err = run_cli(*index_args(library, db, cache))
+        assert _one_line(code, err) == f"molmo-rag: error: cannot write the index at {db}: permission denied (the folder is not writable)"
+    finally:
+        db.chmod(0o755)
+    assert server.stats.requests == 0 and cache_contents(cache) == before
 
 
 @pytest.mark.parametrize("where", ["points", "meta.json"])
