@@ -247,26 +247,36 @@ def test_exception_texts_and_causes_of_the_python_api_leak_nothing(library, phot
     cause/context chain (httpx's included), says nothing secret in str(), repr() or args."""
     from molmo_rag.analyze import analyze
     from molmo_rag.backends.wavespeed import WaveSpeedBackend
+    from molmo_rag.errors import AuthenticationError
     from molmo_rag.results import Failure
     from molmo_rag.tasks import Caption
 
     url = f"http://{USER}:{PASSWORD}@{photo_server.root.removeprefix('http://')}/{URL_PHOTO}"
+    sources = [str(library / "coffee.png"), url, url.replace(URL_PHOTO, "nope.png"), f"http://{USER}:{PASSWORD}@127.0.0.1:9/refused.png"]
+    outcomes = []
     with WaveSpeedServer(api_key=KEY, latency=0.2) as ws:
         ws.inject("reply", route="submit", status=500, headers={"X-Echo-Authorization": f"Bearer {KEY}"},
                   body={"code": 500, "message": f"request headers: Authorization: Bearer {KEY}", "data": None})
-        ws.inject("reply", route="poll", times=8, status=307, headers={"Location": f"{elsewhere.root}/mirror?token={KEY}"})
-        ws.inject("reply", route="upload", status=200, body={"code": 401, "message": f"key {KEY} refused", "data": None})
-        backend = WaveSpeedBackend(api_key=KEY, base_url=ws.base_url, max_retries=1, retry_wait=0.01, poll_interval=0.05)
+        ws.inject("reply", route="poll", times=2, status=307, headers={"Location": f"{elsewhere.root}/mirror?token={KEY}"})
+        backend = WaveSpeedBackend(api_key=KEY, base_url=ws.base_url, max_retries=2, retry_wait=0.01, poll_interval=0.05)
         try:
-            outcomes = list(analyze([str(library / "coffee.png"), url, url.replace(URL_PHOTO, "nope.png"),
-                                     f"http://{USER}:{PASSWORD}@127.0.0.1:9/refused.png"], [Caption()], backend))
+            outcomes += analyze(sources, [Caption()], backend)
+            assert ws.stats.faults_applied["reply"] == 3
+            # then a refusal of the key inside an HTTP 200 (an error envelope): the run stops
+            ws.inject("reply", route="submit", status=200, body={"code": 401, "message": f"key {KEY} refused", "data": None})
+            with pytest.raises(AuthenticationError) as stopped:
+                for outcome in analyze([str(library / "rocket.png")], [Caption()], backend):
+                    outcomes.append(outcome)
         finally:
             backend.close()
     failures = [o for o in outcomes if isinstance(o, Failure)]
-    assert len(failures) >= 3
+    kinds = {type(f.error).__name__ for f in failures}
+    assert kinds >= {"BackendError", "SourceNotFoundError", "UnreachableSourceError"}, kinds
+    assert "***" in str(stopped.value)
     for failure in failures:
         assert not leaks(json.dumps(failure.to_json())), failure.to_json()
-        seen, error = set(), failure.error
+    for first in [f.error for f in failures] + [stopped.value]:
+        seen, error = set(), first
         while error is not None and id(error) not in seen:
             seen.add(id(error))
             for text in (str(error), repr(error), repr(error.args)):
