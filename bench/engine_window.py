@@ -12,10 +12,9 @@
      chunk N (embed + upsert, one writer thread) while chunk N+1 is enriched, as it did;
    * *engine*: ``analyze(...)`` and ``pipeline.index(...)`` as they are now (a sliding
      window of ``concurrency`` jobs);
-   * two diagnostic rows for caption (left out with ``--quick``): the engine with
+   * a diagnostic row for caption (left out with ``--quick``): the engine with
      ``enable_sync_mode`` (the POST waits for the job: no polling, so what is left is the
-     window itself) and with polling options that poll on a schedule relative to each
-     job's age (``TUNED_POLLING``).
+     window itself).
 
    The server runs in a process of its own and records every job (created, latency, when
    a poll first said it was done).
@@ -322,20 +321,18 @@ def rest_section(args, tmp: Path) -> list[dict]:
 
         default = backend()
         sync = backend(enable_sync_mode=True)
-        tuned = backend(**TUNED_POLLING)
-        for client in (default, sync, tuned):
+        for client in (default, sync):
             caption_engine(client, warm)  # untimed warm-up: imports, first connections
         w = default.window
         variants = [
             ("caption", "chunked (old): 32 items, all sent, wait for all", 32, lambda: caption_old(default, folder)),
             ("caption", f"engine: analyze(), window {w}", w, lambda: caption_engine(default, folder)),
             ("caption", "engine, enable_sync_mode (no polling)", w, lambda: caption_engine(sync, folder)),
-            ("caption", "engine, polling tuned by options", w, lambda: caption_engine(tuned, folder)),
             ("index", "chunked (old): 16 items, all sent, wait for all, store", 16, lambda: index_old(default, folder, tmp / "db-old")),
             ("index", f"engine: pipeline.index(), window {w}", w, lambda: index_engine(default, folder, tmp / "db-engine")),
         ]
         if args.quick:
-            variants = [v for v in variants if "sync" not in v[1] and "tuned" not in v[1]]
+            variants = [v for v in variants if "sync" not in v[1]]
         for command, name, parallel, run in variants:
             server.call("reset")
             started, cpu = time.perf_counter(), time.process_time()
@@ -352,16 +349,11 @@ def rest_section(args, tmp: Path) -> list[dict]:
                 "requests_per_job": stats["requests"] / max(1, figures["jobs"]), **figures,
             })
             print(f"  {command:8s} {name}: {wall:.1f} s", file=sys.stderr, flush=True)
-        for client in (default, sync, tuned):
+        for client in (default, sync):
             client.close()
     finally:
         server.close()
     return rows
-
-
-TUNED_POLLING = {"poll_interval": 0.05, "poll_growth": 1.15, "poll_max_interval": 0.5, "adaptive_polling": False}
-"""WaveSpeed options that poll on a schedule relative to each job's age (every wait about
-15% longer than the last, from 50 ms): the evidence for what RestEngine.poll should do."""
 
 
 def print_rest(rows: list[dict], args) -> None:

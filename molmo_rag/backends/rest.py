@@ -46,6 +46,7 @@ import random
 import re
 import ssl
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -112,10 +113,20 @@ class RestOptions(BackendOptions):
     retry_wait_max: float = Field(20.0, ge=0, description="Longest back-off between retries (s).")
     max_retry_after: float = Field(120.0, ge=0, description="Longest Retry-After honoured (s); longer fails with RateLimitError.")
     poll_interval: float = Field(1.0, gt=0, description="First wait before polling a job (s).")
-    poll_growth: float = Field(1.5, ge=1.0, description="Factor the wait between polls grows by.")
+    poll_age_fraction: float = Field(
+        0.1,
+        gt=0,
+        le=1.0,
+        description="After the first poll, the wait before the next is this fraction of the job's age (within "
+        "poll_min_interval and poll_max_interval): a finished job is seen about half this fraction of its run "
+        "time late, whether it takes one second or a minute.",
+    )
+    poll_min_interval: float = Field(0.05, gt=0, description="Shortest wait between polls (s).")
     poll_max_interval: float = Field(5.0, gt=0, description="Longest wait between polls (s).")
     poll_timeout: float = Field(600.0, gt=0, description="Longest time a job is polled (s).")
-    adaptive_polling: bool = Field(True, description="Time the first poll from how long this run's jobs took.")
+    adaptive_polling: bool = Field(
+        True, description="Time the first poll from how long this run's jobs took (their 10th percentile)."
+    )
     max_resubmits: int = Field(2, ge=0, description="New submissions after a job failed in a way the protocol says is retryable.")
 
 
@@ -281,7 +292,7 @@ class RestEngine:
         self.stats = EngineStats()
         self._slots = asyncio.Semaphore(self.options.concurrency)
         self._origin = _origin(backend.base_url)
-        self._latency: dict[str, float] = {}
+        self._run_times: dict[str, deque[float]] = {}
         self._refused: AuthenticationError | None = None
         """The key was refused (401/403): nothing more goes to the backend's origin."""
         self._no_funds: BackendError | None = None
@@ -518,22 +529,37 @@ class RestEngine:
         max_interval: float | None = None,
         key: str | None = None,
         job: str = "",
+        run_time: Callable[[T], float | None] | None = None,
     ) -> T:
-        """Call ``fetch`` until ``is_done`` holds. The first wait is ``interval`` (or, once
-        jobs of the same ``key`` finished in this run, a bit less than they took); the
-        wait then grows by ``poll_growth`` up to ``max_interval``, with jitter."""
+        """Call ``fetch`` until ``is_done`` holds. ``run_time(answer)``: how long the job ran
+        by the server's own account (seconds), when its answers say.
+
+        The first wait is half of ``interval`` (the documented interval; polls then come no
+        more often than every quarter of it) or, once jobs of the same ``key`` finished in
+        this run, the 10th percentile of how long they ran, so most jobs
+        get their first poll before they are done and few are polled in vain. Each later
+        wait is ``poll_age_fraction`` of the job's age (within ``poll_min_interval`` and
+        ``max_interval``): polls thin out geometrically, and a job is seen done a small,
+        fixed fraction of its run time late, short or long. Jitter spreads the polls."""
         opts = self.options
         interval = interval or opts.poll_interval
         max_interval = max(interval, max_interval or opts.poll_max_interval)
         timeout = timeout or opts.poll_timeout
         started = time.monotonic()
-        first = interval
-        if opts.adaptive_polling and key in self._latency:
-            first = max(0.05, min(max_interval * 4, 0.8 * self._latency[key]))
+        seen = self._run_times.get(key) if key is not None else None
+        learned = bool(opts.adaptive_polling and seen)
+        if learned:
+            ordered = sorted(seen)
+            first = max(opts.poll_min_interval, min(max_interval * 4, ordered[len(ordered) // 10]))
+            floor = opts.poll_min_interval
+        else:  # nothing known of this run's jobs yet: half the documented interval, then no
+            first = interval / 2  # more often than every quarter of it
+            floor = max(opts.poll_min_interval, interval / 4)
+        previous_poll = started
 
         def next_wait(state: RetryCallState) -> float:
-            grown = interval * opts.poll_growth ** (state.attempt_number - 1)
-            return min(max_interval, grown) * random.uniform(0.9, 1.1)
+            age = time.monotonic() - started
+            return min(max_interval, max(floor, opts.poll_age_fraction * age)) * random.uniform(0.9, 1.1)
 
         async def on_timeout(state: RetryCallState) -> T:
             raise BackendTimeout(
@@ -543,8 +569,12 @@ class RestEngine:
             )
 
         async def counted_fetch() -> T:
+            nonlocal previous_poll
             self.stats.polls += 1
-            return await fetch()
+            answer = await fetch()
+            if not is_done(answer):
+                previous_poll = time.monotonic()
+            return answer
 
         await asyncio.sleep(min(first * random.uniform(0.9, 1.0), timeout))
         retrying = AsyncRetrying(
@@ -555,9 +585,14 @@ class RestEngine:
         )
         result = await retrying(counted_fetch)
         if key is not None:
-            took = time.monotonic() - started
-            previous = self._latency.get(key)
-            self._latency[key] = took if previous is None else 0.7 * previous + 0.3 * took
+            # What the server says the job took, else the midpoint of when it must have ended
+            # (between the last poll that saw it running, or the submission, and this one):
+            # never the time it was seen done, which would feed the poll lag back into the
+            # next first poll and keep it late.
+            ran = run_time(result) if run_time is not None else None
+            if ran is None:
+                ran = (previous_poll + time.monotonic()) / 2 - started
+            self._run_times.setdefault(key, deque(maxlen=64)).append(max(0.0, ran))
         return result
 
     async def run_job(self, attempt: Callable[[], Awaitable[T]]) -> T:

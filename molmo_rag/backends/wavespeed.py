@@ -312,6 +312,7 @@ class WaveSpeedBackend(RestBackend):
                 lambda p: p.done,
                 key=endpoint,
                 job=first.id,
+                run_time=lambda p: p.inference_ms / 1000 if p.inference_ms else None,
             )
         if prediction.status == "completed":
             return prediction
