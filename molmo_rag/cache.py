@@ -179,6 +179,20 @@ class JobJournal:
         return f"JobJournal({self.key[:12]}...)"
 
 
+class CacheWriteError(ConfigurationError):
+    """The cache could not store a result (a full disk, a read-only folder): the result is
+    still used, but a re-run will ask for it again."""
+
+
+def _cause(exc: sqlite3.Error) -> str:
+    text = str(exc)
+    if "full" in text.lower():
+        return f"no space left on the device ({text})"
+    if "readonly" in text.lower() or "read-only" in text.lower():
+        return f"the file system is read-only ({text})"
+    return text
+
+
 class ResultCache:
     """SQLite result cache; safe to share between threads and processes.
 
@@ -251,14 +265,17 @@ class ResultCache:
         if not rows:
             return
         with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
             try:
+                self._conn.execute("BEGIN IMMEDIATE")
                 self._conn.executemany("INSERT OR REPLACE INTO results VALUES (?,?,?,?,?,?,?,?,?)", rows)
                 # the answer is kept: its job is no longer pending (same transaction)
                 self._conn.executemany("DELETE FROM pending_jobs WHERE key = ?", [(row[0],) for row in rows])
                 self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
+            except BaseException as exc:
+                if self._conn.in_transaction:  # a failed COMMIT may have ended it already
+                    self._conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise CacheWriteError(f"cannot store results in the cache at {self.path}: {_cause(exc)}") from exc
                 raise
 
     # -- the pending-jobs journal ---------------------------------------------------------

@@ -323,6 +323,7 @@ class Engine:
         self.ordered = ordered
         self.absolute = absolute
         self.progress = progress or Progress()
+        self._cache_warned = False
 
     # -- public --------------------------------------------------------------------------
     async def run(self, sources: Any) -> AsyncIterator[EnrichedItem | Failure]:
@@ -438,6 +439,22 @@ class Engine:
             await reader.aclose()
 
     # -- one item ------------------------------------------------------------------------
+    def _keep(self, key: str, item: MediaItem, task: Task, outcome: Result) -> None:
+        """Store a fresh result the moment it arrives (a run killed now loses none of it).
+        A cache that cannot store (a full disk) costs the re-use, never the result: one
+        warning, and the run goes on."""
+        from .cache import CacheWriteError
+
+        try:
+            self.cache.put(
+                key, media_id=item.media_id, backend=outcome.backend, model=outcome.model, task=task.key(),
+                text=outcome.text, fields=outcome.fields, cost_usd=outcome.cost_usd,
+            )
+        except CacheWriteError as exc:
+            if not self._cache_warned:
+                self._cache_warned = True
+                log.warning("%s; results are still used, but a re-run will ask for them again", exc)
+
     def _read_failure(self, error: MolmoRagError) -> Failure:
         return Failure(
             source=getattr(error, "source", None) or "?",
@@ -519,11 +536,7 @@ class Engine:
             if stop.error is None and getattr(outcome, "fatal", False):
                 stop.error = outcome
             if isinstance(outcome, Result) and self.cache is not None:
-                # Kept the moment it arrives: a run killed now loses none of it.
-                self.cache.put(
-                    key, media_id=item.media_id, backend=outcome.backend, model=outcome.model, task=task.key(),
-                    text=outcome.text, fields=outcome.fields, cost_usd=outcome.cost_usd,
-                )
+                self._keep(key, item, task, outcome)
             future.set_result(outcome)
             return outcome
         except BaseException as exc:

@@ -13,7 +13,8 @@ Every error raised on purpose derives from :class:`MolmoRagError`::
     ├── ConfigurationError          a missing key, an index in use, a collection of another embedder
     │   └── UsageError              an argument or option value that is not accepted
     ├── MissingDependencyError      an optional dependency is not installed (names the extra)
-    ├── IndexUnavailableError       the Qdrant server cannot be reached or refused a request
+    ├── IndexUnavailableError       the index cannot be used: a Qdrant server unreachable or
+    │                               refusing, an embedded folder read-only, full or locked
     └── BackendError                the backend or its transport failed
         ├── AuthenticationError     the key was refused (401/403)
         ├── RateLimitError          429 even after honouring Retry-After
@@ -115,8 +116,9 @@ class MissingDependencyError(MolmoRagError, ImportError):
 
 
 class IndexUnavailableError(MolmoRagError):
-    """The Qdrant server (``--qdrant-url``) cannot be reached, is not a Qdrant server, or
-    refused a request; ``status`` is the HTTP status when it answered."""
+    """The index cannot be used: a Qdrant server (``--qdrant-url``) that cannot be reached,
+    is not a Qdrant server or refused a request (``status``: the HTTP status when it
+    answered), or an embedded index folder that is read-only, full or unreadable."""
 
     def __init__(self, message: str, *, status: int | None = None):
         super().__init__(message)
@@ -171,14 +173,53 @@ _SECRET_PATTERNS = [
     re.compile(
         r"(?i)((?:api[_-]?key|token|password|passwd|secret|(?<=[?&])key)[\"']?\s*[:=]\s*[\"']?)[^\s\"'&,}]+"
     ),
+    # URL credentials: scheme://user:password@host
+    re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s?#@]+(?=@)"),
 ]
+
+_LIVE_SECRETS: set[str] = set()
+"""API keys in use in this process: scrubbed from every log record (see register_secret)."""
+_SCRUBBER: list = []
 
 
 def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
-    """Remove the given secrets, and anything shaped like a bearer token or key, from text."""
-    for secret in secrets:
+    """Remove the given secrets, the keys registered with :func:`register_secret`, and
+    anything shaped like a bearer token, a key or URL credentials, from text."""
+    for secret in (*secrets, *_LIVE_SECRETS):
         if secret and len(secret) >= 4:
             text = text.replace(secret, "***")
     for pattern in _SECRET_PATTERNS:
         text = pattern.sub(r"\1***", text)
     return text
+
+
+def register_secret(value: str | None) -> None:
+    """Keep ``value`` (an API key this process uses) out of every log record, whichever
+    library logs it: httpx logs request URLs at INFO (a key in a query string), httpcore
+    response headers at DEBUG (a server echoing the Authorization header). Installs, once,
+    a log-record factory that scrubs secrets from messages and tracebacks before any
+    handler sees them; records are made only for enabled levels, so it costs nothing while
+    logging is off."""
+    import logging
+
+    if value and len(value) >= 4:
+        _LIVE_SECRETS.add(value)
+    if _SCRUBBER:
+        return
+    make_record = logging.getLogRecordFactory()
+
+    def scrubbed(*args, **kwargs) -> logging.LogRecord:
+        record = make_record(*args, **kwargs)
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a bad format string: logging reports it itself
+            return record
+        clean = redact(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+        return record
+
+    _SCRUBBER.append(scrubbed)
+    logging.setLogRecordFactory(scrubbed)

@@ -164,3 +164,42 @@ def test_a_cache_file_from_before_the_journal_opens(tmp_path):
         assert cache.get("old").text == "kept" and cache.pending_jobs() == []
         cache.journal("new").submitted("wavespeed", "job-9")
         assert cache.journal("new").pending().job_id == "job-9"
+
+
+def test_a_cache_that_cannot_store_costs_the_reuse_never_the_result(tmp_path, monkeypatch, caplog):
+    """A full disk under the cache: one warning, every result still handed out."""
+    import sqlite3
+
+    from molmo_rag.cache import CacheWriteError, ResultCache
+    from molmo_rag.enrich import Enricher
+    from molmo_rag.media.items import MediaItem
+    from molmo_rag.testing import FakeBackend
+    from PIL import Image
+
+    cache = ResultCache(tmp_path / "cache")
+
+    class FullDisk:
+        def __init__(self, conn):
+            self.conn = conn
+
+        def execute(self, sql, *args):
+            if sql.startswith("INSERT") or sql == "COMMIT":
+                raise sqlite3.OperationalError("database or disk is full")
+            return self.conn.execute(sql, *args)
+
+        def executemany(self, sql, *args):
+            raise sqlite3.OperationalError("database or disk is full")
+
+        def __getattr__(self, name):
+            return getattr(self.conn, name)
+
+    with pytest.raises(CacheWriteError, match="no space left"):
+        with monkeypatch.context() as m:
+            m.setattr(cache, "_conn", FullDisk(cache._conn))
+            cache.put("k", media_id="m", backend="b", model="x", task="t", text="a", fields={})
+    monkeypatch.setattr(cache, "_conn", FullDisk(cache._conn))
+    items = [MediaItem.from_pil(Image.new("RGB", (32, 32), c), source=f"/m/{i}.png") for i, c in enumerate(["red", "blue"])]
+    with caplog.at_level("WARNING"):
+        out = Enricher(FakeBackend(), cache=cache).enrich(items)
+    assert [len(e.results) for e in out] == [2, 2] and not any(e.failures for e in out)
+    assert sum("a re-run will ask for them again" in r.getMessage() for r in caplog.records) == 1

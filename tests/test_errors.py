@@ -50,3 +50,18 @@ def test_redact_without_knowing_the_secret(text, secret):
 
 def test_redact_leaves_ordinary_words():
     assert errors.redact("a basic idea; the monkey=5") == "a basic idea; the monkey=5"
+
+
+def test_registered_keys_and_url_credentials_never_reach_a_log_handler(caplog):
+    import logging
+
+    from molmo_rag.errors import redact, register_secret
+
+    register_secret("sk-LIBRARY-SENTINEL-1234")
+    with caplog.at_level(logging.DEBUG, logger="httpx"):
+        logging.getLogger("httpx").info("POST %s", "http://127.0.0.1:9/v1?x=sk-LIBRARY-SENTINEL-1234")
+        logging.getLogger("httpcore.http11").debug("header %r", b"authorization: Bearer sk-LIBRARY-SENTINEL-1234")
+        logging.getLogger("httpx").info("GET http://user:pw-secret@127.0.0.1:9/a.jpg")
+    text = caplog.text
+    assert "SENTINEL" not in text and "pw-secret" not in text and "http://***@127.0.0.1:9/a.jpg" in text
+    assert redact("fetch https://alice:hunter2@example.org/x") == "fetch https://***@example.org/x"

@@ -73,6 +73,7 @@ from ..errors import (
     RateLimitError,
     ResponseFormatError,
     redact,
+    register_secret,
     UsageError,
 )
 from ..media.items import MediaItem
@@ -661,6 +662,7 @@ class RestBackend(Backend):
         if values.get("base_url") is None:
             values["base_url"] = (os.environ.get(self.base_url_env) if self.base_url_env else None) or self.default_base_url
         self.options = self.Options(**values)
+        register_secret(self._key())  # kept out of every log record, whoever logs
         if self.key_required and not self._key():
             raise ConfigurationError(
                 f"{self.name}: no API key: set {self.api_key_env} or pass api_key=..."
