@@ -113,3 +113,16 @@ def test_extractor_errors_that_raise(li_media, li_fake):
     photo = [ImageNode(image_path=str(li_media / "photos" / "coffee.png"))]
     with pytest.raises(UsageError, match="unknown backend"):
         IngestionPipeline(transformations=[MolmoExtractor(backend="no-such-backend")]).run(nodes=photo)
+
+
+def test_reader_documents_keep_their_identity_through_the_extractor(li_media, li_fake):
+    """A slide from MolmoReader is a rendered frame to the extractor: enriching it again must
+    not turn its media id (``<hash>#slide=N``, part of its point id) into the frame's hash."""
+    from llama_index.readers.molmo import MolmoReader
+
+    docs = MolmoReader(backend=li_fake).load_data(li_media / "decks" / "talk.pdf")
+    before = [(d.id_, d.metadata["media_id"]) for d in docs]
+    assert all("#slide=" in media_id for _, media_id in before)
+    metadata = MolmoExtractor(backend=li_fake).extract(docs)
+    for doc, extra in zip(docs, metadata):
+        assert "caption" in extra and extra.get("media_id", doc.metadata["media_id"]) == doc.metadata["media_id"]

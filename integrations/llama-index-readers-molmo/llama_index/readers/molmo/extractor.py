@@ -151,7 +151,10 @@ class MolmoExtractor(MolmoSettings, BaseExtractor):
         for failure in outcome.failures:
             self.report(failure)
         found = outcome.metadata
-        metadata = {key: found[key] for key in EXTRACTED_KEYS if key in found}
+        # A node that already is a molmo-rag item (from MolmoReader: a slide, a segment frame)
+        # keeps its identity: its media_id is what its point id is made of.
+        keep = {"media_id"} if isinstance(node.metadata.get("media_id"), str) else set()
+        metadata = {key: found[key] for key in EXTRACTED_KEYS if key in found and key not in keep}
         if "kind" not in node.metadata:
             metadata["kind"] = found["kind"]
         if "source" not in node.metadata and not found["source"].startswith(("<", "data:")):
