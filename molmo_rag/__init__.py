@@ -19,12 +19,18 @@ from .errors import (
     MolmoRagError,
     UnsupportedTaskError,
 )
-from .points import Point, parse_count, parse_points
-from .tasks import Ask, Caption, Count, Scene, VideoTask
 
 __version__ = "0.1.0"
 
 _LAZY = {
+    "Point": "molmo_rag.points",
+    "parse_count": "molmo_rag.points",
+    "parse_points": "molmo_rag.points",
+    "Ask": "molmo_rag.tasks",
+    "Caption": "molmo_rag.tasks",
+    "Count": "molmo_rag.tasks",
+    "Scene": "molmo_rag.tasks",
+    "VideoTask": "molmo_rag.tasks",
     "get_backend": "molmo_rag.backends.base",
     "create_backend": "molmo_rag.backends.base",
     "Request": "molmo_rag.backends.base",

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from abc import abstractmethod
 
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 from pydantic import ConfigDict, Field
 
 from .options_base import Options
+from .vocabulary import Detail, ModelInput, VideoTaskName
 from .points import parse_count, parse_points, strip_points
 
 __all__ = [
@@ -32,10 +33,6 @@ __all__ = [
     "task_from_dict",
 ]
 
-Detail = Literal["low", "medium", "high"]
-VideoTaskName = Literal["general", "summary", "analysis", "counting", "scene_description"]
-ModelInput = Literal["image", "video"]
-"""What the model sees: slides are images, video segments are videos."""
 
 
 def _points_json(text: str) -> list[dict]:

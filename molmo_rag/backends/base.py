@@ -35,6 +35,7 @@ from ..options_base import Options
 from ..results import Result
 from ..syncio import run_sync
 from ..tasks import ModelInput, Task
+from ..vocabulary import BACKENDS
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..cache import JobJournal
@@ -341,12 +342,6 @@ class _Batcher:
         self.stats.open_s = time.perf_counter() - self._opened
 
 
-BACKENDS: dict[str, str] = {
-    "local": "molmo_rag.backends.local:LocalBackend",
-    "wavespeed": "molmo_rag.backends.wavespeed:WaveSpeedBackend",
-    "openoctopus": "molmo_rag.backends.openoctopus:OpenOctopusBackend",
-    "openai": "molmo_rag.backends.openai:OpenAIBackend",
-}
 
 
 def backend_class(name: str) -> type[Backend]:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from ..errors import UnsupportedMediaError
-from ..tasks import Ask, Caption, Count, Detail, Task, VideoTask, VideoTaskName
+from ..vocabulary import Detail, VideoTaskName
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..tasks import Task
 from .app import app
 from .common import (
     BackendOpt,
@@ -93,6 +96,8 @@ def caption(
     as_json: JsonOpt = False,
 ) -> None:
     """Caption images, slides and video segments."""
+    from ..tasks import Caption
+
     run_task(sources, Caption(detail=detail), backend, model, concurrency, as_json, segment, segment_seconds)
 
 
@@ -108,6 +113,8 @@ def ask(
     as_json: JsonOpt = False,
 ) -> None:
     """Answer a question about each item of SOURCE."""
+    from ..tasks import Ask
+
     run_task([source], Ask(question=question), backend, model, concurrency, as_json, segment, segment_seconds)
 
 
@@ -123,6 +130,8 @@ def count(
     as_json: JsonOpt = False,
 ) -> None:
     """Count objects with Molmo2 pointing; prints the count and the points."""
+    from ..tasks import Count
+
     run_task([source], Count(target=what), backend, model, concurrency, as_json, segment, segment_seconds)
 
 
@@ -139,6 +148,8 @@ def video(
     as_json: JsonOpt = False,
 ) -> None:
     """Run a video-understanding task on each segment of a video."""
+    from ..tasks import VideoTask
+
     run_task([source], VideoTask(task=task, text=text), backend, model, concurrency, as_json, segment, segment_seconds)
 
 
@@ -159,7 +170,7 @@ def estimate(
     from ..cost import estimate as estimate_cost
     from ..enrich import default_plan
     from ..errors import MolmoRagError
-    from ..tasks import Ask, Scene
+    from ..tasks import Ask, Caption, Count, Scene, VideoTask
     from .common import resolve_backend_name
 
     name = resolve_backend_name(backend)

@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ..backends.base import BACKENDS, Backend, create_backend
+from ..vocabulary import BACKENDS
 from ..errors import UsageError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..backends.base import Backend
 
 BackendOpt = Annotated[
     str | None,
@@ -76,8 +79,10 @@ def resolve_backend_name(backend: str | None) -> str:
     return name
 
 
-def make_backend(backend: str | None, model: str | None, concurrency: int | None = None, **extra: Any) -> Backend:
+def make_backend(backend: str | None, model: str | None, concurrency: int | None = None, **extra: Any) -> "Backend":
     """The backend the options name, with the environment's defaults."""
+    from ..backends.base import create_backend
+
     return create_backend(resolve_backend_name(backend), model, concurrency, **extra)
 
 

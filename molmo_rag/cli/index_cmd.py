@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from ..tasks import Detail
+from ..vocabulary import Detail
 from .app import app
 from .common import (
     BackendOpt,
