@@ -16,6 +16,7 @@ every hit without. Media are re-opened only when the answer is not cached.
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Sequence
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
@@ -34,7 +35,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .index.count_words import CountQuery
     from .index.store import Hit
 
-__all__ = ["GroundedHits", "ground", "aground", "grounding_target", "draw"]
+__all__ = ["GroundedHits", "Grounder", "ground", "aground", "grounding_target", "draw"]
 
 _ARTICLES = ("a ", "an ", "the ", "some ", "any ")
 
@@ -192,6 +193,69 @@ async def aground(
 def ground(hits: Sequence["Hit"], query: str, **options: Any) -> GroundedHits:
     """:func:`aground` for sync code (also inside a running event loop)."""
     return run_sync(aground(hits, query, **options))
+
+
+class Grounder:
+    """Grounded re-ranking with settings kept between queries: what a framework's reranker
+    holds. A backend given by name is made once (a local model loads once, not per query)
+    and released by :meth:`close`. ``count_labels``: the labels counted in the collection
+    (``molmo-rag labels``); count phrases of a query over them ("at least 3 people") must
+    hold for a hit to be grounded, and the rest of the query is what is pointed at."""
+
+    def __init__(
+        self,
+        backend: "Backend | str | None" = None,
+        *,
+        model: str | None = None,
+        top: int = 10,
+        weight: float = 2.0,
+        count_labels: Sequence[str] | None = None,
+        cache: "ResultCache | str | bool | None" = None,
+        reader_options: Any = None,
+        window: int | None = None,
+    ):
+        self.backend, self.model = backend, model
+        self.top, self.weight, self.count_labels = top, weight, list(count_labels or [])
+        self.cache, self.reader_options, self.window = cache, reader_options, window
+        self._made: "Backend | None" = None
+        self._lock = threading.Lock()
+
+    def _engine(self) -> "Backend":
+        from .backends.base import Backend, create_backend
+
+        if isinstance(self.backend, Backend):
+            return self.backend
+        with self._lock:
+            if self._made is None:
+                self._made = create_backend(self.backend, self.model)
+            return self._made
+
+    def _options(self, query: str) -> tuple[str, dict[str, Any]]:
+        read = None
+        if self.count_labels:
+            from .index.count_words import split_counts
+
+            read = split_counts(query, self.count_labels)
+        options = {
+            "backend": self._engine(), "count_query": read, "top": self.top, "weight": self.weight,
+            "cache": self.cache, "reader_options": self.reader_options, "window": self.window,
+        }
+        return ((read.text if read is not None else "") or query), options
+
+    async def aground(self, hits: Sequence["Hit"], query: str) -> GroundedHits:
+        text, options = self._options(query)
+        return await aground(hits, text, **options)
+
+    def ground(self, hits: Sequence["Hit"], query: str) -> GroundedHits:
+        text, options = self._options(query)
+        return ground(hits, text, **options)
+
+    def close(self) -> None:
+        """Release a backend made from a name (model memory, HTTP clients)."""
+        with self._lock:
+            made, self._made = self._made, None
+        if made is not None:
+            made.close()
 
 
 # -- visual citations ----------------------------------------------------------------------------

@@ -3,7 +3,6 @@ what the query names (``molmo_rag.ground``)."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -60,31 +59,18 @@ class MolmoGroundedCompressor(BaseDocumentCompressor):
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    _backend: Any = PrivateAttr(default=None)
-    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    _grounder: Any = PrivateAttr(default=None)
 
-    def _engine(self) -> Any:
-        """The backend, made once for a name (a local model loads once, not per query)."""
-        from molmo_rag.backends.base import Backend, create_backend
+    def _core(self) -> Any:
+        """The core's Grounder with these settings (made once: a backend named here loads once)."""
+        from molmo_rag.grounding import Grounder
 
-        if isinstance(self.backend, Backend):
-            return self.backend
-        with self._lock:
-            if self._backend is None:
-                self._backend = create_backend(self.backend, self.model)
-            return self._backend
-
-    def _options(self, query: str) -> tuple[str, dict[str, Any]]:
-        read = None
-        if self.count_labels:
-            from molmo_rag.index.count_words import split_counts
-
-            read = split_counts(query, self.count_labels)
-        options = {
-            "backend": self._engine(), "count_query": read, "top": self.top_n, "weight": self.weight,
-            "cache": self.cache, "reader_options": self.reader_options,
-        }
-        return ((read.text if read is not None else "") or query), options
+        if self._grounder is None:
+            self._grounder = Grounder(
+                self.backend, model=self.model, top=self.top_n, weight=self.weight, count_labels=self.count_labels,
+                cache=self.cache, reader_options=self.reader_options,
+            )
+        return self._grounder
 
     def _hits(self, documents: Sequence[Document]) -> list[Any]:
         from molmo_rag.index.store import Hit
@@ -100,22 +86,14 @@ class MolmoGroundedCompressor(BaseDocumentCompressor):
     def compress_documents(
         self, documents: Sequence[Document], query: str, callbacks: Callbacks | None = None
     ) -> Sequence[Document]:
-        from molmo_rag.grounding import ground
-
-        text, options = self._options(query)
-        return self._documents(ground(self._hits(documents), text, **options))
+        return self._documents(self._core().ground(self._hits(documents), query))
 
     async def acompress_documents(
         self, documents: Sequence[Document], query: str, callbacks: Callbacks | None = None
     ) -> Sequence[Document]:
-        from molmo_rag.grounding import aground
-
-        text, options = self._options(query)
-        return self._documents(await aground(self._hits(documents), text, **options))
+        return self._documents(await self._core().aground(self._hits(documents), query))
 
     def close(self) -> None:
         """Release a backend made from a name (model memory, HTTP clients)."""
-        with self._lock:
-            backend, self._backend = self._backend, None
-        if backend is not None:
-            backend.close()
+        if self._grounder is not None:
+            self._grounder.close()

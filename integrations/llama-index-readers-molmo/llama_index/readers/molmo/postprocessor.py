@@ -3,7 +3,6 @@ what the query names (``molmo_rag.ground``), as a node postprocessor."""
 
 from __future__ import annotations
 
-import threading
 from typing import Any, List, Optional
 
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
@@ -46,44 +45,33 @@ class MolmoGroundedReranker(BaseNodePostprocessor):
     cache: Any = Field(default=None, description="molmo-rag's result cache: None (default folder), a folder, False.")
     reader_options: Any = Field(default=None, description="molmo_rag.media.ReaderOptions for re-opening media.")
 
-    _backend: Any = PrivateAttr(default=None)
-    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    _grounder: Any = PrivateAttr(default=None)
 
     @classmethod
     def class_name(cls) -> str:
         return "MolmoGroundedReranker"
 
-    def _engine(self) -> Any:
-        """The backend, made once for a name (a local model loads once, not per query)."""
-        from molmo_rag.backends.base import Backend, create_backend
+    def _core(self) -> Any:
+        """The core's Grounder with these settings (made once: a backend named here loads once)."""
+        from molmo_rag.grounding import Grounder
 
-        if isinstance(self.backend, Backend):
-            return self.backend
-        with self._lock:
-            if self._backend is None:
-                self._backend = create_backend(self.backend, self.model)
-            return self._backend
+        if self._grounder is None:
+            self._grounder = Grounder(
+                self.backend, model=self.model, top=self.top_n, weight=self.weight, count_labels=self.count_labels,
+                cache=self.cache, reader_options=self.reader_options,
+            )
+        return self._grounder
 
-    def _prepare(self, nodes: List[NodeWithScore], query_bundle: Optional[QueryBundle]) -> tuple[list, str, dict]:
+    def _hits(self, nodes: List[NodeWithScore], query_bundle: Optional[QueryBundle]) -> tuple[list, str]:
         from molmo_rag.index.store import Hit
 
         if query_bundle is None:
             raise ValueError("MolmoGroundedReranker needs the query (query_bundle or query_str)")
-        query = query_bundle.query_str
-        read = None
-        if self.count_labels:
-            from molmo_rag.index.count_words import split_counts
-
-            read = split_counts(query, self.count_labels)
         hits = [
             Hit.from_payload(n.node.metadata, score=float(n.score or 0.0), id=n.node.node_id, text=n.node.get_content())
             for n in nodes
         ]
-        options = {
-            "backend": self._engine(), "count_query": read, "top": self.top_n, "weight": self.weight,
-            "cache": self.cache, "reader_options": self.reader_options,
-        }
-        return hits, ((read.text if read is not None else "") or query), options
+        return hits, query_bundle.query_str
 
     def _nodes(self, nodes: List[NodeWithScore], grounded: list) -> List[NodeWithScore]:
         by_id = {n.node.node_id: n for n in nodes}
@@ -105,22 +93,16 @@ class MolmoGroundedReranker(BaseNodePostprocessor):
     def _postprocess_nodes(
         self, nodes: List[NodeWithScore], query_bundle: Optional[QueryBundle] = None
     ) -> List[NodeWithScore]:
-        from molmo_rag.grounding import ground
-
-        hits, query, options = self._prepare(nodes, query_bundle)
-        return self._nodes(nodes, ground(hits, query, **options))
+        hits, query = self._hits(nodes, query_bundle)
+        return self._nodes(nodes, self._core().ground(hits, query))
 
     async def _apostprocess_nodes(
         self, nodes: List[NodeWithScore], query_bundle: Optional[QueryBundle] = None
     ) -> List[NodeWithScore]:
-        from molmo_rag.grounding import aground
-
-        hits, query, options = self._prepare(nodes, query_bundle)
-        return self._nodes(nodes, await aground(hits, query, **options))
+        hits, query = self._hits(nodes, query_bundle)
+        return self._nodes(nodes, await self._core().aground(hits, query))
 
     def close(self) -> None:
         """Release a backend made from a name (model memory, HTTP clients)."""
-        with self._lock:
-            backend, self._backend = self._backend, None
-        if backend is not None:
-            backend.close()
+        if self._grounder is not None:
+            self._grounder.close()
