@@ -459,10 +459,12 @@ class QdrantIndex:
         offset = None
         while True:
             points, offset = self._api.scroll(
-                self.collection, limit=1024, offset=offset, with_payload=["counts"], with_vectors=False
+                self.collection, limit=1024, offset=offset, with_payload=["counts", "metadata"], with_vectors=False
             )
             for p in points:
-                labels.update((p.payload or {}).get("counts") or {})
+                payload = p.payload or {}
+                nested = payload.get("metadata") if isinstance(payload.get("metadata"), dict) else {}
+                labels.update(payload.get("counts") or nested.get("counts") or {})  # LangChain: under metadata
             if offset is None:
                 return sorted(labels)
 

@@ -68,4 +68,8 @@ def test_every_readme_example_runs(lc_library, lc_fake_backend, tmp_path, capsys
             assert namespace["enriched"][0].metadata["caption"] and "cup" in namespace["enriched"][0].metadata["counts"]
         if "slides" in namespace:
             assert namespace["slides"] and {d.metadata["kind"] for d in namespace["slides"]} == {"slide"}
-    assert ran == 5
+        if "ContextualCompressionRetriever" in code:  # grounded: evidence first, counts in words held
+            found = namespace["docs"]
+            assert found and all(d.metadata["counts"].get("person", 0) >= 3 for d in found)
+            assert [d.metadata["grounded"] for d in found] == sorted((d.metadata["grounded"] for d in found), reverse=True)
+    assert ran == 6
