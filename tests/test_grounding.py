@@ -15,27 +15,13 @@ from molmo_rag import pipeline
 from molmo_rag.cli import main
 from molmo_rag.grounding import draw, ground, grounding_target
 from molmo_rag.index.count_words import split_counts
-from molmo_rag.testing import FakeBackend
-
-
-def picture(path, spots: int, colour=(20, 30, 110)):
-    a = np.zeros((60, 160, 3), np.uint8)
-    a[:] = colour
-    for k in range(spots):
-        a[20:30, 10 + 30 * k : 20 + 30 * k] = 255
-    Image.fromarray(a).save(path)
-    return path
+from molmo_rag.testing import FakeBackend, samples
 
 
 @pytest.fixture
 def world(tmp_path):
     folder = tmp_path / "world"
-    folder.mkdir()
-    truth = {}
-    for i in range(4):  # the true hits: dark blue, 1..4 bright spots
-        truth[str(picture(folder / f"spots-{i}.png", i + 1))] = i + 1
-    for i in range(6):  # the misses: bright yellow, nothing to point at
-        truth[str(picture(folder / f"plain-{i}.png", 0, colour=(220, 210, 40 + 5 * i)))] = 0
+    truth = samples.spots_world(folder)
     db = tmp_path / "db"
     pipeline.index([folder], backend=FakeBackend(), db=db, cache=tmp_path / "cache")
     return db, truth, tmp_path / "cache"

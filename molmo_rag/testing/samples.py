@@ -46,6 +46,7 @@ __all__ = [
     "make_deck",
     "make_pdf",
     "random_shots",
+    "spots_world",
 ]
 
 # Bundled with scikit-image (no download). Consecutive shots never reuse one.
@@ -441,3 +442,30 @@ def make_pdf(
     path = Path(path)
     path.write_bytes(bytes(out))
     return path
+
+
+def spots_world(folder: str | Path, hits: int = 4, misses: int = 6) -> dict[str, int]:
+    """A picture world whose right answers are known, for grounding and count tests with
+    :class:`~molmo_rag.testing.FakeBackend` (which counts bright spots): ``hits`` dark blue
+    pictures with 1, 2, ... bright square spots (``spots-N.png``) and ``misses`` bright
+    yellow pictures without any (``plain-N.png``), whose captions ("bright") a text search
+    prefers. Returns ``{path: number of spots}``."""
+    import numpy as np
+    from PIL import Image
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    truth: dict[str, int] = {}
+    for i in range(hits):
+        a = np.zeros((60, 40 + 30 * hits, 3), np.uint8)
+        a[:] = (20, 30, 110)
+        for k in range(i + 1):
+            a[20:30, 10 + 30 * k : 20 + 30 * k] = 255
+        Image.fromarray(a).save(folder / f"spots-{i}.png")
+        truth[str(folder / f"spots-{i}.png")] = i + 1
+    for i in range(misses):
+        a = np.zeros((60, 40 + 30 * hits, 3), np.uint8)
+        a[:] = (220, 210, 40 + 5 * i)  # distinct shades: no two are copies of one file
+        Image.fromarray(a).save(folder / f"plain-{i}.png")
+        truth[str(folder / f"plain-{i}.png")] = 0
+    return truth

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from llama_index.readers.molmo import MolmoGroundedReranker, open_index
 
@@ -18,21 +16,10 @@ def li_world(tmp_path):
     from molmo_rag import pipeline
     from molmo_rag.testing import FakeBackend
 
+    from molmo_rag.testing import samples
+
     folder = tmp_path / "world"
-    folder.mkdir()
-    truth = {}
-    for i in range(4):
-        a = np.zeros((60, 160, 3), np.uint8)
-        a[:] = (20, 30, 110)
-        for k in range(i + 1):
-            a[20:30, 10 + 30 * k : 20 + 30 * k] = 255
-        Image.fromarray(a).save(folder / f"spots-{i}.png")
-        truth[str(folder / f"spots-{i}.png")] = i + 1
-    for i in range(6):
-        a = np.zeros((60, 160, 3), np.uint8)
-        a[:] = (220, 210, 40 + 5 * i)
-        Image.fromarray(a).save(folder / f"plain-{i}.png")
-        truth[str(folder / f"plain-{i}.png")] = 0
+    truth = samples.spots_world(folder)
     db = tmp_path / "db"
     pipeline.index([folder], backend=FakeBackend(), db=db, cache=False)
     return db, truth
