@@ -175,6 +175,10 @@ def is_balance_error(status: int | None, code: str | None, message: str | None) 
     return bool(message) and bool(_BALANCE.search(message))
 
 
+_OUTPUT_NOT_YET = frozenset({404, 410})
+"""Statuses of a job's output file that a later fetch may not get (see RestEngine.get_text)."""
+
+
 class _Transient(Exception):
     """Internal: one failed attempt that may be tried again; carries the translated error."""
 
@@ -343,8 +347,17 @@ class RestEngine:
         return await self.request("GET", url, parse=lambda r: parse(self._parse_json(r)))
 
     async def get_text(self, url: str, what: str | None = None) -> str:
-        """GET a text document, e.g. an output file a job wrote; ``what`` names it in errors."""
-        return await self.request("GET", url, parse=lambda r: r.text, what=what)
+        """GET a text document, e.g. an output file a job wrote; ``what`` names it in errors.
+        A 404 or 410 is retried like a 5xx (the output of a job that just finished may not
+        be on its CDN yet), and if it persists the error is ``retryable``: the job stays in
+        the journal, so a later run polls it and fetches the output again without paying
+        for a new job."""
+        try:
+            return await self.request("GET", url, parse=lambda r: r.text, what=what, retry_statuses=_OUTPUT_NOT_YET)
+        except BackendError as exc:
+            if exc.status in _OUTPUT_NOT_YET:
+                exc.retryable = True
+            raise
 
     async def upload(self, url: str, content: bytes, *, headers: dict[str, str] | None = None, method: str = "PUT") -> None:
         """Send bytes to an upload URL (a presigned PUT: idempotent, so retried)."""
@@ -362,9 +375,11 @@ class RestEngine:
         timeout: float | None = None,
         resend_safe: bool | None = None,
         what: str | None = None,
+        retry_statuses: frozenset[int] = frozenset(),
     ) -> Any:
         """One HTTP exchange with retries; ``resend_safe`` defaults to ``method != POST``;
-        ``what`` (e.g. "the output of job X") starts the message of an HTTP error."""
+        ``what`` (e.g. "the output of job X") starts the message of an HTTP error;
+        ``retry_statuses``: error statuses retried too (an idempotent request's)."""
         parse = parse or self._parse_json
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.options.max_retries + 1),
@@ -376,14 +391,17 @@ class RestEngine:
         try:
             async for attempt in retrying:
                 with attempt:
-                    return await self._attempt(method, url, json, content, headers, parse, timeout, resend_safe, what)
+                    return await self._attempt(method, url, json, content, headers, parse, timeout, resend_safe, what, retry_statuses)
         except _Transient as exc:
+            # retried as transient until the attempts ran out: a later try may still succeed
+            # (e.g. a poll answered with broken JSON every time; its job stays journaled)
+            exc.error.retryable = True
             if exc.__cause__ is exc.error:  # the attempt raised the translated error itself
                 raise exc.error from exc.error.__cause__
             raise exc.error from exc.__cause__
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _attempt(self, method, url, json, content, headers, parse, timeout, resend_safe, what=None):
+    async def _attempt(self, method, url, json, content, headers, parse, timeout, resend_safe, what=None, retry_statuses=frozenset()):
         method = method.upper()
         safe_to_resend = method != "POST" if resend_safe is None else resend_safe
         own_origin = _origin(url) == self._origin
@@ -437,7 +455,9 @@ class RestEngine:
                 error.args = (f"{self.backend.name}: {what}: {detail}",)
             if own_origin:
                 self._note_account(error)
-            if self.backend.should_retry(method, response.status_code, body, idempotent=safe_to_resend):
+            if self.backend.should_retry(method, response.status_code, body, idempotent=safe_to_resend) or (
+                safe_to_resend and response.status_code in retry_statuses
+            ):
                 raise _Transient(error, parse_retry_after(response.headers.get("retry-after")))
             raise error
         try:
@@ -451,6 +471,17 @@ class RestEngine:
                 self._note_account(exc)
             if safe_to_resend and (isinstance(exc, ResponseFormatError) or exc.retryable):
                 raise _Transient(exc) from exc
+            if isinstance(exc, ResponseFormatError) and 200 <= response.status_code < 300:
+                # A POST the server answered with success, in a body we cannot read: the job
+                # may exist, as after a dropped connection (not sent again in this run).
+                raise ResponseFormatError(
+                    f"{exc}; the server may already have accepted the job, so it is not sent again in this "
+                    "run (no duplicate job). Re-running the item may create a second job that is paid for too.",
+                    backend=exc.backend,
+                    code="submission_unconfirmed",
+                    status=exc.status,
+                    retryable=True,
+                ) from exc
             raise
 
     def _note_account(self, error: BackendError) -> None:
@@ -563,10 +594,11 @@ class RestEngine:
             return min(max_interval, max(floor, opts.poll_age_fraction * age)) * random.uniform(0.9, 1.1)
 
         async def on_timeout(state: RetryCallState) -> T:
-            raise BackendTimeout(
+            raise BackendTimeout(  # retryable: the job stays journaled, a later run polls it again
                 f"{self.backend.name}: job {job or '?'} not finished after {timeout:g} s of polling",
                 backend=self.backend.name,
                 code="timeout",
+                retryable=True,
             )
 
         async def counted_fetch() -> T:
@@ -794,10 +826,11 @@ class RestBackend(Backend):
         except MolmoRagError as exc:
             return exc
         except TimeoutError as exc:
-            error = BackendTimeout(
+            error = BackendTimeout(  # retryable: a job still running stays journaled for a later run
                 f"{self.name}: item {request.item.source!r} not answered within {self.options.timeout:g} s",
                 backend=self.name,
                 code="timeout",
+                retryable=True,
             )
             error.__cause__ = exc
             return error
