@@ -1,35 +1,119 @@
 """The machinery the loopback servers share: a threaded HTTP/1.1 server on 127.0.0.1,
-routing, API-key checks, switchable faults, simulated jobs (fixed or heavy-tailed
+routing, API-key checks, switchable faults (counted with :meth:`LoopbackServer.inject`, or
+at set rates with :meth:`LoopbackServer.faults`), simulated jobs (fixed or heavy-tailed
 lognormal latency, reproducible by seed) and request counters, with a record of every job
-(created, finished, latency) for benchmarks that compare a client with the ideal schedule."""
+(created, finished, latency, fault, media) for benchmarks that compare a client with the
+ideal schedule or count the jobs each item cost."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
+import hashlib
 import json
 import math
 import random
 import re
+import socket
+import struct
 import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
-__all__ = ["LoopbackServer", "Reply", "Incoming", "Job", "JobRecord", "ServerStats", "FAULT_KINDS"]
+__all__ = [
+    "LoopbackServer",
+    "Reply",
+    "Incoming",
+    "Job",
+    "JobRecord",
+    "ServerStats",
+    "FAULT_KINDS",
+    "RatedFault",
+    "RATED_FAULTS",
+    "parse_rates",
+]
 
-FAULT_KINDS = frozenset({"rate_limit", "server_error", "drop", "malformed", "slow", "reply", "fail_job", "slow_job"})
-"""Request faults: ``rate_limit`` (429 + Retry-After), ``server_error`` (5xx), ``drop`` (the
-request is processed, then the connection closes mid-response), ``malformed`` (processed,
-then a truncated JSON body), ``slow`` (the answer is delayed), ``reply`` (instead of being
+FAULT_KINDS = frozenset(
+    {"rate_limit", "server_error", "drop", "malformed", "slow", "reply", "reset", "trickle", "fail_job", "slow_job", "never_finish"}
+)
+"""Request faults: ``rate_limit`` (429 + Retry-After), ``server_error`` (an error answer,
+``status`` 503 by default, in the protocol's error shape), ``drop`` (the request is
+processed, then the connection closes mid-response), ``malformed`` (processed, then a
+truncated JSON body), ``slow`` (the answer is delayed), ``reply`` (instead of being
 processed, answered with ``status``, ``body``, ``headers``, ``content_type``: an HTML error
-page, a body of the wrong shape). Job faults, taken when a job is created: ``fail_job`` (the
-job ends failed), ``slow_job`` (the job takes longer)."""
+page, a body of the wrong shape), ``reset`` (a TCP reset and no answer: ``when=
+"before_read"``, the default, before the request body is read, so nothing was done;
+``"after_read"``: after it was processed, so a job may exist), ``trickle`` (the answer is
+sent in ``chunks`` pieces spread over ``seconds``). Job faults, taken when a job is
+created: ``fail_job`` (the job ends failed), ``slow_job`` (the job takes longer),
+``never_finish`` (the job stays ``created``/``queued`` for ever)."""
 
-_JOB_FAULTS = frozenset({"fail_job", "slow_job"})
+_JOB_FAULTS = frozenset({"fail_job", "slow_job", "never_finish"})
+
+
+@dataclass(frozen=True)
+class RatedFault:
+    """One fault :meth:`LoopbackServer.faults` can switch on at a rate: the request fault
+    (or job fault) ``kind`` it applies, on which ``routes`` (``submit``, ``poll``,
+    ``output``, or ``job`` for job faults; each server maps these to its own routes), and
+    whether it is ``sticky``: decided by the input (a hash of the seed and the media or
+    request body), so the same input gets it every time, in every run, as a content
+    filter would; other faults are drawn afresh for every request or job."""
+
+    kind: str
+    routes: tuple[str, ...]
+    doc: str
+    sticky: bool = False
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+RATED_FAULTS: dict[str, RatedFault] = {
+    "submit_503": RatedFault("server_error", ("submit",), "a submission refused with 503 (retryable; no job created)", params={"status": 503}),
+    "submit_502": RatedFault("server_error", ("submit",), "a submission answered 502 (a retryable code; no job created, which the client cannot know)", params={"status": 502}),
+    "poll_503": RatedFault("server_error", ("poll",), "a poll answered 503", params={"status": 503}),
+    "poll_502": RatedFault("server_error", ("poll",), "a poll answered 502 with a retryable code", params={"status": 502}),
+    "rate_limit": RatedFault("rate_limit", ("submit", "poll"), "429 with Retry-After (param retry_after, default 1 s); no job created", params={"retry_after": 1}),
+    "invalid_input": RatedFault("server_error", ("submit",), "a submission refused with 400 invalid input (non-retryable; sticky per request body)", sticky=True, params={"status": 400}),
+    "submit_content_policy": RatedFault("server_error", ("submit",), "a submission refused with 400 content_policy_violation (sticky per request body)", sticky=True, params={"status": 400}),
+    "reset_before_read": RatedFault("reset", ("submit", "poll"), "a TCP reset before the server read the request (nothing done)", params={"when": "before_read"}),
+    "reset_after_read": RatedFault("reset", ("submit",), "a TCP reset after the submission was processed: the job exists, the client never learns its id", params={"when": "after_read"}),
+    "malformed": RatedFault("malformed", ("poll",), "a poll answered with truncated JSON"),
+    "malformed_submit": RatedFault("malformed", ("submit",), "a submission processed (the job exists), answered with truncated JSON"),
+    "slow_body": RatedFault("trickle", ("poll",), "a poll answer that trickles (params seconds, default 0.5, and chunks, default 8)", params={"seconds": 0.5, "chunks": 8}),
+    "output_404": RatedFault("server_error", ("output",), "an output/result URL answered 404 (WaveSpeed output_mode='url', OpenOctopus asset_url)", params={"status": 404}),
+    "upstream_failed": RatedFault("fail_job", ("job",), "a job that fails with a transient upstream error (WaveSpeed 'upstream_failed: provider error, please retry')"),
+    "content_policy": RatedFault("fail_job", ("job",), "a job that fails with content_policy_violation (sticky per media)", sticky=True),
+    "never_finish": RatedFault("never_finish", ("job",), "a job that never finishes"),
+}
+"""The faults :meth:`LoopbackServer.faults` takes, by name (``python -m
+molmo_rag.testing.loopback --list-faults`` prints this table)."""
+
+
+def parse_rates(text: str) -> dict[str, float]:
+    """``"upstream_failed=0.1,rate_limit=0.05"`` -> ``{"upstream_failed": 0.1, "rate_limit": 0.05}``."""
+    rates: dict[str, float] = {}
+    for part in (p.strip() for p in (text or "").split(",")):
+        if not part:
+            continue
+        name, sep, value = part.partition("=")
+        if not sep:
+            raise ValueError(f"fault {part!r}: expected NAME=RATE")
+        try:
+            rates[name.strip()] = float(value)
+        except ValueError:
+            raise ValueError(f"fault {name.strip()!r}: rate {value!r} is not a number") from None
+    return rates
+
+
+def _unit(*parts: Any) -> float:
+    """A number in [0, 1) that depends only on ``parts`` (sticky fault draws)."""
+    digest = hashlib.sha256(repr(parts).encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
 
 
 @dataclass
@@ -74,6 +158,17 @@ class Job:
     created: float = field(default_factory=time.monotonic)
     fail: dict | None = None
     """When set, the job ends failed with this error (protocol-specific fields)."""
+    fault: str | None = None
+    """The fault this job got (a name of :data:`RATED_FAULTS`, or an injected kind)."""
+    media: Any = None
+    """What the server read of the job's media (a ``MediaInfo``), when the protocol says."""
+    served: int = 0
+    """Times its output file was served (``output_mode`` with URLs): the client got the answer."""
+    lost: str | None = None
+    """The request fault that kept the answer to this job's submission from the client
+    (``reset_after_read``, ``malformed_submit``, ``drop``, ...): a job it never learnt of."""
+    stop: threading.Event | None = field(default=None, repr=False)
+    """Set when the server stops: wakes answers waiting on a job (sync mode, chat)."""
     delivered: float | None = None
     """``time.monotonic()`` when a client was first told the job had finished (a poll or a
     sync answer that carried its end), None until then (and on servers that answer inline)."""
@@ -96,9 +191,19 @@ class Job:
         """In the first fifth of its run (reported as created/queued)."""
         return self.elapsed < self.latency / 5
 
+    @property
+    def status(self) -> str:
+        """``running``, ``failed`` or ``completed`` (a job that never finishes stays running)."""
+        return "running" if not self.done else "failed" if self.fail else "completed"
+
     def wait(self) -> None:
+        """Wait until the job is done, or the server stops (a job that never finishes)."""
         remaining = self.latency - self.elapsed
-        if remaining > 0:
+        if remaining <= 0:
+            return
+        if self.stop is not None:
+            self.stop.wait(None if math.isinf(remaining) else remaining)
+        elif not math.isinf(remaining):
             time.sleep(remaining)
 
 
@@ -108,6 +213,8 @@ class _Fault:
     route: str
     times: int
     params: dict
+    name: str | None = None
+    """The rated fault's name (None: an injected one)."""
 
 
 class JobRecord:
@@ -127,6 +234,11 @@ class JobRecord:
     latency = property(lambda self: self._job.latency)
     done_at = property(lambda self: self._job.done_at)
     delivered = property(lambda self: self._job.delivered)
+    fault = property(lambda self: self._job.fault)
+    media = property(lambda self: self._job.media)
+    status = property(lambda self: self._job.status)
+    lost = property(lambda self: self._job.lost)
+    served = property(lambda self: self._job.served)
 
     def __iter__(self):
         return iter((self.created, self.done_at, self.latency))
@@ -147,7 +259,15 @@ class ServerStats:
     jobs_created: int = 0
     unauthorized: int = 0
     faults_applied: Counter = field(default_factory=Counter)
+    """Faults applied, by injected kind or rated fault name."""
+    fault_routes: Counter = field(default_factory=Counter)
+    """Rated faults applied, by ``(name, route)``."""
+    fault_draws: Counter = field(default_factory=Counter)
+    """Requests (and jobs: ``job``) that drew for rated faults, by abstract route: with
+    :attr:`faults_applied` the rates actually seen."""
     jobs: list[JobRecord] = field(default_factory=list)
+    fault_log: list[tuple[str, str, str]] = field(default_factory=list)
+    """Every rated request fault applied: ``(name, route, path)`` (job faults are on the jobs)."""
 
 
 Handler = Callable[[Incoming, re.Match], Reply]
@@ -161,8 +281,13 @@ class LoopbackServer(ABC):
     of a lognormal instead, and each job draws its own latency (``exp(N(ln latency,
     sigma))``: sigma 0.8 gives a heavy tail, about 6x the median at the 99th percentile),
     from a generator seeded with ``seed`` (None: unseeded), so the n-th job created gets the
-    same latency in every run with the same seed. Faults are switched on with :meth:`inject`.
+    same latency in every run with the same seed. Faults are switched on with :meth:`inject`
+    (the next N matching requests) or at set rates with :meth:`faults` (``fault_rates`` and
+    ``fault_seed`` here do the same at creation).
     """
+
+    route_map: Mapping[str, tuple[str, ...]] = {"submit": ("submit",), "poll": ("poll",), "output": ("output",)}
+    """Abstract routes of :data:`RATED_FAULTS` -> this server's route names."""
 
     kind = "loopback"
 
@@ -175,6 +300,9 @@ class LoopbackServer(ABC):
         seed: int | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
+        fault_rates: Mapping[str, float] | None = None,
+        fault_seed: int | None = None,
+        fault_params: Mapping[str, Mapping[str, Any]] | None = None,
     ):
         if latency < 0 or latency_sigma < 0:
             raise ValueError("latency and latency_sigma must be >= 0")
@@ -192,16 +320,28 @@ class LoopbackServer(ABC):
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._routes: list[tuple[str, re.Pattern, str, Handler, bool]] = []
+        self._stopped = threading.Event()
+        self._local = threading.local()  # the fault of the request a handler thread serves
+        self._rates: dict[str, float] = {}
+        self._rate_params: dict[str, dict[str, Any]] = {}
+        self._fault_seed: int = 0
+        self._fault_rngs: dict[str, random.Random] = {}
         self.setup_routes()
+        self._abstract = {name: abstract for abstract, names in self.route_map.items() for name in names}
+        self.faults(fault_rates, seed=fault_seed, params=fault_params)
 
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> "LoopbackServer":
         if self._httpd is not None:
             return self
+        self._stopped.clear()
         owner = self
 
         class _Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body go out in separate writes: with Nagle on, the body of every
+            # answer on a kept-alive connection waited for the client's delayed ACK (~40 ms).
+            disable_nagle_algorithm = True
 
             def do_GET(self):
                 owner._dispatch(self)
@@ -224,6 +364,7 @@ class LoopbackServer(ABC):
     def stop(self) -> None:
         if self._httpd is None:
             return
+        self._stopped.set()  # wakes answers waiting on jobs that never finish
         self._httpd.shutdown()
         self._httpd.server_close()
         self._httpd = None
@@ -254,8 +395,105 @@ class LoopbackServer(ABC):
         return self
 
     def clear_faults(self) -> None:
+        """Drop the injected faults (rated ones stay: ``faults(None)`` switches those off)."""
         with self._lock:
             self._faults.clear()
+
+    def faults(
+        self,
+        rates: Mapping[str, float] | None = None,
+        *,
+        seed: int | None = None,
+        params: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> "LoopbackServer":
+        """Switch faults on at set rates: ``rates`` maps names of :data:`RATED_FAULTS` to
+        probabilities, e.g. ``{"upstream_failed": 0.1, "submit_503": 0.15, "rate_limit":
+        0.1}``; None or ``{}`` switches them off. Replaces the previous rates.
+
+        Each request on a route (and each job created) takes at most one rated fault: one
+        draw per request, split among the faults of that route by their rates, so a fault
+        at rate r hits a fraction r of the requests on its routes (the rates of one route
+        may add up to 1 at most). Draws come from a generator per route seeded with
+        ``seed`` (default: the server's ``seed``, else 0), so the n-th request on a route
+        gets the same fault in every run with the same seed; which item that request
+        belongs to depends on the order requests arrive. Sticky faults (content policy,
+        invalid input) are decided by the input itself and the seed, whatever the order, in
+        every run; the other faults of their route apply to the rest of the requests.
+        Faults queued with :meth:`inject` go first. ``params``: per fault name, parameters
+        that override the defaults (e.g. ``{"rate_limit": {"retry_after": 2}}``)."""
+        rates = dict(rates or {})
+        params = {k: dict(v) for k, v in (params or {}).items()}
+        for name, rate in rates.items():
+            if name not in RATED_FAULTS:
+                raise ValueError(f"unknown fault {name!r}; one of {', '.join(sorted(RATED_FAULTS))}")
+            if not isinstance(rate, (int, float)) or not 0.0 <= float(rate) <= 1.0:
+                raise ValueError(f"fault {name!r}: rate must be between 0 and 1, not {rate!r}")
+        for name in params:
+            if name not in RATED_FAULTS:
+                raise ValueError(f"unknown fault {name!r} in params")
+        for abstract in {r for f in RATED_FAULTS.values() for r in f.routes}:
+            for sticky in (False, True):
+                total = sum(rates.get(n, 0.0) for n, f in RATED_FAULTS.items() if abstract in f.routes and f.sticky is sticky)
+                if total > 1.0 + 1e-9:
+                    kind = "sticky" if sticky else "drawn"
+                    raise ValueError(f"the {kind} fault rates on route {abstract!r} add up to {total:g} (at most 1)")
+        if seed is None:
+            seed = self.seed if self.seed is not None else 0
+        with self._lock:
+            self._rates = {name: float(rate) for name, rate in rates.items() if rate > 0}
+            self._rate_params = params
+            self._fault_seed = seed
+            self._fault_rngs = {}
+        return self
+
+    @property
+    def fault_rates(self) -> dict[str, float]:
+        """The rated faults switched on (name -> rate)."""
+        return dict(self._rates)
+
+    @property
+    def fault_seed(self) -> int:
+        """The seed of the rated fault draws."""
+        return self._fault_seed
+
+    def draw_fault(self, route: str, *, sticky: bool = False, key: Any = None) -> str | None:
+        """The rated fault (a name) that one request or job on ``route`` (``submit``,
+        ``poll``, ``output``, ``job``) takes, or None: a drawn fault (consumes one draw of
+        that route's stream) or, with ``sticky=True``, the sticky fault ``key`` (an input's
+        hash) gets. The server calls it for every request and job (a call on its own
+        counts in ``stats.fault_draws``, not in ``stats.faults_applied``)."""
+        names = [n for n, f in RATED_FAULTS.items() if n in self._rates and route in f.routes and f.sticky is sticky]
+        if not sticky:
+            with self._lock:
+                rng = self._fault_rngs.get(route)
+                if rng is None:
+                    rng = self._fault_rngs[route] = random.Random(f"{self._fault_seed}/{route}")
+                u = rng.random()  # drawn even when no fault is on, so every stream stays in step
+                self.stats.fault_draws[route] += 1
+        elif not names:
+            return None
+        else:
+            u = _unit(self._fault_seed, route, key)
+        edge = 0.0
+        for name in names:
+            edge += self._rates[name]
+            if u < edge:
+                return name
+        return None
+
+    def _rated_fault(self, name: str, route: str, path: str | None = None) -> _Fault:
+        spec = RATED_FAULTS[name]
+        params = {**spec.params, **self.fault_params(name), **self._rate_params.get(name, {})}
+        with self._lock:
+            self.stats.faults_applied[name] += 1
+            self.stats.fault_routes[(name, route)] += 1
+            if path is not None:
+                self.stats.fault_log.append((name, route, path))
+        return _Fault(spec.kind, route, 1, params, name)
+
+    def fault_params(self, name: str) -> dict[str, Any]:
+        """This protocol's parameters for a rated fault (its error code or message)."""
+        return {}
 
     def reset_stats(self) -> None:
         with self._lock:
@@ -284,20 +522,44 @@ class LoopbackServer(ABC):
                     return fault
         return None
 
-    def take_job_fault(self, route: str) -> tuple[float, dict | None]:
-        """(latency, failure params or None) for a job being created on ``route``."""
-        latency, fail = self.draw_latency(), None
-        slow = self._take({"slow_job"}, route)
-        if slow:
-            latency = float(slow.params.get("latency", max(1.0, 10 * self.latency)))
-        failed = self._take({"fail_job"}, route)
-        if failed:
-            fail = dict(failed.params)
+    def take_job_fault(self, route: str, key: Any = None) -> tuple[float, dict | None]:
+        """(latency, failure params or None) for a job being created on ``route``; ``key``
+        identifies its input for sticky rated faults."""
+        latency, fail, _ = self._job_fault(route, key)
         return latency, fail
 
-    def new_job(self, kind: str, inputs: dict, text: str, route: str = "submit") -> Job:
-        latency, fail = self.take_job_fault(route)
-        job = Job(id=uuid.uuid4().hex, kind=kind, inputs=inputs, text=text, latency=latency, fail=fail)
+    def _job_fault(self, route: str, key: Any = None) -> tuple[float, dict | None, str | None]:
+        latency, fail, name = self.draw_latency(), None, None
+        slow = self._take({"slow_job"}, route)
+        if slow:
+            latency, name = float(slow.params.get("latency", max(1.0, 10 * self.latency))), "slow_job"
+        never = self._take({"never_finish"}, route)
+        if never:
+            latency, name = math.inf, "never_finish"
+        failed = self._take({"fail_job"}, route)
+        if failed:
+            fail, name = dict(failed.params), "fail_job"
+        drawn = self.draw_fault("job", sticky=False)  # drawn for every job: the stream stays in step
+        rated = self.draw_fault("job", sticky=True, key=key) if key is not None else None
+        rated = rated or drawn
+        if name is None and rated is not None:
+            fault = self._rated_fault(rated, "job")
+            name = rated
+            if fault.kind == "never_finish":
+                latency = math.inf
+            elif fault.kind == "fail_job":
+                fail = dict(fault.params)
+        return latency, fail, name
+
+    def new_job(self, kind: str, inputs: dict, text: str, route: str = "submit", media: Any = None) -> Job:
+        """Create a job; ``media`` (a ``MediaInfo``) is what the server read of its input,
+        the key of sticky job faults (else the inputs themselves)."""
+        key = getattr(media, "sha256", None) or hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()
+        latency, fail, fault = self._job_fault(route, key)
+        job = Job(
+            id=uuid.uuid4().hex, kind=kind, inputs=inputs, text=text, latency=latency, fail=fail,
+            fault=fault, media=media, stop=self._stopped, lost=getattr(self._local, "lost", None),
+        )
         with self._lock:
             self.jobs[job.id] = job
             self.stats.jobs_created += 1
@@ -331,37 +593,60 @@ class LoopbackServer(ABC):
         return reply
 
     # -- dispatch ------------------------------------------------------------------------
+    def _match(self, method: str, path: str) -> tuple[str, Handler, bool, re.Match] | None:
+        for m, pattern, name, handler, auth in self._routes:
+            match = pattern.match(path)
+            if m == method and match:
+                return name, handler, auth, match
+        return None
+
     def _dispatch(self, h: BaseHTTPRequestHandler) -> None:
-        length = int(h.headers.get("Content-Length") or 0)
-        body = h.rfile.read(length) if length else b""
         path = h.path.split("?", 1)[0]
         with self._lock:
             self.stats.requests += 1
             self.stats.in_flight += 1
             self.stats.max_in_flight = max(self.stats.max_in_flight, self.stats.in_flight)
         try:
-            self._serve(h, Incoming(h.command, path, h.headers, body))
+            self._serve(h, path)
         finally:
             with self._lock:
                 self.stats.in_flight -= 1
 
-    def _serve(self, h: BaseHTTPRequestHandler, req: Incoming) -> None:
-        for method, pattern, name, handler, auth in self._routes:
-            match = pattern.match(req.path)
-            if method == req.method and match:
-                break
-        else:
-            return self._send(h, Reply(404, {"error": {"message": f"no route {req.method} {req.path}"}}))
+    @staticmethod
+    def _read_body(h: BaseHTTPRequestHandler) -> bytes:
+        length = int(h.headers.get("Content-Length") or 0)
+        return h.rfile.read(length) if length else b""
+
+    def _serve(self, h: BaseHTTPRequestHandler, path: str) -> None:
+        found = self._match(h.command, path)
+        if found is None:
+            self._read_body(h)
+            return self._send(h, Reply(404, {"error": {"message": f"no route {h.command} {path}"}}))
+        name, handler, auth, match = found
         with self._lock:
             self.stats.by_route[name] += 1
         if auth and self.api_key is not None:
-            header = req.headers.get("Authorization") or ""
+            header = h.headers.get("Authorization") or ""
             provided = header[7:] if header.startswith("Bearer ") else None
             if provided != self.api_key:
                 with self._lock:
                     self.stats.unauthorized += 1
+                self._read_body(h)
                 return self._send(h, self.unauthorized(provided))
+        # one fault per request: an injected one first, else a rated one (drawn before the
+        # body is read, so a reset can come before the server read anything)
+        abstract = self._abstract.get(name)
+        drawn = self.draw_fault(abstract, sticky=False) if abstract else None
         fault = self._take(FAULT_KINDS - _JOB_FAULTS, name)
+        if fault is None and drawn is not None:
+            fault = self._rated_fault(drawn, name, path)
+        if fault and fault.kind == "reset" and fault.params.get("when", "before_read") == "before_read":
+            return self._reset(h)  # the body is left unread: nothing was done
+        req = Incoming(h.command, path, h.headers, self._read_body(h))
+        if fault is None and abstract:
+            sticky = self.draw_fault(abstract, sticky=True, key=hashlib.sha256(req.body).hexdigest())
+            if sticky is not None:
+                fault = self._rated_fault(sticky, name, path)
         if fault and fault.kind == "slow":
             time.sleep(float(fault.params.get("delay", 1.0)))
         if fault and fault.kind == "rate_limit":
@@ -371,7 +656,14 @@ class LoopbackServer(ABC):
         if fault and fault.kind == "reply":
             p = fault.params
             return self._send(h, Reply(int(p.get("status", 200)), p.get("body"), dict(p.get("headers") or {}), p.get("content_type")))
-        reply = handler(req, match)
+        # a job this request creates is one the client will not hear of
+        self._local.lost = (fault.name or fault.kind) if fault and fault.kind in ("reset", "drop", "malformed") else None
+        try:
+            reply = handler(req, match)
+        finally:
+            self._local.lost = None
+        if fault and fault.kind == "reset":
+            return self._reset(h)  # after_read: the work is done (a job may now exist), no answer
         if fault and fault.kind == "drop":
             # The work is done (a job may now exist); the client never gets the answer.
             data, ctype = reply.encode()
@@ -385,9 +677,21 @@ class LoopbackServer(ABC):
         if fault and fault.kind == "malformed":
             data, _ = reply.encode()
             reply = Reply(reply.status, data[: max(1, len(data) // 2)], reply.headers, "application/json")
+        if fault and fault.kind == "trickle":
+            return self._send(h, reply, trickle=(float(fault.params.get("seconds", 0.5)), int(fault.params.get("chunks", 8))))
         return self._send(h, reply)
 
-    def _send(self, h: BaseHTTPRequestHandler, reply: Reply) -> None:
+    def _reset(self, h: BaseHTTPRequestHandler) -> None:
+        """Close the connection with a TCP reset (SO_LINGER 0), answering nothing."""
+        h.close_connection = True
+        try:
+            h.wfile.flush()
+            h.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            h.connection.close()  # the descriptor closes (RST) once the handler's files close
+        except OSError:
+            pass
+
+    def _send(self, h: BaseHTTPRequestHandler, reply: Reply, trickle: tuple[float, int] | None = None) -> None:
         data, ctype = reply.encode()
         h.send_response(reply.status)
         h.send_header("Content-Type", ctype)
@@ -395,7 +699,17 @@ class LoopbackServer(ABC):
         for key, value in reply.headers.items():
             h.send_header(key, value)
         h.end_headers()
-        h.wfile.write(data)
+        if trickle is None or len(data) < 2:
+            h.wfile.write(data)
+            return
+        seconds, chunks = trickle
+        chunks = max(1, min(chunks, len(data)))
+        step = -(-len(data) // chunks)
+        for i in range(0, len(data), step):
+            h.wfile.write(data[i : i + step])
+            h.wfile.flush()
+            if i + step < len(data) and self._stopped.wait(seconds / chunks):
+                break
 
     # -- shared media helpers ------------------------------------------------------------
     def store_blob(self, data: bytes, mime: str) -> str:

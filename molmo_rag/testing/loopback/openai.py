@@ -29,6 +29,17 @@ class OpenAIServer(LoopbackServer):
     def base_url(self) -> str:
         return f"{self.root_url}/v1"
 
+    route_map = {"submit": ("chat",)}
+    """Rated faults: ``submit_*``, ``rate_limit``, resets and sticky faults hit the chat
+    route; job faults hit the generation (a failed one answers 500, ``content_policy`` 400)."""
+
+    def fault_params(self, name):
+        if name == "content_policy":
+            return {"status": 400, "message": "content_policy_violation: the input was flagged by the safety filter"}
+        if name == "upstream_failed":
+            return {"message": "upstream_failed: provider error, please retry"}
+        return {}
+
     def setup_routes(self) -> None:
         self.route("POST", r"/v1/chat/completions", "chat", self._chat)
         self.route("GET", r"/v1/models", "models", self._models)
@@ -65,10 +76,13 @@ class OpenAIServer(LoopbackServer):
             return self._error(400, f"{part['type']}.url is required")
         info = inspect_media(self.media_bytes(url), kind)
         text = answer(info, task="prompt", text=" ".join(texts))
-        job = self.new_job("chat", body, text)  # counts the generation; the answer comes inline
-        time.sleep(job.latency)
+        job = self.new_job("chat", body, text, media=info)  # counts the generation; the answer comes inline
+        job.wait()
+        if not job.done:  # a job that never finishes, and the server is stopping
+            return self._error(503, "server shutting down", "ServiceUnavailableError")
         if job.fail:
-            return self._error(500, job.fail.get("message", "generation failed"), "InternalServerError")
+            status = int(job.fail.get("status", 500))
+            return self._error(status, job.fail.get("message", "generation failed"), "InternalServerError" if status >= 500 else "BadRequestError")
         words = text.split(" ")
         max_tokens = int(body.get("max_tokens") or 10_000)
         finish = "stop"

@@ -10,7 +10,9 @@ answers ``unauthorized``, a wrong one ``invalid_api_key``.
 ``output_mode``: ``asset_text`` (``assets: [{"type": "text", "text": ...}]``),
 ``asset_url`` (``assets: [{"type": "text", "url": ..., "mimeType": "text/plain"}]``),
 ``raw`` (no assets; ``raw.outputs: [text]``). Faults ``server_error`` and ``fail_job``
-take ``code`` (a code of the table).
+take ``code`` (a code of the table); rated faults use the table's codes (``submit_503``:
+``service_unavailable``, ``submit_502``: ``provider_submit_failed``, ``invalid_input``:
+``invalid_request``, ``content_policy``: a task failed with ``content_policy_violation``, ...).
 """
 
 from __future__ import annotations
@@ -47,7 +49,22 @@ class OpenOctopusServer(LoopbackServer):
         if status == 429:
             return Reply(429, {"error": {"code": "rate_limited", "message": "Too many requests."}})
         code = params.get("code") or ("internal_error" if status == 500 else "service_unavailable")
-        return self._error(code, status=status if "status" in params else None)
+        return self._error(code, params.get("message"), status=status if "status" in params else None)
+
+    _FAULT_PARAMS = {
+        "submit_503": {"code": "service_unavailable"},
+        "poll_503": {"code": "service_unavailable"},
+        "submit_502": {"code": "provider_submit_failed"},
+        "poll_502": {"code": "provider_poll_failed"},
+        "invalid_input": {"code": "invalid_request", "message": "input.image could not be decoded."},
+        "submit_content_policy": {"code": "content_policy_violation"},
+        "output_404": {"code": "file_not_found"},
+        "upstream_failed": {"code": "upstream_failed"},
+        "content_policy": {"code": "content_policy_violation"},
+    }
+
+    def fault_params(self, name):
+        return dict(self._FAULT_PARAMS.get(name, {}))
 
     def _submit(self, req: Incoming, match) -> Reply:
         body = req.json()
@@ -65,7 +82,7 @@ class OpenOctopusServer(LoopbackServer):
             return self._error("invalid_request", "input.detail_level must be low, medium or high.")
         info = inspect_media(self.media_bytes(image), "image")
         text = answer(info, task="prompt", text=prompt)
-        job = self.new_job("recognition", body, text)
+        job = self.new_job("recognition", body, text, media=info)
         return Reply(200, {"id": job.id, "status": "queued", "model": MODEL})
 
     def _task_json(self, job: Job) -> dict:
@@ -111,4 +128,5 @@ class OpenOctopusServer(LoopbackServer):
         job = self.jobs.get(match.group("id"))
         if job is None or not job.done:
             return self._error("file_not_found")
+        job.served += 1
         return Reply(200, job.text)

@@ -13,6 +13,12 @@ Routes (``route`` names for faults and counters in brackets):
 Envelope: ``{code, message, data: {id, model, outputs, urls, has_nsfw_contents, status,
 created_at, error, timings}}``; status ``created`` (first fifth of the latency),
 ``processing``, then ``completed`` or ``failed``.
+
+Rated faults (:meth:`~._server.LoopbackServer.faults`) speak WaveSpeed: error answers
+``{code: status, message}`` whose message starts with the vendor code where there is one
+(``invalid_input: ...``, ``content_policy_violation: ...``); failed predictions carry
+``error: "upstream_failed: provider error, please retry"`` or ``"content_policy_violation:
+..."``; ``output_404`` needs ``output_mode="url"``.
 """
 
 from __future__ import annotations
@@ -58,6 +64,21 @@ class WaveSpeedServer(LoopbackServer):
 
     def error_reply(self, status, params):
         return Reply(status, {"code": status, "message": params.get("message", "internal server error"), "data": None})
+
+    _FAULT_PARAMS = {
+        "submit_503": {"message": "service temporarily unavailable, please retry"},
+        "poll_503": {"message": "service temporarily unavailable, please retry"},
+        "submit_502": {"message": "bad gateway: upstream connect error, please retry"},
+        "poll_502": {"message": "bad gateway: upstream connect error, please retry"},
+        "invalid_input": {"message": "invalid_input: the image could not be decoded"},
+        "submit_content_policy": {"message": "content_policy_violation: the input was flagged by the safety filter"},
+        "output_404": {"message": "object not found"},
+        "upstream_failed": {"error": "upstream_failed: provider error, please retry"},
+        "content_policy": {"error": "content_policy_violation: the input was flagged by the safety filter"},
+    }
+
+    def fault_params(self, name):
+        return dict(self._FAULT_PARAMS.get(name, {}))
 
     def _bad(self, message: str) -> Reply:
         return Reply(400, {"code": 400, "message": message, "data": None})
@@ -109,7 +130,7 @@ class WaveSpeedServer(LoopbackServer):
             text = answer(info, task=task, text=body.get("text"))
         else:
             text = answer(info, task="caption", detail=detail)
-        job = self.new_job(endpoint, body, text)
+        job = self.new_job(endpoint, body, text, media=info)
         if body.get("enable_sync_mode") in (True, "true"):
             job.wait()
         return Reply(200, self._envelope(self._prediction(job)))
@@ -156,4 +177,5 @@ class WaveSpeedServer(LoopbackServer):
         job = self.jobs.get(match.group("id"))
         if job is None or not job.done:
             return Reply(404, "not found")
+        job.served += 1
         return Reply(200, job.text)
