@@ -156,6 +156,21 @@ def bytes_under(folder: Path) -> list[tuple[Path, bytes]]:
     return out
 
 
+def flagged_for_content_policy(source: str, seed: int) -> bool:
+    """Whether the loopback's sticky content-policy fault hits the bytes the CLI sends for
+    ``source`` (a photo; the server keys it by the sha256 of the media it received)."""
+    import hashlib
+
+    from molmo_rag.media import read
+
+    items = [item for item in read([source]) if hasattr(item, "image_bytes")]
+    if len(items) != 1 or items[0].model_input != "image":
+        return False
+    sha = hashlib.sha256(items[0].image_bytes()[0]).hexdigest()
+    probe = WaveSpeedServer(api_key=None).faults(RATES, seed=seed)
+    return probe.draw_fault("job", sticky=True, key=sha) == "content_policy"
+
+
 def request_key(job) -> tuple:
     """What a job was asked: its media (as the server read it), endpoint and other inputs."""
     inputs = {k: v for k, v in job.inputs.items() if k not in ("image", "video", "enable_sync_mode")}
@@ -272,6 +287,16 @@ def report(args, work, photos, videos, runs, all_jobs, db, cache, baseline=None)
     print(table(["error_code", "retryable", "error_type", *[f"after run {k}" for k in range(1, len(runs) + 1)]], rows))
     print()
     last_failed = {f["source"] for f in runs[-1]["summary"]["failed"]}
+    unconfirmed = [f["source"] for f in runs[-1]["summary"]["failed"] if f.get("error_code") == "submission_unconfirmed"]
+    flagged = sum(1 for source in unconfirmed if flagged_for_content_policy(source, args.seed))
+    print(f"After the last run, {len(unconfirmed)} item(s) are `submission_unconfirmed` (the answer to their submission "
+          f"never came: a reset before or after the server read it; the protocol has no idempotency key, so the item is "
+          f"not sent again in that run); {flagged} of them are media the server flags for content policy (their next "
+          f"run fails permanently).\n")
+    policy = [f["source"] for f in runs[-1]["summary"]["failed"] if f.get("error_code") == "content_policy_violation"]
+    check = sum(1 for source in policy if source in photo_sources and flagged_for_content_policy(source, args.seed))
+    print(f"(Check of that mapping: {check} of the {sum(1 for x in policy if x in photo_sources)} photos failed for "
+          "content policy are flagged by it.)\n")
 
     # -- the index ----------------------------------------------------------------------
     points = qdrant_points(db)
