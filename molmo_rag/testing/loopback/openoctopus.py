@@ -1,10 +1,10 @@
-"""An OpenOctopus API on 127.0.0.1 for its Molmo2 image captioner (seeds 002, 003).
+"""An OpenOctopus API on 127.0.0.1 for its Molmo2 image captioner (see docs/hosted-apis.md).
 
 Routes [route names]: ``POST /v1/images/recognitions`` [submit] -> ``{id, status:
 "queued", model}``; ``GET /v1/tasks/{id}`` [poll] -> the task (``queued`` for the first
 fifth of the latency, ``processing``, then ``succeeded`` / ``failed``); ``GET
 /files/{id}.txt`` [output] when ``output_mode="asset_url"``. Errors use the gateway shape
-``{"error": {"code", "message"}}`` with the HTTP status of seed 003's table; a missing key
+``{"error": {"code", "message"}}`` with the HTTP status of the OpenOctopus error table in docs/hosted-apis.md; a missing key
 answers ``unauthorized``, a wrong one ``invalid_api_key``.
 
 ``output_mode``: ``asset_text`` (``assets: [{"type": "text", "text": ...}]``),

@@ -1,4 +1,4 @@
-"""A WaveSpeed API on 127.0.0.1 for the Molmo2 endpoints (seeds 000, 001, 004).
+"""A WaveSpeed API on 127.0.0.1 for the Molmo2 endpoints (see docs/hosted-apis.md).
 
 Routes (``route`` names for faults and counters in brackets):
 
