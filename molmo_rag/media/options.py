@@ -109,6 +109,12 @@ class ReaderOptions(BaseModel):
     url_timeout: float = Field(
         default=30.0, gt=0, description="Seconds to wait for a URL to connect or send more data."
     )
+    max_download_seconds: float | None = Field(
+        default=600.0,
+        gt=0,
+        description="Longest time one download may take in all: a server that keeps sending a few "
+        "bytes just inside url_timeout is cut off then (UnreachableSourceError). None: no limit.",
+    )
     max_download_bytes: int = Field(
         default=2 * 1024**3,
         gt=0,

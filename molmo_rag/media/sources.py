@@ -21,6 +21,7 @@ import os
 import re
 import stat
 import tempfile
+import time
 import urllib.parse
 import weakref
 from collections.abc import Iterable, Iterator
@@ -51,7 +52,6 @@ __all__ = ["Blob", "Kind", "read", "reopen", "expand", "sniff", "classify", "fet
 
 log = logging.getLogger(__name__)
 
-_CHUNK = 1 << 20
 
 
 # --- expanding sources --------------------------------------------------------------------
@@ -320,9 +320,16 @@ def fetch_url(url: str, options: ReaderOptions | None = None) -> Blob:
                 raise UnsupportedMediaError(f"{shown} is {mime}, not media", source=shown)
             buf = io.BytesIO()
             size = 0
-            for chunk in response.iter_bytes(_CHUNK):
+            deadline = time.monotonic() + options.max_download_seconds if options.max_download_seconds else None
+            for chunk in response.iter_bytes():  # as it arrives: a trickle meets the deadline
                 size += len(chunk)
                 _check_size(size, options, shown)
+                if deadline is not None and time.monotonic() > deadline:
+                    raise UnreachableSourceError(
+                        f"{shown} was still sending after {options.max_download_seconds:g} s "
+                        f"({size} bytes so far; max_download_seconds)",
+                        source=shown,
+                    )
                 if spool is None and size > options.download_in_memory_bytes:
                     spool = tempfile.NamedTemporaryFile(prefix="molmo-rag-", delete=False)
                     spool.write(buf.getvalue())

@@ -518,3 +518,44 @@ def test_default_resolver_reads_this_machine_only():
 
     assert any(a.startswith(("127.", "::1")) for a in resolve_host("localhost"))
     assert not is_public_url("http://localhost./x.jpg")
+
+
+def test_a_url_that_trickles_forever_is_cut_off_by_the_download_deadline():
+    """Bytes just often enough to beat url_timeout, never ending: max_download_seconds ends it."""
+    import http.server
+    import threading
+    import time as clock
+
+    from molmo_rag.errors import UnreachableSourceError
+
+    stop = threading.Event()
+
+    class Trickle(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "image/jpeg")
+            self.end_headers()
+            self.wfile.write(b"\xff\xd8\xff\xe0")
+            while not stop.is_set():
+                try:
+                    self.wfile.write(b"\x00")
+                    self.wfile.flush()
+                except OSError:
+                    return
+                clock.sleep(0.05)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Trickle)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/slow.jpg"
+        options = ReaderOptions(url_timeout=5.0, max_download_seconds=0.5)
+        (error,) = list(read(url, options))
+        assert isinstance(error, UnreachableSourceError) and "still sending after 0.5 s" in str(error)
+        assert error.source == url
+    finally:
+        stop.set()
+        server.shutdown()
+        server.server_close()
