@@ -640,6 +640,13 @@ def _build_corpus(root: Path, server: str) -> list[Case]:
         in_folder=False)
     add("javascript: URL", "javascript:alert(document.cookie)", error=UnsupportedMediaError, says=("javascript",),
         in_folder=False)
+
+    # --- issue 17: sources (file names, downloads) ----------------------------------------------
+
+    # --- issue 17: slides and images ------------------------------------------------------------
+
+    # --- issue 17: video -------------------------------------------------------------------------
+
     return cases
 
 
