@@ -20,6 +20,7 @@ import errno
 import functools
 import json
 import os
+import re
 import warnings
 from urllib.parse import urlsplit
 from collections.abc import Iterable, Sequence
@@ -28,14 +29,34 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigurationError, IndexUnavailableError, MissingDependencyError, UsageError, redact
+from ..folders import blocking_file, read_only_fs
 from .embeddings import Embedder
 from .records import PAYLOAD_KEYS, MediaRecord
 
-__all__ = ["QdrantIndex", "Hit", "VECTOR_NAME", "DEFAULT_COLLECTION", "default_db_path"]
+__all__ = ["QdrantIndex", "Hit", "VECTOR_NAME", "DEFAULT_COLLECTION", "COLLECTION_NAME_RULE", "check_collection_name", "default_db_path"]
 
 VECTOR_NAME = "text-dense"
 DEFAULT_COLLECTION = "molmo_rag"
 _META_KEY = "molmo_rag"
+
+
+COLLECTION_NAME_RULE = "1 to 255 ASCII letters, digits, '_', '-' or '.', not starting with '.'"
+"""The collection names molmo-rag accepts: a subset of what Qdrant itself takes (no ``/ \\ :
+* ? " < > |`` nor control characters, at most 255 characters, not ``.`` or ``..``), so a
+name is one plain folder of embedded Qdrant on any file system and a valid name on a
+server."""
+_COLLECTION_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,254}")
+
+
+def check_collection_name(name: object) -> str:
+    """``name`` if it is an allowed collection name (:data:`COLLECTION_NAME_RULE`), else a
+    :class:`UsageError` for option ``collection`` that says which names are allowed."""
+    if not isinstance(name, str) or not name.strip():
+        raise UsageError(f"the collection name is empty: use {COLLECTION_NAME_RULE}", option="collection")
+    if _COLLECTION_NAME.fullmatch(name) is None:
+        shown = repr(name) if len(name) <= 40 else f"{name[:37]!r}... ({len(name)} characters)"
+        raise UsageError(f"{shown} is not a collection name: use {COLLECTION_NAME_RULE}", option="collection")
+    return name
 
 
 def default_db_path() -> Path:
@@ -146,13 +167,6 @@ def _check_free(path: Path) -> None:
         portalocker.unlock(handle)
     finally:
         handle.close()
-
-
-def _read_only_fs(path: Path) -> bool:
-    try:
-        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
-    except (OSError, AttributeError):
-        return False
 
 
 def _check_url(url: str) -> None:
@@ -305,9 +319,7 @@ class QdrantIndex:
         url = url or (None if db is not None else os.environ.get("MOLMO_RAG_QDRANT_URL"))
         if db is not None and url:
             raise UsageError("give either a local index folder or a Qdrant server URL, not both", option="qdrant_url")
-        if not collection or not collection.strip():
-            raise UsageError("the collection name is empty", option="collection")
-        self.collection = collection
+        self.collection = check_collection_name(collection)
         self.is_local = not url
         key: str | None = None
         try:
@@ -349,10 +361,14 @@ class QdrantIndex:
         an index run (``create``) needs a writable folder even when the index exists."""
         from qdrant_client import QdrantClient
 
+        in_the_way = blocking_file(path)
+        if in_the_way is not None:
+            what = "give a folder for the index (a new one is made)" if create else "give the folder an index run wrote"
+            raise IndexUnavailableError(f"cannot {'write' if create else 'open'} the index at {path}: {in_the_way}: {what}")
         try:
             path.mkdir(parents=True, exist_ok=True)
             if create and not os.access(path, os.W_OK | os.X_OK):
-                why = "the file system is read-only" if _read_only_fs(path) else "permission denied"
+                why = "the file system is read-only" if read_only_fs(path) else "permission denied"
                 raise IndexUnavailableError(f"cannot write the index at {path}: {why} (the folder is not writable)")
             _settle_meta(path)
             _check_free(path)
