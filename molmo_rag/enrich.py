@@ -24,12 +24,12 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from .backends.base import Backend, capable_backends
 from .cache import ResultCache, backend_policy, cache_key
 from .engine import Engine, EnrichedItem
-from .errors import UnsupportedTaskError
+from .errors import UnsupportedTaskError, UsageError
 from .media.items import MediaItem, MediaKind
 from .options_base import Options
 from .syncio import run_sync
@@ -47,13 +47,26 @@ class EnrichOptions(Options):
 
     detail: Detail = Field("medium", description="Caption detail of the default plan.")
     default_tasks: bool = Field(True, description="Run the default plan (caption + scene) on every item.")
-    count: list[str] = Field(default_factory=list, description="Things to count on every item, e.g. ['person', 'car'].")
+    count: list[str] = Field(default_factory=list, description="Things to count on every item, e.g. ['person', 'car']: each a word or a few, in letters or digits of any script ('人' too).")
     ask: list[str] = Field(default_factory=list, description="Questions to answer about every item.")
     tasks: list[Task] = Field(
         default_factory=list,
         description="Tasks of your own (e.g. Caption(detail='high'), VideoTask(task='summary')), on top of the "
         "default plan, or instead of it with default_tasks=False.",
     )
+
+    @field_validator("count")
+    @classmethod
+    def _labels(cls, count: list[str]) -> list[str]:
+        # refused before anything is read or paid for: the label becomes the payload key of its counts
+        from .index.filters import label_key
+
+        for label in count:
+            try:
+                label_key(label)
+            except UsageError as exc:
+                raise UsageError(str(exc), option="count") from None
+        return count
 
     def explicit_tasks(self) -> list[Task]:
         return [Count(target=t) for t in self.count] + [Ask(question=q) for q in self.ask] + list(self.tasks)

@@ -35,7 +35,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .index.count_words import CountQuery
     from .index.store import Hit
 
-__all__ = ["GroundedHits", "Grounder", "ground", "aground", "grounding_target", "draw"]
+__all__ = ["GroundedHits", "Grounder", "ground", "aground", "grounding_target", "grounding_backend", "made_with", "draw"]
 
 _ARTICLES = ("a ", "an ", "the ", "some ", "any ")
 
@@ -43,8 +43,9 @@ _ARTICLES = ("a ", "an ", "the ", "some ", "any ")
 class GroundedHits(list):
     """Hits after grounded re-ranking (a plain list), with what the checking took:
     ``target`` (what was pointed at), ``checked`` (hits the backend answered for),
-    ``cached`` (of those, answers from the cache), ``cost_usd``, and ``failures``: hits that
-    could not be checked (media gone, a backend error), which rank with the misses."""
+    ``cached`` (of those, answers from the cache), ``cost_usd``, ``failures``: hits whose
+    check failed (media gone, a backend error), which rank with the misses, and
+    ``skipped``: hits the backend cannot check (``grounded`` stays None)."""
 
     def __init__(self, hits: Sequence["Hit"] = (), *, target: str = ""):
         super().__init__(hits)
@@ -53,6 +54,11 @@ class GroundedHits(list):
         self.cached = 0
         self.cost_usd = 0.0
         self.failures: list = []
+        self.skipped: list[str] = []
+        """Why each hit the backend cannot check was not (one line per hit)."""
+        self.backend: str | None = None
+        self.model: str | None = None
+        """The backend and model that checked."""
 
 
 def grounding_target(query: str, count_query: "CountQuery | None" = None) -> str:
@@ -142,21 +148,33 @@ async def aground(
 ) -> GroundedHits:
     """Re-rank the first ``top`` hits by what the backend finds in them (see the module
     docstring); the hits after ``top`` follow unchanged. ``count_query``: the count
-    conditions read from the query's words, which a hit's count must meet to be grounded."""
+    conditions read from the query's words, which a hit's count must meet to be grounded.
+    ``backend``/``model`` default to what made the hits' collection (:func:`made_with`).
+
+    A hit whose check failed gets ``grounded`` 0.0 and ``evidence["error"]`` (the cause);
+    one the backend cannot check (a photo on a backend that counts on video only) keeps
+    ``grounded`` None, with ``evidence["skipped"]`` saying why."""
     from .documents import open_run
     from .engine import EnrichedItem
+    from .index.count_words import check_query
     from .results import Failure
 
+    check_query(query)
     target = grounding_target(query, count_query)
     conditions = list(count_query.conditions) if count_query is not None else []
     checked = [dataclasses.replace(h) for h in hits[: max(0, top)]]
     rest = [dataclasses.replace(h) for h in hits[max(0, top) :]]
     out = GroundedHits(target=target)
     if checked:
-        run = open_run(backend, model=model, tasks=[Count(target=target)], cache=cache, reader_options=reader_options)
+        backend, model = grounding_backend(hits, backend, model)
+        run = open_run(
+            backend, model=model, tasks=[Count(target=target)], cache=cache, reader_options=reader_options,
+            on_warning=lambda message: None,  # said per hit, in its evidence
+        )
+        out.backend, out.model = run.backend.name, run.enricher.model
         try:
             engine = run.enricher.engine(reader_options=reader_options, ordered=True, window=window)
-            items = [_item_of(h, reader_options) for h in checked]
+            items = [_item_of(h, engine.reader_options) for h in checked]
             by_item = {id(item): hit for item, hit in zip(items, checked)}
             async with aclosing(engine.run(items)) as outcomes:
                 async for outcome in outcomes:
@@ -168,26 +186,81 @@ async def aground(
                     hit.vector_score = hit.score
                     out.failures.extend(outcome.failures)
                     result = outcome.results[0] if outcome.results else None
-                    if result is None:
-                        hit.grounded, hit.evidence = 0.0, {"target": target, "count": None, "points": [], "answer": None}
-                    else:
+                    evidence = {"target": target, "count": None, "points": [], "answer": None}
+                    if result is not None:
                         out.checked += 1
                         out.cached += int(result.cached)
                         out.cost_usd += 0.0 if result.cached else result.cost_usd
                         count = result.fields.get("count")
                         hit.grounded = 1.0 if _holds(count, conditions) else 0.0
-                        hit.evidence = {
-                            "target": target,
-                            "count": count,
-                            "points": list(result.fields.get("points") or []),
-                            "answer": result.fields.get("answer"),
-                        }
-                    hit.score = weight * hit.grounded + hit.vector_score
+                        evidence.update(
+                            count=count, points=list(result.fields.get("points") or []), answer=result.fields.get("answer")
+                        )
+                    elif outcome.failures:
+                        hit.grounded = 0.0  # ranks with the misses, but says it is no answer
+                        error = outcome.failures[0].to_json()
+                        evidence["error"] = f"{error['error_type']}: {error['error']}"
+                    else:
+                        hit.grounded = None
+                        evidence["skipped"] = _cannot_check(run.backend, outcome.item)
+                        out.skipped.append(evidence["skipped"])
+                    hit.evidence = evidence
+                    hit.score = weight * (hit.grounded or 0.0) + hit.vector_score
         finally:
             run.close()
         checked.sort(key=lambda h: h.score, reverse=True)
     out.extend(checked + rest)
     return out
+
+
+def _cannot_check(backend: "Backend", item: MediaItem) -> str:
+    from .backends.base import capable_backends
+
+    media = item.model_input
+    capable = capable_backends(Count(target="x"), media)
+    hint = f" (backends that can: {', '.join(capable)})" if capable else ""
+    items = "images or slides" if media == "image" else "video segments"
+    return f"backend {backend.name!r} cannot run count on {items}{hint}"
+
+
+def made_with(hits: Sequence["Hit"]) -> dict | None:
+    """The backend and model that made the hits' collection: recorded with it (a
+    :class:`~molmo_rag.pipeline.Hits` from ``search``), else read from the hits' own
+    payload when they all name one backend; None when neither says."""
+    recorded = getattr(hits, "made_with", None)
+    if recorded:
+        return dict(recorded)
+    from .backends.base import MODEL_ENV_BACKENDS
+    from .vocabulary import BACKENDS
+
+    backends = {h.payload.get("backend") for h in hits}
+    models = {h.payload.get("model") for h in hits}
+    name = backends.pop() if len(backends) == 1 else None
+    if not isinstance(name, str) or name not in BACKENDS:
+        return None
+    model = models.pop() if len(models) == 1 else None
+    # a hosted backend's payload names its endpoint, not a model to ask for
+    usable = isinstance(model, str) and "+" not in model and name in MODEL_ENV_BACKENDS
+    return {"backend": name, "model": model if usable else None}
+
+
+def grounding_backend(
+    hits: Sequence["Hit"], backend: "Backend | str | None" = None, model: str | None = None
+) -> "tuple[Backend | str | None, str | None]":
+    """What to check with: the backend given, else the one that made the collection; the
+    model given, else the recorded one when the backend is the one that made it."""
+    from .backends.base import Backend
+
+    if isinstance(backend, Backend):
+        return backend, model
+    made = made_with(hits)
+    if made is None:
+        return backend, model
+    if backend is None:
+        backend = made["backend"]
+    if model is None and backend == made["backend"]:
+        model = made.get("model")
+    return backend, model
 
 
 def ground(hits: Sequence["Hit"], query: str, **options: Any) -> GroundedHits:
@@ -220,34 +293,34 @@ class Grounder:
         self._made: "Backend | None" = None
         self._lock = threading.Lock()
 
-    def _engine(self) -> "Backend":
+    def _engine(self, hits: Sequence["Hit"]) -> "Backend":
         from .backends.base import Backend, create_backend
 
         if isinstance(self.backend, Backend):
             return self.backend
         with self._lock:
-            if self._made is None:
-                self._made = create_backend(self.backend, self.model)
+            if self._made is None:  # by default, the backend that made the first hits' collection
+                self._made = create_backend(*grounding_backend(hits, self.backend, self.model))
             return self._made
 
-    def _options(self, query: str) -> tuple[str, dict[str, Any]]:
+    def _options(self, query: str, hits: Sequence["Hit"]) -> tuple[str, dict[str, Any]]:
         read = None
         if self.count_labels:
             from .index.count_words import split_counts
 
             read = split_counts(query, self.count_labels)
         options = {
-            "backend": self._engine(), "count_query": read, "top": self.top, "weight": self.weight,
+            "backend": self._engine(hits), "count_query": read, "top": self.top, "weight": self.weight,
             "cache": self.cache, "reader_options": self.reader_options, "window": self.window,
         }
         return ((read.text if read is not None else "") or query), options
 
     async def aground(self, hits: Sequence["Hit"], query: str) -> GroundedHits:
-        text, options = self._options(query)
+        text, options = self._options(query, hits)
         return await aground(hits, text, **options)
 
     def ground(self, hits: Sequence["Hit"], query: str) -> GroundedHits:
-        text, options = self._options(query)
+        text, options = self._options(query, hits)
         return ground(hits, text, **options)
 
     def close(self) -> None:

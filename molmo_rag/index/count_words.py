@@ -18,6 +18,11 @@ singular or plural, one to three words):
 "a single X", "one X", "only one X", "a lone X"         ``== 1``
 "no X", "without X", "zero X", "without any X"          ``== 0``
 =====================================================  ==========
+
+Reading is linear in the query's length (each phrasing is one pass over it). Phrases that
+look like counts but find nothing to filter on are kept in the text query and listed in
+``CountQuery.kept`` with the reason: the label was never counted in the collection, or it
+was (``--count`` at index time) but no item has a count for it.
 """
 
 from __future__ import annotations
@@ -25,10 +30,16 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Literal
 
+from ..errors import UsageError
 from .filters import Condition, label_key
 
-__all__ = ["CountQuery", "split_counts", "singular"]
+__all__ = ["CountQuery", "KeptPhrase", "split_counts", "singular", "check_query", "MAX_QUERY_CHARS"]
+
+MAX_QUERY_CHARS = 4096
+"""The longest query a search takes, in characters; a longer one is a usage error (a
+search query says what to look for in words, not a document)."""
 
 _NUMBER_WORDS = {
     "zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
@@ -42,25 +53,38 @@ _IRREGULAR = {
     "leaves": "leaf", "wolves": "wolf", "shelves": "shelf", "lives": "life", "wives": "wife", "dice": "die",
 }
 _NUMBER = r"(?P<n>\d+|a\s+dozen|dozen|" + "|".join(sorted((w for w in _NUMBER_WORDS if " " not in w), key=len, reverse=True)) + r")"
-_NOUN = r"(?P<x>[a-z][a-z'-]*(?:\s+[a-z][a-z'-]*){0,2})"
+_WORD = r"[^\W\d_](?:[^\W\d_]|['-])*"  # letters of any script (labels may be '人'), then ' and -
+_NOUN = rf"(?P<x>{_WORD}(?:\s+{_WORD}){{0,2}})"
 
-# (pattern before the noun, operator, fixed number or None to read N); tried in order, so
-# longer phrasings win over the plain "N X".
-_PHRASES: list[tuple[str, str, int | None]] = [
-    (rf"(?:at\s+least|no\s+fewer\s+than|no\s+less\s+than|a\s+minimum\s+of)\s+{_NUMBER}\s+", ">=", None),
-    (rf"{_NUMBER}\s+or\s+more\s+", ">=", None),
-    (r"(?P<plus>\d+)\+\s*", ">=", None),
-    (rf"(?:more\s+than|over|above)\s+{_NUMBER}\s+", ">", None),
-    (rf"(?:at\s+most|no\s+more\s+than|up\s+to|a\s+maximum\s+of)\s+{_NUMBER}\s+", "<=", None),
-    (rf"{_NUMBER}\s+or\s+(?:fewer|less)\s+", "<=", None),
-    (rf"(?:fewer\s+than|less\s+than|under|below)\s+{_NUMBER}\s+", "<", None),
-    (rf"(?:exactly|only|precisely|just)\s+{_NUMBER}\s+", "==", None),
-    (r"(?:a\s+single|a\s+lone|only\s+one|just\s+one|exactly\s+one|one\s+single)\s+", "==", 1),
-    (r"(?:no|without\s+any|without|zero|not\s+a\s+single|not\s+any)\s+", "==", 0),
-    (rf"{_NUMBER}\s+", "==", None),
+# (pattern before the noun, operator, fixed number or None to read N, explicit); tried in
+# order, so longer phrasings win over the plain "N X". An explicit phrasing is a count
+# whatever its noun, so one whose noun was never counted is reported as kept.
+_PHRASES: list[tuple[str, str, int | None, bool]] = [
+    (rf"(?:at\s+least|no\s+fewer\s+than|no\s+less\s+than|a\s+minimum\s+of)\s+{_NUMBER}\s+", ">=", None, True),
+    (rf"{_NUMBER}\s+or\s+more\s+", ">=", None, True),
+    (r"(?P<plus>\d+)\+\s*", ">=", None, True),
+    (rf"(?:more\s+than|over|above)\s+{_NUMBER}\s+", ">", None, True),
+    (rf"(?:at\s+most|no\s+more\s+than|up\s+to|a\s+maximum\s+of)\s+{_NUMBER}\s+", "<=", None, True),
+    (rf"{_NUMBER}\s+or\s+(?:fewer|less)\s+", "<=", None, True),
+    (rf"(?:fewer\s+than|less\s+than|under|below)\s+{_NUMBER}\s+", "<", None, True),
+    (rf"(?:exactly|only|precisely|just)\s+{_NUMBER}\s+", "==", None, True),
+    (r"(?:a\s+single|a\s+lone|only\s+one|just\s+one|exactly\s+one|one\s+single)\s+", "==", 1, True),
+    (r"(?:no|without\s+any|without|zero|not\s+a\s+single|not\s+any)\s+", "==", 0, False),
+    (rf"{_NUMBER}\s+", "==", None, False),
 ]
-_COMPILED = [(re.compile(r"\b" + before + _NOUN, re.IGNORECASE), op, fixed) for before, op, fixed in _PHRASES]
-_DANGLING = re.compile(r"^(?:with|and|having|containing|of|where|that\s+has|that\s+have)\b\s*|\s*\b(?:with|and|having|containing|of)$", re.IGNORECASE)
+_COMPILED = [(re.compile(r"\b" + before + _NOUN, re.IGNORECASE), op, fixed, explicit) for before, op, fixed, explicit in _PHRASES]
+_LEADING = frozenset({"with", "and", "having", "containing", "of", "where"})
+_TRAILING = frozenset({"with", "and", "having", "containing", "of"})
+
+
+def check_query(query: str) -> None:
+    """Raise UsageError for a query over :data:`MAX_QUERY_CHARS`."""
+    if len(query) > MAX_QUERY_CHARS:
+        raise UsageError(
+            f"the query is {len(query):,} characters long; a search takes at most {MAX_QUERY_CHARS:,} "
+            "(MAX_QUERY_CHARS): say in fewer words what to look for",
+            option="query",
+        )
 
 
 def singular(word: str) -> str:
@@ -94,6 +118,19 @@ def _number(text: str) -> int:
     return int(text) if text.isdigit() else _NUMBER_WORDS[text]
 
 
+@dataclass(frozen=True)
+class KeptPhrase:
+    """A phrase that reads as a count but has nothing to filter on, kept in the text query."""
+
+    phrase: str
+    label: str
+    """The label key its noun names (``person`` for "people")."""
+    reason: Literal["never_counted", "no_counts"]
+    """``never_counted``: the collection has no count of that label and was never asked
+    for one; ``no_counts``: it was asked for (``count`` at index time), but no item has a
+    count of it (the counts failed, or the backend could not count those items)."""
+
+
 @dataclass
 class CountQuery:
     """A query split into its text and the count conditions read from it."""
@@ -102,6 +139,8 @@ class CountQuery:
     conditions: list[Condition] = field(default_factory=list)
     phrases: list[str] = field(default_factory=list)
     """The phrases that became conditions, as written."""
+    kept: list[KeptPhrase] = field(default_factory=list)
+    """Phrases that read as counts but were kept as text (one per label), and why."""
 
     @property
     def where(self) -> list[str]:
@@ -109,44 +148,83 @@ class CountQuery:
         return [f"count.{c.field.split('.', 1)[1]}{c.op}{c.value}" for c in self.conditions]
 
 
-def split_counts(query: str, labels: Iterable[str]) -> CountQuery:
-    """Read the count phrases of ``query`` whose noun is one of ``labels``."""
+def split_counts(query: str, labels: Iterable[str], *, asked: Iterable[str] = ()) -> CountQuery:
+    """Read the count phrases of ``query`` whose noun is one of ``labels`` (the labels with
+    counts in the collection). ``asked``: the labels asked for at index time; a phrase
+    naming one of them that has no count is reported in ``kept`` as ``no_counts``."""
     known = _label_index(labels)
+    counted = set(known.values())
+    unread = {form: key for form, key in _label_index(asked).items() if key not in counted}
     text = " ".join(query.split())
-    conditions: list[Condition] = []
-    phrases: list[str] = []
-    for pattern, op, fixed in _COMPILED:
-        while True:
-            found = _first_mapped(pattern, text, known)
-            if found is None:
-                break
-            match, label, end = found
+    read = CountQuery(text="")
+    kept: dict[str, KeptPhrase] = {}
+    for pattern, op, fixed, explicit in _COMPILED:
+        pieces: list[str] = []
+        last = pos = 0
+        while (match := pattern.search(text, pos)) is not None:
+            words = match.group("x").split()
+            label, n = _lookup(words, known)
+            if label is None:
+                _note_kept(text, match, words, explicit, unread, kept)
+                pos = match.end()
+                continue
+            end = _end_of_words(match, n)
             groups = match.groupdict()
-            raw = groups.get("n") or groups.get("plus")
-            value = fixed if fixed is not None else _number(raw)
-            conditions.append(Condition(f"counts.{label}", op, value))  # type: ignore[arg-type]
-            phrases.append(text[match.start() : end])
-            text = " ".join((text[: match.start()] + " " + text[end:]).split())
-    while True:
-        cleaned = _DANGLING.sub("", text).strip(" ,;")
-        if cleaned == text:
+            value = fixed if fixed is not None else _number(groups.get("n") or groups["plus"])
+            condition = Condition(f"counts.{label}", op, value)  # type: ignore[arg-type]
+            if condition not in read.conditions:
+                read.conditions.append(condition)
+            read.phrases.append(text[match.start() : end])
+            pieces.append(text[last : match.start()])
+            last = pos = end
+        if pieces:  # what this phrasing matched leaves the text before the next one runs
+            pieces.append(text[last:])
+            text = " ".join(" ".join(pieces).split())
+    read.text = _tidy(text)
+    read.kept = list(kept.values())
+    return read
+
+
+def _lookup(words: list[str], index: dict[str, str]) -> tuple[str | None, int]:
+    """The label the longest leading run of ``words`` names, and how many words it took."""
+    for n in range(len(words), 0, -1):
+        noun = " ".join(words[:n]).lower()
+        label = index.get(noun) or index.get(singular(noun))
+        if label:
+            return label, n
+    return None, 0
+
+
+def _note_kept(text: str, match: re.Match, words: list[str], explicit: bool, unread: dict[str, str], kept: dict[str, KeptPhrase]) -> None:
+    label, n = _lookup(words, unread)
+    reason = "no_counts"
+    if label is None:
+        if not explicit:
+            return  # "2 charts", "no idea": not surely a count
+        label, n, reason = label_key(singular(words[0])), 1, "never_counted"
+    if label not in kept:
+        kept[label] = KeptPhrase(text[match.start() : _end_of_words(match, n)], label, reason)  # type: ignore[arg-type]
+
+
+def _end_of_words(match: re.Match, n: int) -> int:
+    """Where the first ``n`` words of the match's noun end, in the text."""
+    ends = [word.end() for word in re.finditer(r"\S+", match.group("x"))]
+    return match.start("x") + ends[n - 1]
+
+
+def _tidy(text: str) -> str:
+    """The text without the joining words a removed phrase left at its ends ("a street
+    with", "and on a stage")."""
+    words = text.split()
+    first, last = 0, len(words)
+    while first < last:
+        word = words[first].strip(",;").lower()
+        if not word or word in _LEADING:
+            first += 1
+        elif word == "that" and first + 1 < last and words[first + 1].strip(",;").lower() in ("has", "have"):
+            first += 2
+        else:
             break
-        text = cleaned
-    return CountQuery(text=text, conditions=conditions, phrases=phrases)
-
-
-def _first_mapped(pattern: re.Pattern, text: str, known: dict[str, str]) -> tuple[re.Match, str, int] | None:
-    """The first match whose noun (its longest leading run of words) is a known label."""
-    for match in pattern.finditer(text):
-        words = match.group("x").split()
-        for n in range(len(words), 0, -1):
-            noun = " ".join(words[:n]).lower()
-            label = known.get(noun) or known.get(singular(noun))
-            if label:
-                return match, label, _end_of_words(text, match.start("x"), n)
-    return None
-
-
-def _end_of_words(text: str, start: int, n: int) -> int:
-    words = list(re.finditer(r"\S+", text[start:]))
-    return start + words[n - 1].end()
+    while last > first and (not words[last - 1].strip(",;") or words[last - 1].strip(",;").lower() in _TRAILING):
+        last -= 1
+    return " ".join(words[first:last]).strip(" ,;")

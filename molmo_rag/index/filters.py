@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -26,7 +27,7 @@ from pydantic import Field
 from ..errors import UsageError
 from ..options_base import Options
 
-__all__ = ["Condition", "SearchFilter", "parse_where", "label_key", "build_filter", "normalize_kind", "KINDS"]
+__all__ = ["Condition", "SearchFilter", "parse_where", "label_key", "LABEL_RULE", "build_filter", "normalize_kind", "KINDS"]
 
 Op = Literal[">=", ">", "<=", "<", "==", "!="]
 KINDS = ("image", "slide", "video_segment")
@@ -35,18 +36,23 @@ _NUMERIC_FIELDS = {"slide", "start", "end"}
 _TEXT_FIELDS = {"kind", "source", "backend", "model", "title"}
 _CONDITION = re.compile(r"^\s*([A-Za-z_][^<>=!]*?)\s*(>=|<=|==|!=|=|>|<)\s*(.+?)\s*$")
 _SEPARATOR = re.compile(r"\s*,\s*|\s+and\s+", re.IGNORECASE)
+_NOT_ALNUM = re.compile(r"[\W_]+")
 _HELP = "expected FIELD OP VALUE, e.g. 'count.person>=2' (ops: >= > <= < == !=; fields: count.LABEL, slide, start, end, kind, source, backend, model, title)"
 
 
-def label_key(label: str) -> str:
-    """The payload key of a count label: lower case, runs of other characters -> ``_``.
+LABEL_RULE = "a count label is a word or a few, in letters or digits of any script (e.g. 'person', 'traffic light', '人')"
 
-    ``"Traffic lights"`` -> ``"traffic_lights"``; used when indexing and when filtering,
-    so both sides agree.
+
+def label_key(label: str) -> str:
+    """The payload key of a count label: NFKC-normalised, lower case, runs of characters
+    that are not letters or digits (of any script: ``str.isalnum``) -> ``_``.
+
+    ``"Traffic lights"`` -> ``"traffic_lights"``, ``"人"`` -> ``"人"``; used when indexing
+    and when filtering, so both sides agree (and Qdrant reads such a key unquoted).
     """
-    key = re.sub(r"[^0-9a-z]+", "_", label.strip().lower()).strip("_")
+    key = _NOT_ALNUM.sub("_", unicodedata.normalize("NFKC", label).strip().lower()).strip("_")
     if not key:
-        raise UsageError(f"count label {label!r} has no letters or digits")
+        raise UsageError(f"count label {label!r} has no letters or digits: {LABEL_RULE}")
     return key
 
 
@@ -87,8 +93,11 @@ def parse_where(expr: str) -> list[Condition]:
         op = "==" if op == "=" else op
         lowered = name.lower()
         if lowered.startswith(("count.", "counts.")):
-            label = lowered.split(".", 1)[1]
-            conditions.append(Condition(f"counts.{label_key(label)}", op, _number(raw, part)))  # type: ignore[arg-type]
+            try:
+                key = label_key(lowered.split(".", 1)[1])
+            except UsageError as exc:
+                raise UsageError(f"bad condition {part!r}: {exc}", option="where") from None
+            conditions.append(Condition(f"counts.{key}", op, _number(raw, part)))  # type: ignore[arg-type]
         elif lowered in _NUMERIC_FIELDS:
             conditions.append(Condition(lowered, op, _number(raw, part)))  # type: ignore[arg-type]
         elif lowered in _TEXT_FIELDS:

@@ -87,7 +87,8 @@ class Hit:
     """The text the point's vector was made from."""
     grounded: float | None = None
     """After grounded re-ranking: 1.0 when the backend found what the query names (and in
-    the number asked for), 0.0 when it did not; None when the hit was not checked."""
+    the number asked for), 0.0 when it did not or the check failed (``evidence["error"]``);
+    None when the hit was not checked (``evidence["skipped"]`` says why, when it was asked)."""
     evidence: dict | None = field(default=None, repr=False)
     """After grounded re-ranking: ``target``, ``count``, ``points`` (x, y in 0..1, t in
     seconds of the video) and the backend's ``answer``."""
@@ -126,7 +127,7 @@ class Hit:
 
     def to_json(self) -> dict:
         out = {"score": round(self.score, 6), "id": self.id, **self.payload}
-        if self.grounded is not None:
+        if self.grounded is not None or self.evidence is not None:  # checked, or said why not
             out.update(grounded=self.grounded, evidence=self.evidence, vector_score=round(self.vector_score or 0.0, 6))
         return out
 
@@ -483,6 +484,29 @@ class QdrantIndex:
                 labels.update(payload.get("counts") or nested.get("counts") or {})  # LangChain: under metadata
             if offset is None:
                 return sorted(labels)
+
+    def record_run(self, backend: str, model: str | None, count_labels: Iterable[str]) -> None:
+        """Record with the collection what an index run enriched it with: the backend and
+        model (what grounding checks with later: the latest run's) and the labels it asked
+        to count (kept across runs, so a label asked for that no item has a count of can be
+        told from one never asked for)."""
+        meta = self._meta()
+        made = {"backend": backend, "model": model}
+        asked = sorted(set(meta.get("asked_labels") or []) | set(count_labels))
+        if meta.get("made_with") != made or meta.get("asked_labels", []) != asked:
+            self._api.update_collection(self.collection, metadata={_META_KEY: {**meta, "made_with": made, "asked_labels": asked}})
+
+    def made_with(self) -> dict | None:
+        """``{"backend": name, "model": id}`` of the latest index run, None if none was recorded."""
+        made = self._meta().get("made_with") if self.exists() else None
+        return dict(made) if isinstance(made, dict) and made.get("backend") else None
+
+    def asked_labels(self) -> list[str]:
+        """The labels index runs asked to count (``--count``), sorted; [] if none recorded."""
+        return sorted(self._meta().get("asked_labels") or []) if self.exists() else []
+
+    def _meta(self) -> dict:
+        return dict((self._api.get_collection(self.collection).config.metadata or {}).get(_META_KEY) or {})
 
     # -- writing -------------------------------------------------------------------------
     def stored_fingerprints(self, ids: Sequence[str]) -> dict[str, str]:
