@@ -43,6 +43,7 @@ def _flag(option: str | None) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     from ..errors import MolmoRagError, UsageError
+    from .common import for_terminal
 
     _register_commands()
     try:
@@ -53,11 +54,11 @@ def main(argv: list[str] | None = None) -> int:
         app(args=argv, prog_name="molmo-rag")
     except UsageError as exc:
         flag = _flag(exc.option)
-        print(f"molmo-rag: error: {flag + ': ' if flag else ''}{exc}", file=sys.stderr)
+        print(f"molmo-rag: error: {flag + ': ' if flag else ''}{for_terminal(exc)}", file=sys.stderr)
         return 2
     except MolmoRagError as exc:
         flag = _flag(getattr(exc, "option", None))
-        print(f"molmo-rag: error: {flag + ': ' if flag else ''}{exc}", file=sys.stderr)
+        print(f"molmo-rag: error: {flag + ': ' if flag else ''}{for_terminal(exc)}", file=sys.stderr)
         return 1
     except SystemExit as exc:  # typer's standalone mode always exits
         code = exc.code

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -23,6 +24,7 @@ __all__ = [
     "MEDIA_EXTENSIONS",
     "NOT_MEDIA_EXTENSIONS",
     "MAX_SEGMENT_SECONDS",
+    "with_cache_root",
 ]
 
 # --- what can be read ----------------------------------------------------------------------
@@ -107,19 +109,22 @@ class ReaderOptions(BaseModel):
 
     # --- fetching -----------------------------------------------------------------------
     url_timeout: float = Field(
-        default=30.0, gt=0, description="Seconds to wait for a URL to connect or send more data."
+        default=30.0, gt=0, description="Seconds to wait for a URL to connect or send more data (per read)."
     )
     max_download_seconds: float | None = Field(
         default=600.0,
         gt=0,
-        description="Longest time one download may take in all: a server that keeps sending a few "
-        "bytes just inside url_timeout is cut off then (UnreachableSourceError). None: no limit.",
+        description="Longest time one download may take in all, from connecting to the last byte "
+        "(redirects and headers included): a server that keeps sending a few bytes just inside "
+        "url_timeout, in its headers or its body, is cut off then (UnreachableSourceError). "
+        "None: no limit.",
     )
     max_download_bytes: int = Field(
         default=2 * 1024**3,
         gt=0,
         description="Largest file fetched from a URL (or accepted as bytes / data URI); "
-        "bigger ones give MediaTooLargeError.",
+        "bigger ones give MediaTooLargeError. A body a server sent compressed (gzip, deflate) "
+        "is counted as it is decoded, so a compression bomb stops here too.",
     )
     pass_private_urls: bool = Field(
         default=False,
@@ -171,10 +176,19 @@ class ReaderOptions(BaseModel):
     include_hidden_slides: bool = Field(
         default=False, description="Also read the slides a deck marks as hidden."
     )
+    max_slide_picture_pixels: int = Field(
+        default=25_000_000,
+        gt=0,
+        description="Without LibreOffice, slides are drawn from their embedded pictures and text: "
+        "a picture that would decode to more pixels than this (JPEGs are decoded at a reduced "
+        "scale first) is left out of its slide, with a warning, so a huge one cannot take "
+        "hundreds of MB.",
+    )
     cache_dir: Path | None = Field(
         default=None,
-        description="Where rendered decks are cached by content hash (None: "
-        "$XDG_CACHE_HOME/molmo-rag or ~/.cache/molmo-rag).",
+        description="The cache root: rendered decks are cached by content hash under its "
+        "slides/ folder. None: the result cache's folder when the engine has one (--cache-dir), "
+        "else MOLMO_RAG_CACHE_DIR, else the user cache folder (~/.cache/molmo-rag on Linux).",
     )
 
     # --- video --------------------------------------------------------------------------
@@ -252,6 +266,17 @@ class ReaderOptions(BaseModel):
         gt=0,
         description="Videos longer than this are refused (MediaTooLargeError); None: no limit.",
     )
+    max_frame_gap_seconds: float | None = Field(
+        default=30.0,
+        gt=0,
+        description="Segments follow the frames that exist: a stretch of more than this where no "
+        "frame shows (each shows for one frame at the video's rate; a camera that records on "
+        "motion, clips joined days apart, a damaged timestamp) is a gap, not footage, and no "
+        "segment covers it. The limit is raised to 20 frames at "
+        "the video's frame rate, then lowered to a fixed window (or half of max_segment_seconds "
+        "in 'scenes' mode) when that is shorter, so that no segment is left without a frame. "
+        "None: no gaps (segments cover the whole timeline the timestamps span).",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> "ReaderOptions":
@@ -266,3 +291,12 @@ class ReaderOptions(BaseModel):
         if isinstance(value, str):
             value = value.replace(",", " ").split()
         return frozenset(("." + e.lower().lstrip(".")) for e in value)
+
+
+def with_cache_root(options: "ReaderOptions | None", directory: "Path | str | None") -> "ReaderOptions | None":
+    """``options`` with ``cache_dir`` set to ``directory`` (the result cache's folder), so
+    that slide renders share its root; unchanged when the caller chose a cache_dir or there
+    is no directory."""
+    if not isinstance(directory, (str, os.PathLike)) or (options is not None and options.cache_dir is not None):
+        return options
+    return (options or ReaderOptions()).model_copy(update={"cache_dir": Path(directory)})

@@ -15,31 +15,28 @@ from __future__ import annotations
 import base64
 import binascii
 import glob as globlib
-import io
 import logging
 import os
 import re
 import stat
-import tempfile
-import time
 import urllib.parse
-import weakref
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from ..errors import (
     CorruptMediaError,
     InputError,
-    MediaTooLargeError,
     MolmoRagError,
     SourceNotFoundError,
-    UnreachableSourceError,
     UnsupportedMediaError,
 )
 from .blob import Blob
+from .download import check_size as _check_size
+from .download import fetch_url
+from .download import strip_credentials as _strip_credentials
 from .items import MediaItem
-from .netaddr import is_public_url
+from .names import local_path, text_path
 from .sniffing import Kind, classify, keynote_error, sniff
 from .options import (
     KEYNOTE_EXTENSIONS,
@@ -168,7 +165,7 @@ def _walk_blobs(path: Path, options: ReaderOptions) -> Iterator[Blob | InputErro
             yield entry
         else:
             found += 1
-            yield Blob(source=str(entry), path=entry)
+            yield Blob(source=text_path(entry), path=entry)
     if not found:
         raise SourceNotFoundError(f"no media files in folder {str(path)!r}", source=str(path))
 
@@ -189,18 +186,19 @@ def _glob_blobs(pattern: str, options: ReaderOptions) -> Iterator[Blob | InputEr
         yield from (e for e in entries if isinstance(e, InputError))
         raise SourceNotFoundError(f"no media files match {pattern!r}", source=str(pattern))
     for entry in entries:
-        yield entry if isinstance(entry, InputError) else Blob(source=str(entry), path=entry)
+        yield entry if isinstance(entry, InputError) else Blob(source=text_path(entry), path=entry)
 
 
 def _path_blobs(source: str | os.PathLike, options: ReaderOptions) -> Iterator[Blob | InputError]:
-    """A path named by the caller: a file (whatever its ending), a folder, or a glob."""
-    path = Path(source).expanduser()
+    """A path named by the caller: a file (whatever its ending), a folder, or a glob; a name
+    that is not UTF-8 as it is or as the text molmo-rag writes for it (``x\\xff.jpg``)."""
+    path = Path(local_path(str(Path(source).expanduser())))
     if path.is_dir() and _is_keynote_bundle(str(path)):
         raise keynote_error(str(path))
     if path.is_dir():
         yield from _walk_blobs(path, options)
     elif path.is_file():
-        yield Blob(source=str(path), path=path)
+        yield Blob(source=text_path(path), path=path)
     elif isinstance(source, str) and _GLOB_CHARS.search(source):
         yield from _glob_blobs(source, options)
     elif os.path.lexists(path):  # a broken link, a named pipe, a socket, a device
@@ -248,9 +246,20 @@ def expand(source: Any, options: ReaderOptions | None = None) -> Iterator[Blob |
             raise UnsupportedMediaError(
                 f"cannot read a source of type {type(source).__name__}", source=repr(source)[:200]
             )
-        yield from _path_blobs(source, options)
+        for entry in _path_blobs(source, options):
+            yield _as_text(entry) if isinstance(entry, InputError) else entry
     except InputError as err:
-        yield err
+        yield _as_text(err)
+
+
+def _as_text(err: InputError) -> InputError:
+    """The error with its source and message as valid UTF-8 (a file name that is not UTF-8
+    written as :func:`~.names.text_path` writes it), like the sources of items."""
+    if err.source is not None:
+        err.source = text_path(err.source)
+    if err.args and isinstance(err.args[0], str):
+        err.args = (text_path(err.args[0]), *err.args[1:])
+    return err
 
 
 _OTHER_SCHEME = re.compile(r"(?i)([a-z][a-z0-9+.-]+://|(?:javascript|vbscript|about|blob|mailto|tel|file):)")
@@ -277,108 +286,7 @@ def _is_pil(obj: Any) -> bool:
     return isinstance(obj, Image.Image)
 
 
-def _check_size(size: int, options: ReaderOptions, source: str) -> None:
-    if size > options.max_download_bytes:
-        raise MediaTooLargeError(
-            f"{source} is larger than max_download_bytes ({options.max_download_bytes} bytes)",
-            source=source,
-        )
-
-
 # --- URLs and data URIs -------------------------------------------------------------------
-def _unlink_quietly(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
-
-
-def fetch_url(url: str, options: ReaderOptions | None = None) -> Blob:
-    """Stream ``url`` with httpx under the size cap; small files stay in memory."""
-    import httpx
-
-    options = options or ReaderOptions()
-    shown = _strip_credentials(url)
-    try:
-        httpx.URL(url)
-    except (httpx.InvalidURL, ValueError, TypeError) as exc:
-        raise UnreachableSourceError(f"{shown} is not a valid URL: {exc}", source=shown) from exc
-    spool: IO[bytes] | None = None
-    try:
-        timeout = httpx.Timeout(options.url_timeout)
-        with httpx.stream("GET", url, timeout=timeout, follow_redirects=True) as response:
-            if response.status_code in (404, 410):
-                raise SourceNotFoundError(f"{shown} answered HTTP {response.status_code}", source=shown)
-            if response.status_code >= 400:
-                raise UnreachableSourceError(f"{shown} answered HTTP {response.status_code}", source=shown)
-            declared = response.headers.get("content-length")
-            if declared and declared.isdigit():
-                _check_size(int(declared), options, shown)
-            final_url = str(response.url)
-            mime = response.headers.get("content-type", "").split(";")[0].strip().lower() or None
-            if mime and mime.startswith(("text/html", "application/json")):
-                raise UnsupportedMediaError(f"{shown} is {mime}, not media", source=shown)
-            buf = io.BytesIO()
-            size = 0
-            deadline = time.monotonic() + options.max_download_seconds if options.max_download_seconds else None
-            for chunk in response.iter_bytes():  # as it arrives: a trickle meets the deadline
-                size += len(chunk)
-                _check_size(size, options, shown)
-                if deadline is not None and time.monotonic() > deadline:
-                    raise UnreachableSourceError(
-                        f"{shown} was still sending after {options.max_download_seconds:g} s "
-                        f"({size} bytes so far; max_download_seconds)",
-                        source=shown,
-                    )
-                if spool is None and size > options.download_in_memory_bytes:
-                    spool = tempfile.NamedTemporaryFile(prefix="molmo-rag-", delete=False)
-                    spool.write(buf.getvalue())
-                    buf = None
-                (spool if spool is not None else buf).write(chunk)
-    except InputError:
-        if spool is not None:
-            spool.close()
-            _unlink_quietly(spool.name)
-        raise
-    except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError) as exc:
-        if spool is not None:
-            spool.close()
-            _unlink_quietly(spool.name)
-        raise UnreachableSourceError(f"cannot fetch {shown}: {type(exc).__name__}: {exc}", source=shown) from exc
-    remote = url if _may_be_passed_on(url, final_url, options) else None
-    if spool is None:
-        return Blob(source=shown, data=buf.getvalue(), remote_url=remote, mime=mime)
-    spool.close()
-    blob = Blob(source=shown, path=Path(spool.name), remote_url=remote, mime=mime)
-    weakref.finalize(blob, _unlink_quietly, spool.name)
-    return blob
-
-
-def _may_be_passed_on(url: str, final_url: str, options: ReaderOptions) -> bool:
-    """Whether backends may hand ``url`` itself to a hosted API instead of the bytes fetched here.
-
-    Not with a user name or password in it (they would travel with it), and not when it (or
-    where it redirected) is on this machine or a private network, which a hosted service
-    cannot reach, unless ``options.pass_private_urls``."""
-    if _strip_credentials(url) != url:
-        return False
-    if options.pass_private_urls:
-        return True
-    return is_public_url(url) and (final_url == url or is_public_url(final_url))
-
-
-_AUTHORITY = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)([^/?#]*)(.*)$", re.DOTALL)
-
-
-def _strip_credentials(url: str) -> str:
-    """The URL without ``user:password@`` (works on malformed URLs too)."""
-    match = _AUTHORITY.match(url)
-    if match is None:
-        return url
-    scheme, authority, tail = match.groups()
-    return f"{scheme}{authority.rpartition('@')[2]}{tail}"
-
-
 def from_data_uri(uri: str, options: ReaderOptions | None = None) -> Blob:
     """Decode ``data:[<mime>][;base64],<payload>``."""
     options = options or ReaderOptions()
@@ -402,9 +310,9 @@ def from_data_uri(uri: str, options: ReaderOptions | None = None) -> Blob:
 def _items_of(blob: Blob, options: ReaderOptions) -> Iterator[MediaItem]:
     kind = classify(blob)
     if kind in ("image", "heic"):
-        from .images import read_image
+        from .images import read_images
 
-        yield read_image(blob, options)
+        yield from read_images(blob, options)
     elif kind == "pdf":
         from .slides import read_pdf
 
@@ -432,7 +340,8 @@ def reopen(
     end: float | None = None,
     options: ReaderOptions | None = None,
 ) -> MediaItem:
-    """The one item a search hit points back at: a photo, slide ``slide`` of a deck, or the
+    """The one item a search hit points back at: a photo (page ``slide`` of a multi-page
+    TIFF), slide ``slide`` of a deck, or the
     segment ``start``-``end`` of a video (cut exactly there, the rest not read). Raises the
     source's InputError when it is gone or unreadable."""
     options = options or ReaderOptions()
@@ -451,7 +360,7 @@ def reopen(
 
         return read_segment(blob, start, end, options)
     for item in _items_of(blob, options):
-        if item.kind == kind and (kind != "slide" or item.slide == slide):
+        if item.kind == kind and (item.slide == slide or (slide is None and kind != "slide")):
             return item
     what = f"slide {slide}" if kind == "slide" else f"an {kind}"
     raise SourceNotFoundError(f"{source} has no {what} any more", source=source)
@@ -492,7 +401,7 @@ def _read_blob(blob: Blob, options: ReaderOptions) -> Iterator[MediaItem | Input
         if err.source is None:
             err.source = blob.source
         log.debug("skipping %s: %s", blob.source, err)
-        yield err
+        yield _as_text(err)
     except (MolmoRagError, MemoryError):
         raise  # a missing extra or a bad option concerns every source, not this one
     except Exception as exc:  # a reader bug must not end the batch: report it on this source
