@@ -2,10 +2,11 @@
 slide, each slide rendered whole.
 
 PPTX (and .pptm, .ppsx, .potx, ...): LibreOffice (headless, in a throw-away profile, under
-a timeout) turns the deck into a PDF once per content hash (cached), pypdfium2 rasterises
-each page on demand, and python-pptx supplies each slide's title, text and speaker notes.
-Without LibreOffice the slides are approximated from their embedded pictures and text,
-with one warning.
+a timeout) turns the deck into a PDF once per content hash (cached in ``slides/`` under the
+one cache root), pypdfium2 rasterises each page on demand, and python-pptx supplies each
+slide's title, text and speaker notes (one parse per deck). Without LibreOffice the slides
+are approximated from their embedded pictures and text, with one warning; a picture over
+``max_slide_picture_pixels`` is left out.
 
 ODP and legacy PPT: only LibreOffice reads them; it renders them to PDF, which is then read
 like any PDF (titles and text from the rendered pages, no speaker notes; slides LibreOffice
@@ -14,11 +15,11 @@ such deck gets an error that says to install it.
 
 PDF: every page is a slide; its text comes from the PDF's text layer, its title from the
 PDF's outline (bookmarks) or else the largest text on the page, never a bare page number.
+A PDF bomb is refused before PDFium parses it (:mod:`molmo_rag.media.pdf_bombs`).
 """
 
 from __future__ import annotations
 
-import io
 import logging
 import math
 import os
@@ -36,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import CorruptMediaError, MediaTooLargeError, MissingDependencyError, UnsupportedMediaError
+from ..errors import CorruptMediaError, EmptyMediaError, MediaTooLargeError, MissingDependencyError, UnsupportedMediaError
 from .images import fit_within, to_rgb
 from .items import MediaItem, encode_image
 from .options import ReaderOptions
@@ -86,10 +87,12 @@ def _pptx():
 
 
 def cache_root(options: ReaderOptions) -> Path:
-    if options.cache_dir is not None:
-        return Path(options.cache_dir)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "molmo-rag"
+    """The one folder everything molmo-rag stores lives under (renders in its ``slides/``):
+    ``options.cache_dir`` (the engine sets it to the result cache's folder), else
+    ``MOLMO_RAG_CACHE_DIR``, else the user cache folder."""
+    from ..locations import default_cache_dir
+
+    return Path(options.cache_dir).expanduser() if options.cache_dir is not None else default_cache_dir()
 
 
 def find_soffice() -> str | None:
@@ -350,7 +353,11 @@ def _pdf_slide_items(
 
 def read_pdf(blob: "Blob", options: ReaderOptions) -> Iterator[MediaItem]:
     """Every page of a PDF as a slide: rendered on demand, text from the text layer, title
-    from the outline or the largest text."""
+    from the outline or the largest text. A PDF bomb (a stream inflating to far more than
+    it holds, an image declaring too many pixels) is refused before PDFium parses it."""
+    from .pdf_bombs import refuse_pdf_bomb
+
+    refuse_pdf_bomb(blob, options)
     pdf: Path | bytes = blob.path if blob.data is None else blob.data
     yield from _pdf_slide_items(blob, pdf, options, "pdfium", "has no pages")
 
@@ -381,8 +388,9 @@ class SlideInfo:
     text: str
     notes: str
     hidden: bool
-    pictures: list[tuple[int, int, int, int, bytes]] = field(default_factory=list, repr=False)
-    """(left, top, width, height) in EMU and the image bytes, in z-order (only when asked)."""
+    pictures: list[tuple[int, int, int, int, str]] = field(default_factory=list, repr=False)
+    """(left, top, width, height) in EMU and the picture's member name in the deck's ZIP, in
+    z-order (only when asked): the bytes are read from the ZIP when the slide is drawn."""
     boxes: list[tuple[int, int, int, int, str, bool]] = field(default_factory=list, repr=False)
     """(left, top, width, height, text, is_title) of each text frame, in z-order."""
 
@@ -450,8 +458,8 @@ def _slide_info(number: int, slide, with_pictures: bool) -> SlideInfo:
                 boxes.append((*geometry, "[chart]", False))
         if with_pictures and isinstance(shape, Picture) and geometry:
             try:
-                pictures.append((*geometry, shape.image.blob))
-            except Exception:  # a linked (not embedded) picture has no bytes
+                pictures.append((*geometry, shape.part.related_part(shape._element.blip_rId).partname.membername))
+            except Exception:  # a linked (not embedded) picture has no part
                 pass
     notes = ""
     if slide.has_notes_slide and slide.notes_slide.notes_text_frame is not None:
@@ -580,7 +588,8 @@ def render_deck_pdf(blob: "Blob", options: ReaderOptions, suffix: str = ".pptx")
             str(work / "out"),
             str(deck),
         ]
-        env = {**os.environ, "HOME": str(work)}
+        # LibreOffice (and GTK's dconf under it) writes nothing outside the throw-away folder
+        env = {**os.environ, "HOME": str(work), **{f"XDG_{d}_HOME": str(work / d.lower()) for d in ("CACHE", "CONFIG", "DATA", "STATE")}}
         proc = subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True, env=env
         )
@@ -610,12 +619,16 @@ def render_deck_pdf(blob: "Blob", options: ReaderOptions, suffix: str = ".pptx")
 class FallbackSlideLoader:
     """Composes a slide from its embedded pictures and text boxes (no LibreOffice).
 
-    The deck is parsed again on each call, so no picture bytes stay in memory.
+    It keeps what the deck's one parse told about the slide (text boxes, where each picture
+    is and its member name in the ZIP); the picture bytes are read from the ZIP each time
+    the slide is drawn, so none stay in memory. A picture over ``max_slide_picture_pixels``
+    (after a JPEG's reduced-scale decoding) is left out, with a warning.
     """
 
-    def __init__(self, blob: "Blob", number: int, slide_size: tuple[int, int], options: ReaderOptions):
+    def __init__(self, blob: "Blob", info: SlideInfo, slide_size: tuple[int, int], options: ReaderOptions):
         self.blob = blob
-        self.number = number
+        self.info = info
+        self.number = info.number
         self.slide_size = slide_size
         self.options = options
 
@@ -628,20 +641,18 @@ class FallbackSlideLoader:
     def open(self) -> "Image.Image":
         from PIL import Image, ImageDraw, ImageFont
 
-        slides, _ = pptx_slides(self.blob, with_pictures=True)
-        info = slides[self.number - 1]
         width, height = self.size()
         px = width / self.slide_size[0]  # pixels per EMU
         canvas = Image.new("RGB", (width, height), "white")
-        for left, top, w, h, data in info.pictures:
-            try:
-                with Image.open(io.BytesIO(data)) as pic:
+        if self.info.pictures:
+            with self.blob.open() as f, zipfile.ZipFile(f) as deck:
+                for left, top, w, h, member in self.info.pictures:
                     box = (max(1, round(w * px)), max(1, round(h * px)))
-                    canvas.paste(to_rgb(pic).resize(box, Image.Resampling.LANCZOS), (round(left * px), round(top * px)))
-            except Exception:  # an embedded format Pillow cannot read (EMF, WMF): leave it out
-                continue
+                    picture = self._picture(deck, member, box)
+                    if picture is not None:
+                        canvas.paste(picture, (round(left * px), round(top * px)))
         draw = ImageDraw.Draw(canvas)
-        for left, top, w, h, text, is_title in info.boxes:
+        for left, top, w, h, text, is_title in self.info.boxes:
             size = max(8, round((36 if is_title else 20) / 72 * _EMU_PER_INCH * px))
             font = ImageFont.load_default(size=size)
             chars = max(8, int(w * px / (size * 0.55)))
@@ -650,6 +661,36 @@ class FallbackSlideLoader:
                 draw.rectangle([left * px, top * px, (left + w) * px, (top + h) * px], outline="gray", width=2)
             draw.multiline_text((round(left * px), round(top * px)), wrapped, fill="black", font=font)
         return canvas
+
+    def _picture(self, deck: zipfile.ZipFile, member: str, box: tuple[int, int]) -> "Image.Image | None":
+        """One embedded picture fitted to its box; None when it cannot be drawn (an EMF or
+        WMF Pillow cannot read, a damaged one) or is over the pixel cap (with a warning)."""
+        from PIL import Image
+
+        cap = self.options.max_slide_picture_pixels
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                with deck.open(member) as stream, Image.open(stream) as pic:
+                    if pic.format == "JPEG":
+                        pic.draft("RGB", box)  # libjpeg decodes at 1/2, 1/4 or 1/8 scale
+                    if pic.width * pic.height > cap:
+                        self._warn_over_cap(member, pic.size, cap)
+                        return None
+                    return to_rgb(pic).resize(box, Image.Resampling.LANCZOS)
+        except Image.DecompressionBombError:
+            self._warn_over_cap(member, None, cap)
+        except Exception:  # an embedded format Pillow cannot read (EMF, WMF), or a damaged one
+            pass
+        return None
+
+    def _warn_over_cap(self, member: str, size: tuple[int, int] | None, cap: int) -> None:
+        what = f"{size[0]}x{size[1]} = {size[0] * size[1]} pixel" if size else "huge"
+        log.warning(
+            "%s slide %d: the %s picture %s is over max_slide_picture_pixels (%d) and is left out of the "
+            "slide drawn without LibreOffice",
+            self.blob.source, self.number, what, member, cap,
+        )
 
     def encoded(self) -> tuple[bytes, str]:
         return encode_image(self.open(), "PNG")
@@ -673,9 +714,12 @@ def _warn_no_libreoffice() -> None:
 
 def read_pptx(blob: "Blob", options: ReaderOptions) -> Iterator[MediaItem]:
     """One item per slide (hidden slides skipped unless asked), rendered whole by LibreOffice."""
-    slides, slide_size = pptx_slides(blob)
+    slides, slide_size = pptx_slides(blob, with_pictures=True)  # the deck's one parse
     if not slides:
-        raise CorruptMediaError(f"{blob.source} has no slides", source=blob.source)
+        raise EmptyMediaError(
+            f"{blob.source} is a deck with no slides: there is nothing in it to read; add slides or leave it out",
+            source=blob.source,
+        )
     sha = blob.sha256()
     wanted = [s for s in slides if options.include_hidden_slides or not s.hidden]
     pdf = render_deck_pdf(blob, options, _deck_file_suffix(blob, "pptx"))
@@ -700,7 +744,7 @@ def read_pptx(blob: "Blob", options: ReaderOptions) -> Iterator[MediaItem]:
     else:
         _warn_no_libreoffice()
         for info in wanted:
-            loader = FallbackSlideLoader(blob, info.number, slide_size, options)
+            loader = FallbackSlideLoader(blob, info, slide_size, options)
             loaders.append((info, loader, loader.size(), "pictures+text"))
     for info, loader, (width, height), how in loaders:
         yield MediaItem(

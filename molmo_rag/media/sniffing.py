@@ -176,6 +176,7 @@ _KEYNOTE_MEMBERS = frozenset({"Index/Document.iwa", "Index.zip", "index.apxl", "
 _OLE_FREE, _OLE_END = 0xFFFFFFFF, 0xFFFFFFFE
 _OLE_MAX_DIRECTORY_SECTORS = 4096
 _POWERPOINT_STREAM = "PowerPoint Document"
+_ENCRYPTED_OOXML_STREAMS = frozenset({"EncryptionInfo", "EncryptedPackage"})
 
 
 def _ole_stream_names(f: IO[bytes]) -> Iterator[str]:
@@ -207,13 +208,28 @@ def _ole_stream_names(f: IO[bytes]) -> Iterator[str]:
         sector, visited = next_sector(sector), visited + 1
 
 
-def _is_powerpoint_ole(blob: Blob) -> bool:
-    """An OLE2 file with a "PowerPoint Document" stream: a legacy .ppt/.pps/.pot deck."""
+def _ole_streams(blob: Blob) -> set[str]:
+    """The stream names of an OLE2 file (empty when its directory cannot be read)."""
     try:
         with blob.open() as f:
-            return any(name == _POWERPOINT_STREAM for name in _ole_stream_names(f))
+            return set(_ole_stream_names(f))
     except (OSError, struct.error, ValueError):
-        return False
+        return set()
+
+
+def _encrypted_office_error(blob: Blob) -> UnsupportedMediaError:
+    """A password-protected OOXML file: Office wraps the encrypted ZIP in an OLE2 container
+    (``EncryptionInfo`` + ``EncryptedPackage``), which hides whether it is a deck."""
+    source = blob.source
+    if blob.suffix in OOXML_DECK_EXTENSIONS:
+        what = "a password-protected (encrypted) deck"
+    else:
+        what = "a password-protected (encrypted) Office file (a deck, document or workbook)"
+    return UnsupportedMediaError(
+        f"{source} is {what}: it cannot be read without its password; open it in PowerPoint, "
+        "remove the password and save again",
+        source=source,
+    )
 
 
 def keynote_error(source: str) -> UnsupportedMediaError:
@@ -248,8 +264,12 @@ def classify(blob: Blob) -> Kind:
     kind = sniff(head, blob.name)
     if kind == "zip":
         kind = _zip_kind(blob)
-    elif kind == "ole" and _is_powerpoint_ole(blob):
-        kind = "ppt"
+    elif kind == "ole":
+        streams = _ole_streams(blob)
+        if _POWERPOINT_STREAM in streams:
+            kind = "ppt"
+        elif _ENCRYPTED_OOXML_STREAMS <= streams:
+            raise _encrypted_office_error(blob)
     if _is_camera_raw(blob, head):
         raise UnsupportedMediaError(
             f"{blob.source} is a camera raw file ({blob.suffix}): raw files cannot be read; "
