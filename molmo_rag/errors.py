@@ -7,7 +7,8 @@ Every error raised on purpose derives from :class:`MolmoRagError`::
     │   ├── SourceNotFoundError     a path that does not exist, a URL that answers 404
     │   ├── UnreachableSourceError  a URL that cannot be fetched (DNS, refused, timeout)
     │   ├── UnsupportedMediaError   not an image, deck or video we can read
-    │   ├── CorruptMediaError       truncated, damaged, encrypted or empty media
+    │   ├── CorruptMediaError       truncated, damaged or encrypted media, data that cannot fill its header
+    │   ├── EmptyMediaError         well-formed media with nothing in it to read (a deck without slides)
     │   └── MediaTooLargeError      over a size cap, a decompression bomb, a too-long video
     ├── UnsupportedTaskError        the backend cannot run this task (names those that can)
     ├── ConfigurationError          a missing key, an index in use, a collection of another embedder
@@ -19,6 +20,9 @@ Every error raised on purpose derives from :class:`MolmoRagError`::
         ├── AuthenticationError     the key was refused (401/403)
         ├── RateLimitError          429 even after honouring Retry-After
         ├── ResponseFormatError     a body that does not follow the protocol
+        │   └── MalformedAnswerError    an answer that came (and was paid for) but cannot be
+        │                               used: text of the wrong type, a count no scene
+        │                               holds, a body over the size cap
         └── BackendTimeout          the job did not finish in time
 
 Messages never contain API keys: backends pass what they raise through :func:`redact`.
@@ -56,6 +60,11 @@ class UnsupportedMediaError(InputError):
 
 class CorruptMediaError(InputError):
     pass
+
+
+class EmptyMediaError(InputError):
+    """A well-formed file with nothing in it to read (a deck without slides): not damaged,
+    so not :class:`CorruptMediaError`."""
 
 
 class MediaTooLargeError(InputError):
@@ -162,6 +171,19 @@ class ResponseFormatError(BackendError):
     pass
 
 
+class MalformedAnswerError(ResponseFormatError):
+    """An answer arrived, and was paid for, but cannot be used for its task (its text is not
+    text, it states a count no scene holds, its body is over ``max_response_bytes``).
+    Permanent (asking again gets the same answer and pays again): ``retryable`` is False and
+    ``code`` says why (``malformed_answer``, ``answer_too_large``); ``cost_usd`` is what the
+    answer cost, so it is counted."""
+
+    def __init__(self, message: str, *, code: str = "malformed_answer", cost_usd: float = 0.0, **kw):
+        kw.pop("retryable", None)
+        super().__init__(message, code=code, retryable=False, **kw)
+        self.cost_usd = cost_usd
+
+
 class BackendTimeout(BackendError, TimeoutError):
     pass
 
@@ -178,16 +200,37 @@ _SECRET_PATTERNS = [
 ]
 
 _LIVE_SECRETS: set[str] = set()
-"""API keys in use in this process: scrubbed from every log record (see register_secret)."""
+"""API keys in use in this process, in every spelling they could take on the way out:
+scrubbed from every log record and every answer (see register_secret)."""
 _SCRUBBER: list = []
+
+
+def _spellings(secret: str) -> set[str]:
+    """A secret as it is, URL-quoted and base64-encoded (a service echoing a request may
+    send any of them back)."""
+    import base64
+    from urllib.parse import quote
+
+    return {secret, quote(secret, safe=""), base64.b64encode(secret.encode("utf-8", "replace")).decode("ascii")}
+
+
+def redact_secrets(text: str, secrets: Iterable[str | None] = ()) -> str:
+    """Remove the given secrets and the keys registered with :func:`register_secret` (and
+    their URL-quoted and base64 spellings) from text, and nothing else: for answers, where
+    words such as "token: 5" are content, not credentials."""
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            for spelling in _spellings(secret):
+                text = text.replace(spelling, "***")
+    for spelling in _LIVE_SECRETS:
+        text = text.replace(spelling, "***")
+    return text
 
 
 def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
     """Remove the given secrets, the keys registered with :func:`register_secret`, and
     anything shaped like a bearer token, a key or URL credentials, from text."""
-    for secret in (*secrets, *_LIVE_SECRETS):
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "***")
+    text = redact_secrets(text, secrets)
     for pattern in _SECRET_PATTERNS:
         text = pattern.sub(r"\1***", text)
     return text
@@ -203,7 +246,7 @@ def register_secret(value: str | None) -> None:
     import logging
 
     if value and len(value) >= 4:
-        _LIVE_SECRETS.add(value)
+        _LIVE_SECRETS.update(_spellings(value))
     if _SCRUBBER:
         return
     make_record = logging.getLogRecordFactory()

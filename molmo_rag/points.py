@@ -24,7 +24,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
-__all__ = ["Point", "parse_points", "parse_count", "strip_points"]
+__all__ = ["Point", "ImplausibleCount", "parse_points", "parse_count", "read_count", "strip_points"]
 
 
 @dataclass(frozen=True)
@@ -238,18 +238,33 @@ _A_SINGLE = re.compile(
 )
 
 
+MAX_PLAUSIBLE_COUNT = 1_000_000
+
+
+class ImplausibleCount(ValueError):
+    """An answer states a count no scene holds (a run of digits: degenerate generation);
+    ``stated`` is the number as written, cut to 20 characters, ``digits`` how many it has."""
+
+    def __init__(self, stated: str):
+        self.digits = sum(c.isdigit() for c in stated)
+        self.stated = stated if len(stated) <= 20 else stated[:17] + "..."
+        what = f"a number of {self.digits} digits ({self.stated})" if self.digits > 9 else self.stated
+        super().__init__(f"{what}, more than any scene holds ({MAX_PLAUSIBLE_COUNT:,} at most)")
+
+
 def _to_int(token: str) -> int:
     token = " ".join(token.lower().replace("-", " ").split())
     if token[0].isdigit():
-        return int(token.replace(",", ""))
+        digits = token.replace(",", "")
+        # checked before int(): Python refuses to convert more than 4,300 digits
+        if len(digits.lstrip("0")) > len(str(MAX_PLAUSIBLE_COUNT)) or int(digits) > MAX_PLAUSIBLE_COUNT:
+            raise ImplausibleCount(token)
+        return int(digits)
     special = {"a single": 1, "a dozen": 12, "a hundred": 100, "one hundred": 100}
     if token in special:
         return special[token]
     words = token.split()
     return sum(_TENS.get(w, _UNITS.get(w, 0)) for w in words)
-
-
-MAX_PLAUSIBLE_COUNT = 1_000_000
 
 
 def parse_count(text: str | None) -> int | None:
@@ -258,17 +273,26 @@ def parse_count(text: str | None) -> int | None:
     Handles "Counting the <points ...>dogs</points> shows a total of 3.", "There are 3
     <points ...>dogs</points>.", "There are none.", "No people.", number words
     ("twenty-one"), thousands separators, and prose such as "Counting the people in the
-    video shows a total of 9." A bare number ("3") counts too.
+    video shows a total of 9." A bare number ("3") counts too. A run of digits no scene
+    holds (over ``MAX_PLAUSIBLE_COUNT``) is degenerate generation, not a count: None (see
+    :func:`read_count` to tell it apart). Never raises.
     """
+    try:
+        return read_count(text)
+    except ImplausibleCount:
+        return None
+
+
+def read_count(text: str | None) -> int | None:
+    """:func:`parse_count`, but a stated count over ``MAX_PLAUSIBLE_COUNT`` (5,000 digits,
+    say) raises :class:`ImplausibleCount` instead of reading as None."""
     if not text:
         return None
     plain = strip_points(text)
     for pattern in _COUNT_PATTERNS:
         m = pattern.search(plain)
         if m:
-            count = _to_int(m.group(1))
-            # A run of digits no scene holds is degenerate generation, not a count.
-            return count if count <= MAX_PLAUSIBLE_COUNT else None
+            return _to_int(m.group(1))
     if _NONE.search(plain):
         return 0
     if _A_SINGLE.search(plain):

@@ -16,9 +16,10 @@ from typing import ClassVar
 
 from pydantic import ConfigDict, Field
 
+from .errors import MalformedAnswerError
 from .options_base import Options
 from .vocabulary import Detail, ModelInput, VideoTaskName
-from .points import parse_count, parse_points, strip_points
+from .points import ImplausibleCount, parse_points, read_count, strip_points
 
 __all__ = [
     "Task",
@@ -40,8 +41,14 @@ def _points_json(text: str) -> list[dict]:
 
 
 def _count_of(text: str) -> tuple[int | None, list[dict]]:
+    """(count, points) of a count answer; a count no scene holds is a malformed answer."""
+    try:
+        count = read_count(text)
+    except ImplausibleCount as exc:
+        raise MalformedAnswerError(
+            f"the count answer states {exc}: degenerate generation, not a count; asking again would pay for the same answer"
+        ) from None
     points = _points_json(text)
-    count = parse_count(text)
     if count is None and points:
         # Molmo2's object ids are unique per object across images and frames (tracks
         # repeat an id in every frame the object is in), so distinct ids are the count.

@@ -65,3 +65,14 @@ def test_registered_keys_and_url_credentials_never_reach_a_log_handler(caplog):
     text = caplog.text
     assert "SENTINEL" not in text and "pw-secret" not in text and "http://***@127.0.0.1:9/a.jpg" in text
     assert redact("fetch https://alice:hunter2@example.org/x") == "fetch https://***@example.org/x"
+
+
+def test_redact_secrets_removes_registered_keys_in_every_spelling_and_nothing_else():
+    import base64
+    from urllib.parse import quote
+
+    key = "sk-ANSWER/SENTINEL+77"
+    errors.register_secret(key)
+    echoed = f"token: 5 cups; key {key}, quoted {quote(key, safe='')}, base64 {base64.b64encode(key.encode()).decode()}"
+    assert errors.redact_secrets(echoed) == "token: 5 cups; key ***, quoted ***, base64 ***"
+    assert errors.redact_secrets("A sign reads password: hunter2") == "A sign reads password: hunter2"

@@ -209,3 +209,13 @@ def test_degenerate_digit_runs_are_not_counts():
     assert parse_count("6" * 46) is None
     assert parse_count("There are 6666666666666 people") is None
     assert parse_count("There are 1,234 people.") == 1234
+
+
+def test_a_count_of_5000_digits_reads_as_none_or_raises_typed_never_a_value_error():
+    from molmo_rag.points import ImplausibleCount, read_count
+
+    text = "There are " + "7" * 5000 + " cups."  # past Python's 4,300-digit int() limit
+    assert parse_count(text) is None
+    with pytest.raises(ImplausibleCount, match="a number of 5000 digits"):
+        read_count(text)
+    assert read_count("There are 1,000,000 people.") == 1_000_000

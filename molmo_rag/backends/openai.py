@@ -16,8 +16,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from ..errors import ResponseFormatError
+from ..errors import MalformedAnswerError, ResponseFormatError
 from ..tasks import ModelInput
+from .answers import kind_of
 from .base import Answer, Request
 from .rest import RestBackend, RestEngine, data_uri, media_payload
 
@@ -44,21 +45,32 @@ def build_chat_body(model: str, media: ModelInput, url: str, prompt: str, max_to
 
 
 def parse_chat_completion(body: Any) -> tuple[str, dict, str | None]:
-    """(text, usage, model) from a chat-completions answer (pure)."""
+    """(text, usage, model) from a chat-completions answer (pure). Content that is not
+    text (a number, an object, null, parts whose text is not a string) is a
+    :class:`MalformedAnswerError`; a ``model``, ``usage`` or ``finish_reason`` of the
+    wrong type is left out."""
     try:
         choice = body["choices"][0]
         content = choice["message"]["content"]
     except (KeyError, IndexError, TypeError):
         raise ResponseFormatError("openai: answer has no choices[0].message.content", backend="openai") from None
     if isinstance(content, list):  # some servers answer with content parts
-        content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+        parts = [p.get("text", "") for p in content if isinstance(p, dict)]
+        if not all(isinstance(part, str) for part in parts):
+            kinds = sorted({kind_of(part) for part in parts if not isinstance(part, str)})
+            raise MalformedAnswerError(f"openai: a content part's text is {' and '.join(kinds)}, not text", backend="openai")
+        content = "".join(parts)
     if not isinstance(content, str):
-        raise ResponseFormatError("openai: message content is not text", backend="openai")
+        raise MalformedAnswerError(f"openai: the message content is {kind_of(content)}, not text", backend="openai")
     usage = body.get("usage") if isinstance(body.get("usage"), dict) else {}
-    meta = {k: usage[k] for k in ("prompt_tokens", "completion_tokens", "total_tokens") if k in usage}
-    if choice.get("finish_reason"):
-        meta["finish_reason"] = choice["finish_reason"]
-    return content, meta, body.get("model")
+    meta = {
+        k: usage[k] for k in ("prompt_tokens", "completion_tokens", "total_tokens")
+        if isinstance(usage.get(k), int) and not isinstance(usage[k], bool)
+    }
+    if isinstance(choice, dict) and isinstance(choice.get("finish_reason"), str):
+        meta["finish_reason"] = choice["finish_reason"][:40]
+    model = body.get("model")
+    return content, meta, model if isinstance(model, str) else None
 
 
 class OpenAIBackend(RestBackend):

@@ -36,7 +36,7 @@ from typing import Any, ClassVar, NamedTuple
 from pydantic import Field
 
 from .. import cost
-from ..errors import BackendError, ResponseFormatError
+from ..errors import BackendError, MalformedAnswerError, ResponseFormatError
 from ..tasks import Caption
 from .base import Answer, Request
 from .rest import (
@@ -219,7 +219,8 @@ class OpenOctopusBackend(RestBackend):
         item, task = request.item, request.task
         text = task_text(finished)
         if text is None:
-            raise ResponseFormatError(f"openoctopus: task {finished.get('id')} succeeded without a text output", backend=self.name)
+            # the task succeeded (and was paid for): its answer cannot be used
+            raise MalformedAnswerError(f"openoctopus: task {finished.get('id')} succeeded without a text output", backend=self.name)
         if is_http_url(text):
             text = await engine.get_text(text, what=f"fetching the output of task {finished.get('id')}")
         return Answer(

@@ -69,6 +69,7 @@ from ..errors import (
     BackendError,
     BackendTimeout,
     ConfigurationError,
+    MalformedAnswerError,
     MolmoRagError,
     RateLimitError,
     ResponseFormatError,
@@ -93,6 +94,7 @@ __all__ = [
     "error_text",
     "parse_retry_after",
     "media_payload",
+    "check_key",
 ]
 
 log = logging.getLogger(__name__)
@@ -129,6 +131,12 @@ class RestOptions(BackendOptions):
         True, description="Time the first poll from how long this run's jobs took (their 10th percentile)."
     )
     max_resubmits: int = Field(2, ge=0, description="New submissions after a job failed in a way the protocol says is retryable.")
+    max_response_bytes: int = Field(
+        16 * 1024**2,
+        ge=1024,
+        description="Largest answer body read from the service (bytes, after decompression); a bigger one is not "
+        "read (streamed, never held whole) and its item fails with MalformedAnswerError (answer_too_large).",
+    )
 
 
 class JobFailedError(BackendError):
@@ -174,6 +182,9 @@ def is_balance_error(status: int | None, code: str | None, message: str | None) 
         return True
     return bool(message) and bool(_BALANCE.search(message))
 
+
+_ERROR_BODY_BYTES = 64 * 1024
+"""How much of an error answer's body is read: enough for any error message."""
 
 _OUTPUT_NOT_YET = frozenset({404, 410})
 """Statuses of a job's output file that a later fetch may not get (see RestEngine.get_text)."""
@@ -242,6 +253,22 @@ def error_text(text: str | None, limit: int = 200) -> str:
         title = _TITLE.search(text)
         text = title.group(1) if title else _TAGS.sub(" ", text)
     return " ".join(text.split())[:limit] or "no details"
+
+
+_KEY = re.compile(r"[\x21-\x7e]+")
+"""What an API key is made of: printable ASCII, no spaces (every vendor's keys are)."""
+
+
+def check_key(key: str | None, where: str, option: str | None = None) -> None:
+    """Refuse a key that holds a control character (a newline would carry what follows it
+    into a header of its own and into every error line), a space or a non-ASCII
+    character: a :class:`UsageError` naming ``where`` the key came from, never the key."""
+    if key is not None and not _KEY.fullmatch(key):
+        raise UsageError(
+            f"{where} holds a character an API key cannot have (a newline, a tab, a space, another control "
+            "character or a non-ASCII one); set it to the key alone",
+            option=option,
+        )
 
 
 def _str_or_none(value: Any) -> str | None:
@@ -438,7 +465,7 @@ class RestEngine:
                 kwargs: dict[str, Any] = {"headers": send_headers, "json": json, "content": content}
                 if request_timeout is not None:
                     kwargs["timeout"] = request_timeout
-                response = await self.client.request(method, url, **kwargs)
+                response = await self._exchange(method, url, kwargs)
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
                 # Nothing reached the server: safe to send again, POST included.
                 raise _Transient(self._transport_error(exc, method, url, sent=False)) from exc
@@ -469,6 +496,8 @@ class RestEngine:
                 exc.args = (self.redact(exc.args[0]), *exc.args[1:])
             if own_origin:
                 self._note_account(exc)
+            if isinstance(exc, MalformedAnswerError):
+                raise  # an answer that came and cannot be used: asking again gets the same
             if safe_to_resend and (isinstance(exc, ResponseFormatError) or exc.retryable):
                 raise _Transient(exc) from exc
             if isinstance(exc, ResponseFormatError) and 200 <= response.status_code < 300:
@@ -483,6 +512,39 @@ class RestEngine:
                     retryable=True,
                 ) from exc
             raise
+
+    async def _exchange(self, method: str, url: str, kwargs: dict[str, Any]) -> httpx.Response:
+        """One HTTP request and its answer, whose body is streamed in up to
+        ``max_response_bytes`` (after decompression): a bigger body is never held whole; it
+        fails with MalformedAnswerError (``answer_too_large``) and is not asked for again.
+        Of an error answer only the first 64 KiB are read (enough for its message)."""
+        response = await self.client.send(self.client.build_request(method, url, **kwargs), stream=True)
+        error = response.status_code >= 400  # its body only says why: read the start of a big one
+        limit = min(self.options.max_response_bytes, _ERROR_BODY_BYTES) if error else self.options.max_response_bytes
+        try:
+            declared = response.headers.get("content-length", "")
+            size, chunks = (int(declared) if declared.isdigit() and not error else 0), []
+            if size <= limit:
+                size = 0
+                async for chunk in response.aiter_bytes():
+                    chunks.append(chunk[: max(0, limit - size)])
+                    size += len(chunk)
+                    if size > limit:
+                        break
+        finally:
+            await response.aclose()
+        if size > limit and not error:
+            raise MalformedAnswerError(
+                f"{self.backend.name}: the answer to {method} {urlsplit(url).path} is over max_response_bytes "
+                f"({limit:,} bytes) and was not read; raise max_response_bytes if this service's answers are that large",
+                backend=self.backend.name,
+                code="answer_too_large",
+            )
+        # the body as read (decompressed), so the encoding headers no longer apply to it
+        headers = [(k, v) for k, v in response.headers.multi_items() if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")]
+        return httpx.Response(
+            response.status_code, headers=headers, content=b"".join(chunks), request=response.request, extensions=response.extensions
+        )
 
     def _note_account(self, error: BackendError) -> None:
         if (isinstance(error, AuthenticationError) and error.status in (401, 403)) or isinstance(error, InsufficientBalanceError):
@@ -689,8 +751,11 @@ class RestBackend(Backend):
         self._http_client = http_client
         self._transport = transport
         values = {**(options.model_dump(exclude_unset=True) if options else {}), **{k: v for k, v in kwargs.items() if v is not None}}
+        where, option = "api_key", "api_key"
         if values.get("api_key") is None and self.api_key_env and os.environ.get(self.api_key_env):
             values["api_key"] = os.environ[self.api_key_env]
+            where, option = f"the environment variable {self.api_key_env}", None
+        check_key(_secret(values.get("api_key")), f"{self.name}: {where}", option)
         if values.get("base_url") is None:
             values["base_url"] = (os.environ.get(self.base_url_env) if self.base_url_env else None) or self.default_base_url
         self.options = self.Options(**values)

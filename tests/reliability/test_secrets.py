@@ -207,10 +207,11 @@ def test_index_search_caption_with_echoing_failures_leak_no_key(library, photo_s
         assert proc.returncode == 0, proc.stderr
         assert {hit["source"] for hit in jsonl(proc.stdout)} == indexed
 
-        # a 401 whose message quotes the key: the run stops, with one line
+        # a 401 whose message quotes the key: the run stops, with one line (--no-cache: the
+        # captions indexed above are cached, and caption reads the cache too)
         ws.clear_faults()
         ws.inject("reply", route="submit", status=401, body={"code": 401, "message": f"invalid key {KEY}; header was Bearer {KEY}", "data": None})
-        proc = run(tmp_path, "caption", env, "caption", str(library / "coffee.png"), url, "--backend", "wavespeed", "--json")
+        proc = run(tmp_path, "caption", env, "caption", str(library / "coffee.png"), url, "--backend", "wavespeed", "--json", "--no-cache")
         assert proc.returncode == 1 and "HTTP 401" in proc.stderr and "***" in proc.stderr, proc.stderr
 
 
@@ -283,3 +284,70 @@ def test_exception_texts_and_causes_of_the_python_api_leak_nothing(library, phot
                 assert not leaks(text), (type(error), text)
             error = error.__cause__ or error.__context__
     assert repr(backend) and not leaks(repr(backend)) and not leaks(repr(backend.options))
+
+
+# -- issue 17: answers that echo the key, keys that cannot be sent ---------------------------
+
+
+def test_answers_echoing_the_key_leak_it_nowhere(library, tmp_path):
+    """A service that echoes the request's Authorization header (and the key) into the
+    caption, the answer to a question and the model name, and an error whose code is the
+    key: redacted at the backend boundary, before anything is printed, cached or indexed."""
+    db = tmp_path / "db"
+    echo = f"A photo. You sent {{authorization}} and key {KEY} (quoted {quote(KEY, safe='')})."
+    with OpenAIServer(api_key=KEY, latency=0.0) as server:
+        env = {**base_env(tmp_path), "OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": KEY}
+        server.inject("answer", times=-1, text=echo, fields={"model": f"molmo2 for {KEY}"})
+        proc = run(tmp_path, "caption", env, "caption", str(library / "coffee.png"), "--backend", "openai", "--json")
+        (line,) = jsonl(proc.stdout)
+        assert "Bearer ***" in line["caption"] and "key ***" in line["caption"] and line["model"] == "molmo2 for ***"
+        proc = run(tmp_path, "ask", env, "ask", str(library / "rocket.png"), "Who sent this?", "--backend", "openai", "--json")
+        (line,) = jsonl(proc.stdout)
+        assert "key ***" in line["answer"], line
+        proc = run(tmp_path, "index", env, "index", str(library), "--backend", "openai", "--db", str(db), "--json", "--ask", "Who sent this?")
+        assert proc.returncode == 0, proc.stderr
+        assert sum(1 for r in jsonl(proc.stdout) if r.get("status") == "indexed") == len(PHOTOS)
+        proc = run(tmp_path, "search", env, "search", "a photo", "--db", str(db), "--json", quiet_log=True)
+        hits = jsonl(proc.stdout)
+        assert len(hits) == len(PHOTOS) and all("***" in hit["caption"] for hit in hits), hits
+
+        server.clear_faults()
+        server.inject("reply", route="chat", times=-1, status=400, body={"error": {"code": KEY, "message": f"bad request from {KEY}"}})
+        proc = run(tmp_path, "ask-error", env, "ask", str(library / "chelsea.png"), "Is it fresh?", "--backend", "openai", "--json")
+        (failure,) = jsonl(proc.stdout)
+        assert failure["error_code"] == "***" and "***" in failure["error"], failure
+    assert assert_clean_tree(tmp_path / "cache") >= 1
+    assert assert_clean_tree(db) >= 3
+
+
+@pytest.mark.parametrize(
+    "variable, backend, bad",
+    [
+        ("OPENAI_API_KEY", "openai", f"{KEY}\nX-Injected: TAIL"),
+        ("WAVESPEED_API_KEY", "wavespeed", f"{KEY}\r\nTAIL"),
+        ("OPENOCTOPUS_API_KEY", "openoctopus", f"{KEY}\tTAIL"),
+        ("WAVESPEED_API_KEY", "wavespeed", f"{KEY} TAIL"),
+        ("OPENAI_API_KEY", "openai", f"{KEY}\u00e9TAIL"),
+    ],
+    ids=["newline", "crlf", "tab", "space", "non-ascii"],
+)
+def test_a_key_with_a_control_character_is_refused_in_one_line_naming_the_variable(library, tmp_path, variable, backend, bad):
+    with OpenAIServer(api_key=KEY) as server:
+        env = {**base_env(tmp_path), variable: bad, f"{variable.removesuffix('_API_KEY')}_BASE_URL": server.root_url + "/v1"}
+        for command in (["caption", str(library / "coffee.png")], ["index", str(library), "--db", str(tmp_path / "db")]):
+            proc = run(tmp_path, command[0], env, *command, "--backend", backend, quiet_log=True)
+            assert proc.returncode == 2, (proc.stdout, proc.stderr)
+            (line,) = proc.stderr.strip().splitlines()
+            assert variable in line and "TAIL" not in proc.stdout + proc.stderr and KEY[:6] not in line, line
+        assert server.stats.requests == 0  # nothing was sent with it
+    assert not any(leaks(p.read_bytes()) for p in tmp_path.rglob("*") if p.is_file())
+
+
+def test_a_key_option_with_a_newline_is_refused_naming_the_option_only():
+    from molmo_rag.backends.openai import OpenAIBackend
+    from molmo_rag.errors import UsageError
+
+    with pytest.raises(UsageError) as refused:
+        OpenAIBackend(api_key="sk-OPTION\nX: TAIL", base_url="http://127.0.0.1:9/v1")
+    assert refused.value.option == "api_key" and "api_key" in str(refused.value)
+    assert "TAIL" not in str(refused.value) and "OPTION" not in str(refused.value)

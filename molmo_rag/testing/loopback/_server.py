@@ -39,7 +39,7 @@ __all__ = [
 ]
 
 FAULT_KINDS = frozenset(
-    {"rate_limit", "server_error", "drop", "malformed", "slow", "reply", "reset", "trickle", "fail_job", "slow_job", "never_finish"}
+    {"rate_limit", "server_error", "drop", "malformed", "slow", "reply", "reset", "trickle", "fail_job", "slow_job", "never_finish", "answer"}
 )
 """Request faults: ``rate_limit`` (429 + Retry-After), ``server_error`` (an error answer,
 ``status`` 503 by default, in the protocol's error shape), ``drop`` (the request is
@@ -51,9 +51,16 @@ page, a body of the wrong shape), ``reset`` (a TCP reset and no answer: ``when=
 ``"after_read"``: after it was processed, so a job may exist), ``trickle`` (the answer is
 sent in ``chunks`` pieces spread over ``seconds``). Job faults, taken when a job is
 created: ``fail_job`` (the job ends failed), ``slow_job`` (the job takes longer),
-``never_finish`` (the job stays ``created``/``queued`` for ever)."""
+``never_finish`` (the job stays ``created``/``queued`` for ever), ``answer`` (the job,
+the next one whose inputs contain ``match`` when that is given, succeeds with an answer
+a real service might send but should not: ``text``, any JSON value, replaces the model's
+answer text where the protocol puts it (``42`` or ``{}`` for the wrong type), ``repeat``
+times over (a flood, e.g. a 5 MB caption), with ``{authorization}`` replaced by the
+Authorization header the submission came with (a service echoing the key); ``fields`` are
+merged into the answer object: the chat completion, the WaveSpeed prediction, the
+OpenOctopus task (e.g. ``{"model": {}}``))."""
 
-_JOB_FAULTS = frozenset({"fail_job", "slow_job", "never_finish"})
+_JOB_FAULTS = frozenset({"fail_job", "slow_job", "never_finish", "answer"})
 
 
 @dataclass(frozen=True)
@@ -172,6 +179,18 @@ class Job:
     delivered: float | None = None
     """``time.monotonic()`` when a client was first told the job had finished (a poll or a
     sync answer that carried its end), None until then (and on servers that answer inline)."""
+    answer: dict | None = None
+    """An ``answer`` fault: ``text`` (any JSON value) in place of :attr:`text` and ``fields``
+    merged into the answer object (see :data:`FAULT_KINDS`)."""
+
+    @property
+    def answer_text(self) -> Any:
+        """What the server sends as the answer text: the model's, or the fault's."""
+        return self.answer["text"] if self.answer and "text" in self.answer else self.text
+
+    def answer_fields(self, out: dict) -> dict:
+        """``out`` (an answer object of the protocol) with the fault's ``fields`` merged in."""
+        return {**out, **self.answer.get("fields", {})} if self.answer else out
 
     @property
     def done_at(self) -> float:
@@ -528,6 +547,34 @@ class LoopbackServer(ABC):
         latency, fail, _ = self._job_fault(route, key)
         return latency, fail
 
+    def _answer_fault(self, route: str, inputs: Any) -> dict | None:
+        """The ``answer`` fault a job created now takes (the first whose ``match``, when it
+        has one, is a substring of the job's inputs as JSON): its text (repeated, the key
+        it was sent with filled in) and fields."""
+        seen = json.dumps(inputs, default=str)
+        with self._lock:
+            fault = next(
+                (
+                    f for f in self._faults
+                    if f.kind == "answer" and f.route in ("any", route) and f.times != 0
+                    and f.params.get("match", "") in seen
+                ),
+                None,
+            )
+            if fault is None:
+                return None
+            if fault.times > 0:
+                fault.times -= 1
+            self.stats.faults_applied["answer"] += 1
+        params = dict(fault.params)
+        if "text" in params:
+            text = params["text"]
+            if isinstance(text, str):
+                text = text.replace("{authorization}", getattr(self._local, "authorization", None) or "")
+                text *= int(params.get("repeat", 1))
+            params["text"] = text
+        return params
+
     def _job_fault(self, route: str, key: Any = None) -> tuple[float, dict | None, str | None]:
         latency, fail, name = self.draw_latency(), None, None
         slow = self._take({"slow_job"}, route)
@@ -556,9 +603,11 @@ class LoopbackServer(ABC):
         the key of sticky job faults (else the inputs themselves)."""
         key = getattr(media, "sha256", None) or hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()
         latency, fail, fault = self._job_fault(route, key)
+        answer = self._answer_fault(route, inputs)
         job = Job(
             id=uuid.uuid4().hex, kind=kind, inputs=inputs, text=text, latency=latency, fail=fail,
-            fault=fault, media=media, stop=self._stopped, lost=getattr(self._local, "lost", None),
+            fault=fault or ("answer" if answer else None), media=media, stop=self._stopped,
+            lost=getattr(self._local, "lost", None), answer=answer,
         )
         with self._lock:
             self.jobs[job.id] = job
@@ -658,10 +707,11 @@ class LoopbackServer(ABC):
             return self._send(h, Reply(int(p.get("status", 200)), p.get("body"), dict(p.get("headers") or {}), p.get("content_type")))
         # a job this request creates is one the client will not hear of
         self._local.lost = (fault.name or fault.kind) if fault and fault.kind in ("reset", "drop", "malformed") else None
+        self._local.authorization = h.headers.get("Authorization")  # for answer faults that echo it
         try:
             reply = handler(req, match)
         finally:
-            self._local.lost = None
+            self._local.lost = self._local.authorization = None
         if fault and fault.kind == "reset":
             return self._reset(h)  # after_read: the work is done (a job may now exist), no answer
         if fault and fault.kind == "drop":

@@ -88,16 +88,20 @@ class OpenAIServer(LoopbackServer):
         finish = "stop"
         if len(words) > max_tokens:
             text, finish = " ".join(words[:max_tokens]), "length"
+        if job.answer and "text" in job.answer:  # an answer fault: sent as it is, max_tokens or not
+            text = job.answer_text
         prompt_tokens = 100 + info.nbytes // 1000
         completion_tokens = min(len(words), max_tokens)
         return Reply(
             200,
-            {
-                "id": f"chatcmpl-{uuid.uuid4().hex}",
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": self.model,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}],
-                "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens},
-            },
+            job.answer_fields(
+                {
+                    "id": f"chatcmpl-{uuid.uuid4().hex}",
+                    "object": "chat.completion",
+                    "created": int(time.time()),
+                    "model": self.model,
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}],
+                    "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens},
+                }
+            ),
         )

@@ -109,14 +109,14 @@ class OpenOctopusServer(LoopbackServer):
         elif self.output_mode == "raw":
             assets = []
         else:
-            assets = [{"type": "text", "text": job.text, "mimeType": "text/plain"}]
+            assets = [{"type": "text", "text": job.answer_text, "mimeType": "text/plain"}]
         out["status"] = "succeeded"
         out["output_payload"] = {
             "format": "openoctopus.image.output.v1",
             "assets": assets,
-            "raw": {"id": job.id, "model": "wavespeed-ai/molmo2/image-captioner", "outputs": [job.text], "status": "completed"},
+            "raw": {"id": job.id, "model": "wavespeed-ai/molmo2/image-captioner", "outputs": [job.answer_text], "status": "completed"},
         }
-        return out
+        return job.answer_fields(out)
 
     def _task(self, req: Incoming, match) -> Reply:
         job = self.jobs.get(match.group("id"))
@@ -129,4 +129,4 @@ class OpenOctopusServer(LoopbackServer):
         if job is None or not job.done:
             return self._error("file_not_found")
         job.served += 1
-        return Reply(200, job.text)
+        return Reply(200, job.answer_text)

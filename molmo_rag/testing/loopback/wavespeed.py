@@ -91,11 +91,11 @@ class WaveSpeedServer(LoopbackServer):
             status, outputs, error = "failed", [], job.fail.get("error", "HTTP 500: upstream inference failed")
         else:
             status, error = "completed", ""
-            outputs = [f"{self.root_url}/outputs/{job.id}.txt" if self.output_mode == "url" else job.text]
+            outputs = [f"{self.root_url}/outputs/{job.id}.txt" if self.output_mode == "url" else job.answer_text]
         if done:
             self.mark_delivered(job)  # stats.jobs: when the client learnt the job's end
         created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        return {
+        prediction = {
             "id": job.id,
             "model": f"wavespeed-ai/molmo2/{job.kind}",
             "outputs": outputs,
@@ -106,6 +106,7 @@ class WaveSpeedServer(LoopbackServer):
             "error": error,
             "timings": {"inference": int(job.latency * 1000)} if done else {},
         }
+        return job.answer_fields(prediction) if status == "completed" else prediction
 
     # -- handlers ------------------------------------------------------------------------
     def _submit(self, req: Incoming, match) -> Reply:
@@ -178,4 +179,4 @@ class WaveSpeedServer(LoopbackServer):
         if job is None or not job.done:
             return Reply(404, "not found")
         job.served += 1
-        return Reply(200, job.text)
+        return Reply(200, job.answer_text)
