@@ -7,6 +7,12 @@
 * OpenOctopus image captioner: its API pages give no separate price; it serves the same
   WaveSpeed Molmo2 model, so the same $0.002 per image is used as the estimate.
 * ``local`` and ``openai`` (self-hosted, e.g. vLLM): $0 here (your own hardware).
+
+An estimate out of all proportion to a video file is refused for that file (one
+:class:`~molmo_rag.errors.MediaTooLargeError`, its segments cost nothing): more segments
+than the frames the file holds (``video_frames``, counted by the reader) cannot all be
+footage, since each segment needs a frame of its own; the rest would show a frame already
+paid for, or none.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ __all__ = [
     "ItemEstimate",
     "Estimate",
     "estimate",
+    "out_of_proportion",
 ]
 
 WAVESPEED_IMAGE_USD = 0.002
@@ -78,6 +85,8 @@ class ItemEstimate:
     """Tasks this backend cannot run on this item (they would be skipped)."""
     error: str | None = None
     """Why this item cannot be sent at all (e.g. a video longer than the backend accepts)."""
+    refusal: int | None = None
+    """Index in ``Estimate.refused`` of the refusal of this item's whole file, if refused."""
 
 
 @dataclass
@@ -86,9 +95,20 @@ class Estimate:
     calls: int
     cost_usd: float
     items: list[ItemEstimate]
+    refused: list[MolmoRagError] = field(default_factory=list)
+    """One error per file whose estimate is out of proportion (see :func:`out_of_proportion`);
+    its items carry the index in ``refusal`` and count for nothing in the totals."""
 
     def to_json(self) -> dict:
-        return {"backend": self.backend, "calls": self.calls, "cost_usd": round(self.cost_usd, 6), "items": [asdict(i) for i in self.items]}
+        return {
+            "backend": self.backend,
+            "calls": self.calls,
+            "cost_usd": round(self.cost_usd, 6),
+            "items": [asdict(i) for i in self.items],
+            "refused": [
+                {"source": e.source, "error": str(e), "error_type": type(e).__name__} for e in self.refused
+            ],
+        }
 
 
 def _supports(backend: str):
@@ -101,12 +121,49 @@ def _supports(backend: str):
     return cls.supports
 
 
+def _files(items: Sequence[MediaItem]) -> Iterable[list[int]]:
+    """Indices of the items, grouped by the video file they were read from (one run of
+    segments per reading: a file listed twice is two)."""
+    group: list[int] = []
+    for i, item in enumerate(items):
+        if item.kind != "video_segment":
+            continue
+        if group:
+            last = items[group[-1]]
+            if (item.source, item.content_hash) != (last.source, last.content_hash) or item.extra.get("segment") == 0:
+                yield group
+                group = []
+        group.append(i)
+    if group:
+        yield group
+
+
+def out_of_proportion(segments: Sequence[MediaItem], calls: int, cost_usd: float) -> MediaTooLargeError | None:
+    """The refusal of one video file's estimate, or None: refused when its segments outnumber
+    the frames the file holds (``video_frames``, counted by the reader), since each segment
+    needs a frame of its own; the others would show a frame already paid for, or none."""
+    counts = [s.extra.get("video_frames") for s in segments]
+    frames = max((c for c in counts if isinstance(c, int)), default=None)
+    if frames is None or len(segments) <= frames:
+        return None
+    source = segments[0].source
+    return MediaTooLargeError(
+        f"{source}: estimate refused: {len(segments):,} segments ({calls:,} call(s), ${cost_usd:,.2f}) for the "
+        f"{frames:,} frames the file holds; a segment needs a frame of its own, so the others would pay again "
+        "for frames already sent, or for none: use longer segments (--segment-seconds) or check the file's timestamps",
+        source=source,
+    )
+
+
 def estimate(backend: str, items: Iterable[MediaItem], tasks: Sequence[Task]) -> Estimate:
     """Calls and cost of running ``tasks`` on ``items`` with ``backend``, calling nothing.
 
     One call per (item, task) the backend can run; tasks it cannot run are listed per item;
-    an item that cannot be sent (too long) carries ``error`` and costs nothing.
+    an item that cannot be sent (too long) carries ``error`` and costs nothing. A video file
+    whose estimate is out of proportion (:func:`out_of_proportion`) is refused: one error in
+    ``refused``, and its segments cost nothing.
     """
+    items = list(items)
     supports = _supports(backend)
     per_item: list[ItemEstimate] = []
     for item in items:
@@ -123,9 +180,20 @@ def estimate(backend: str, items: Iterable[MediaItem], tasks: Sequence[Task]) ->
             entry.calls += 1
             entry.cost_usd = round(entry.cost_usd + price, 6)
         per_item.append(entry)
+    refused: list[MolmoRagError] = []
+    for group in _files(items):
+        entries = [per_item[i] for i in group]
+        calls, cost_usd = sum(e.calls for e in entries), sum(e.cost_usd for e in entries)
+        refusal = out_of_proportion([items[i] for i in group], calls, cost_usd)
+        if refusal is None:
+            continue
+        for entry in entries:
+            entry.refusal, entry.calls, entry.cost_usd, entry.error = len(refused), 0, 0.0, str(refusal)
+        refused.append(refusal)
     return Estimate(
         backend=backend,
         calls=sum(e.calls for e in per_item),
         cost_usd=round(sum(e.cost_usd for e in per_item), 6),
         items=per_item,
+        refused=refused,
     )

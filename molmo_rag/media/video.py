@@ -18,17 +18,27 @@ Upload clips (what REST backends send) are the segment's own packets, copied, wh
 H.264 segment runs from keyframe to keyframe; otherwise a re-encode at the size and frame
 rate Molmo2 reads (640 px, 4 fps unless ReaderOptions sets clip caps).
 
+Segments follow the frames that exist: a stretch without frames longer than
+:func:`frame_gap_seconds` (a camera that records on motion, clips joined days apart, a
+damaged timestamp) is a gap, not footage. No segment covers it: the segments of each stretch
+of footage cover it as a whole video's would, and the first after a gap says "gap". Fixed
+windows find the gaps from the packets' timestamps (nothing is decoded), the scene scan from
+the frames it decodes anyway.
+
 A truncated file (frames stop well before the length its header declares, or a decoding
 error stops them) is read as far as it decodes: its segments cover the readable part and
 ``read_video`` raises CorruptMediaError after them, naming the second from which on
-nothing could be read.
+nothing could be read. FFmpeg's errors are told in words ("invalid data found when
+processing input"), never as PyAV's ``[Errno 1094995529]``, with what to do about them.
 """
 
 from __future__ import annotations
 
+import heapq
 import logging
 import math
 import queue
+import statistics
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -58,6 +68,8 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "VideoInfo",
     "Segment",
+    "Gap",
+    "frame_gap_seconds",
     "VideoSegmentLoader",
     "probe",
     "detect_cuts",
@@ -124,6 +136,9 @@ class VideoInfo:
     none (an estimate from the bit rate does not count)."""
     damage: str | None = None
     """The decoding error that ended the readable part early, if one did."""
+    frames: int | None = None
+    """How many frames the file holds (its video packets with a timestamp inside the
+    readable part), once a scan has counted them; None before, or when no packet has one."""
 
     @property
     def truncated(self) -> bool:
@@ -140,10 +155,102 @@ class Segment:
     end: float
     boundary: str
     """Why the segment starts where it does: 'start', 'scene' (a shot boundary), 'window'
-    (a fixed window) or 'split' (a long shot split into equal parts)."""
+    (a fixed window), 'split' (a long shot split into equal parts) or 'gap' (the first
+    frame after a stretch without frames)."""
+
+
+@dataclass(frozen=True)
+class Gap:
+    """A stretch without frames that is not footage (seconds from time 0)."""
+
+    start: float
+    """The end of the last frame before it (0 when the video starts with the gap)."""
+    end: float
+    """The time of the first frame after it."""
+
+
+GAP_MIN_FRAMES = 20
+"""max_frame_gap_seconds is raised to this many frames at the video's frame rate: frames a
+few intervals apart are footage, and the scene scan skips B-frames (H.264 allows 16 in a
+row)."""
+
+
+def frame_gap_seconds(info: "VideoInfo", options: ReaderOptions) -> float:
+    """The longest stretch where no frame shows that still counts as footage (see
+    ``ReaderOptions.max_frame_gap_seconds``): that option, raised to GAP_MIN_FRAMES frames,
+    then lowered to the shortest segment that may start where no frame does (a fixed window;
+    in 'scenes' mode a split part, at least half of max_segment_seconds), so that no segment
+    falls where no frame shows."""
+    if options.max_frame_gap_seconds is None:
+        return math.inf
+    if options.segment_mode == "fixed":
+        part = min(options.segment_seconds, MAX_SEGMENT_SECONDS)
+    else:
+        part = min(options.max_segment_seconds, MAX_SEGMENT_SECONDS) / 2
+    return min(part, max(options.max_frame_gap_seconds, GAP_MIN_FRAMES / info.fps))
+
+
+def _gap_before(t: float, last: float | None, gap: float, fps: float) -> Gap | None:
+    """The gap before the frame at ``t``, if no frame shows for more than ``gap`` seconds
+    before it: since the frame at ``last`` (None: since time 0), which shows for one frame
+    at the video's rate (never more than ``gap``: a rate that counts the gaps is no guide)."""
+    if last is None:
+        return Gap(0.0, t) if t > gap else None
+    shown = last + min(1.0 / fps, gap)
+    return Gap(shown, t) if t - shown > gap else None
 
 
 # --- opening and probing ----------------------------------------------------------------------
+_REDO = "re-export or re-download it"
+
+
+def _ffmpeg_reason(exc: BaseException) -> str:
+    """What an FFmpeg error says, in words: PyAV's ``[Errno 1094995529] Invalid data found
+    when processing input: 'x.mp4'`` (AVERROR_INVALIDDATA) becomes "invalid data found when
+    processing input" (the path is told by the message around it)."""
+    text = str(getattr(exc, "strerror", None) or exc).strip() or type(exc).__name__
+    return text[:1].lower() + text[1:]
+
+
+def _mp4_ends_before_its_index(blob: "Blob") -> bool:
+    """An MP4/MOV whose top-level boxes run past the end of the file before any 'moov' (the
+    index): what a download or a recording that stopped early leaves, as encoders write the
+    index last."""
+    try:
+        size = blob.size
+        with blob.open() as f:
+            at, first = 0, True
+            while at + 8 <= size:
+                f.seek(at)
+                header = f.read(16)
+                length, kind = int.from_bytes(header[:4], "big"), header[4:8]
+                if first and kind != b"ftyp":
+                    return False
+                if kind == b"moov" or not kind.isalnum():
+                    return False
+                if length == 1 and len(header) == 16:  # a 64-bit size follows
+                    length = int.from_bytes(header[8:16], "big")
+                elif length == 0:  # 'to the end of the file'
+                    length = size - at
+                if length < 8:
+                    return False
+                if at + length > size:
+                    return True
+                at, first = at + length, False
+    except OSError:
+        return False
+    return False
+
+
+def _unreadable(blob: "Blob", exc: BaseException) -> CorruptMediaError:
+    """The error of a file FFmpeg cannot open: truncated or damaged, said in words."""
+    if _mp4_ends_before_its_index(blob):
+        what = ": the MP4 ends before its index (moov), as a download or recording that stopped early does"
+    else:
+        what = f" (FFmpeg: {_ffmpeg_reason(exc)})"
+    return CorruptMediaError(f"{blob.source}: truncated or damaged video{what}; {_REDO}", source=blob.source)
+
+
 @contextmanager
 def _opened(blob: "Blob") -> Iterator[Any]:
     av = _av()
@@ -152,13 +259,15 @@ def _opened(blob: "Blob") -> Iterator[Any]:
     except av.error.FileNotFoundError as exc:
         raise SourceNotFoundError(f"no such file: {blob.source}", source=blob.source) from exc
     except (av.error.InvalidDataError, av.error.EOFError) as exc:
-        raise CorruptMediaError(
-            f"{blob.source} is not a readable video (truncated or damaged): {exc}", source=blob.source
-        ) from exc
+        raise _unreadable(blob, exc) from exc
     except av.error.MemoryError as exc:
         raise _memory_error(blob, exc) from exc
     except av.FFmpegError as exc:
-        raise CorruptMediaError(f"{blob.source} cannot be opened as a video: {exc}", source=blob.source) from exc
+        raise CorruptMediaError(
+            f"{blob.source}: cannot be opened as a video (FFmpeg: {_ffmpeg_reason(exc)}); "
+            "check that it is a video, or re-export it as MP4 (H.264)",
+            source=blob.source,
+        ) from exc
     try:
         if not container.streams.video:
             if container.streams.audio:
@@ -179,19 +288,24 @@ def _decoding(blob: "Blob") -> Iterator[Any]:
     try:
         yield
     except (av.error.InvalidDataError, av.error.EOFError, av.error.PermissionError) as exc:
-        raise CorruptMediaError(f"{blob.source} is damaged: {exc}", source=blob.source) from exc
+        raise CorruptMediaError(
+            f"{blob.source}: damaged video: decoding failed ({_ffmpeg_reason(exc)}); {_REDO}", source=blob.source
+        ) from exc
     except av.error.MemoryError as exc:
         raise _memory_error(blob, exc) from exc
     except av.FFmpegError as exc:
-        raise CorruptMediaError(f"{blob.source} cannot be decoded: {exc}", source=blob.source) from exc
+        raise CorruptMediaError(
+            f"{blob.source}: cannot be decoded (FFmpeg: {_ffmpeg_reason(exc)}); re-export it as MP4 (H.264)",
+            source=blob.source,
+        ) from exc
 
 
 def _memory_error(blob: "Blob", exc: Exception) -> CorruptMediaError:
     """FFmpeg could not allocate what the file asks for (ENOMEM), typically a damaged size or
     index field (an MP4 whose index says each frame is a GiB, over FFmpeg's allocation cap)."""
     return CorruptMediaError(
-        f"{blob.source} cannot be read: it asks for more memory than FFmpeg could allocate "
-        f"(a damaged size or index?): {exc}",
+        f"{blob.source}: damaged video: it asks for more memory than FFmpeg could allocate "
+        f"(a damaged size or index field); {_REDO}",
         source=blob.source,
     )
 
@@ -250,6 +364,46 @@ def _declared_end(container: Any, stream: Any) -> tuple[float | None, bool]:
     return None, False
 
 
+_RATE_SAMPLE = 64
+"""Packets whose spacing tells the frame rate of footage that comes in bursts."""
+
+
+_MAX_FOOTAGE_FPS = 240.0
+
+
+def _footage_rate(blob: "Blob", average: float) -> float:
+    """The frame rate of the footage, where the stream's average rate counts the gaps between
+    its frames too (MP4's is frames / duration: 4.5 fps for two 10 s clips at 25 fps, 100 s
+    apart, 1/1800 fps for two frames an hour apart): the typical spacing of the next packets,
+    or their typical duration (what the container says each frame shows for), when that is
+    over twice as dense (and a frame rate footage has), else ``average``. Reads the first
+    packets (nothing is decoded)."""
+    stamps: list[int] = []
+    durations: list[int] = []
+    with _opened(blob) as container:
+        stream = container.streams.video[0]
+        time_base = stream.time_base
+        try:
+            for packet in container.demux(stream):
+                stamp = packet.pts if packet.pts is not None else packet.dts
+                if stamp is None:
+                    continue
+                stamps.append(stamp)
+                if packet.duration:
+                    durations.append(packet.duration)
+                if len(stamps) >= _RATE_SAMPLE:
+                    break
+        except _av().FFmpegError:
+            pass  # a damaged file: probe finds out where
+    stamps = sorted(set(stamps))
+    steps = [b - a for a, b in zip(stamps, stamps[1:])]
+    typical = [statistics.median_low(values) for values in (steps, durations) if len(values) >= 2]
+    if not typical:
+        return average
+    rate = 1 / (min(typical) * time_base)
+    return float(rate) if 2 * average < rate <= _MAX_FOOTAGE_FPS else average
+
+
 def probe(blob: "Blob", options: ReaderOptions | None = None, check_end: bool = True) -> VideoInfo:
     """Duration, frame rate, size and rotation; decodes the first frame (and, with
     ``check_end``, the end) so that damaged files fail here.
@@ -265,7 +419,9 @@ def probe(blob: "Blob", options: ReaderOptions | None = None, check_end: bool = 
         fps = float(rate) if rate else 25.0
         first = next(iter(container.decode(stream)), None)
         if first is None:
-            raise CorruptMediaError(f"{blob.source} has a video stream but no decodable frame", source=blob.source)
+            raise CorruptMediaError(
+                f"{blob.source} has a video stream but no decodable frame; {_REDO}", source=blob.source
+            )
         first_time = _frame_time(first)
         declared_start = float(stream.start_time * tb) if stream.start_time is not None else None
         stream_start = 0.0 if declared_start is None else declared_start
@@ -289,6 +445,7 @@ def probe(blob: "Blob", options: ReaderOptions | None = None, check_end: bool = 
         coded = (first.width, first.height)
         has_audio = bool(container.streams.audio)
         codec = stream.codec_context.name
+    fps = _footage_rate(blob, fps)
     damage = None
     if end is None or check_end:
         last_end, damage = _last_frame_end(blob, origin, end, fps)
@@ -335,16 +492,21 @@ def _seek(container: Any, stream: Any, seconds: float) -> bool:
     return True
 
 
-def _decoded(container: Any, stream: Any, damage: list[Exception] | None) -> Iterator[Any]:
+def _decoded(
+    container: Any, stream: Any, damage: list[Exception] | None, on_packet: Any = None
+) -> Iterator[Any]:
     """``container.decode(stream)``; with a ``damage`` list, an FFmpeg error ends the frames
     instead: the frames the decoder still holds are flushed out and the error is appended.
-    (A file cut inside a packet fails there, and the frames before the cut still count.)"""
+    (A file cut inside a packet fails there, and the frames before the cut still count.)
+    ``on_packet`` (with ``damage`` only) sees every packet read, decoded or skipped."""
     if damage is None:
         yield from container.decode(stream)
         return
     av = _av()
     try:
         for packet in container.demux(stream):
+            if on_packet is not None:
+                on_packet(packet)
             yield from packet.decode()
     except av.FFmpegError as exc:
         damage.append(exc)
@@ -404,9 +566,13 @@ def _last_frame_end(blob: "Blob", origin: float, end: float | None, fps: float) 
         if t is not None:
             last = t if last is None else max(last, t)
     if last is None:
-        reason = f": {damage[0]}" if damage else ""
-        raise CorruptMediaError(f"{blob.source} has no decodable frame{reason}", source=blob.source)
-    return last + 1.0 / fps, (str(damage[0]) if damage else None)
+        raise _no_frame(blob, damage)
+    return last + 1.0 / fps, (_ffmpeg_reason(damage[0]) if damage else None)
+
+
+def _no_frame(blob: "Blob", damage: list[Exception]) -> CorruptMediaError:
+    reason = f" (decoding failed: {_ffmpeg_reason(damage[0])})" if damage else ""
+    return CorruptMediaError(f"{blob.source} has no decodable frame{reason}; {_REDO}", source=blob.source)
 
 
 # --- cutting ------------------------------------------------------------------------------------
@@ -434,12 +600,14 @@ class SegmentPlanner:
     is held back until the next boundary so that a short tail can still merge into it.
     """
 
-    def __init__(self, min_len: float, max_len: float, fps: float | None = None):
+    def __init__(
+        self, min_len: float, max_len: float, fps: float | None = None, start: float = 0.0, boundary: str = "start"
+    ):
         self.fps = fps
         self.min_len = min_len
         self.max_len = min(max_len, MAX_SEGMENT_SECONDS)
-        self.start = 0.0
-        self.start_boundary = "start"
+        self.start = start
+        self.start_boundary = boundary
         self.held: Segment | None = None
 
     def cut(self, t: float) -> list[Segment]:
@@ -520,19 +688,31 @@ def _tiny_bgr(frame: Any, width: int) -> "np.ndarray":
 
 
 class CutScan:
-    """Iterating yields shot boundaries (seconds from the first frame) as they are found;
-    afterwards ``decoded_end`` is the end time of the last decoded frame and ``damage`` the
-    decoding error that stopped the scan early (a file cut inside a packet), if one did."""
+    """Iterating yields shot boundaries (seconds from the first frame) as they are found,
+    and a :class:`Gap` where no frame shows for more than ``gap`` seconds (each stretch of
+    footage is scanned on its own); afterwards ``decoded_end`` is the end time of the last
+    decoded frame, ``damage`` the decoding error that stopped the scan early (a file cut
+    inside a packet), if one did, and ``frames`` the packets read (None if none had a
+    timestamp)."""
 
-    def __init__(self, blob: "Blob", info: VideoInfo, options: ReaderOptions, stop: threading.Event | None = None):
+    def __init__(
+        self,
+        blob: "Blob",
+        info: VideoInfo,
+        options: ReaderOptions,
+        stop: threading.Event | None = None,
+        gap: float = math.inf,
+    ):
         self.blob = blob
         self.info = info
         self.options = options
         self.stop = stop or threading.Event()
+        self.gap = gap
         self.decoded_end: float | None = None
         self.damage: str | None = None
+        self.frames: int | None = None
 
-    def __iter__(self) -> Iterator[float]:
+    def __iter__(self) -> Iterator[float | Gap]:
         try:
             from scenedetect import AdaptiveDetector, ContentDetector, FrameTimecode
         except ImportError as exc:
@@ -540,31 +720,49 @@ class CutScan:
 
         info, options = self.info, self.options
         rate = Fraction(info.fps).limit_denominator(1001)
-        detector = AdaptiveDetector(
-            adaptive_threshold=options.scene_threshold,
-            min_content_val=options.scene_min_content,
-            min_scene_len=0.4,  # seconds; the planner enforces min_segment_seconds afterwards
-            weights=ContentDetector.Components(1.0, 1.0, 1.0, 1.0 if options.scene_edges else 0.0),
-        )
+
+        def new_detector() -> Any:
+            return AdaptiveDetector(
+                adaptive_threshold=options.scene_threshold,
+                min_content_val=options.scene_min_content,
+                min_scene_len=0.4,  # seconds; the planner enforces min_segment_seconds afterwards
+                weights=ContentDetector.Components(1.0, 1.0, 1.0, 1.0 if options.scene_edges else 0.0),
+            )
+
+        packets = 0
+
+        def count(packet: Any) -> None:
+            nonlocal packets
+            if packet.pts is not None or packet.dts is not None:
+                packets += 1
+
+        detector = new_detector()
         last = None
         damage: list[Exception] = []
         with _opened(self.blob) as container, _decoding(self.blob):
             stream = _video_stream(container, fast=True, skip="BIDIR")
-            for frame in _decoded(container, stream, damage):
+            for frame in _decoded(container, stream, damage, count):
                 if self.stop.is_set():
                     return
                 t = _frame_time(frame)
                 t = (last + 1.0 / info.fps if last is not None else 0.0) if t is None else t - info.start_time
                 if t < 0:
                     continue
+                found = _gap_before(t, last, self.gap, info.fps)
+                if found is not None:
+                    if last is not None:  # the footage before the gap ends here
+                        for cut in detector.post_process(FrameTimecode(float(last), rate)):
+                            yield cut.seconds
+                        detector = new_detector()
+                    yield found
                 last = t
                 tiny = _tiny_bgr(frame, options.scene_frame_width)
                 for cut in detector.process_frame(FrameTimecode(float(t), rate), tiny):
                     yield cut.seconds
         if last is None:
-            reason = f": {damage[0]}" if damage else ""
-            raise CorruptMediaError(f"{self.blob.source} has no decodable frame{reason}", source=self.blob.source)
-        self.damage = str(damage[0]) if damage else None
+            raise _no_frame(self.blob, damage)
+        self.damage = _ffmpeg_reason(damage[0]) if damage else None
+        self.frames = packets or None
         for cut in detector.post_process(FrameTimecode(float(last), rate)):
             yield cut.seconds
         self.decoded_end = last + 1.0 / info.fps
@@ -574,7 +772,64 @@ def detect_cuts(blob: "Blob", info: VideoInfo | None = None, options: ReaderOpti
     """All shot boundaries of a video, in seconds from its first frame."""
     options = options or ReaderOptions()
     info = info or probe(blob, options, check_end=False)
-    return list(CutScan(blob, info, options))
+    return [cut for cut in CutScan(blob, info, options) if not isinstance(cut, Gap)]
+
+
+_REORDER_DEPTH = 32
+"""Packets come in decoding order; their presentation times are put in order through a
+buffer this deep (H.264 and HEVC reorder at most 16 frames)."""
+
+
+def _frame_times(blob: "Blob", info: VideoInfo) -> Iterator[float]:
+    """The presentation times of the video's frames (seconds from time 0), in order, from
+    its packets alone: nothing is decoded. A damaged file is read up to its first error."""
+    av = _av()
+    pending: list[float] = []
+    with _opened(blob) as container:
+        stream = container.streams.video[0]
+        tick = float(stream.time_base)
+        try:
+            for packet in container.demux(stream):
+                stamp = packet.pts if packet.pts is not None else packet.dts
+                if stamp is None:
+                    continue  # the empty packet at the end of the stream
+                heapq.heappush(pending, stamp * tick - info.start_time)
+                if len(pending) > _REORDER_DEPTH:
+                    yield heapq.heappop(pending)
+        except av.FFmpegError:
+            pass  # the readable part is what probe found
+    while pending:
+        yield heapq.heappop(pending)
+
+
+def _fixed_segments(blob: "Blob", info: VideoInfo, options: ReaderOptions) -> Iterator[Segment | VideoInfo]:
+    """Fixed windows over each stretch of footage (the gaps found from the packets'
+    timestamps); a VideoInfo that counts the frames comes before the last stretch's."""
+    gap = frame_gap_seconds(info, options)
+    half = 0.5 / info.fps
+    start, boundary, last, frames = 0.0, "start", None, 0
+    for t in _frame_times(blob, info):
+        if not -half <= t < info.duration:
+            continue
+        frames += 1
+        found = _gap_before(t, last, gap, info.fps)
+        if found is not None:
+            if found.start > start:
+                yield from _windows(start, found.start, boundary, info, options)
+            start, boundary = found.end, "gap"
+        last = t if last is None else max(last, t)
+    yield replace(info, frames=frames or None)
+    yield from _windows(start, info.duration, boundary, info, options)
+
+
+def _windows(start: float, end: float, boundary: str, info: VideoInfo, options: ReaderOptions) -> list[Segment]:
+    """plan_segments' fixed windows over the footage from ``start`` to ``end``, the first
+    one saying why it starts there."""
+    first_frame = info.first_frame if start == 0.0 else 0.0
+    windows = plan_segments(end - start, [], options, info.fps, first_frame)
+    return [
+        Segment(start + w.start, start + w.end, boundary if w.boundary == "start" else w.boundary) for w in windows
+    ]
 
 
 # --- segments and their loader --------------------------------------------------------------------
@@ -657,7 +912,7 @@ class VideoSegmentLoader:
             at = self.start + max(0.0, previous or 0.0)
             raise CorruptMediaError(
                 f"{self.blob.source}: decoding failed at {at:.2f} s, inside the segment "
-                f"{self.start:.2f}-{self.end:.2f} s: {damage[0]}",
+                f"{self.start:.2f}-{self.end:.2f} s ({_ffmpeg_reason(damage[0])}); {_REDO}",
                 source=self.blob.source,
             )
 
@@ -888,7 +1143,7 @@ def read_video(blob: "Blob", options: ReaderOptions) -> Iterator[MediaItem]:
     if scenes:
         segments = _in_background(lambda stop: _scene_segments(blob, info, options, stop))
     else:
-        segments = iter(plan_segments(info.duration, [], options, info.fps, info.first_frame))
+        segments = _fixed_segments(blob, info, options)
     pending: Segment | None = None
     index = 0
     # Hold one segment back: only the last one learns the total count, and a lone segment
@@ -925,7 +1180,8 @@ def _truncation_error(blob: "Blob", info: VideoInfo) -> CorruptMediaError:
     else:  # no declared length to compare with: a decoding error stopped the frames
         what, why = f"damaged after {readable:.1f} s", f" (decoding failed: {info.damage})"
     return CorruptMediaError(
-        f"{blob.source}: {what}; segments after {readable:.1f} s could not be read{why}", source=blob.source
+        f"{blob.source}: {what}; segments after {readable:.1f} s could not be read{why}; {_REDO} for the rest",
+        source=blob.source,
     )
 
 
@@ -975,14 +1231,24 @@ def _in_background(make: Any, ahead: int = 8) -> Iterator[Any]:
 def _scene_segments(
     blob: "Blob", info: VideoInfo, options: ReaderOptions, stop: threading.Event | None = None
 ) -> Iterator[Segment | VideoInfo]:
-    """Segments at the shot boundaries. When the scan shows the video stops before the end
-    it declares (or a decoding error stops it), a VideoInfo whose ``duration`` is the
-    readable part comes before the last segments."""
-    planner = SegmentPlanner(options.min_segment_seconds, options.max_segment_seconds, info.fps)
-    scan = CutScan(blob, info, options, stop)
-    for cut in scan:
-        if cut < info.duration:
-            yield from planner.cut(cut)
+    """Segments at the shot boundaries, none over a gap. A VideoInfo that counts the frames
+    comes before the last segments; when the scan shows the video stops before the end it
+    declares (or a decoding error stops it), its ``duration`` is the readable part."""
+
+    def planner_from(start: float = 0.0, boundary: str = "start") -> SegmentPlanner:
+        return SegmentPlanner(options.min_segment_seconds, options.max_segment_seconds, info.fps, start, boundary)
+
+    planner = planner_from()
+    scan = CutScan(blob, info, options, stop, gap=frame_gap_seconds(info, options))
+    for found in scan:
+        if isinstance(found, Gap):
+            if info.exact_duration and found.end >= info.duration:
+                continue  # frames past the declared end count no more than cuts there
+            if found.start > planner.start:
+                yield from planner.finish(found.start)
+            planner = planner_from(found.end, "gap")
+        elif found < info.duration:
+            yield from planner.cut(found)
     if scan.stop.is_set():
         return
     readable, damage = scan.decoded_end, scan.damage
@@ -995,19 +1261,20 @@ def _scene_segments(
         stops_early = declared is not None and _stops_early(readable, declared, info.fps)
     if damage is not None and declared is not None and not stops_early:
         damage = None  # an error at the very end of a whole file: nothing worth telling is lost
+    info = replace(info, frames=scan.frames)
     if stops_early or damage is not None:
         info = replace(info, duration=readable, frame_count=max(1, round(readable * info.fps)), damage=damage)
-        yield info
         end = readable
     else:
         end = info.duration if info.exact_duration else readable
+    yield info
     yield from planner.finish(end)
 
 
 def _item(
     blob: "Blob", sha: str, info: VideoInfo, segment: Segment, index: int, count: int | None, options: ReaderOptions
 ) -> MediaItem:
-    whole = count == 1 and not info.truncated
+    whole = count == 1 and not info.truncated and segment.start == 0.0
     return MediaItem(
         kind="video_segment",
         source=blob.source,
@@ -1026,6 +1293,8 @@ def _item(
             "video_duration": info.declared_duration if info.truncated and info.declared_duration else info.duration,
             "fps": info.fps,
             "rotation": info.rotation,
+            # the frames the whole file holds, on the segments read once they are counted
+            **({"video_frames": info.frames} if info.frames is not None else {}),
         },
     )
 

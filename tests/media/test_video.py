@@ -399,7 +399,7 @@ def _check_readable_part(results, path, declared):
     assert readable == pytest.approx(_last_decodable(path), abs=0.35)  # B-frames aside
     assert str(error) == (
         f"{path}: truncated after {readable:.1f} s of {declared:.1f} s; "
-        f"segments after {readable:.1f} s could not be read"
+        f"segments after {readable:.1f} s could not be read; re-export or re-download it for the rest"
     )
     for item in items:  # every segment yields its frames, the right ones, and a clip
         frames = item.frames(8, 1.0)
@@ -502,6 +502,24 @@ def test_mp4_cut_inside_its_index_is_corrupt_not_unsupported(tmp_path, cuts_vide
     result = next(read(cut))
     assert isinstance(result, CorruptMediaError), result
     assert "truncated or damaged" in str(result)
+
+
+def test_ffmpeg_errors_say_what_the_file_is_and_what_to_do(tmp_path, cuts_video):
+    # Before: "... (truncated or damaged): [Errno 1094995529] Invalid data found when
+    # processing input: '...'", FFmpeg's AVERROR_INVALIDDATA as PyAV words it.
+    data = cuts_video.path.read_bytes()
+    cut = tmp_path / "download.mp4"
+    cut.write_bytes(data[: len(data) // 2])
+    garbage = tmp_path / "garbage.mp4"
+    garbage.write_bytes(b"\x00\x00\x00\x20ftypisom" + bytes(range(256)) * 20)
+    results = list(read([cut, garbage]))
+    assert [type(r) for r in results] == [CorruptMediaError] * 2
+    for result in results:
+        text = str(result)
+        assert "Errno" not in text and "1094995529" not in text and text.count(result.source) == 1
+        assert text.startswith(f"{result.source}: truncated or damaged video") and text.endswith("; re-export or re-download it")
+    assert "the MP4 ends before its index (moov)" in str(results[0])
+    assert "(FFmpeg: invalid data found when processing input)" in str(results[1])
 
 
 def test_video_starting_after_a_lost_keyframe_keeps_the_stream_clock(tmp_path):
