@@ -5,10 +5,19 @@ once. A result is stored under :func:`cache_key`: the media content hash (``medi
 which carries the slide or segment suffix), the backend name and model, the task with its
 parameters, and the input policy (frames per segment, fps, image size caps) that changes
 what the model sees. Stored: the answer text, its parsed fields and its cost. Never
-stored: API keys, request headers, media bytes. Failures are never cached.
+stored: API keys, request headers, media bytes.
 
-``read=False`` (the CLI's ``--no-cache``) bypasses lookups but still writes the fresh
-results, so the next normal run re-uses them.
+**Permanent failures are remembered** (table ``failures``) under the same key: a request
+the service refused for good for this media (:func:`is_permanent_failure`: a content policy
+violation, invalid input, an answer that failed validation), with its error type, code,
+status, message (redacted) and cost, so a re-run reports it again without sending it (and
+paying) again. ``retry_failed=True`` (the CLI's ``--retry-failed``) looks past them and
+sends those requests again; a result stored later replaces the failure. Transient failures
+(timeouts, 5xx, rate limits) and account errors (a refused key, an empty balance) are
+never remembered.
+
+``read=False`` (the CLI's ``--no-cache``) bypasses lookups (of results and remembered
+failures) but still writes the fresh results, so the next normal run re-uses them.
 
 The same file keeps a **pending-jobs journal** (table ``pending_jobs``): for a request sent
 to a hosted API whose job was accepted (its job id known) but whose answer is not cached
@@ -22,7 +31,8 @@ paying for new ones (see :meth:`ResultCache.journal` and
 when ``write`` is off.
 
 Location: ``MOLMO_RAG_CACHE_DIR`` if set, else the user cache directory
-(``platformdirs``; ``~/.cache/molmo-rag`` on Linux).
+(``platformdirs``; ``~/.cache/molmo-rag`` on Linux): the one root of everything molmo-rag
+stores (see :mod:`molmo_rag.locations`).
 """
 
 from __future__ import annotations
@@ -39,8 +49,13 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigurationError
+from .locations import default_cache_dir
+from .folders import blocking_file, unwritable
 
-__all__ = ["CachedAnswer", "JobJournal", "PendingJob", "ResultCache", "cache_key", "default_cache_dir", "backend_policy"]
+__all__ = [
+    "CachedAnswer", "CachedFailure", "JobJournal", "PendingJob", "ResultCache", "cache_key", "default_cache_dir",
+    "backend_policy", "is_permanent_failure",
+]
 
 _FILENAME = "results.sqlite3"
 _SCHEMA = """
@@ -62,6 +77,19 @@ CREATE TABLE IF NOT EXISTS pending_jobs (
     job_id TEXT NOT NULL,
     submitted_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS failures (
+    key TEXT PRIMARY KEY,
+    media_id TEXT NOT NULL,
+    backend TEXT NOT NULL,
+    model TEXT NOT NULL,
+    task TEXT NOT NULL,
+    error_type TEXT NOT NULL,
+    code TEXT NOT NULL,
+    status INTEGER,
+    message TEXT NOT NULL,
+    cost_usd REAL NOT NULL DEFAULT 0,
+    created REAL NOT NULL
+);
 """
 
 # Backend option names that change what the model sees or says; other options
@@ -82,19 +110,6 @@ _POLICY_FIELDS = frozenset(
         "dtype",
     }
 )
-
-
-def default_cache_dir() -> Path:
-    """``MOLMO_RAG_CACHE_DIR``, else the platform's user cache dir for molmo-rag."""
-    env = os.environ.get("MOLMO_RAG_CACHE_DIR")
-    if env:
-        return Path(env).expanduser()
-    try:
-        import platformdirs
-
-        return Path(platformdirs.user_cache_dir("molmo-rag"))
-    except ImportError:  # pragma: no cover - platformdirs is almost always there
-        return Path.home() / ".cache" / "molmo-rag"
 
 
 def backend_policy(backend: Any) -> dict:
@@ -135,6 +150,82 @@ class CachedAnswer:
     fields: dict
     cost_usd: float
     model: str
+
+
+# Codes that say something about the account, the endpoint or the moment, not about the
+# media: never remembered, whatever the error's ``retryable`` says.
+_NOT_ABOUT_THE_MEDIA = frozenset(
+    {
+        "unauthorized", "invalid_api_key", "insufficient_balance", "insufficient_credits", "insufficient_funds",
+        "payment_required", "model_not_available", "model_not_found", "model_billing_not_configured",
+        "provider_pricing_not_configured", "task_not_found", "file_not_found", "job_not_found",
+        "submission_unconfirmed", "timeout", "cancelled", "prediction_cancelled", "prediction_deleted",
+    }
+)
+_NOT_ABOUT_THE_MEDIA_STATUS = frozenset({401, 402, 403, 404, 405, 408, 409, 429})
+
+
+def is_permanent_failure(error: Any) -> bool:
+    """Whether a request's failure will recur for this media, so it is remembered: a
+    :class:`~molmo_rag.errors.BackendError` that is not ``retryable`` and not ``fatal``
+    (a refused key or an empty balance ends the run; they are about the account) and that
+    carries a vendor code (``content_policy_violation``, ``invalid_input``,
+    ``malformed_answer``, ...), not one about the account, the endpoint or a passing state."""
+    from .errors import AuthenticationError, BackendError
+
+    if not isinstance(error, BackendError) or isinstance(error, AuthenticationError):
+        return False
+    if error.retryable or getattr(error, "fatal", False):
+        return False
+    code = error.code
+    if not isinstance(code, str) or not code or code.isdigit() or code in _NOT_ABOUT_THE_MEDIA:
+        return False
+    status = error.status
+    return status is None or (400 <= status < 500 and status not in _NOT_ABOUT_THE_MEDIA_STATUS)
+
+
+@dataclass(frozen=True)
+class CachedFailure:
+    """A permanent failure remembered for one request (see :func:`is_permanent_failure`)."""
+
+    error_type: str
+    code: str
+    status: int | None
+    message: str
+    backend: str
+    model: str
+    cost_usd: float = 0.0
+
+    def error(self) -> Exception:
+        """The error again, of its own class when that is one of ours (so ``error_type``
+        reads the same as in the run that got it), marked ``cached``."""
+        from .errors import BackendError
+
+        cls = _error_class(self.error_type)
+        error = cls.__new__(cls)
+        # the base initializer only: a subclass's own may want arguments we did not keep
+        BackendError.__init__(error, self.message, backend=self.backend, code=self.code, status=self.status, retryable=False)
+        for name, value in (("fatal", False), ("resubmit", False), ("job_id", None)):
+            if not hasattr(error, name):
+                setattr(error, name, value)
+        error.cost_usd = self.cost_usd  # what it cost then (as a cached result shows); not paid again
+        error.cached = True
+        return error
+
+
+def _error_class(name: str) -> type:
+    """The BackendError subclass of that name among molmo-rag's modules already loaded,
+    else BackendError: a name read from the cache never imports anything."""
+    import sys
+
+    from .errors import BackendError
+
+    for module_name, module in list(sys.modules.items()):
+        if module_name == "molmo_rag" or module_name.startswith("molmo_rag."):
+            found = getattr(module, name, None)
+            if isinstance(found, type) and issubclass(found, BackendError):
+                return found
+    return BackendError
 
 
 @dataclass(frozen=True)
@@ -193,18 +284,27 @@ def _cause(exc: sqlite3.Error) -> str:
     return text
 
 
+_MOVE_IT = "; point MOLMO_RAG_CACHE_DIR (or --cache-dir) at a folder that can be written"
+
+
 class ResultCache:
     """SQLite result cache; safe to share between threads and processes.
 
     ``read`` turns lookups on or off, ``write`` storing; ``ResultCache(read=False)`` is
-    the ``--no-cache`` mode (fresh results, still stored).
+    the ``--no-cache`` mode (fresh results, still stored). ``retry_failed``: requests whose
+    permanent failure is remembered are sent again (``--retry-failed``).
     """
 
-    def __init__(self, directory: str | os.PathLike | None = None, *, read: bool = True, write: bool = True):
+    def __init__(
+        self, directory: str | os.PathLike | None = None, *, read: bool = True, write: bool = True, retry_failed: bool = False
+    ):
         self.directory = Path(directory).expanduser() if directory is not None else default_cache_dir()
         self.read = read
         self.write = write
+        self.retry_failed = retry_failed
+        """Look past remembered permanent failures: send those requests again."""
         self.path = self.directory / _FILENAME
+        self._check_folder()
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             self._conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
@@ -213,10 +313,17 @@ class ResultCache:
             self._conn.execute("PRAGMA busy_timeout=30000")
             self._conn.executescript(_SCHEMA)
         except (OSError, sqlite3.Error) as exc:
-            raise ConfigurationError(f"cannot open the result cache at {self.path}: {exc}") from exc
+            raise ConfigurationError(f"cannot open the result cache at {self.path}: {exc}{_MOVE_IT}") from exc
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
+
+    def _check_folder(self) -> None:
+        """A file where the folder must be, or (when storing) a folder that cannot be
+        written: one error naming it, instead of SQLite's "unable to open database file"."""
+        why = blocking_file(self.directory) or (unwritable(self.directory) if self.write else None)
+        if why is not None:
+            raise ConfigurationError(f"cannot open the result cache at {self.directory}: {why}{_MOVE_IT}")
 
     # -- lookups --------------------------------------------------------------------------
     def get(self, key: str) -> CachedAnswer | None:
@@ -268,8 +375,9 @@ class ResultCache:
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
                 self._conn.executemany("INSERT OR REPLACE INTO results VALUES (?,?,?,?,?,?,?,?,?)", rows)
-                # the answer is kept: its job is no longer pending (same transaction)
+                # the answer is kept: its job is no longer pending, nor a failure (same transaction)
                 self._conn.executemany("DELETE FROM pending_jobs WHERE key = ?", [(row[0],) for row in rows])
+                self._conn.executemany("DELETE FROM failures WHERE key = ?", [(row[0],) for row in rows])
                 self._conn.execute("COMMIT")
             except BaseException as exc:
                 if self._conn.in_transaction:  # a failed COMMIT may have ended it already
@@ -277,6 +385,60 @@ class ResultCache:
                 if isinstance(exc, sqlite3.Error):
                     raise CacheWriteError(f"cannot store results in the cache at {self.path}: {_cause(exc)}") from exc
                 raise
+
+    # -- remembered failures --------------------------------------------------------------
+    def put_failure(self, key: str, *, media_id: str, backend: str, model: str, task: str, error: Any) -> None:
+        """Remember the permanent failure of one request (its job, if any, is over)."""
+        from .errors import redact
+
+        if not self.write:
+            return
+        row = (
+            key, media_id, backend, model, task, type(error).__name__, redact(str(error.code)), error.status,
+            redact(str(error)), float(getattr(error, "cost_usd", 0.0) or 0.0), time.time(),
+        )
+        with self._lock:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                self._conn.execute("INSERT OR REPLACE INTO failures VALUES (?,?,?,?,?,?,?,?,?,?,?)", row)
+                self._conn.execute("DELETE FROM pending_jobs WHERE key = ?", (key,))
+                self._conn.execute("COMMIT")
+            except BaseException as exc:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise CacheWriteError(f"cannot store a failure in the cache at {self.path}: {_cause(exc)}") from exc
+                raise
+
+    def failures_many(self, keys: Iterable[str]) -> dict[str, CachedFailure]:
+        """The remembered failures among ``keys`` (none when ``read`` is off or
+        ``retry_failed`` is on)."""
+        keys = list(dict.fromkeys(keys))
+        if not self.read or self.retry_failed or not keys:
+            return {}
+        found: dict[str, CachedFailure] = {}
+        with self._lock:
+            for start in range(0, len(keys), 500):
+                part = keys[start : start + 500]
+                marks = ",".join("?" * len(part))
+                rows = self._conn.execute(
+                    "SELECT key, error_type, code, status, message, backend, model, cost_usd FROM failures "
+                    f"WHERE key IN ({marks})",
+                    part,
+                ).fetchall()
+                for key, *fields in rows:
+                    found[key] = CachedFailure(*fields)
+        return found
+
+    def failure_count(self) -> int:
+        """How many permanent failures are remembered."""
+        with self._lock:
+            return self._conn.execute("SELECT COUNT(*) FROM failures").fetchone()[0]
+
+    def stored_since(self, when: float) -> int:
+        """Results stored at or after ``when`` (``time.time()``): what a run kept."""
+        with self._lock:
+            return self._conn.execute("SELECT COUNT(*) FROM results WHERE created >= ?", (when,)).fetchone()[0]
 
     # -- the pending-jobs journal ---------------------------------------------------------
     def journal(self, key: str) -> JobJournal | None:
@@ -326,9 +488,11 @@ class ResultCache:
             return self._conn.execute("SELECT COUNT(*) FROM results").fetchone()[0]
 
     def clear(self) -> int:
-        """Delete every stored result; returns how many there were. The pending-jobs
-        journal is kept: those jobs exist (and are paid for) whatever the cache holds."""
+        """Delete every stored result and remembered failure; returns how many results
+        there were. The pending-jobs journal is kept: those jobs exist (and are paid for)
+        whatever the cache holds."""
         with self._lock:
+            self._conn.execute("DELETE FROM failures")
             return self._conn.execute("DELETE FROM results").rowcount
 
     def close(self) -> None:

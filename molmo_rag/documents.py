@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from .engine import EnrichedItem, Progress
 from .index.records import MediaRecord, build_record, make_thumbnail
+from .media.names import local_path
 from .results import Failure, Result
 from .syncio import iterate_sync
 
@@ -90,8 +91,8 @@ class MediaDocument:
         """A file showing this item: the photo itself when it is a local file, else the
         rendered slide or segment frame saved once as ``<folder>/<id>.jpg`` (default: a
         ``frames`` folder in the result cache directory). None when it cannot be made."""
-        if self.kind == "image" and "://" not in self.source and os.path.isfile(self.source):
-            return Path(self.source)
+        if self.kind == "image" and "://" not in self.source and os.path.isfile(local_path(self.source)):
+            return Path(local_path(self.source))
         from .cache import default_cache_dir
 
         if folder is not None:
@@ -170,6 +171,7 @@ def open_run(
     no_cache: bool = False,
     reader_options: Any = None,
     on_warning: Callable[[str], None] | None = None,
+    retry_failed: bool = False,
 ) -> _Run:
     """Backend, cache and plan from user-facing choices (names, paths, lists), checked
     before anything is read: an unknown backend or a task it cannot run fails here."""
@@ -198,8 +200,12 @@ def open_run(
             result_cache = cache
             if no_cache:
                 cache.read = False
+            if retry_failed:
+                cache.retry_failed = True
         else:
-            result_cache = ResultCache(None if cache in (None, True) else cache, read=not no_cache)  # type: ignore[arg-type]
+            result_cache = ResultCache(
+                None if cache in (None, True) else cache, read=not no_cache, retry_failed=retry_failed  # type: ignore[arg-type]
+            )
             owned.append(result_cache)
         enricher = Enricher(
             engine, options=options, cache=result_cache, input_policy=input_policy(reader_options), on_warning=on_warning

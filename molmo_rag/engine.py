@@ -22,7 +22,12 @@ framework integrations)::
   item), so a folder of 100k photos or a 3-hour video streams through.
 * **Nothing finished is lost.** Each fresh result is stored in the cache the moment it
   arrives, so a killed run keeps it; identical requests in flight (copies of one file) are
-  sent once.
+  sent once. A permanent failure (:func:`~molmo_rag.cache.is_permanent_failure`: content
+  policy, invalid input) is remembered the same way: a re-run reports it again, marked
+  ``cached``, without sending it (unless the cache's ``retry_failed`` is on).
+* **Interrupts stop at once.** A cancelled run (Ctrl-C) cancels its requests in flight
+  (hosted jobs already accepted stay journaled for the next run to poll; a local batch
+  stops at its next token) and keeps what was stored.
 
 Outcomes are :class:`~molmo_rag.enrich.EnrichedItem` (an item with its results and the
 tasks that failed) or a :class:`~molmo_rag.results.Failure` for a source that could not be
@@ -48,15 +53,16 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .backends.base import Backend, Request, Session
-from .cache import ResultCache
+from .cache import ResultCache, is_permanent_failure
 from .errors import MolmoRagError
 from .media.items import MediaItem
+from .media.names import local_path, text_path
 from .results import Failure, Result
 from .tasks import Task
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Engine", "EnrichedItem", "Planner", "FixedPlan", "Progress", "read_entries", "count_sources"]
+__all__ = ["Engine", "EnrichedItem", "Planner", "FixedPlan", "Progress", "read_entries", "count_sources", "was_sent"]
 
 
 @dataclass
@@ -75,6 +81,16 @@ class EnrichedItem:
     def fresh(self) -> list[Result]:
         return [r for r in self.results if not r.cached]
 
+    @property
+    def failed_sent(self) -> int:
+        """Failed tasks that were sent to the backend in this run (see :func:`was_sent`)."""
+        return sum(1 for f in self.failures if was_sent(f))
+
+    @property
+    def failed_cached(self) -> int:
+        """Failed tasks reported from the cache (a permanent failure of an earlier run)."""
+        return sum(1 for f in self.failures if f.cached)
+
 
 class Planner(Protocol):
     """What to run on each item, and the cache key of each (item, task)."""
@@ -88,13 +104,14 @@ class FixedPlan:
     """The same tasks on every item they apply to (a video task skips photos); requests the
     backend cannot run fail one by one with an error naming the backends that can."""
 
-    def __init__(self, tasks: Sequence[Task], backend: Backend):
+    def __init__(self, tasks: Sequence[Task], backend: Backend, *, input_policy: dict | None = None):
         from .cache import backend_policy, cache_key
 
         self.tasks = list(tasks)
         self._model = getattr(backend, "model", None) or backend.default_model
         self._name = backend.name
-        self._policy = backend_policy(backend)
+        # the same keys as the index's plan (enrich.Enricher): one cache for every command
+        self._policy = {**backend_policy(backend), **(input_policy or {})}
         self._cache_key = cache_key
 
     def plan(self, item: MediaItem) -> list[Task]:
@@ -109,10 +126,12 @@ class FixedPlan:
 
 def _absolute(source: str, memo: dict[str, str]) -> str:
     """A local file's path made absolute, so the index points back at it from any working
-    directory; URLs and in-memory sources unchanged."""
+    directory; URLs and in-memory sources unchanged. A name that is not UTF-8 stays in the
+    text form the readers gave it (``media.names``)."""
     if source not in memo:
-        local = "://" not in source and not source.startswith(("<", "data:")) and os.path.exists(source)
-        memo[source] = os.path.abspath(source) if local else source
+        path = None if "://" in source or source.startswith(("<", "data:")) else local_path(source)
+        local = path is not None and os.path.exists(path)
+        memo[source] = text_path(os.path.abspath(path)) if local else source
     return memo[source]
 
 
@@ -282,6 +301,27 @@ class _Stop:
     """The first fatal error of the run: nothing more is sent once it is set."""
 
 
+def _shared(error: MolmoRagError) -> MolmoRagError:
+    """The failure of a request in flight, for a copy of its media that was not sent
+    itself: marked ``shared``, so a summary counts the one submission once. Built without
+    calling the class's initializer, which may want arguments the error no longer has."""
+    twin = type(error).__new__(type(error))
+    twin.__dict__.update(error.__dict__)
+    twin.args = error.args
+    twin.__cause__ = error.__cause__
+    twin.shared = True
+    return twin
+
+
+def was_sent(failure: Failure) -> bool:
+    """Whether a failed request was sent to the backend in this run (a service error; not
+    a failure remembered from an earlier run, nor the copy of a request sent once)."""
+    from .errors import BackendError
+
+    error = failure.error
+    return not failure.cached and not getattr(error, "shared", False) and isinstance(error, BackendError)
+
+
 def _undone(outcome: Any) -> bool:
     """An item with no result whose every failure is the fatal error or not sent."""
     return (
@@ -317,7 +357,10 @@ class Engine:
         self.backend = backend
         self.planner = planner
         self.cache = cache
-        self.reader_options = reader_options
+        from .media.options import with_cache_root
+
+        # slide renders go under the result cache's folder: one root (--cache-dir) for all
+        self.reader_options = with_cache_root(reader_options, getattr(cache, "directory", None))
         self.window = max(1, window or backend.window)
         self.max_pending = max(self.window + 1, max_pending or 4 * self.window + 16)
         self.ordered = ordered
@@ -432,6 +475,10 @@ class Engine:
                 error.args = (f"{error} (run stopped: {not_done} item(s) not done{unread})",)
                 raise error
         finally:
+            # Interrupted (Ctrl-C) or closed early: requests in flight are cancelled (a
+            # hosted job already accepted stays in the journal, so the next run polls it;
+            # a local batch stops at its next token when the session closes), results
+            # already stored stay stored.
             feeder.cancel()
             for task in list(workers):
                 task.cancel()
@@ -449,6 +496,23 @@ class Engine:
             self.cache.put(
                 key, media_id=item.media_id, backend=outcome.backend, model=outcome.model, task=task.key(),
                 text=outcome.text, fields=outcome.fields, cost_usd=outcome.cost_usd,
+            )
+        except CacheWriteError as exc:
+            if not self._cache_warned:
+                self._cache_warned = True
+                log.warning("%s; results are still used, but a re-run will ask for them again", exc)
+
+    def _remember(self, key: str, item: MediaItem, task: Task, error: MolmoRagError) -> None:
+        """Store a permanent failure, so a re-run reports it without sending it again."""
+        from .cache import CacheWriteError
+
+        put = getattr(self.cache, "put_failure", None)
+        if put is None:
+            return
+        try:
+            put(
+                key, media_id=item.media_id, backend=self.backend.name,
+                model=getattr(self.backend, "model", None) or self.backend.default_model, task=task.key(), error=error,
             )
         except CacheWriteError as exc:
             if not self._cache_warned:
@@ -477,8 +541,13 @@ class Engine:
             tasks = self.planner.plan(item)
             keys = [self.planner.key(item, task) for task in tasks]
             hits = self.cache.get_many(keys) if self.cache is not None else {}
+            failed = getattr(self.cache, "failures_many", None)
+            remembered = failed([k for k in keys if k not in hits]) if failed is not None else {}
             outcomes = await asyncio.gather(
-                *(self._task(item, task, key, hits.get(key), session, slots, inflight, stop) for task, key in zip(tasks, keys))
+                *(
+                    self._task(item, task, key, hits.get(key), session, slots, inflight, stop, remembered.get(key))
+                    for task, key in zip(tasks, keys)
+                )
             )
         except asyncio.CancelledError:
             raise
@@ -496,6 +565,7 @@ class Engine:
                     Failure(
                         source=item.source, error=outcome, media_id=item.media_id, task=task, item=item,
                         backend=self.backend.name, model=getattr(self.backend, "model", None),
+                        cached=bool(getattr(outcome, "cached", False)),
                     )
                 )
         done.put_nowait((seq, enriched))
@@ -510,17 +580,22 @@ class Engine:
         slots: asyncio.Semaphore,
         inflight: dict[str, asyncio.Future],
         stop: _Stop,
+        remembered: Any = None,
     ) -> Result | MolmoRagError:
         if hit is not None:
             return Result(
                 item=item, task=task, text=hit.text, fields=hit.fields, backend=self.backend.name,
                 model=hit.model, cost_usd=hit.cost_usd, cached=True,
             )
+        if remembered is not None:  # failed for good in an earlier run: reported, not sent again
+            return remembered.error()
         twin = inflight.get(key)
         if twin is not None:  # a copy of this media with the same task is in flight: ask once
             outcome = await asyncio.shield(twin)
             if isinstance(outcome, Result):
                 return dataclasses.replace(outcome, item=item, cached=True)
+            if isinstance(outcome, MolmoRagError):
+                outcome = _shared(outcome)
             return outcome
         future: asyncio.Future = asyncio.get_running_loop().create_future()
         inflight[key] = future
@@ -537,6 +612,8 @@ class Engine:
                 stop.error = outcome
             if isinstance(outcome, Result) and self.cache is not None:
                 self._keep(key, item, task, outcome)
+            elif self.cache is not None and is_permanent_failure(outcome):
+                self._remember(key, item, task, outcome)
             future.set_result(outcome)
             return outcome
         except BaseException as exc:

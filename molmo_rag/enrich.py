@@ -15,7 +15,8 @@ per question), adapted to what the backend can do:
 
 The Enricher is the *planner* of the streaming engine (:mod:`molmo_rag.engine`), which runs
 the plan: results come from the cache when present, fresh ones are stored the moment they
-arrive. Failures are collected per item and task, never raised, and never cached.
+arrive. Failures are collected per item and task, never raised; only permanent ones (a
+content policy refusal) are remembered in the cache, so a re-run does not pay for them again.
 """
 
 from __future__ import annotations

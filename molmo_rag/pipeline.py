@@ -25,7 +25,6 @@ import time
 from contextlib import aclosing
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import (
@@ -37,6 +36,7 @@ from .errors import (
 )
 from .index.store import DEFAULT_COLLECTION, QdrantIndex
 from .results import Failure
+from .media.names import local_path, text_path
 from .syncio import run_sync
 
 if TYPE_CHECKING:  # pragma: no cover - search needs none of these: keep its start-up light
@@ -49,7 +49,7 @@ if TYPE_CHECKING:  # pragma: no cover - search needs none of these: keep its sta
     from .media.items import MediaItem
     from .tasks import Detail
 
-__all__ = ["RunSummary", "Hits", "index", "aindex", "search", "remove", "open_index", "labels", "embedder_for"]
+__all__ = ["RunSummary", "Hits", "CountLabels", "index", "aindex", "search", "remove", "open_index", "labels", "count_labels", "embedder_for"]
 
 
 @dataclass
@@ -58,15 +58,20 @@ class RunSummary:
     per task of its plan); ``indexed`` and ``unchanged`` count points."""
 
     items: int = 0
-    """Media items read (images, slides, video segments)."""
+    """Media items read (images, slides, video segments): distinct points, however many
+    times a source was listed."""
     done: int = 0
     """Task results computed by the backend in this run."""
     cached: int = 0
     """Task results served from the cache (no backend call)."""
+    failed_sent: int = 0
+    """Task requests sent to the backend in this run that failed (submitted, maybe paid)."""
+    failed_cached: int = 0
+    """Task failures an earlier run remembered (a permanent cause): reported, not sent."""
     indexed: int = 0
-    """Points written (new or changed)."""
+    """Points written (new or changed), each counted once."""
     unchanged: int = 0
-    """Points already up to date, left as they were."""
+    """Points already up to date, left as they were (none of those written in this run)."""
     pruned: int = 0
     """Stale points removed (media that changed or disappeared from a source)."""
     failed: list[Failure] = field(default_factory=list)
@@ -89,6 +94,8 @@ class RunSummary:
             "items": self.items,
             "done": self.done,
             "cached": self.cached,
+            "failed_sent": self.failed_sent,
+            "failed_cached": self.failed_cached,
             "indexed": self.indexed,
             "unchanged": self.unchanged,
             "pruned": self.pruned,
@@ -141,7 +148,7 @@ def _folders(sources: Any) -> list[str]:
         sources = [sources]
     elif not isinstance(sources, (list, tuple)):
         return []  # a one-shot iterator: not ours to consume twice
-    return [os.path.abspath(s) for s in sources if isinstance(s, (str, os.PathLike)) and os.path.isdir(s)]
+    return [text_path(os.path.abspath(s)) for s in sources if isinstance(s, (str, os.PathLike)) and os.path.isdir(s)]
 
 
 def embedder_for(store: "QdrantIndex", spec: "str | Embedder | None" = None) -> "Embedder":
@@ -178,6 +185,10 @@ class _Writer:
         self.pending: list[MediaDocument] = []
         self.writing: asyncio.Future | None = None
         self.last = time.monotonic()
+        # point ids, so an item read twice (a file listed twice, two objects for one point)
+        # counts once; a point written once and then found up to date counts as written
+        self.written: set[str] = set()
+        self.up_to_date: set[str] = set()
 
     async def add(self, document: "MediaDocument") -> None:
         self.pending.append(document)
@@ -202,7 +213,7 @@ class _Writer:
     def _write(self, documents: "list[MediaDocument]") -> None:
         from .index.records import make_thumbnail
 
-        records = [d.record for d in documents]
+        records = list({d.record.id: d.record for d in documents}.values())  # one per point
         stored = self.store.stored_fingerprints([r.id for r in records])
         changed = [r for r in records if stored.get(r.id) != r.fingerprint(self.vectors.name)]
         for record in changed:
@@ -211,10 +222,12 @@ class _Writer:
                 record.payload["thumbnail"] = thumb
         if changed:
             self.store.upsert(changed, self.vectors.embed([r.text for r in changed]), self.vectors)
-        self.summary.indexed += len(changed)
-        self.summary.unchanged += len(records) - len(changed)
+        changed_ids = {r.id for r in changed}
+        self.written |= changed_ids
+        self.up_to_date.update(r.id for r in records if r.id not in changed_ids)
+        self.summary.indexed = len(self.written)
+        self.summary.unchanged = len(self.up_to_date - self.written)
         if self.on_record:
-            changed_ids = {r.id for r in changed}
             for record in records:
                 self.on_record(record, "indexed" if record.id in changed_ids else "unchanged")
 
@@ -246,6 +259,7 @@ async def aindex(
     on_record: "Callable[[MediaRecord, str], None] | None" = None,
     on_failure: Callable[[Failure], None] | None = None,
     on_warning: Callable[[str], None] | None = None,
+    retry_failed: bool = False,
 ) -> RunSummary:
     """:func:`index` for async code (a native coroutine on the caller's event loop)."""
     from .documents import MediaDocument, document_of, open_run
@@ -260,10 +274,11 @@ async def aindex(
         run = open_run(
             backend, model=model, concurrency=concurrency, count=count, ask=ask, detail=detail,
             default_tasks=default_tasks, cache=cache, no_cache=no_cache, reader_options=reader_options,
-            on_warning=on_warning,
+            on_warning=on_warning, retry_failed=retry_failed,
         )
         summary = RunSummary(collection=store.collection, location=store.location)
         store.ensure(vectors)  # after the plan was checked: a refused run leaves no empty collection
+        _record_run(store, run, count)
 
         def failed(failure: Failure) -> None:
             summary.failed.append(failure)
@@ -281,8 +296,7 @@ async def aindex(
 
         tracker = Progress(on_change=None if bar.disable else show)
         writer = _Writer(store, vectors, summary, thumbnail_size, on_record, write_batch, max_wait=1.0)
-        seen: dict[str, set[str]] = {}
-        items: set[int] = set()
+        seen: dict[str, set[str]] = {}  # source -> point ids read from it
         try:
             engine = run.enricher.engine(reader_options=reader_options, window=window, max_pending=max_pending, absolute=True, progress=tracker)
             async with aclosing(engine.run(sources)) as outcomes:  # an error here cancels what is in flight
@@ -291,10 +305,11 @@ async def aindex(
                         failed(outcome)
                         continue
                     item = outcome.item
-                    items.add(id(item))
                     seen.setdefault(item.source, set()).add(point_id(item.media_id, item.source))
                     summary.cached += outcome.cached
                     summary.done += len(outcome.fresh)
+                    summary.failed_sent += outcome.failed_sent
+                    summary.failed_cached += outcome.failed_cached
                     summary.cost_usd += sum(r.cost_usd for r in outcome.fresh)
                     document = document_of(outcome, thumbnail_size=0)  # thumbnails: changed points only
                     if isinstance(document, MediaDocument):
@@ -307,7 +322,7 @@ async def aindex(
             await writer.close()
         finally:
             bar.close()
-        summary.items = len(items)
+        summary.items = len(set().union(*seen.values()))
         if prune:
             stale = _stale_points(store, seen, summary.failed, _folders(sources))
             store.delete(stale)
@@ -322,6 +337,14 @@ async def aindex(
             store.close()
 
 
+def _record_run(store: QdrantIndex, run: Any, count: Sequence[str]) -> None:
+    """What made the collection (grounding checks with it) and the labels asked for (so
+    ``labels`` and counts in words can tell "never counted" from "no count read")."""
+    from .index.filters import label_key
+
+    store.record_run(run.backend.name, run.enricher.model, [label_key(c) for c in count])
+
+
 def index(sources: "Iterable[Any] | str | os.PathLike | MediaItem", **options: Any) -> RunSummary:
     """Enrich every image, slide and video segment of ``sources`` and index it.
 
@@ -330,6 +353,8 @@ def index(sources: "Iterable[Any] | str | os.PathLike | MediaItem", **options: A
     ``backend``: a Backend, or its name (env ``MOLMO_RAG_BACKEND``, default ``local``).
     ``cache``: None/True for the default cache dir, a directory, a ResultCache, or False
     for none; ``no_cache=True`` skips lookups but still stores fresh results.
+    ``retry_failed=True``: requests whose permanent failure (content policy, invalid input)
+    an earlier run remembered are sent again instead of being reported from the cache.
     ``window``: requests in flight (default: the backend's concurrency, or two batches).
     ``progress``: a progress bar on stderr (None: only when stderr is a terminal).
     ``on_record(record, status)``: called per item with status ``indexed`` or ``unchanged``.
@@ -365,12 +390,20 @@ def _stale_points(
     return stale
 
 
+def _source_text(source: str | os.PathLike | None) -> str | None:
+    """A ``source`` filter as the index writes sources: a local path that is not UTF-8 in
+    its text form (``media.names``), anything else as given."""
+    if source is None or "://" in str(source):
+        return None if source is None else str(source)
+    return text_path(source)
+
+
 def _vanished(source: str) -> bool:
     """True when a local file is gone (a URL or a file we cannot stat is not 'gone')."""
     if "://" in source or source.startswith(("<", "data:")):
         return False
     try:
-        os.stat(source)
+        os.stat(local_path(source))
     except FileNotFoundError:
         return True
     except OSError:
@@ -398,7 +431,7 @@ def remove(
     try:
         found: dict[str, dict[str, str]] = {}
         if sources:
-            names = [str(s) if "://" in str(s) else os.path.abspath(os.path.expanduser(str(s))) for s in sources]
+            names = [str(s) if "://" in str(s) else text_path(os.path.abspath(os.path.expanduser(s))) for s in sources]
             found.update(store.points_of(names))
             for source, points in store.points_of(names, key="source_prefixes").items():
                 found.setdefault(source, {}).update(points)
@@ -435,9 +468,12 @@ def _either_layout(flt: Any) -> Any:
 class Hits(list):
     """The hits of a search, best first (a plain list), and how the query was read:
     ``count_query`` holds the text searched for and the count conditions taken from the
-    words, when ``count_words`` was on."""
+    words, when ``count_words`` was on (and, in ``kept``, the count phrases kept as text
+    and why); ``made_with``: the backend and model the collection was made with (what
+    :func:`molmo_rag.ground` checks with unless told otherwise), None if not recorded."""
 
     count_query: "CountQuery | None" = None
+    made_with: dict | None = None
 
 
 def search(
@@ -463,18 +499,21 @@ def search(
     or a folder / URL prefix; ``after``/``before``: keep video segments overlapping that
     time range (seconds). ``count_words``: read count phrases of the query ("at least 3
     people", "no cars") as conditions on the labels counted in the collection, and search
-    the remaining words (see :mod:`molmo_rag.index.count_words`).
+    the remaining words (see :mod:`molmo_rag.index.count_words`). A query longer than
+    ``MAX_QUERY_CHARS`` (4,096 characters) is a UsageError.
     """
+    from .index.count_words import check_query
     from .index.filters import SearchFilter, build_filter
 
     if top < 1:
         raise UsageError(f"the number of hits must be at least 1, not {top}", option="top")
     if not query or not query.strip():
         raise UsageError("the query is empty: say in words what to look for", option="query")
+    check_query(query)
     flt = SearchFilter(
         kind=[kind] if isinstance(kind, str) else (list(kind) if kind else None),
         where=[where] if isinstance(where, str) else list(where),
-        source=str(source) if isinstance(source, Path) else source,
+        source=_source_text(source),
         after=after,
         before=before,
     )
@@ -488,10 +527,11 @@ def search(
         if count_words and store.exists():
             from .index.count_words import split_counts
 
-            read = split_counts(query, store.count_labels())
+            read = split_counts(query, store.count_labels(), asked=store.asked_labels())
             flt = flt.model_copy(update={"where": [*flt.where, *read.where]})
         hits = Hits(store.search(vectors.embed_query((read.text if read else "") or query), _either_layout(flt), top))
         hits.count_query = read
+        hits.made_with = store.made_with()
         return hits
     finally:
         if owned_store:
@@ -507,9 +547,31 @@ def labels(
 ) -> list[str]:
     """The labels counted in a collection (``--count`` at index time): what ``count.LABEL``
     filters and counts in words can use."""
+    return count_labels(db=db, qdrant_url=qdrant_url, api_key=api_key, collection=collection).counted
+
+
+@dataclass
+class CountLabels:
+    """The count labels of a collection: ``counted``, with a count on at least one item
+    (what filters can use), and ``without_counts``, asked for at index time but with no
+    count on any item (every count failed, or the backend could not count those items)."""
+
+    counted: list[str] = field(default_factory=list)
+    without_counts: list[str] = field(default_factory=list)
+
+
+def count_labels(
+    *,
+    db: str | os.PathLike | QdrantIndex | None = None,
+    qdrant_url: str | None = None,
+    api_key: str | None = None,
+    collection: str = DEFAULT_COLLECTION,
+) -> CountLabels:
+    """:func:`labels`, and the labels asked for whose counts were never read."""
     store, owned_store = _store_for(db, qdrant_url, api_key, collection, create=False)
     try:
-        return store.count_labels()
+        counted = store.count_labels()
+        return CountLabels(counted, [label for label in store.asked_labels() if label not in counted])
     finally:
         if owned_store:
             store.close()

@@ -58,6 +58,8 @@ class Failure:
     item: "MediaItem | None" = None
     backend: str | None = None
     model: str | None = None
+    cached: bool = False
+    """A permanent failure remembered from an earlier run: reported again, not sent again."""
 
     @property
     def retryable(self) -> bool:
@@ -91,4 +93,9 @@ class Failure:
                 out[f"error_{key}"] = value
         if hasattr(self.error, "retryable"):  # a service error: may trying again later succeed?
             out["retryable"] = self.retryable
+        cost = getattr(self.error, "cost_usd", None)
+        if cost:  # an answer that came, was paid for and could not be used
+            out["cost_usd"] = round(cost, 6)
+        if self.cached:
+            out["cached"] = True
         return out

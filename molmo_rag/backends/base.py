@@ -19,7 +19,9 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 
 import asyncio
+import contextvars
 import importlib
+import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -29,13 +31,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field
 
-from ..errors import BackendError, MolmoRagError, UnsupportedTaskError, UsageError
+from ..errors import MolmoRagError, UnsupportedTaskError, UsageError
 from ..media.items import MediaItem
 from ..options_base import Options
 from ..results import Result
 from ..syncio import run_sync
 from ..tasks import ModelInput, Task
 from ..vocabulary import BACKENDS
+from .answers import DEFAULT_MAX_ANSWER_CHARS, DEFAULT_MAX_ANSWER_POINTS, checked_error, checked_result
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..cache import JobJournal
@@ -94,6 +97,18 @@ class BackendOptions(Options):
     what: ClassVar[str] = "backend option"
 
     model: str | None = Field(None, description="Model id (or local path) the backend runs.")
+    max_answer_chars: int = Field(
+        DEFAULT_MAX_ANSWER_CHARS,
+        ge=1,
+        description="Longest answer text kept (characters); a longer answer is cut here and its result says "
+        "truncated: ['text']. 64 Ki, far above any Molmo2 answer.",
+    )
+    max_answer_points: int = Field(
+        DEFAULT_MAX_ANSWER_POINTS,
+        ge=1,
+        description="Most points kept from one answer; more are cut here (the stated count is kept) and the "
+        "result says truncated: ['points'].",
+    )
 
 
 Call = Callable[[Request], Awaitable["Answer | BaseException"]]
@@ -181,24 +196,13 @@ class Backend(ABC):
         return run_sync(self.arun(requests))
 
     def _to_result(self, request: Request, answer: Answer | BaseException) -> Result | MolmoRagError:
-        if isinstance(answer, MolmoRagError):
-            return answer
-        if isinstance(answer, BaseException):
-            err = BackendError(f"{type(answer).__name__}: {answer}", backend=self.name)
-            err.__cause__ = answer
-            return err
-        fields = request.task.parse(answer.text)
-        if request.item.model_input == "video":
-            fields = shift_points(fields, request.item.start)
-        return Result(
-            item=request.item,
-            task=request.task,
-            text=answer.text,
-            fields=fields,
-            backend=self.name,
-            model=answer.model or self.model,
-            cost_usd=answer.cost_usd,
-        )
+        """The boundary every answer crosses before anything keeps it: validated, cleaned,
+        redacted and capped (see :mod:`molmo_rag.backends.answers`)."""
+        if not isinstance(answer, BaseException):
+            answer = checked_result(self, request, answer)
+            if isinstance(answer, Result):
+                return answer
+        return checked_error(self, request, answer)
 
     def estimate_cost(self, request: Request) -> float:
         """What one request would cost (USD), without calling anything."""
@@ -265,12 +269,20 @@ class BatchedBackend(Backend):
             await batcher.close()
 
 
+GENERATION_STOP: contextvars.ContextVar[threading.Event | None] = contextvars.ContextVar("generation_stop", default=None)
+"""Set while a batch generates (the thread of ``generate_prepared`` sees it): an event that
+is set when the session closes early (Ctrl-C, a consumer that stopped), so a backend that
+can stop mid-batch (the local one, at its next token) does, instead of making the run wait
+for a batch nobody will read."""
+
+
 class _Batcher:
     """Forms batches from prepared requests and runs them one at a time in a worker thread."""
 
     def __init__(self, backend: BatchedBackend):
         self.backend = backend
         self.stats = BatcherStats()
+        self._stop = threading.Event()
         self._ready: dict[str, deque] = {"image": deque(), "video": deque()}
         self._wake = asyncio.Event()
         self._preparing = asyncio.Semaphore(max(1, backend.prepare_threads))
@@ -295,6 +307,7 @@ class _Batcher:
 
     async def _run(self) -> None:
         size = max(1, self.backend.batch_size)
+        GENERATION_STOP.set(self._stop)  # this task's context, copied into its worker threads
         while True:
             await self._wake.wait()
             self._wake.clear()
@@ -312,8 +325,8 @@ class _Batcher:
         try:
             answers: list[Any] = await asyncio.to_thread(self.backend.generate_prepared, requests, prepared)
         except MolmoRagError as exc:
-            if len(batch) == 1:
-                answers = [exc]
+            if len(batch) == 1 or getattr(exc, "fatal", False):  # e.g. a model that cannot load: all alike
+                answers = [exc] * len(batch)
             else:  # one bad item must not sink the batch: its members one by one
                 answers = []
                 for request, one in zip(requests, prepared):
@@ -331,6 +344,7 @@ class _Batcher:
                 future.set_result(answer)
 
     async def close(self) -> None:
+        self._stop.set()  # a batch still generating stops: its callers are gone
         self._loop.cancel()
         try:
             await self._loop

@@ -2,7 +2,10 @@
 
 The model and its processor load on first use through ``AutoProcessor`` /
 ``AutoModelForImageTextToText`` (no ``trust_remote_code``); torch and transformers are
-imported only then, so importing this module stays cheap.
+imported only then, so importing this module stays cheap. First use is the first request
+the cache cannot answer: a fully cached run, or one whose sources cannot be read, never
+loads the model (nor needs its checkpoint). A model that cannot load is a ``fatal`` error:
+the run ends with that one error instead of failing every item with it.
 
 Requests run in real batches: images share one ``generate`` call, videos share another
 (one video per prompt, never mixed with images in a batch), with left padding and greedy
@@ -24,7 +27,7 @@ from pydantic import Field
 from ..errors import BackendError, ConfigurationError, MissingDependencyError, MolmoRagError, UsageError
 from ..media.items import VideoFrames
 from ..tasks import ModelInput
-from .base import Answer, BackendOptions, BatchedBackend, Request
+from .base import GENERATION_STOP, Answer, BackendOptions, BatchedBackend, Request
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -164,6 +167,19 @@ def _quiet_progress_bars() -> Iterator[None]:
         hf_logging.enable_progress_bar()
 
 
+def _stopping_when(stop: threading.Event) -> Any:
+    """Stopping criteria that end ``generate`` at the next token once ``stop`` is set (an
+    interrupted run), so Ctrl-C does not wait for a whole batch."""
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class _Stopped(StoppingCriteria):
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+            return torch.full((input_ids.shape[0],), stop.is_set(), dtype=torch.bool, device=input_ids.device)
+
+    return StoppingCriteriaList([_Stopped()])
+
+
 def _pad_id(tokenizer: Any) -> int:
     return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
@@ -267,6 +283,9 @@ class LocalBackend(BatchedBackend):
         try:
             self._hf_model, self._processor = self._load()
         except MolmoRagError as exc:
+            # fatal: every request would fail alike, so the engine ends the run with this
+            # one error (the model loads on the first cache miss, not up front)
+            exc.fatal = True
             self._load_error = exc
             raise
         return self._hf_model, self._processor
@@ -338,9 +357,16 @@ class LocalBackend(BatchedBackend):
         return isinstance(found, str)
 
     def close(self) -> None:
-        with self._lock:
+        # A batch of an interrupted run may still be generating (it stops at its next
+        # token) and hold the lock: wait briefly, then drop the references anyway (the
+        # batch keeps its own until it ends).
+        idle = self._lock.acquire(timeout=2.0)
+        try:
             loaded, self._hf_model, self._processor = self._hf_model is not None, None, None
-        if loaded and "torch" in sys.modules:
+        finally:
+            if idle:
+                self._lock.release()
+        if loaded and idle and "torch" in sys.modules:
             import torch
 
             if torch.cuda.is_available():
@@ -412,12 +438,17 @@ class LocalBackend(BatchedBackend):
             }
             if self.options.min_new_tokens:
                 generate_kwargs["min_new_tokens"] = min(self.options.min_new_tokens, generate_kwargs["max_new_tokens"])
+            stop = GENERATION_STOP.get()
+            if stop is not None:
+                generate_kwargs["stopping_criteria"] = _stopping_when(stop)
             try:
                 inputs = inputs.to(model.device, dtype=model.dtype)
                 with torch.inference_mode():
                     output = model.generate(**inputs, **generate_kwargs)
             except Exception as exc:  # torch/transformers failures (OOM, shapes): one typed error
                 raise BackendError(f"Molmo2 generation failed: {_first_line(exc)}", backend=self.name) from exc
+            if stop is not None and stop.is_set():  # cut short: these answers are not whole
+                raise BackendError("Molmo2 generation stopped: the run ended before this batch did", backend=self.name)
             new_tokens = output[:, inputs["input_ids"].shape[1] :]
             texts = processor.batch_decode(new_tokens, skip_special_tokens=True)
             pad = generate_kwargs["pad_token_id"]

@@ -36,9 +36,10 @@ from typing import Any, ClassVar, NamedTuple
 from pydantic import Field
 
 from .. import cost
-from ..errors import AuthenticationError, BackendError, ResponseFormatError, UnsupportedTaskError
+from ..errors import AuthenticationError, BackendError, MalformedAnswerError, ResponseFormatError, UnsupportedTaskError
 from ..media.items import MediaItem
 from ..tasks import Ask, Caption, Count, ModelInput, Scene, Task, VideoTask
+from .answers import kind_of
 from .base import Answer, Request
 from .rest import (
     InsufficientBalanceError,
@@ -48,6 +49,7 @@ from .rest import (
     RestEngine,
     RestOptions,
     data_uri,
+    error_code_and_message,
     is_balance_error,
     is_http_url,
     media_payload,
@@ -209,14 +211,20 @@ def parse_prediction(body: Any) -> Prediction:
     if not isinstance(outputs, list):
         raise ResponseFormatError("wavespeed: 'outputs' is not a list", backend="wavespeed")
     timings = data.get("timings") if isinstance(data.get("timings"), dict) else {}
+    inference = timings.get("inference")
     error = data.get("error")
     return Prediction(
         id=pid,
         status=status,
         outputs=outputs,
         error=str(error) if error else None,
-        inference_ms=timings.get("inference"),
+        # a timing that is not a number (or is absurd) is ignored: it only tunes polling
+        inference_ms=float(inference) if _is_duration_ms(inference) else None,
     )
+
+
+def _is_duration_ms(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 86_400_000
 
 
 def parse_upload_ticket(body: Any) -> tuple[str, dict[str, str], str]:
@@ -256,6 +264,18 @@ class WaveSpeedBackend(RestBackend):
 
     def result_url(self, prediction_id: str) -> str:
         return f"{self.base_url}/api/v3/predictions/{prediction_id}/result"
+
+    def error_for(self, status: int, body: Any, text: str, headers: Any = None) -> BackendError:
+        """WaveSpeed's envelope ``code`` repeats the HTTP status; the vendor code, when
+        there is one, opens the message (``content_policy_violation: ...``): that one is
+        the error's ``code``, as for a failed prediction."""
+        error = super().error_for(status, body, text, headers)
+        if error.code is None or error.code == str(status):
+            _, message = error_code_and_message(body)
+            vendor = _VENDOR_CODE.match(message or "")
+            if vendor:
+                error.code = vendor.group(1)
+        return error
 
     async def call(self, request: Request, engine: RestEngine) -> Answer:
         item, task = request.item, request.task
@@ -335,7 +355,11 @@ class WaveSpeedBackend(RestBackend):
 
     async def _output_text(self, prediction: Prediction, engine: RestEngine) -> str:
         if not prediction.outputs or not isinstance(prediction.outputs[0], str):
-            raise ResponseFormatError(f"wavespeed: prediction {prediction.id} completed without a text output", backend=self.name)
+            # the prediction completed (and was paid for): its answer cannot be used
+            what = kind_of(prediction.outputs[0]) if prediction.outputs else "missing"
+            raise MalformedAnswerError(
+                f"wavespeed: prediction {prediction.id} completed, but its output is {what}, not text", backend=self.name
+            )
         first = prediction.outputs[0]
         if not is_http_url(first):
             return first

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -11,16 +15,24 @@ from ..errors import UnsupportedMediaError
 from ..vocabulary import Detail, VideoTaskName
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ..cache import ResultCache
     from ..tasks import Task
 from .app import app
 from .common import (
     BackendOpt,
+    CacheDirOpt,
     ConcurrencyOpt,
     JsonOpt,
     ModelOpt,
+    NoCacheOpt,
+    RetryFailedOpt,
     SegmentOpt,
     SegmentSecondsOpt,
+    calls_line,
     emit_json,
+    exit_interrupted,
+    for_terminal,
+    kept_in_cache,
     make_backend,
     reader_options,
     where_label,
@@ -37,7 +49,8 @@ def _one_line(text: object) -> str:
 def _human_line(obj: dict) -> str:
     where = where_label(obj)
     if "error" in obj:
-        return f"{where}: ERROR {obj['error_type']}: {_one_line(obj['error'])}"
+        earlier = " (remembered from an earlier run, not sent again)" if obj.get("cached") else ""
+        return f"{where}: ERROR {obj['error_type']}: {_one_line(obj['error'])}{earlier}"
     if "caption" in obj:
         return f"{where}: {_one_line(obj['caption'])}"
     if "count" in obj and obj.get("target") is not None:
@@ -46,29 +59,65 @@ def _human_line(obj: dict) -> str:
     return f"{where}: {_one_line(obj.get('answer'))}"
 
 
+@contextlib.contextmanager
+def _open_cache(cache_dir: Path | None, no_cache: bool, retry_failed: bool) -> Iterator[ResultCache | None]:
+    """The result cache, or None with one warning when it cannot be opened: a cache costs
+    the re-use, never the answers."""
+    from ..cache import ResultCache
+    from ..errors import ConfigurationError
+
+    try:
+        cache = ResultCache(cache_dir, read=not no_cache, retry_failed=retry_failed)
+    except ConfigurationError as exc:
+        print(f"molmo-rag: warning: {for_terminal(exc)}; answering without it", file=sys.stderr)
+        yield None
+        return
+    with cache:
+        yield cache
+
+
 def run_task(
     sources: list[str], task: Task, backend: str | None, model: str | None, concurrency: int | None, as_json: bool,
-    segment: str | None = None, segment_seconds: float | None = None,
+    segment: str | None = None, segment_seconds: float | None = None, *,
+    no_cache: bool = False, cache_dir: Path | None = None, retry_failed: bool = False,
 ) -> None:
-    """Print one line per item (slide, segment) and exit 1 if any source failed."""
+    """Print one line per item (slide, segment) and exit 1 if any source failed. Answers
+    come from the result cache first; a local model loads on the first miss only."""
     from ..analyze import Failure, analyze  # here, not at import: `molmo-rag search` starts faster
+    from ..engine import was_sent
+
     options = reader_options(segment, segment_seconds)  # a bad flag fails before a model loads
     engine = make_backend(backend, model, concurrency)
-    failed = lines = 0
+    failed = lines = fresh = cached = failed_sent = failed_cached = 0
     total_cost = 0.0
+    started = time.time()
     try:
-        engine.load()
-        for outcome in analyze(sources, [task], engine, reader_options=options):
-            lines += 1
-            obj = outcome.to_json()
-            if isinstance(outcome, Failure):
-                failed += 1
-            else:
-                total_cost += outcome.cost_usd
-            if as_json:
-                emit_json(obj)
-            else:
-                print(_human_line(obj), flush=True)
+        with _open_cache(cache_dir, no_cache, retry_failed) as cache:
+            for outcome in analyze(sources, [task], engine, reader_options=options, cache=cache):
+                lines += 1
+                obj = outcome.to_json()
+                if isinstance(outcome, Failure):
+                    failed += 1
+                    failed_cached += outcome.cached
+                    failed_sent += was_sent(outcome)
+                elif outcome.cached:
+                    cached += 1
+                else:
+                    fresh += 1
+                    total_cost += outcome.cost_usd
+                if as_json:
+                    emit_json(obj)
+                else:
+                    print(for_terminal(_human_line(obj)), flush=True)
+    except KeyboardInterrupt:
+        kept = kept_in_cache(cache_dir, started, engine.name)
+        what = f"printed {lines} line(s)"
+        if kept is not None:
+            results, jobs = kept
+            what += f", kept {results} result(s) in the cache"
+            if jobs:
+                what += f", {jobs} job(s) still running at {engine.name} in the journal (the next run polls them)"
+        exit_interrupted(what, no_cache=no_cache)
     finally:
         engine.close()
     if not lines:  # every item was of a kind the task does not take (a photo for `video`)
@@ -77,8 +126,8 @@ def run_task(
             f"nothing to do: the {task.name} task needs a {needs}, and {', '.join(sources)} holds none",
             source=", ".join(sources),
         )
-    if total_cost:
-        print(f"molmo-rag: total cost ${total_cost:.4f}", file=sys.stderr)
+    cost = f"; total cost ${total_cost:.4f}" if total_cost else ""
+    print(f"molmo-rag: {calls_line(engine.name, fresh, cached, failed_sent, failed_cached)}{cost}", file=sys.stderr)
     if failed:
         print(f"molmo-rag: {failed} item(s) failed", file=sys.stderr)
         raise typer.Exit(1)
@@ -93,12 +142,16 @@ def caption(
     concurrency: ConcurrencyOpt = None,
     segment: SegmentOpt = None,
     segment_seconds: SegmentSecondsOpt = None,
+    no_cache: NoCacheOpt = False,
+    cache_dir: CacheDirOpt = None,
+    retry_failed: RetryFailedOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Caption images, slides and video segments."""
     from ..tasks import Caption
 
-    run_task(sources, Caption(detail=detail), backend, model, concurrency, as_json, segment, segment_seconds)
+    run_task(sources, Caption(detail=detail), backend, model, concurrency, as_json, segment, segment_seconds,
+             no_cache=no_cache, cache_dir=cache_dir, retry_failed=retry_failed)
 
 
 @app.command()
@@ -110,12 +163,16 @@ def ask(
     concurrency: ConcurrencyOpt = None,
     segment: SegmentOpt = None,
     segment_seconds: SegmentSecondsOpt = None,
+    no_cache: NoCacheOpt = False,
+    cache_dir: CacheDirOpt = None,
+    retry_failed: RetryFailedOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Answer a question about each item of SOURCE."""
     from ..tasks import Ask
 
-    run_task([source], Ask(question=question), backend, model, concurrency, as_json, segment, segment_seconds)
+    run_task([source], Ask(question=question), backend, model, concurrency, as_json, segment, segment_seconds,
+             no_cache=no_cache, cache_dir=cache_dir, retry_failed=retry_failed)
 
 
 @app.command()
@@ -127,12 +184,16 @@ def count(
     concurrency: ConcurrencyOpt = None,
     segment: SegmentOpt = None,
     segment_seconds: SegmentSecondsOpt = None,
+    no_cache: NoCacheOpt = False,
+    cache_dir: CacheDirOpt = None,
+    retry_failed: RetryFailedOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Count objects with Molmo2 pointing; prints the count and the points."""
     from ..tasks import Count
 
-    run_task([source], Count(target=what), backend, model, concurrency, as_json, segment, segment_seconds)
+    run_task([source], Count(target=what), backend, model, concurrency, as_json, segment, segment_seconds,
+             no_cache=no_cache, cache_dir=cache_dir, retry_failed=retry_failed)
 
 
 @app.command()
@@ -145,12 +206,16 @@ def video(
     concurrency: ConcurrencyOpt = None,
     segment: SegmentOpt = None,
     segment_seconds: SegmentSecondsOpt = None,
+    no_cache: NoCacheOpt = False,
+    cache_dir: CacheDirOpt = None,
+    retry_failed: RetryFailedOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Run a video-understanding task on each segment of a video."""
     from ..tasks import VideoTask
 
-    run_task([source], VideoTask(task=task, text=text), backend, model, concurrency, as_json, segment, segment_seconds)
+    run_task([source], VideoTask(task=task, text=text), backend, model, concurrency, as_json, segment, segment_seconds,
+             no_cache=no_cache, cache_dir=cache_dir, retry_failed=retry_failed)
 
 
 @app.command()
@@ -191,20 +256,36 @@ def estimate(
     for entry in read_entries(sources, reader_options(segment, segment_seconds)):
         (failures if isinstance(entry, MolmoRagError) else items).append(entry)
     result = estimate_cost(name, items, tasks)
+    estimated = sum(item.refusal is None for item in result.items)
+    refusals_shown: set[int] = set()  # a refused video file is one line, where its first segment was
+
+    def first_of_refused(item) -> MolmoRagError | None:
+        if item.refusal is None or item.refusal in refusals_shown:
+            return None
+        refusals_shown.add(item.refusal)
+        return result.refused[item.refusal]
+
     if as_json:
         for item in result.items:
-            emit_json({"backend": name, **item.__dict__})
+            if item.refusal is None:
+                emit_json({"backend": name, **{k: v for k, v in item.__dict__.items() if k != "refusal"}})
+            elif (exc := first_of_refused(item)) is not None:
+                emit_json({"backend": name, "source": exc.source, "error": str(exc), "error_type": type(exc).__name__})
         for exc in failures:
             emit_json({"source": getattr(exc, "source", None), "error": str(exc), "error_type": type(exc).__name__})
-        emit_json({"backend": name, "total_calls": result.calls, "total_cost_usd": result.cost_usd, "items": len(items)})
+        emit_json({"backend": name, "total_calls": result.calls, "total_cost_usd": result.cost_usd, "items": estimated})
     else:
         for media, item in zip(items, result.items):
+            if item.refusal is not None:
+                if (exc := first_of_refused(item)) is not None:
+                    print(for_terminal(f"{exc.source}: ERROR {type(exc).__name__}: {exc}"))
+                continue
             where = where_label(media.describe())
             note = f"  ERROR {item.error}" if item.error else ""
             skipped = f"  (skipped: {', '.join(item.skipped_tasks)})" if item.skipped_tasks else ""
-            print(f"{where} [{item.kind}]: {item.calls} call(s), ${item.cost_usd:.4f}{skipped}{note}")
+            print(for_terminal(f"{where} [{item.kind}]: {item.calls} call(s), ${item.cost_usd:.4f}{skipped}{note}"))
         for exc in failures:
-            print(f"{getattr(exc, 'source', '?')}: ERROR {type(exc).__name__}: {exc}")
-        print(f"total: {len(items)} item(s), {result.calls} call(s), ${result.cost_usd:.4f} on {name}")
-    if failures:
+            print(for_terminal(f"{getattr(exc, 'source', '?')}: ERROR {type(exc).__name__}: {exc}"))
+        print(f"total: {estimated} item(s), {result.calls} call(s), ${result.cost_usd:.4f} on {name}")
+    if failures or result.refused:
         raise typer.Exit(1)

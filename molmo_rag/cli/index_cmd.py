@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -21,9 +22,14 @@ from .common import (
     ConcurrencyOpt,
     JsonOpt,
     ModelOpt,
+    RetryFailedOpt,
     SegmentOpt,
     SegmentSecondsOpt,
+    calls_line,
     emit_json,
+    exit_interrupted,
+    for_terminal,
+    kept_in_cache,
     make_backend,
     reader_options,
     resolve_backend_name,
@@ -56,7 +62,8 @@ def _split(values: list[str] | None) -> list[str]:
 def _failure_line(obj: dict) -> str:
     what = " ".join(str(obj[k]) for k in ("task", "target", "question", "text") if obj.get(k))
     task = f" [{what}]" if what else ""
-    return f"  {where_label(obj)}{task}: {obj['error_type']}: {obj['error']}"
+    earlier = " (remembered from an earlier run, not sent again)" if obj.get("cached") else ""
+    return for_terminal(f"  {where_label(obj)}{task}: {obj['error_type']}: {obj['error']}{earlier}")
 
 
 @app.command("index")
@@ -86,6 +93,7 @@ def index_command(
     embedder: EmbedderOpt = None,
     segment: SegmentOpt = None,
     segment_seconds: SegmentSecondsOpt = None,
+    retry_failed: RetryFailedOpt = False,
     strict: Annotated[bool, typer.Option("--strict", help="Exit 1 if any item or task failed.")] = False,
     as_json: JsonOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no warnings.")] = False,
@@ -97,9 +105,12 @@ def index_command(
 
     def warn(message: str) -> None:
         if not quiet:
-            tqdm.write(f"molmo-rag: warning: {message}", file=sys.stderr)
+            tqdm.write(f"molmo-rag: warning: {for_terminal(message)}", file=sys.stderr)
+
+    points: set[str] = set()  # in the index now: what an interrupted run reports as kept
 
     def on_record(record, status: str) -> None:
+        points.add(record.id)
         if as_json:
             emit_json({"status": status, "id": record.id, **record.payload, "text": record.text})
 
@@ -113,6 +124,7 @@ def index_command(
     # A task the backend cannot do is refused before the backend is made (no key needed).
     check_explicit(backend_class(resolve_backend_name(backend)), EnrichOptions(count=_split(count), ask=list(ask or [])))
     engine = make_backend(backend, model, concurrency)
+    started = time.time()
     try:
         summary = index(
             sources,
@@ -131,7 +143,17 @@ def index_command(
             on_record=on_record,
             on_failure=on_failure,
             on_warning=warn,
+            retry_failed=retry_failed,
         )
+    except KeyboardInterrupt:
+        kept = kept_in_cache(cache_dir, started, engine.name)
+        what = f"kept {len(points)} item(s) in the index"
+        if kept is not None:
+            results, jobs = kept
+            what += f", {results} result(s) in the cache"
+            if jobs:
+                what += f", {jobs} job(s) still running at {engine.name} in the journal (the next run polls them)"
+        exit_interrupted(what, no_cache=no_cache)
     finally:
         engine.close()
     if as_json:
@@ -140,7 +162,7 @@ def index_command(
         print(
             f"indexed {summary.items} item(s) into {summary.collection!r} at {summary.location}: "
             f"{summary.indexed} written, {summary.unchanged} unchanged, {summary.pruned} stale removed; "
-            f"{summary.done} result(s) from {engine.name}, {summary.cached} from cache; "
+            f"{calls_line(engine.name, summary.done, summary.cached, summary.failed_sent, summary.failed_cached)}; "
             f"cost ${summary.cost_usd:.4f}; {summary.elapsed_s:.1f} s"
         )
     if summary.failed:
@@ -152,18 +174,62 @@ def index_command(
 
 
 def _evidence_cell(hit) -> str:
+    """yes / no (with the count), ``error: <cause>`` for a check that failed, ``-`` for a
+    hit not checked (past --ground-top, or the backend cannot check it)."""
+    evidence = hit.evidence or {}
+    if evidence.get("error"):
+        cause = for_terminal(evidence["error"])
+        return "error: " + (cause if len(cause) <= 60 else cause[:59] + "…")
     if hit.grounded is None:
         return "-"
-    count = (hit.evidence or {}).get("count")
+    count = evidence.get("count")
     return f"yes ({count})" if hit.grounded else ("no" if count is None else f"no ({count})")
+
+
+def _kept_line(read) -> str | None:
+    """One line for the count phrases kept as text: which, and why (item by label)."""
+    if read is None or not read.kept:
+        return None
+    why = []
+    for kept in read.kept:
+        if kept.reason == "never_counted":
+            why.append(f"{kept.label!r} was never counted in this collection (index with --count {kept.label} to filter on it)")
+        else:
+            why.append(
+                f"{kept.label!r} was counted at index time but no item has a count for it (its counts failed, "
+                "or the backend could not count those items: see that run's warnings and failures)"
+            )
+    phrases = " and ".join(repr(k.phrase) for k in read.kept)
+    return for_terminal(f"molmo-rag: kept {phrases} as text, not as count filters: {'; '.join(why)}")
+
+
+def _ground_lines(hits, as_json: bool) -> list[str]:
+    """What grounding did, for stderr: what it looked for, failures, hits it could not check."""
+    lines = []
+    if not as_json and hits.checked:
+        lines.append(
+            f"molmo-rag: looked for {for_terminal(repr(hits.target))} in {hits.checked} hit(s) ({hits.cached} from cache) "
+            f"with {hits.backend}; cost ${hits.cost_usd:.4f}"
+        )
+    lines += [_failure_line(failure.to_json()) for failure in hits.failures]
+    for reason in dict.fromkeys(hits.skipped):
+        lines.append(f"molmo-rag: {hits.skipped.count(reason)} hit(s) not checked: {reason}")
+    return lines
+
+
+def _no_check_line(hits) -> str:
+    cause = hits.skipped[0] if hits.skipped else (
+        f"{hits.failures[0].to_json()['error_type']}: {hits.failures[0].to_json()['error']}" if hits.failures else "no answer"
+    )
+    return for_terminal(f"molmo-rag: error: --ground: no hit could be checked: {cause}")
 
 
 def _table(hits: list) -> str:
     width = shutil.get_terminal_size((120, 24)).columns
-    grounded = any(h.grounded is not None for h in hits)
+    grounded = any(h.grounded is not None or h.evidence is not None for h in hits)
     rows = [
         (f"{h.score:.3f}", h.kind, where_label(h.to_json()), *((_evidence_cell(h),) if grounded else ()),
-         (h.caption or h.scene or "").replace("\n", " "))
+         for_terminal((h.caption or h.scene or "").replace("\n", " ")))
         for h in hits
     ]
     head = ("score", "kind", "where", *(("found",) if grounded else ()), "caption")
@@ -242,10 +308,16 @@ def search_command(
         count_words=count_words,
     )
     read = hits.count_query
+    kept = _kept_line(read)
+    if kept:
+        print(kept, file=sys.stderr)
+    unchecked = False
     if ground and hits:
         from ..grounding import ground as ground_hits
+        from ..grounding import grounding_backend
 
-        checker = make_backend(backend, model, concurrency)
+        # the backend and model that made the collection, unless --backend / --model say otherwise
+        checker = make_backend(*grounding_backend(hits, backend, model), concurrency)
         try:
             hits = ground_hits(
                 hits, read.text if read is not None and read.text else query, count_query=read, top=ground_top,
@@ -253,14 +325,9 @@ def search_command(
             )
         finally:
             checker.close()
-        if not as_json:
-            print(
-                f"molmo-rag: looked for {hits.target!r} in {hits.checked} hit(s) ({hits.cached} from cache); "
-                f"cost ${hits.cost_usd:.4f}",
-                file=sys.stderr,
-            )
-        for failure in hits.failures:
-            print(_failure_line(failure.to_json()), file=sys.stderr)
+        for line in _ground_lines(hits, as_json):
+            print(line, file=sys.stderr)
+        unchecked = hits.checked == 0
     if read is not None and read.conditions and not as_json:
         print(
             f"molmo-rag: read {', '.join(repr(p) for p in read.phrases)} as {' '.join(read.where)}; "
@@ -274,6 +341,10 @@ def search_command(
         print(_table(hits))
     else:
         print("no hits", file=sys.stderr)
+    if unchecked:
+        sys.stdout.flush()
+        print(_no_check_line(hits), file=sys.stderr)
+        raise typer.Exit(1)
 
 
 @app.command("remove")
@@ -303,10 +374,10 @@ def remove_command(
     else:
         verb = "would remove" if dry_run else "removed"
         for source, n in removed.items():
-            print(f"{source}: {verb} {n} point(s)")
+            print(f"{for_terminal(source)}: {verb} {n} point(s)")
         print(f"{verb} {total} point(s) of {len(removed)} source(s)")
     if sources and not removed:
-        print(f"molmo-rag: nothing in the index matches {', '.join(sources)}", file=sys.stderr)
+        print(f"molmo-rag: nothing in the index matches {for_terminal(', '.join(sources))}", file=sys.stderr)
         raise typer.Exit(1)
 
 
@@ -318,12 +389,23 @@ def labels_command(
     as_json: JsonOpt = False,
 ) -> None:
     """The labels counted in the index (--count at index time): what count.LABEL and counts in words use."""
-    from ..pipeline import labels
+    from ..pipeline import count_labels
 
-    found = labels(db=db, qdrant_url=qdrant_url, collection=collection)
+    found = count_labels(db=db, qdrant_url=qdrant_url, collection=collection)
     if as_json:
-        emit_json({"labels": found})
-    elif found:
-        print("\n".join(found))
-    else:
+        emit_json({"labels": found.counted, "without_counts": found.without_counts})
+        return
+    if found.counted:
+        print("\n".join(for_terminal(label) for label in found.counted))
+    if found.without_counts:
+        them = "it" if len(found.without_counts) == 1 else "them"
+        print(
+            for_terminal(
+                f"molmo-rag: {', '.join(found.without_counts)}: counted at index time (--count) but no item has a count "
+                f"for {them}: the counts failed, or the backend could not count those items (see that run's warnings "
+                "and failures; index again to retry)"
+            ),
+            file=sys.stderr,
+        )
+    elif not found.counted:
         print("no counted labels: index with --count LABEL,... to count things", file=sys.stderr)

@@ -17,6 +17,8 @@ bounded while the bombs, the panorama, the endless download and the 3-hour video
 
 from __future__ import annotations
 
+import functools
+import gzip
 import http.server
 import io
 import json
@@ -39,6 +41,7 @@ from PIL import Image
 
 from molmo_rag.errors import (
     CorruptMediaError,
+    EmptyMediaError,
     InputError,
     MediaTooLargeError,
     SourceNotFoundError,
@@ -59,11 +62,13 @@ MAX_DOWNLOAD = 256 * 1024
 READ_OPTIONS = dict(
     max_download_bytes=MAX_DOWNLOAD,
     url_timeout=2.5,
+    max_download_seconds=5.0,
     segment_mode="fixed",
     segment_seconds=120.0,
 )
 """A small download cap, so the endless stream stops soon; a short timeout, so the stalled
-one does too (long enough for a loaded machine to serve the good URL); fixed 120 s
+one does too (long enough for a loaded machine to serve the good URL); a 5 s deadline on a
+whole download, so the one trickling its headers is cut then; fixed 120 s
 windows, so the 3-hour video is cut without a scene scan of all its frames here (the
 memory check runs one)."""
 
@@ -308,8 +313,40 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             body = b"<!doctype html><html><body><img src=photo.jpg></body></html>"
             self._head(200, {"Content-Type": "text/html; charset=utf-8", "Content-Length": str(len(body))})
             self.wfile.write(body)
+        elif self.path == "/gzip-bomb.jpg":  # 64 KB on the wire, 64 MiB once inflated, whatever was asked for
+            bomb = _gzip_bomb(64 << 20)
+            self._head(200, {"Content-Type": "image/jpeg", "Content-Encoding": "gzip", "Content-Length": str(len(bomb))})
+            try:
+                self.wfile.write(bomb)
+            except OSError:
+                pass
+        elif self.path == "/slow-headers.jpg":  # headers a byte every 0.5 s (inside url_timeout), then the photo
+            head = (
+                f"HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nContent-Length: {len(self.photo)}\r\n"
+                f"X-Padding: {'a' * 40}\r\n\r\n"
+            ).encode()
+            try:
+                for i in range(len(head)):
+                    self.wfile.write(head[i : i + 1])
+                    self.wfile.flush()
+                    if self.stop.wait(0.5):
+                        return
+                self.wfile.write(self.photo)
+            except OSError:  # the client gave up: what it must do
+                pass
+            self.close_connection = True
         else:
             self._head(404, {"Content-Length": "0"})
+
+
+@functools.lru_cache(maxsize=None)
+def _gzip_bomb(inflated: int) -> bytes:
+    """Gzip of ``inflated`` zero bytes (about 1,000:1), written a MiB at a time."""
+    out = io.BytesIO()
+    with gzip.GzipFile(fileobj=out, mode="wb", compresslevel=9, mtime=0) as z:
+        for _ in range(inflated >> 20):
+            z.write(bytes(1 << 20))
+    return out.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -587,7 +624,7 @@ def _build_corpus(root: Path, server: str) -> list[Case]:
     members["ppt/presentation.xml"] = b"<p:presentation xmlns:p='broken"
     add("PPTX with malformed presentation.xml", file("bad-xml.pptx", _zip(members)), error=CorruptMediaError,
         says=("not a readable PowerPoint deck",))
-    add("deck with zero slides", file("no-slides.pptx", _deck(0)), error=CorruptMediaError, says=("no slides",))
+    add("deck with zero slides", file("no-slides.pptx", _deck(0)), error=EmptyMediaError, says=("no slides", "add slides"))
     bomb_deck = _deck_bomb(deck, 128 << 20)
     assert len(bomb_deck) < 1 << 20
     add("PPTX ZIP bomb (under 1 MB, inflates to 128 MB)", file("zip-bomb.pptx", bomb_deck), error=MediaTooLargeError,
@@ -642,10 +679,58 @@ def _build_corpus(root: Path, server: str) -> list[Case]:
         in_folder=False)
 
     # --- issue 17: sources (file names, downloads) ----------------------------------------------
+    not_utf8 = os.fsdecode(b"caf\xe9-latin1.jpg")  # a name of bytes that are not UTF-8
+    add("file name that is not valid UTF-8", file(not_utf8, small), check=_size(64, 48),
+        produces=f"{root}/caf\\xe9-latin1.jpg")
+    file(os.fsdecode(b"bad-\xfe.png"), b"not a picture\n" * 5)
+    add("unreadable file whose name is not valid UTF-8 (given as it is printed)", f"{root}/bad-\\xfe.png",
+        error=CorruptMediaError, says=("bad-\\xfe.png", "not an image"))
+    add("escape sequences in the file name (clear screen, OSC title, CR, RTL override)",
+        file("esc\x1b[2J\x1b]0;title\x07\r\u202egpj.jpg", small), check=_size(64, 48))
+    add("URL of a gzip bomb (Content-Encoding: gzip, 64 KB inflating to 64 MiB)", f"{server}/gzip-bomb.jpg",
+        error=MediaTooLargeError, says=("max_download_bytes", "gzip"), in_folder=False)
+    add("URL sending its headers a byte at a time", f"{server}/slow-headers.jpg", error=UnreachableSourceError,
+        says=("still sending", "max_download_seconds"), in_folder=False)
 
     # --- issue 17: slides and images ------------------------------------------------------------
+    import _slides_and_images_media as hostile
+
+    add("password-protected PPTX (OLE container, EncryptedPackage)", file("locked.pptx", hostile.encrypted_deck()),
+        error=UnsupportedMediaError, says=("password-protected (encrypted) deck", "remove the password"))
+    planar = hostile.planar_tiff(root / "planar-pages.tif")
+    add("planar multi-page TIFF (grey+alpha, 16-bit RGB, RGB)", str(planar), check=hostile.check_planar_pages)
+    add("float TIFF with one NaN pixel", str(hostile.nan_float_tiff(root / "float-nan.tif")), check=hostile.check_float_ramp)
+    add("JPEG whose header claims 65500x2700 with almost no data", file("liar.jpg", hostile.lying_jpeg()),
+        error=CorruptMediaError, says=("65500x2700", "too little"))
+    add("PNG whose header claims 12000x12000 with one row of data", file("liar.png", hostile.lying_png()),
+        error=CorruptMediaError, says=("12000x12000", "too little"))
+    pdf_bomb = hostile.pdf_content_bomb(300)
+    assert len(pdf_bomb) < 400_000
+    add("PDF content bomb (300 KB, a content stream inflating to 300 MB)", file("content-bomb.pdf", pdf_bomb),
+        error=MediaTooLargeError, says=("PDF bomb", "inflate"))
+    add("deck with a 13,000 px picture", file("huge-picture.pptx", hostile.huge_picture_deck(13_000)),
+        check=_pages(3))
+
 
     # --- issue 17: video -------------------------------------------------------------------------
+    ten_days = Fraction(10 * 86400)
+
+    def two_segments_one_per_frame(items: list[MediaItem]) -> None:  # none over the ten days between
+        assert [i.extra["boundary"] for i in items] == ["start", "gap"]
+        assert items[0].start == 0.0 and items[1].start == pytest.approx(float(ten_days), abs=1e-3)
+        assert all(0 < i.end - i.start <= 1.0 for i in items)
+        assert all(len(i.frames(4, 2.0)) == 1 for i in items)
+
+    add("MKV with two frames ten days apart (2 KB)",
+        str(_write_video(root / "motion-camera.mkv", [Fraction(0), ten_days], fmt="matroska")),
+        check=two_segments_one_per_frame)
+    _write_video(root / "cut-before-index.mp4", [Fraction(i, 25) for i in range(250)])  # index (moov) last
+    _truncate(root / "cut-before-index.mp4", 0.5)
+    add("MP4 cut in half before its index (AVERROR_INVALIDDATA)", str(root / "cut-before-index.mp4"),
+        error=CorruptMediaError, says=("truncated or damaged video", "before its index (moov)", "re-download it"))
+    garbage_mp4 = b"\x00\x00\x00\x20ftypisom" + bytes(12) + bytes(range(256)) * 20
+    add("MP4 header followed by garbage (AVERROR_INVALIDDATA)", file("garbage.mp4", garbage_mp4),
+        error=CorruptMediaError, says=("truncated or damaged video (FFmpeg: invalid data found", "re-download it"))
 
     return cases
 
@@ -784,7 +869,8 @@ def test_index_of_the_corpus_folder_fails_each_bad_file_once_and_indexes_the_res
         points[record.item.source] = points.get(record.item.source, 0) + 1
     # One point per picture (the looped folder's file once), per PDF page, per 120 s window
     # of the 3-hour video; the readable part of the truncated video is one short window.
-    several = {str(root / "three-hours.mp4"): 90, str(root / "good.pdf"): 2}
+    several = {str(root / "three-hours.mp4"): 90, str(root / "good.pdf"): 2, str(root / "planar-pages.tif"): 3,
+               str(root / "huge-picture.pptx"): 3, str(root / "motion-camera.mkv"): 2}
     expected = {c.result_source: several.get(c.result_source, 1) for c in files if c.good or c.then_error}
     assert points == expected
     assert summary.indexed == len(indexed) == sum(points.values())
