@@ -206,12 +206,24 @@ _SCRUBBER: list = []
 
 
 def _spellings(secret: str) -> set[str]:
-    """A secret as it is, URL-quoted and base64-encoded (a service echoing a request may
-    send any of them back)."""
+    """A secret as it is, URL-quoted, hex, and base64-encoded (standard and URL-safe) at
+    each of the three byte offsets it can sit at inside a longer encoded text (a service
+    echoing ``Authorization: Bearer KEY`` in base64 encodes the key shifted by the
+    prefix): a service echoing a request may send any of them back."""
     import base64
     from urllib.parse import quote
 
-    return {secret, quote(secret, safe=""), base64.b64encode(secret.encode("utf-8", "replace")).decode("ascii")}
+    raw = secret.encode("utf-8", "surrogateescape")
+    spellings = {secret, quote(raw, safe=""), raw.hex(), raw.hex().upper()}
+    for offset in range(3):
+        # only the base64 characters made of the key's bits alone: the same whatever
+        # bytes come before or after it
+        first, last = -(-8 * offset // 6), 8 * (offset + len(raw)) // 6
+        for encode in (base64.b64encode, base64.urlsafe_b64encode):
+            core = encode(b"\0" * offset + raw + b"\0\0").decode("ascii")[first:last]
+            if len(core) >= 6:
+                spellings.add(core)
+    return spellings
 
 
 def redact_secrets(text: str, secrets: Iterable[str | None] = ()) -> str:
@@ -266,3 +278,19 @@ def register_secret(value: str | None) -> None:
 
     _SCRUBBER.append(scrubbed)
     logging.setLogRecordFactory(scrubbed)
+
+
+_KEY = re.compile(r"[\x21-\x7e]+")
+"""What an API key is made of: printable ASCII, no spaces (every vendor's keys are)."""
+
+
+def check_key(key: str | None, where: str, option: str | None = None) -> None:
+    """Refuse a key that holds a control character (a newline would carry what follows it
+    into a header of its own and into every error line), a space or a non-ASCII
+    character: a :class:`UsageError` naming ``where`` the key came from, never the key."""
+    if key is not None and not _KEY.fullmatch(key):
+        raise UsageError(
+            f"{where} holds a character an API key cannot have (a newline, a tab, a space, another control "
+            "character or a non-ASCII one); set it to the key alone",
+            option=option,
+        )

@@ -21,6 +21,10 @@ request; everything else lives here once:
   request's journal (``Request.journal``, the result cache's pending-jobs table); a later
   run polls that job (:meth:`RestBackend.resume`) instead of submitting again, and submits
   anew only when the server no longer knows it (:class:`JobNotFoundError`);
+* **a cancel (Ctrl-C) does not lose a job**: a submission in flight when the run is cancelled
+  is let finish for at most ``submit_grace`` seconds (:data:`SUBMIT_GRACE`), its job id
+  journaled, then the cancel goes on; polls, back-offs and waits for a slot are cancelled
+  at once (a journaled job is polled by the next run);
 * **account errors end the run**: a refused key (401/403) or an empty balance (402,
   ``insufficient_balance``, :class:`InsufficientBalanceError`) from the backend's own origin
   is marked ``fatal``; nothing more is sent that would fail the same way (after a refused
@@ -66,6 +70,7 @@ from tenacity import (
 
 from ..errors import (
     AuthenticationError,
+    check_key,
     BackendError,
     BackendTimeout,
     ConfigurationError,
@@ -101,6 +106,11 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+SUBMIT_GRACE = 3.0
+"""Default of ``RestOptions.submit_grace``: the longest a cancelled run (Ctrl-C) waits for the
+answer to a job submission already sent, so the job it created is journaled, not paid twice."""
+
+
 class RestOptions(BackendOptions):
     """Options every hosted REST backend takes (subclasses change defaults and add fields)."""
 
@@ -131,6 +141,14 @@ class RestOptions(BackendOptions):
         True, description="Time the first poll from how long this run's jobs took (their 10th percentile)."
     )
     max_resubmits: int = Field(2, ge=0, description="New submissions after a job failed in a way the protocol says is retryable.")
+    submit_grace: float = Field(
+        SUBMIT_GRACE,
+        ge=0,
+        le=30.0,
+        description="On a cancel (Ctrl-C) while a job's submission is in flight, how long its POST may still take "
+        "(s): a job the server accepted is then journaled (the next run polls it, nothing is paid twice) before the "
+        "cancel goes on; 0 cancels at once. Only submissions wait; polls and back-offs are cancelled at once.",
+    )
     max_response_bytes: int = Field(
         16 * 1024**2,
         ge=1024,
@@ -255,22 +273,6 @@ def error_text(text: str | None, limit: int = 200) -> str:
     return " ".join(text.split())[:limit] or "no details"
 
 
-_KEY = re.compile(r"[\x21-\x7e]+")
-"""What an API key is made of: printable ASCII, no spaces (every vendor's keys are)."""
-
-
-def check_key(key: str | None, where: str, option: str | None = None) -> None:
-    """Refuse a key that holds a control character (a newline would carry what follows it
-    into a header of its own and into every error line), a space or a non-ASCII
-    character: a :class:`UsageError` naming ``where`` the key came from, never the key."""
-    if key is not None and not _KEY.fullmatch(key):
-        raise UsageError(
-            f"{where} holds a character an API key cannot have (a newline, a tab, a space, another control "
-            "character or a non-ASCII one); set it to the key alone",
-            option=option,
-        )
-
-
 def _str_or_none(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
@@ -358,7 +360,11 @@ class RestEngine:
         exchange when given, so an error envelope in the body is translated, redacted and
         noted like an HTTP error). Never re-sent once the server may have accepted it (see
         the module docstring), unless ``resend_safe`` says this POST creates nothing that
-        costs or duplicates (e.g. an upload ticket)."""
+        costs or duplicates (e.g. an upload ticket). A POST that is not ``resend_safe`` is
+        let finish when the run is cancelled (for ``submit_grace`` seconds): its answer is
+        returned and the cancel comes back at the caller's next ``await``, so the caller
+        journals the job id it holds (:meth:`RestBackend.journal_submitted`) before awaiting
+        anything else."""
         if parse is None:
             return await self.request("POST", url, json=body, timeout=timeout, resend_safe=resend_safe)
         return await self.request(
@@ -465,7 +471,10 @@ class RestEngine:
                 kwargs: dict[str, Any] = {"headers": send_headers, "json": json, "content": content}
                 if request_timeout is not None:
                     kwargs["timeout"] = request_timeout
-                response = await self._exchange(method, url, kwargs)
+                if method == "POST" and not safe_to_resend:
+                    response = await self._submission(method, url, kwargs)
+                else:
+                    response = await self._exchange(method, url, kwargs)
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
                 # Nothing reached the server: safe to send again, POST included.
                 raise _Transient(self._transport_error(exc, method, url, sent=False)) from exc
@@ -512,6 +521,43 @@ class RestEngine:
                     retryable=True,
                 ) from exc
             raise
+
+    async def _submission(self, method: str, url: str, kwargs: dict[str, Any]) -> httpx.Response:
+        """:meth:`_exchange` for a POST that may create a (paid) job, shielded from a cancel
+        (Ctrl-C, the item's timeout) for at most ``submit_grace`` seconds: the server may
+        already have accepted it, and a job whose id never reaches the journal is paid for
+        again by the next run. When the answer comes within the grace it is returned and the
+        cancel is delivered again at the caller's next ``await``; a caller journals the job
+        id before that (``journal_submitted`` is synchronous), then polling is cancelled at
+        once. No answer within the grace, a failed exchange, or a second cancel: the POST is
+        abandoned and the cancel goes on at once."""
+        exchange = asyncio.ensure_future(self._exchange(method, url, kwargs))
+        try:
+            return await asyncio.shield(exchange)
+        except asyncio.CancelledError as cancel:
+            grace = self.options.submit_grace
+            try:
+                if grace > 0 and not exchange.done():
+                    await asyncio.wait({exchange}, timeout=grace)  # a second cancel ends the wait
+            finally:
+                if not exchange.done():
+                    exchange.cancel()
+                    exchange.add_done_callback(_retrieved)
+                    log.warning(
+                        "%s: cancelled while a submission was in flight, abandoned without its answer (none "
+                        "within submit_grace, %g s, or cancelled again); if the server accepted it, a re-run "
+                        "pays for that item again",
+                        self.backend.name,
+                        grace,
+                    )
+            if not exchange.done() or exchange.cancelled() or exchange.exception() is not None:
+                raise  # no answer: no job id to keep
+            log.debug("%s: cancelled during a submission; its answer came, so its job is journaled first", self.backend.name)
+            me = asyncio.current_task()
+            if me is not None:  # the cancel stays one request (asyncio.timeout counts them)
+                me.uncancel()
+                me.cancel(cancel.args[0] if cancel.args else None)
+            return exchange.result()
 
     async def _exchange(self, method: str, url: str, kwargs: dict[str, Any]) -> httpx.Response:
         """One HTTP request and its answer, whose body is streamed in up to
@@ -948,6 +994,12 @@ class RestBackend(Backend):
             request.journal.finished(job_id)
         except Exception as exc:  # noqa: BLE001
             log.warning("%s: could not update the pending-jobs journal: %s", self.name, exc)
+
+
+def _retrieved(task: asyncio.Future) -> None:
+    """Done callback of an abandoned exchange: its outcome is read, so nothing is logged."""
+    if not task.cancelled():
+        task.exception()
 
 
 @functools.lru_cache(maxsize=1)

@@ -16,6 +16,7 @@ through transformers, embedded Qdrant, the SQLite result cache.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -27,12 +28,13 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
 
 from molmo_rag.cache import ResultCache, is_permanent_failure
-from molmo_rag.errors import AuthenticationError, BackendError, RateLimitError
+from molmo_rag.errors import AuthenticationError, BackendError, BackendTimeout, RateLimitError
 from molmo_rag.testing import WaveSpeedServer
 
 pytest.importorskip("qdrant_client")
@@ -117,6 +119,120 @@ def test_ctrl_c_during_index_stops_says_what_was_kept_and_the_rerun_pays_only_fo
         # only what was missing is paid for: neither the kept results nor the jobs in flight again
         assert server.stats.jobs_created == 24 - kept - journaled
         assert (summary["cached"], summary["done"]) == (kept, 24 - kept)
+
+
+SLOW_POST = 1.5  # s a submission takes to be answered: a Ctrl-C surely lands in the middle of one
+
+
+def test_ctrl_c_while_submissions_are_in_flight_pays_for_no_item_twice(tmp_path):
+    # A submission cut by Ctrl-C may already be a job the server accepted (and bills): its POST
+    # is let finish (for a bounded time) and the job journaled, so the re-run polls it.
+    folder = photos(tmp_path / "photos", 12)
+    cache_dir = tmp_path / "cache"
+    with WaveSpeedServer(api_key=KEY, latency=0.2) as server:
+        server.inject("slow", route="submit", times=-1, delay=SLOW_POST)  # every submission answers late
+        env = env_for(server, cache_dir)
+        command = [*CLI, "index", str(folder), "--backend", "wavespeed", "--concurrency", "4", "--db", str(tmp_path / "db")]
+        proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        wait_for(lambda: server.stats.by_route["submit"] >= 5, proc)  # the 5th POST has just been sent
+        sent = time.monotonic()
+        out, err = interrupt(proc)
+        stopped_in = time.monotonic() - sent
+        assert proc.returncode == 130 and "Traceback" not in err, err
+        assert stopped_in < GONE_WITHIN, stopped_in
+        time.sleep(SLOW_POST + 0.5)  # the server ends every submission it got (each makes a job)
+        first = server.stats.jobs_created
+        with ResultCache(cache_dir) as cache:
+            journaled = len(cache.pending_jobs("wavespeed"))
+        assert first >= 5 and journaled >= 1, (first, journaled)
+
+        server.clear_faults()
+        server.reset_stats()
+        done = subprocess.run([*command, "--json"], env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+        summary = jsonl(done.stdout)[-1]["summary"]
+        assert summary["items"] == 12 and not summary["failed"]
+        assert first + server.stats.jobs_created == 12  # no item paid for twice
+
+
+class _Journal:
+    """A pending-jobs journal that only records what was submitted."""
+
+    def __init__(self):
+        self.jobs: list[str] = []
+
+    def pending(self, backend=None):
+        return None
+
+    def submitted(self, backend, job_id):
+        self.jobs.append(job_id)
+
+    def finished(self, job_id=None):
+        pass
+
+
+def _cancel_one(server: WaveSpeedServer, ready, **options) -> tuple[Any, _Journal, float]:
+    """One caption request on the loopback WaveSpeed, cancelled once ``ready()`` holds (checked
+    every 10 ms, a 60 s limit): (what the request ended with, its journal, seconds from the
+    cancel to its end)."""
+    from molmo_rag.backends.base import Request, get_backend
+    from molmo_rag.media.items import MediaItem
+    from molmo_rag.tasks import Caption
+
+    backend = get_backend("wavespeed", api_key=KEY, base_url=server.base_url, poll_interval=0.02, **options)
+    journal = _Journal()
+    request = Request(MediaItem.from_pil(Image.new("RGB", (40, 30), (20, 90, 200))), Caption(), journal=journal)
+
+    async def main():
+        async with backend.session() as session:
+            task = asyncio.ensure_future(session.answer(request))
+            async with asyncio.timeout(60):
+                while not ready() and not task.done():
+                    await asyncio.sleep(0.01)
+            task.cancel()
+            cancelled = time.monotonic()
+            try:
+                outcome = await task
+            except asyncio.CancelledError as exc:
+                outcome = exc
+            return outcome, journal, time.monotonic() - cancelled
+
+    return asyncio.run(main())
+
+
+def test_a_cancel_during_a_submission_lets_it_finish_journals_its_job_then_stops_polling():
+    with WaveSpeedServer(api_key=KEY, latency=0.05) as server:
+        server.inject("slow", route="submit", times=1, delay=SLOW_POST)
+        outcome, journal, took = _cancel_one(server, lambda: server.stats.by_route["submit"] >= 1)
+        assert isinstance(outcome, asyncio.CancelledError)
+        assert journal.jobs == list(server.jobs) and server.stats.jobs_created == 1  # the job is kept
+        assert server.stats.by_route["poll"] == 0  # then cancelled at once: the next run polls it
+        assert took < SLOW_POST + 2.0
+
+
+def test_a_submission_that_outlasts_the_grace_is_abandoned_and_the_cancel_is_quick():
+    with WaveSpeedServer(api_key=KEY, latency=0.05) as server:
+        server.inject("slow", route="submit", times=1, delay=6.0)
+        outcome, journal, took = _cancel_one(server, lambda: server.stats.by_route["submit"] >= 1, submit_grace=0.3)
+        assert isinstance(outcome, asyncio.CancelledError) and journal.jobs == []
+        assert took < 3.0  # the grace (0.3 s), far from the answer's 6 s
+
+
+def test_a_cancel_in_a_retry_back_off_is_immediate():
+    with WaveSpeedServer(api_key=KEY, latency=0.05) as server:
+        server.inject("rate_limit", route="submit", times=-1, retry_after=60)  # then a 60 s back-off
+        outcome, journal, took = _cancel_one(server, lambda: server.stats.faults_applied["rate_limit"] >= 1)
+        assert isinstance(outcome, asyncio.CancelledError) and journal.jobs == []
+        assert server.stats.jobs_created == 0
+        assert took < 1.0
+
+
+def test_an_item_timeout_during_a_submission_journals_the_job_and_is_a_timeout():
+    with WaveSpeedServer(api_key=KEY, latency=0.05) as server:
+        server.inject("slow", route="submit", times=1, delay=1.0)
+        outcome, journal, _ = _cancel_one(server, lambda: False, timeout=0.3)  # never cancelled: it times out
+        assert isinstance(outcome, BackendTimeout) and outcome.code == "timeout", outcome
+        assert journal.jobs == list(server.jobs) and len(journal.jobs) == 1
 
 
 def test_ctrl_c_during_caption_stops_and_says_how_to_resume(tmp_path):
