@@ -87,6 +87,11 @@ class EnrichedItem:
         return sum(1 for f in self.failures if was_sent(f))
 
     @property
+    def failed_cost_usd(self) -> float:
+        """What this run paid for tasks that failed (an answer that did not validate)."""
+        return sum(float(getattr(f.error, "cost_usd", 0.0) or 0.0) for f in self.failures if not f.cached)
+
+    @property
     def failed_cached(self) -> int:
         """Failed tasks reported from the cache (a permanent failure of an earlier run)."""
         return sum(1 for f in self.failures if f.cached)

@@ -58,8 +58,9 @@ class RunSummary:
     per task of its plan); ``indexed`` and ``unchanged`` count points."""
 
     items: int = 0
-    """Media items read (images, slides, video segments): distinct points, however many
-    times a source was listed."""
+    """Media items in the index after this run (images, slides, video segments with a
+    point, written now or unchanged): distinct points, however many times a source was
+    listed; an item all of whose tasks failed has no point and is not counted."""
     done: int = 0
     """Task results computed by the backend in this run."""
     cached: int = 0
@@ -297,6 +298,7 @@ async def aindex(
         tracker = Progress(on_change=None if bar.disable else show)
         writer = _Writer(store, vectors, summary, thumbnail_size, on_record, write_batch, max_wait=1.0)
         seen: dict[str, set[str]] = {}  # source -> point ids read from it
+        with_point: set[str] = set()  # point ids of items that have a document to index
         try:
             engine = run.enricher.engine(reader_options=reader_options, window=window, max_pending=max_pending, absolute=True, progress=tracker)
             async with aclosing(engine.run(sources)) as outcomes:  # an error here cancels what is in flight
@@ -310,9 +312,10 @@ async def aindex(
                     summary.done += len(outcome.fresh)
                     summary.failed_sent += outcome.failed_sent
                     summary.failed_cached += outcome.failed_cached
-                    summary.cost_usd += sum(r.cost_usd for r in outcome.fresh)
+                    summary.cost_usd += sum(r.cost_usd for r in outcome.fresh) + outcome.failed_cost_usd
                     document = document_of(outcome, thumbnail_size=0)  # thumbnails: changed points only
                     if isinstance(document, MediaDocument):
+                        with_point.add(document.id)
                         for failure in document.failures:
                             failed(failure)
                         await writer.add(document)
@@ -322,7 +325,7 @@ async def aindex(
             await writer.close()
         finally:
             bar.close()
-        summary.items = len(set().union(*seen.values()))
+        summary.items = len(with_point)
         if prune:
             stale = _stale_points(store, seen, summary.failed, _folders(sources))
             store.delete(stale)

@@ -76,3 +76,21 @@ def test_redact_secrets_removes_registered_keys_in_every_spelling_and_nothing_el
     echoed = f"token: 5 cups; key {key}, quoted {quote(key, safe='')}, base64 {base64.b64encode(key.encode()).decode()}"
     assert errors.redact_secrets(echoed) == "token: 5 cups; key ***, quoted ***, base64 ***"
     assert errors.redact_secrets("A sign reads password: hunter2") == "A sign reads password: hunter2"
+
+
+def test_a_key_inside_a_longer_base64_or_hex_text_is_redacted_whatever_comes_before_it():
+    import base64
+
+    key = "sk-SHIFTED-SENTINEL-0123"
+    errors.register_secret(key)
+    for prefix in ("", "B", "Be", "Bearer ", "Authorization: Bearer "):
+        for encode in (base64.b64encode, base64.urlsafe_b64encode):
+            echoed = "trace=" + encode(f"{prefix}{key} and more".encode()).decode()
+            assert "***" in errors.redact_secrets(echoed), (prefix, echoed)
+    assert errors.redact_secrets(f"hex {key.encode().hex()}") == "hex ***"
+
+
+def test_a_key_with_a_byte_that_is_not_text_can_be_registered_and_redacted():
+    key = "sk-NOT-UTF8-\udcff-SENTINEL"  # os.environ's spelling of the byte 0xff
+    errors.register_secret(key)
+    assert errors.redact_secrets(f"echo {key}") == "echo ***"

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from ..errors import MalformedAnswerError, ResponseFormatError
+from ..errors import MalformedAnswerError
 from ..tasks import ModelInput
 from .answers import kind_of
 from .base import Answer, Request
@@ -53,7 +53,9 @@ def parse_chat_completion(body: Any) -> tuple[str, dict, str | None]:
         choice = body["choices"][0]
         content = choice["message"]["content"]
     except (KeyError, IndexError, TypeError):
-        raise ResponseFormatError("openai: answer has no choices[0].message.content", backend="openai") from None
+        # a 200 answer the server completed, only not in the protocol's shape: asking again
+        # gets the same, so it is a permanent failure for this task (remembered, not re-sent)
+        raise MalformedAnswerError("openai: answer has no choices[0].message.content", backend="openai") from None
     if isinstance(content, list):  # some servers answer with content parts
         parts = [p.get("text", "") for p in content if isinstance(p, dict)]
         if not all(isinstance(part, str) for part in parts):

@@ -100,6 +100,8 @@ def run_task(
                     failed += 1
                     failed_cached += outcome.cached
                     failed_sent += was_sent(outcome)
+                    if not outcome.cached:  # an answer that did not validate was still paid for
+                        total_cost += float(getattr(outcome.error, "cost_usd", 0.0) or 0.0)
                 elif outcome.cached:
                     cached += 1
                 else:

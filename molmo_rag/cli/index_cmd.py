@@ -19,6 +19,7 @@ from ..vocabulary import Detail
 from .app import app
 from .common import (
     BackendOpt,
+    CacheDirOpt,
     ConcurrencyOpt,
     JsonOpt,
     ModelOpt,
@@ -159,12 +160,12 @@ def index_command(
     if as_json:
         emit_json({"summary": summary.to_json()})
     else:
-        print(
+        print(for_terminal(
             f"indexed {summary.items} item(s) into {summary.collection!r} at {summary.location}: "
             f"{summary.indexed} written, {summary.unchanged} unchanged, {summary.pruned} stale removed; "
             f"{calls_line(engine.name, summary.done, summary.cached, summary.failed_sent, summary.failed_cached)}; "
             f"cost ${summary.cost_usd:.4f}; {summary.elapsed_s:.1f} s"
-        )
+        ))
     if summary.failed:
         print(f"molmo-rag: {len(summary.failed)} failure(s):", file=sys.stderr)
         for failure in summary.failed:
@@ -288,6 +289,7 @@ def search_command(
     backend: BackendOpt = None,
     model: ModelOpt = None,
     concurrency: ConcurrencyOpt = None,
+    cache_dir: CacheDirOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Search the index: a table of hits (score, kind, where, caption), or JSON Lines with --json."""
@@ -321,7 +323,7 @@ def search_command(
         try:
             hits = ground_hits(
                 hits, read.text if read is not None and read.text else query, count_query=read, top=ground_top,
-                backend=checker,
+                backend=checker, cache=str(cache_dir) if cache_dir is not None else None,
             )
         finally:
             checker.close()
@@ -329,9 +331,9 @@ def search_command(
             print(line, file=sys.stderr)
         unchecked = hits.checked == 0
     if read is not None and read.conditions and not as_json:
-        print(
-            f"molmo-rag: read {', '.join(repr(p) for p in read.phrases)} as {' '.join(read.where)}; "
-            f"searching for {read.text or query!r}",
+        print(for_terminal(
+            f"molmo-rag: read {', '.join(repr(p) for p in dict.fromkeys(read.phrases))} as {' '.join(dict.fromkeys(read.where))}; "
+            f"searching for {read.text or query!r}"),
             file=sys.stderr,
         )
     if as_json:

@@ -28,7 +28,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigurationError, IndexUnavailableError, MissingDependencyError, UsageError, redact
+from ..errors import (
+    ConfigurationError,
+    IndexUnavailableError,
+    MissingDependencyError,
+    UsageError,
+    check_key,
+    redact,
+    register_secret,
+)
 from ..folders import blocking_file, read_only_fs
 from .embeddings import Embedder
 from .records import PAYLOAD_KEYS, MediaRecord
@@ -328,6 +336,8 @@ class QdrantIndex:
                 _check_url(url)
                 self.location = url
                 key = api_key or os.environ.get("QDRANT_API_KEY")
+                check_key(key, "the api_key option" if api_key else "QDRANT_API_KEY", option="api_key" if api_key else None)
+                register_secret(key)
                 self.client = QdrantClient(url=url, api_key=key)
             elif str(db) == ":memory:":
                 self.location = ":memory:"

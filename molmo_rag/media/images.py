@@ -64,12 +64,27 @@ def to_rgb(image: "Image.Image") -> "Image.Image":
     return image.convert("RGB")
 
 
+def _frame_count(image: "Image.Image") -> int:
+    """How many frames Pillow sees. Counting walks every page of a TIFF, and a later page
+    Pillow cannot set up (a float64 page after an RGB one) must not lose the readable ones:
+    each TIFF page is its own item anyway, enumerated by :mod:`.tiff`."""
+    if image.format == "TIFF":
+        return 1
+    try:
+        return getattr(image, "n_frames", 1)
+    except (SyntaxError, OSError, ValueError, EOFError):
+        return 1
+
+
 def stretch_to_8bit(arr: "np.ndarray") -> "np.ndarray":
     """Samples stretched over 0..255 from their finite range: NaN (no data, common in float
     TIFFs) becomes 0 and does not spoil the range, +inf is 255 and -inf 0."""
     import numpy as np
 
-    arr = np.asarray(arr, dtype=np.float64)
+    arr = np.asarray(arr)
+    if np.iscomplexobj(arr):  # complex samples (FFT data): their magnitude is the picture
+        arr = np.abs(arr)
+    arr = arr.astype(np.float64, copy=False)
     finite = np.isfinite(arr)
     if finite.all():
         lo, hi = float(arr.min()), float(arr.max())
@@ -287,7 +302,7 @@ class FileImageLoader:
             self.format = image.format
             self.original_size = image.size
             self.orientation = _orientation(image)
-            self.frames = getattr(image, "n_frames", 1)
+            self.frames = _frame_count(image)
             self.plain_mode = image.mode in ("RGB", "L") and "transparency" not in image.info
             if self.options.verify_images:
                 return _decode(image, self.blob, self.options).size

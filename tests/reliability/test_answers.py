@@ -103,6 +103,21 @@ def test_an_answer_text_of_the_wrong_type_fails_that_task_only(photos, content):
         assert "text" in str(failure.error) and failure.source.endswith(".png")
 
 
+@pytest.mark.parametrize(
+    "choices", [[{"index": 0, "message": None}], [], None], ids=["message-null", "no-choices", "choices-null"]
+)
+def test_an_answer_without_the_protocols_shape_is_remembered_not_asked_again(photos, tmp_path, choices):
+    where = dict(db=tmp_path / "db", cache=tmp_path / "cache")
+    with OpenAIServer(api_key=KEY) as server:
+        server.inject("answer", times=-1, match=SCENE, fields={"choices": choices})
+        first = index([str(photos)], backend=openai(server), **where)
+        assert [f.task.name for f in first.failed] == ["scene"] * len(PHOTOS)
+        for failure in first.failed:
+            assert_malformed(failure)
+        index([str(photos)], backend=openai(server), **where)
+        assert server.stats.by_route["chat"] == 2 * len(PHOTOS)  # the re-run asked for nothing
+
+
 def test_a_5000_digit_count_fails_the_count_and_keeps_caption_and_scene(photos, tmp_path):
     where = dict(db=tmp_path / "db", cache=tmp_path / "cache")
     with OpenAIServer(api_key=KEY) as server:
@@ -257,3 +272,12 @@ def test_a_5_mb_caption_keeps_peak_memory_flat(photos, tmp_path):
     assert grown < MEMORY_HEADROOM, f"peak memory grew by {grown / 1024**2:.0f} MiB"
     hit = search("a cup", db=tmp_path / "db", source=str(photos / "coffee.png"))[0]
     assert len(hit.payload["caption"]) <= 65_536
+
+
+def test_items_whose_every_task_failed_are_not_counted_as_indexed(photos, tmp_path):
+    where = dict(db=tmp_path / "db", cache=tmp_path / "cache")
+    with OpenAIServer(api_key=KEY) as server:
+        server.inject("answer", times=-1, text=42)  # every answer malformed: no item gets a point
+        summary = index([str(photos)], backend=openai(server), **where)
+    assert len(summary.failed) == 2 * len(PHOTOS) and summary.indexed == 0
+    assert summary.items == 0  # was len(PHOTOS): "indexed 2 item(s) ... 0 written"

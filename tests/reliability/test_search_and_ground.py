@@ -174,6 +174,19 @@ def test_ground_on_a_collection_made_with_the_tiny_local_model(media, run, tmp_p
         assert hit["grounded"] in (0.0, 1.0) and "error" not in hit["evidence"] and hit["evidence"]["answer"] is not None
 
 
+def test_ground_keeps_its_answers_under_the_cache_dir_given_to_search(media, run, tmp_path, tiny_molmo2_path, monkeypatch):
+    from molmo_rag.cache import ResultCache
+    from molmo_rag.cli import common, index_cmd
+
+    monkeypatch.setattr(index_cmd, "make_backend", lambda *a: common.make_backend(*a, max_new_tokens=12, device="cpu"))
+    db, own = tmp_path / "db", tmp_path / "ground-cache"
+    assert run("index", media / "photos", "--backend", "local", "--model", tiny_molmo2_path, "--db", db, "--quiet")[0] == 0
+    code, out, err = run("search", "a cup of coffee", "--db", db, "--ground", "--cache-dir", own, "--json")
+    assert code == 0, err
+    with ResultCache(own, write=False) as cache:
+        assert len(cache) == 2  # one Count answer per checked hit, kept where --cache-dir said
+
+
 def test_without_a_record_the_hits_own_payload_names_the_backend():
     """Collections indexed before the record existed: the hits' payload says what made them."""
     from molmo_rag.grounding import grounding_backend, made_with

@@ -328,8 +328,9 @@ def test_answers_echoing_the_key_leak_it_nowhere(library, tmp_path):
         ("OPENOCTOPUS_API_KEY", "openoctopus", f"{KEY}\tTAIL"),
         ("WAVESPEED_API_KEY", "wavespeed", f"{KEY} TAIL"),
         ("OPENAI_API_KEY", "openai", f"{KEY}\u00e9TAIL"),
+        ("OPENAI_API_KEY", "openai", f"{KEY}\udcffTAIL"),  # the byte 0xff: not text at all
     ],
-    ids=["newline", "crlf", "tab", "space", "non-ascii"],
+    ids=["newline", "crlf", "tab", "space", "non-ascii", "not-utf8"],
 )
 def test_a_key_with_a_control_character_is_refused_in_one_line_naming_the_variable(library, tmp_path, variable, backend, bad):
     with OpenAIServer(api_key=KEY) as server:
@@ -351,3 +352,11 @@ def test_a_key_option_with_a_newline_is_refused_naming_the_option_only():
         OpenAIBackend(api_key="sk-OPTION\nX: TAIL", base_url="http://127.0.0.1:9/v1")
     assert refused.value.option == "api_key" and "api_key" in str(refused.value)
     assert "TAIL" not in str(refused.value) and "OPTION" not in str(refused.value)
+
+
+def test_a_qdrant_key_with_a_newline_is_refused_in_one_line_before_anything_is_sent(tmp_path):
+    env = {**base_env(tmp_path), "QDRANT_API_KEY": f"{KEY}\nX-Injected: TAIL"}
+    proc = run(tmp_path, "search", env, "search", "coffee", "--qdrant-url", "http://127.0.0.1:9", quiet_log=True)
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    (line,) = proc.stderr.strip().splitlines()
+    assert "QDRANT_API_KEY" in line and "TAIL" not in proc.stdout + proc.stderr and KEY[:6] not in line, line

@@ -292,3 +292,33 @@ def test_cache_dir_flag_holds_results_and_slide_renders(tmp_path, monkeypatch, c
     sha = hashlib.sha256(path.read_bytes()).hexdigest()
     assert (root / "slides" / f"{sha}.pdf").is_file() and (root / "results.sqlite3").is_file()
     assert _files(no_user_cache) == []
+
+
+def test_a_page_pillow_cannot_set_up_does_not_lose_the_other_pages_of_a_tiff(tmp_path, caplog):
+    """Pillow counts a TIFF's frames by setting up every page; a float64 page after an RGB
+    one raised SyntaxError there and lost the whole file (with a traceback)."""
+    tifffile = pytest.importorskip("tifffile")
+    path = tmp_path / "rgb-then-float64.tif"
+    rng = np.random.default_rng(3)
+    with tifffile.TiffWriter(path) as writer:
+        writer.write((rng.random((30, 40, 3)) * 255).astype(np.uint8))
+        writer.write(rng.random((50, 60)))
+    with caplog.at_level("ERROR"):
+        got = list(read([str(path)], ReaderOptions()))
+    assert [type(r) for r in got] == [MediaItem, MediaItem], got
+    assert [r.image().size for r in got] == [(40, 30), (60, 50)]
+    assert not [r for r in caplog.records if r.exc_info]
+
+
+def test_a_complex_tiff_is_read_as_its_magnitude_without_warnings(tmp_path):
+    import warnings
+
+    tifffile = pytest.importorskip("tifffile")
+    path = tmp_path / "fft.tif"
+    ramp = np.tile(np.linspace(0, 1, 32), (16, 1))
+    tifffile.imwrite(path, (ramp * 1j).astype(np.complex64))  # all of it imaginary: real part 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        (item,) = list(read([str(path)], ReaderOptions()))
+        grey = np.asarray(item.image().convert("L"))
+    assert grey[:, -1].mean() > 200 and grey[:, 0].mean() < 30  # the magnitude's ramp, not black
