@@ -77,6 +77,33 @@ def nan_float_tiff(path: Path) -> Path:
     return path
 
 
+def rgb_then_float64_tiff(path: Path) -> Path:
+    """Two pages: 8-bit RGB (40x30), then float64 grey (60x50), which Pillow cannot set up
+    (it raised while counting the first page's frames)."""
+    import tifffile
+
+    rng = np.random.default_rng(3)
+    with tifffile.TiffWriter(path) as tif:
+        tif.write((rng.random((30, 40, 3)) * 255).astype(np.uint8))
+        tif.write(rng.random((50, 60)))
+    return path
+
+
+def check_two_pages_40x30_and_60x50(items: list) -> None:
+    assert [i.kind for i in items] == ["image", "image"], items
+    assert [i.image().size for i in items] == [(40, 30), (60, 50)]
+
+
+def complex_tiff(path: Path) -> Path:
+    """A complex64 TIFF (FFT data): the ramp of :func:`nan_float_tiff` as imaginary parts,
+    so only its magnitude shows it."""
+    import tifffile
+
+    ramp = np.tile(np.linspace(0.0, 1.0, 64), (32, 1))
+    tifffile.imwrite(path, (ramp * 1j).astype(np.complex64))
+    return path
+
+
 def lying_jpeg(width: int = 65500, height: int = 2700) -> bytes:
     """A small real JPEG whose frame header (SOF0) is rewritten to claim width x height:
     a few hundred bytes that say they are a 177 Mpx picture."""

@@ -710,6 +710,9 @@ def _build_corpus(root: Path, server: str) -> list[Case]:
         error=MediaTooLargeError, says=("PDF bomb", "inflate"))
     add("deck with a 13,000 px picture", file("huge-picture.pptx", hostile.huge_picture_deck(13_000)),
         check=_pages(3))
+    add("multi-page TIFF: an RGB page, then a float64 page Pillow cannot set up",
+        str(hostile.rgb_then_float64_tiff(root / "rgb-then-float64.tif")), check=hostile.check_two_pages_40x30_and_60x50)
+    add("complex-valued (FFT) TIFF", str(hostile.complex_tiff(root / "fft.tif")), check=hostile.check_float_ramp)
 
 
     # --- issue 17: video -------------------------------------------------------------------------
@@ -870,7 +873,8 @@ def test_index_of_the_corpus_folder_fails_each_bad_file_once_and_indexes_the_res
     # One point per picture (the looped folder's file once), per PDF page, per 120 s window
     # of the 3-hour video; the readable part of the truncated video is one short window.
     several = {str(root / "three-hours.mp4"): 90, str(root / "good.pdf"): 2, str(root / "planar-pages.tif"): 3,
-               str(root / "huge-picture.pptx"): 3, str(root / "motion-camera.mkv"): 2}
+               str(root / "huge-picture.pptx"): 3, str(root / "motion-camera.mkv"): 2,
+               str(root / "rgb-then-float64.tif"): 2}
     expected = {c.result_source: several.get(c.result_source, 1) for c in files if c.good or c.then_error}
     assert points == expected
     assert summary.indexed == len(indexed) == sum(points.values())
