@@ -112,14 +112,7 @@ def run_task(
                 else:
                     print(for_terminal(_human_line(obj)), flush=True)
     except KeyboardInterrupt:
-        kept = kept_in_cache(cache_dir, started, engine.name)
-        what = f"printed {lines} line(s)"
-        if kept is not None:
-            results, jobs = kept
-            what += f", kept {results} result(s) in the cache"
-            if jobs:
-                what += f", {jobs} job(s) still running at {engine.name} in the journal (the next run polls them)"
-        exit_interrupted(what, no_cache=no_cache)
+        exit_interrupted(f"printed {lines} line(s)" + kept_in_cache(cache_dir, started, engine.name), no_cache=no_cache)
     finally:
         engine.close()
     if not lines:  # every item was of a kind the task does not take (a photo for `video`)

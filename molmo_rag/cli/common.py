@@ -172,13 +172,17 @@ def exit_interrupted(kept: str, *, no_cache: bool = False) -> NoReturn:
     raise typer.Exit(130)
 
 
-def kept_in_cache(cache_dir: Path | None, since: float, backend: str) -> tuple[int, int] | None:
-    """(results stored since ``since``, jobs of ``backend`` journaled), or None when the
-    cache cannot be read."""
+def kept_in_cache(cache_dir: Path | None, since: float, backend: str) -> str:
+    """What a Ctrl-C'd run left in the result cache, as the tail of its last line (", N
+    result(s) in the cache, J job(s) still running ..."), or "" when the cache cannot be read."""
     from ..cache import ResultCache
 
     try:
         with ResultCache(cache_dir, write=False) as cache:
-            return cache.stored_since(since), len(cache.pending_jobs(backend))
+            results, jobs = cache.stored_since(since), len(cache.pending_jobs(backend))
     except Exception:  # noqa: BLE001 - a count is a nicety on the way out
-        return None
+        return ""
+    kept = f", {results} result(s) in the cache"
+    if jobs:
+        kept += f", {jobs} job(s) still running at {backend} in the journal (the next run polls them)"
+    return kept

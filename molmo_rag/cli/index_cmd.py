@@ -147,14 +147,9 @@ def index_command(
             retry_failed=retry_failed,
         )
     except KeyboardInterrupt:
-        kept = kept_in_cache(cache_dir, started, engine.name)
-        what = f"kept {len(points)} item(s) in the index"
-        if kept is not None:
-            results, jobs = kept
-            what += f", {results} result(s) in the cache"
-            if jobs:
-                what += f", {jobs} job(s) still running at {engine.name} in the journal (the next run polls them)"
-        exit_interrupted(what, no_cache=no_cache)
+        exit_interrupted(
+            f"kept {len(points)} item(s) in the index" + kept_in_cache(cache_dir, started, engine.name), no_cache=no_cache
+        )
     finally:
         engine.close()
     if as_json:
