@@ -48,8 +48,8 @@ import av  # noqa: E402
 
 from molmo_rag.media import ReaderOptions, read  # noqa: E402
 from molmo_rag.testing import samples  # noqa: E402
-from molmo_rag.media import video as video_module  # noqa: E402
-from molmo_rag.media.video import _h264_encoder  # noqa: E402
+from molmo_rag.media.video import clips as video_module  # noqa: E402
+from molmo_rag.media.video.clips import _h264_encoder  # noqa: E402
 
 
 def make_videos(seconds: float, cache: Path) -> dict[str, Path]:

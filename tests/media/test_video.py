@@ -14,7 +14,7 @@ from molmo_rag.media import MediaItem, ReaderOptions, read
 from molmo_rag.testing import samples
 from molmo_rag.media.options import MAX_SEGMENT_SECONDS
 from molmo_rag.media.sources import Blob
-from molmo_rag.media import video as video_module
+from molmo_rag.media.video import clips as video_clips
 from molmo_rag.media.video import (
     REMUX_MAX_BYTES_PER_SECOND,
     clip_limits,
@@ -284,7 +284,7 @@ def test_clip_is_encoded_when_packets_cannot_be_copied(tmp_path, monkeypatch, ro
     webm = _write_video(tmp_path / "small.webm", 2, fmt="webm", codec="libvpx", fps=25, size=(320, 180), gop=25)
     assert clip_of(_items(webm, ReaderOptions(segment_mode="fixed"))[0])[0] == "encode"
     # over the byte-rate cap
-    monkeypatch.setattr(video_module, "REMUX_MAX_BYTES_PER_SECOND", 1_000)
+    monkeypatch.setattr(video_clips, "REMUX_MAX_BYTES_PER_SECOND", 1_000)
     whole = _items(video, ReaderOptions(segment_mode="fixed"))[0]
     assert clip_of(whole)[0] == "encode"
     monkeypatch.undo()
