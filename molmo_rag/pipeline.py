@@ -36,6 +36,7 @@ from .errors import (
 )
 from .index.store import DEFAULT_COLLECTION, QdrantIndex
 from .results import Failure
+from .media.door import absolute_path, as_source_list, is_local_path, reusable_source_list
 from .media.names import local_path, text_path
 from .syncio import run_sync
 
@@ -145,11 +146,8 @@ def _store_for(
 
 def _folders(sources: Any) -> list[str]:
     """The local folders among the sources, absolute (their vanished files get pruned)."""
-    if isinstance(sources, (str, os.PathLike)):
-        sources = [sources]
-    elif not isinstance(sources, (list, tuple)):
-        return []  # a one-shot iterator: not ours to consume twice
-    return [text_path(os.path.abspath(s)) for s in sources if isinstance(s, (str, os.PathLike)) and os.path.isdir(s)]
+    listed = reusable_source_list(sources) or []  # a one-shot iterator: not ours to consume twice
+    return [absolute_path(s) for s in listed if is_local_path(s) and os.path.isdir(local_path(os.fsdecode(s)))]
 
 
 def embedder_for(store: "QdrantIndex", spec: "str | Embedder | None" = None) -> "Embedder":
@@ -396,14 +394,14 @@ def _stale_points(
 def _source_text(source: str | os.PathLike | None) -> str | None:
     """A ``source`` filter as the index writes sources: a local path that is not UTF-8 in
     its text form (``media.names``), anything else as given."""
-    if source is None or "://" in str(source):
-        return None if source is None else str(source)
-    return text_path(source)
+    if source is None:
+        return None
+    return text_path(source) if is_local_path(source) else str(source)
 
 
 def _vanished(source: str) -> bool:
     """True when a local file is gone (a URL or a file we cannot stat is not 'gone')."""
-    if "://" in source or source.startswith(("<", "data:")):
+    if not is_local_path(source):
         return False
     try:
         os.stat(local_path(source))
@@ -415,7 +413,7 @@ def _vanished(source: str) -> bool:
 
 
 def remove(
-    sources: Sequence[str | os.PathLike] = (),
+    sources: "str | os.PathLike | Sequence[str | os.PathLike]" = (),
     *,
     missing: bool = False,
     db: str | os.PathLike | QdrantIndex | None = None,
@@ -434,7 +432,7 @@ def remove(
     try:
         found: dict[str, dict[str, str]] = {}
         if sources:
-            names = [str(s) if "://" in str(s) else text_path(os.path.abspath(os.path.expanduser(s))) for s in sources]
+            names = [absolute_path(s) if is_local_path(s) else str(s) for s in as_source_list(sources)]
             found.update(store.points_of(names))
             for source, points in store.points_of(names, key="source_prefixes").items():
                 found.setdefault(source, {}).update(points)

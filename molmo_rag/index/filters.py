@@ -25,6 +25,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field
 
 from ..errors import UsageError
+from ..media.door import is_local_path
 from ..options_base import Options
 
 __all__ = ["Condition", "SearchFilter", "parse_where", "label_key", "LABEL_RULE", "build_filter", "normalize_kind", "KINDS"]
@@ -156,7 +157,7 @@ def source_prefixes(source: str) -> list[str]:
 def _source_candidates(source: str) -> list[str]:
     value = source.rstrip("/") or source
     candidates = [value]
-    if "://" not in value and not value.startswith("<"):
+    if is_local_path(value):
         # the index stores local paths absolute; a relative one is read from the working dir
         candidates.append(os.path.normpath(value))
         candidates.append(os.path.abspath(value))

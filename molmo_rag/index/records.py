@@ -52,7 +52,8 @@ _NAMESPACE = uuid.UUID("5b0f6a3e-8a52-4f0e-9a57-6d6f6c6d6f32")
 def point_id(media_id: str, source: str | None = None) -> str:
     """The Qdrant point id of a media item: the same media at the same source gives the
     same id in every run. The source is part of it so that two copies of one file (same
-    content hash) are two points, each findable by its own path."""
+    content hash) are two points, each findable by its own path. ``source`` is the stored
+    form (:func:`molmo_rag.media.door.absolute_source`); this is the one place the id is made."""
     return str(uuid.uuid5(_NAMESPACE, media_id if source is None else f"{source}\n{media_id}"))
 
 

@@ -1,6 +1,7 @@
 """Media readers: sources to :class:`MediaItem` (image | slide | video_segment).
 
-``read(sources, options)`` yields items lazily; heavy libraries (PyAV, python-pptx,
+``read(sources, options)`` yields items lazily (one source or many, local or not, and the
+absolute form the index stores: :mod:`.door`); heavy libraries (PyAV, python-pptx,
 pypdfium2, PySceneDetect) load only when a source of their kind is read.
 """
 
@@ -17,6 +18,7 @@ from .items import (
 )
 from .options import ReaderOptions
 from .blob import Blob
+from .door import absolute_source, as_source_list, as_sources, is_local_path
 from .sniffing import classify, sniff
 from .sources import read
 
@@ -30,8 +32,12 @@ __all__ = [
     "ReaderOptions",
     "VideoFrames",
     "VideoLoader",
+    "absolute_source",
+    "as_source_list",
+    "as_sources",
     "classify",
     "encode_image",
+    "is_local_path",
     "read",
     "sha256_hex",
     "sniff",

@@ -1,10 +1,12 @@
 """From sources to media items: expand, fetch, sniff (:mod:`.sniffing`) and dispatch to
 the readers.
 
-A *source* is a path (file, folder, glob), an http(s) URL, a ``data:`` URI, raw bytes, a
-binary file object or a PIL image. :func:`read` yields :class:`MediaItem` objects lazily;
-a source that cannot be used yields its :class:`~molmo_rag.errors.InputError` (with
-``.source`` set) in its place and the rest goes on.
+A *source* is a path (file, folder, glob), an http(s) URL, a ``data:`` URI, raw bytes (a
+bytearray, a memoryview), a binary file object, a PIL image or a ready MediaItem; what is
+one source and what is many, and what is a local path, :mod:`.door` decides. :func:`read`
+yields :class:`MediaItem` objects lazily; a source that cannot be used yields its
+:class:`~molmo_rag.errors.InputError` (with ``.source`` set) in its place and the rest
+goes on.
 
 The kind of a file is told by its first bytes (magic numbers), so a JPEG named ``.png`` or
 a PDF named ``.bin`` is read right; the name only helps when the bytes say nothing.
@@ -20,7 +22,7 @@ import os
 import re
 import stat
 import urllib.parse
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,7 @@ from ..errors import (
     UnsupportedMediaError,
 )
 from .blob import Blob
+from .door import as_sources, is_data_uri, is_other_scheme, is_pil_image, is_stream, is_web_url
 from .download import check_size as _check_size
 from .download import fetch_url
 from .download import strip_credentials as _strip_credentials
@@ -224,23 +227,23 @@ def expand(source: Any, options: ReaderOptions | None = None) -> Iterator[Blob |
             _check_size(len(data), options, "<bytes>")
             yield Blob(source="<bytes>", data=data)
             return
-        if _is_pil(source):
+        if is_pil_image(source):
             yield source
             return
-        if hasattr(source, "read") and not isinstance(source, (str, os.PathLike)):
+        if is_stream(source):
             name = getattr(source, "name", None)
             label = str(name) if isinstance(name, str) else "<stream>"
             data = source.read(options.max_download_bytes + 1)
             _check_size(len(data), options, label)
             yield Blob(source=label, data=data)
             return
-        if isinstance(source, str) and source[:8].lower().startswith(("http://", "https://")):
+        if is_web_url(source):
             yield fetch_url(source, options)
             return
-        if isinstance(source, str) and source.startswith("data:"):
+        if is_data_uri(source):
             yield from_data_uri(source, options)
             return
-        if isinstance(source, str) and _OTHER_SCHEME.match(source) and not os.path.lexists(source):
+        if isinstance(source, str) and is_other_scheme(source) and not os.path.lexists(source):
             raise _other_scheme_error(source)
         if not isinstance(source, (str, os.PathLike)):
             raise UnsupportedMediaError(
@@ -262,10 +265,6 @@ def _as_text(err: InputError) -> InputError:
     return err
 
 
-_OTHER_SCHEME = re.compile(r"(?i)([a-z][a-z0-9+.-]+://|(?:javascript|vbscript|about|blob|mailto|tel|file):)")
-"""A URL of a scheme other than http(s) and data: ``ftp://``, ``file://``, ``javascript:``, ..."""
-
-
 def _other_scheme_error(source: str) -> UnsupportedMediaError:
     shown = _strip_credentials(source)
     scheme = source.split(":", 1)[0].lower()
@@ -276,14 +275,6 @@ def _other_scheme_error(source: str) -> UnsupportedMediaError:
         f"{shown}: {scheme}: URLs are not read; sources are local paths, http(s) URLs and data: URIs{hint}",
         source=shown,
     )
-
-
-def _is_pil(obj: Any) -> bool:
-    try:
-        from PIL import Image
-    except ImportError:  # pragma: no cover
-        return False
-    return isinstance(obj, Image.Image)
 
 
 # --- URLs and data URIs -------------------------------------------------------------------
@@ -366,26 +357,23 @@ def reopen(
     raise SourceNotFoundError(f"{source} has no {what} any more", source=source)
 
 
-def _is_single(source: Any) -> bool:
-    single = (str, bytes, bytearray, memoryview, os.PathLike)
-    return isinstance(source, single) or _is_pil(source) or hasattr(source, "read")
-
-
 def read(sources: Any, options: ReaderOptions | None = None) -> Iterator[MediaItem | InputError]:
     """Yield the media items of ``sources`` lazily, in order.
 
     ``sources`` is one source or an iterable of them (paths, folders, globs, URLs, data
-    URIs, bytes, file objects, PIL images). A source that cannot be read yields its typed
+    URIs, bytes, bytearrays, memoryviews, file objects, PIL images, ready MediaItems; one or
+    many as :func:`.door.as_sources` decides). A source that cannot be read yields its typed
     :class:`InputError` (``.source`` set) and reading goes on with the next.
     """
     options = options or ReaderOptions()
-    if _is_single(sources) or not isinstance(sources, Iterable):
-        sources = [sources]  # a lone unreadable object becomes its UnsupportedMediaError
-    for source in sources:
+    for source in as_sources(sources):  # a lone unreadable object becomes its UnsupportedMediaError
+        if isinstance(source, MediaItem):
+            yield source
+            continue
         for blob in expand(source, options):
             if isinstance(blob, InputError):
                 yield blob
-            elif _is_pil(blob):
+            elif is_pil_image(blob):
                 from .images import read_pil
 
                 yield read_pil(blob, options)

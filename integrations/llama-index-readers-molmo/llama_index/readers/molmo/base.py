@@ -15,7 +15,7 @@ import io
 import mimetypes
 import os
 import weakref
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path, PurePath
 from typing import Any
 
@@ -23,8 +23,9 @@ from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.readers.base import BasePydanticReader
 from llama_index.core.schema import Document, ImageDocument, MediaResource
 
-from molmo_rag import MediaDocument, MediaItem, aiter_documents, iter_documents
+from molmo_rag import MediaDocument, aiter_documents, iter_documents
 from molmo_rag.index.records import PAYLOAD_KEYS
+from molmo_rag.media import as_source_list
 from molmo_rag.media.options import MEDIA_EXTENSIONS
 from molmo_rag.results import Failure
 
@@ -213,8 +214,7 @@ class MolmoReader(MolmoSettings, BasePydanticReader):
             raise TypeError(f"MolmoReader.load_data() got unexpected arguments: {', '.join(sorted(kwargs))}")
         if file_path is None:
             raise ValueError("MolmoReader needs file_path: a file, folder, glob or URL, or a list of them")
-        single = isinstance(file_path, (str, bytes, os.PathLike, MediaItem)) or not isinstance(file_path, Iterable)
-        sources = [file_path] if single else list(file_path)
+        sources = as_source_list(file_path)
         if fs is None or _is_local(fs):
             return [str(s) if isinstance(s, PurePath) else s for s in sources]
         return [self._fs_source(fs, s) for s in sources]

@@ -29,6 +29,7 @@ from llama_index.vector_stores.qdrant import QdrantVectorStore
 from molmo_rag.errors import ConfigurationError
 from molmo_rag.index.records import PAYLOAD_KEYS, MediaRecord
 from molmo_rag.index.store import DEFAULT_COLLECTION, VECTOR_NAME, QdrantIndex
+from molmo_rag.media import is_local_path
 from molmo_rag.pipeline import open_index as open_store
 
 from .base import EMBED_EXCLUDED_KEYS, LLM_EXCLUDED_KEYS
@@ -173,7 +174,7 @@ def _photo(metadata: dict) -> dict[str, str]:
         return {}
     if source.startswith(("http://", "https://")):
         return {"image_url": source}
-    if "://" not in source and os.path.isfile(source):
+    if is_local_path(source) and os.path.isfile(source):
         return {"image_path": source}
     return {}
 
