@@ -3,9 +3,11 @@
 One SQLite file (WAL mode, busy timeout) that several processes may read and write at
 once. A result is stored under :func:`cache_key`: the media content hash (``media_id``,
 which carries the slide or segment suffix), the backend name and model, the task with its
-parameters, and the input policy (frames per segment, fps, image size caps) that changes
-what the model sees. Stored: the answer text, its parsed fields and its cost. Never
-stored: API keys, request headers, media bytes.
+parameters, and the input policy: every option declared with
+:func:`~molmo_rag.options_base.cache_key_field` (frames per segment, fps, image size caps,
+JPEG quality, clip encoding, answer limits) whose value is not its default. Stored: the
+answer text, its parsed fields and its cost. Never stored: API keys, request headers, media
+bytes.
 
 **Permanent failures are remembered** (table ``failures``) under the same key: a request
 the service refused for good for this media (:func:`is_permanent_failure`: a content policy
@@ -48,13 +50,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigurationError
+from .errors import CacheWriteError, ConfigurationError
 from .locations import default_cache_dir
 from .folders import blocking_file, unwritable
+from .options_base import cache_key_values
 
 __all__ = [
     "CachedAnswer", "CachedFailure", "JobJournal", "PendingJob", "ResultCache", "cache_key", "default_cache_dir",
-    "backend_policy", "is_permanent_failure",
+    "backend_policy", "run_policy", "is_permanent_failure", "CacheWriteError",
 ]
 
 _FILENAME = "results.sqlite3"
@@ -92,44 +95,23 @@ CREATE TABLE IF NOT EXISTS failures (
 );
 """
 
-# Backend option names that change what the model sees or says; other options
-# (concurrency, timeouts, keys, URLs) must not invalidate the cache.
-_POLICY_FIELDS = frozenset(
-    {
-        "num_frames",
-        "max_fps",
-        "max_image_side",
-        "max_image_size",
-        "image_size",
-        "max_pixels",
-        "max_crops",
-        "max_new_tokens",
-        "min_new_tokens",
-        "temperature",
-        "do_sample",
-        "dtype",
-    }
-)
-
 
 def backend_policy(backend: Any) -> dict:
-    """The backend settings that change its answers (frame sampling, size caps).
-
-    A backend may define ``cache_params() -> dict`` to say so itself; otherwise known
-    option names are read from its pydantic ``options`` or its attributes.
+    """The backend settings that change what it is sent or what is kept of its answers:
+    the fields of its ``options`` declared with
+    :func:`~molmo_rag.options_base.cache_key_field` that differ from their default. A
+    backend without typed options may define ``cache_params() -> dict`` to say so itself.
     """
     explicit = getattr(backend, "cache_params", None)
     if callable(explicit):
         return dict(explicit())
-    found: dict = {}
-    options = getattr(backend, "options", None)
-    if options is not None and hasattr(options, "model_dump"):
-        found.update({k: v for k, v in options.model_dump(mode="json").items() if k in _POLICY_FIELDS})
-    for name in _POLICY_FIELDS - found.keys():
-        value = getattr(backend, name, None)
-        if isinstance(value, (int, float, str, bool)):
-            found[name] = value
-    return found
+    return cache_key_values(getattr(backend, "options", None))
+
+
+def run_policy(backend: Any, input_policy: Mapping[str, Any] | None = None) -> dict:
+    """The policy part of every cache key of a run: the backend's settings
+    (:func:`backend_policy`) and the reader's (``documents.input_policy``)."""
+    return {**backend_policy(backend), **(input_policy or {})}
 
 
 def cache_key(
@@ -175,7 +157,7 @@ def is_permanent_failure(error: Any) -> bool:
 
     if not isinstance(error, BackendError) or isinstance(error, AuthenticationError):
         return False
-    if error.retryable or getattr(error, "fatal", False):
+    if error.retryable or error.fatal:
         return False
     code = error.code
     if not isinstance(code, str) or not code or code.isdigit() or code in _NOT_ABOUT_THE_MEDIA:
@@ -205,7 +187,7 @@ class CachedFailure:
         error = cls.__new__(cls)
         # the base initializer only: a subclass's own may want arguments we did not keep
         BackendError.__init__(error, self.message, backend=self.backend, code=self.code, status=self.status, retryable=False)
-        for name, value in (("fatal", False), ("resubmit", False), ("job_id", None)):
+        for name, value in (("resubmit", False), ("job_id", None)):
             if not hasattr(error, name):
                 setattr(error, name, value)
         error.cost_usd = self.cost_usd  # what it cost then (as a cached result shows); not paid again
@@ -268,11 +250,6 @@ class JobJournal:
 
     def __repr__(self) -> str:
         return f"JobJournal({self.key[:12]}...)"
-
-
-class CacheWriteError(ConfigurationError):
-    """The cache could not store a result (a full disk, a read-only folder): the result is
-    still used, but a re-run will ask for it again."""
 
 
 def _cause(exc: sqlite3.Error) -> str:

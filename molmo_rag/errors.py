@@ -12,7 +12,8 @@ Every error raised on purpose derives from :class:`MolmoRagError`::
     │   └── MediaTooLargeError      over a size cap, a decompression bomb, a too-long video
     ├── UnsupportedTaskError        the backend cannot run this task (names those that can)
     ├── ConfigurationError          a missing key, an index in use, a collection of another embedder
-    │   └── UsageError              an argument or option value that is not accepted
+    │   ├── UsageError              an argument or option value that is not accepted
+    │   └── CacheWriteError         the result cache cannot store (a full disk, a read-only folder)
     ├── MissingDependencyError      an optional dependency is not installed (names the extra)
     ├── IndexUnavailableError       the index cannot be used: a Qdrant server unreachable or
     │                               refusing, an embedded folder read-only, full or locked
@@ -23,7 +24,19 @@ Every error raised on purpose derives from :class:`MolmoRagError`::
         │   └── MalformedAnswerError    an answer that came (and was paid for) but cannot be
         │                               used: text of the wrong type, a count no scene
         │                               holds, a body over the size cap
-        └── BackendTimeout          the job did not finish in time
+        ├── BackendTimeout          the job did not finish in time
+        ├── JobFailedError          a hosted job reached a failed state (``resubmit``: may a new one succeed)
+        ├── JobNotFoundError        the server does not know a job (any more): it is submitted anew
+        └── InsufficientBalanceError    the account cannot pay for jobs (always ``fatal``)
+
+Every error has ``fatal`` (False unless set): True when every other request of the run would
+fail the same way (a refused key, an empty balance, a local model that cannot load), so the
+engine stops sending, settles what is in flight and raises this one error.
+
+Two exceptions stay outside this module on purpose: ``points.ImplausibleCount`` (a
+``ValueError`` internal to answer parsing, always turned into a :class:`MalformedAnswerError`
+before it leaves) and ``engine._NotSent`` (the failure of a request the engine did not send
+after a fatal error; it never reaches a caller on its own).
 
 Messages never contain API keys: backends pass what they raise through :func:`redact`.
 """
@@ -36,6 +49,11 @@ from collections.abc import Iterable
 
 class MolmoRagError(Exception):
     """Root of every error molmo-rag raises on purpose."""
+
+    fatal: bool = False
+    """True when the run cannot go on: every other request would fail alike (a refused key,
+    an empty balance, a model that cannot load). A backend sets it on the instance it
+    raises; the engine reads it to stop sending and end the run with this error."""
 
 
 class InputError(MolmoRagError):
@@ -186,6 +204,40 @@ class MalformedAnswerError(ResponseFormatError):
 
 class BackendTimeout(BackendError, TimeoutError):
     pass
+
+
+class JobFailedError(BackendError):
+    """A job reached a failed state. ``resubmit`` is true when the protocol says the job is
+    over and a new submission may succeed (e.g. OpenOctopus codes marked retryable, or a
+    WaveSpeed failure that reads as transient); ``job_id`` names the job; ``fatal`` when the
+    cause is the account (an empty balance), so the run should end."""
+
+    def __init__(self, message: str, *, resubmit: bool = False, job_id: str | None = None, fatal: bool = False, **kw):
+        super().__init__(message, retryable=resubmit, **kw)
+        self.resubmit = resubmit
+        self.job_id = job_id
+        self.fatal = fatal
+
+
+class JobNotFoundError(BackendError):
+    """The server does not know a job (any more): a pending job from an earlier run that
+    expired or was never kept; the request is then submitted anew."""
+
+
+class InsufficientBalanceError(BackendError):
+    """The account cannot pay for jobs (402, ``insufficient_balance``, "insufficient
+    credits"): nothing more is submitted in this run, and the run ends (``fatal``)."""
+
+    fatal = True
+
+    def __init__(self, message: str, **kw):
+        kw.setdefault("code", "insufficient_balance")
+        super().__init__(message, **kw)
+
+
+class CacheWriteError(ConfigurationError):
+    """The cache could not store a result (a full disk, a read-only folder): the result is
+    still used, but a re-run will ask for it again."""
 
 
 _SECRET_PATTERNS = [

@@ -243,7 +243,9 @@ MAX_PLAUSIBLE_COUNT = 1_000_000
 
 class ImplausibleCount(ValueError):
     """An answer states a count no scene holds (a run of digits: degenerate generation);
-    ``stated`` is the number as written, cut to 20 characters, ``digits`` how many it has."""
+    ``stated`` is the number as written, cut to 20 characters, ``digits`` how many it has.
+    A ValueError internal to parsing, not in errors.py: ``tasks`` turns it into a
+    MalformedAnswerError before it leaves."""
 
     def __init__(self, stated: str):
         self.digits = sum(c.isdigit() for c in stated)

@@ -92,19 +92,21 @@ def test_many_processes_write_and_read_at_once(tmp_path):
         assert len(cache.get_many(f"p{n}-{i}" for n in range(3) for i in range(60))) == 180
 
 
-def test_backend_policy_reads_frame_and_size_settings_only():
-    from pydantic import BaseModel
+def test_backend_policy_reads_marked_fields_that_differ_from_their_default():
+    from molmo_rag.options_base import Options, cache_key_field
 
-    class Opts(BaseModel):
-        num_frames: int = 16
-        max_fps: float = 1.0
+    class Opts(Options):
+        num_frames: int = cache_key_field(16)
+        max_fps: float = cache_key_field(1.0)
         concurrency: int = 8
         api_key: str = "sk-secret"
 
     class WithOptions:
-        options = Opts()
+        def __init__(self, **values):
+            self.options = Opts(**values)
 
-    assert backend_policy(WithOptions()) == {"num_frames": 16, "max_fps": 1.0}
+    assert backend_policy(WithOptions()) == {}
+    assert backend_policy(WithOptions(num_frames=8, concurrency=2, api_key="sk-other")) == {"num_frames": 8}
 
     class Explicit:
         def cache_params(self):

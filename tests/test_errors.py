@@ -10,6 +10,27 @@ def test_one_root():
         assert issubclass(getattr(errors, name), errors.MolmoRagError)
 
 
+def test_every_error_class_of_the_package_lives_in_errors_and_old_imports_still_work():
+    from molmo_rag.backends import rest
+    from molmo_rag import cache
+
+    for name in ("JobFailedError", "JobNotFoundError", "InsufficientBalanceError"):
+        assert getattr(rest, name) is getattr(errors, name)
+        assert issubclass(getattr(errors, name), errors.BackendError)
+    assert cache.CacheWriteError is errors.CacheWriteError
+    assert issubclass(errors.CacheWriteError, errors.ConfigurationError)
+
+
+def test_fatal_is_declared_on_the_root_and_false_unless_set():
+    assert errors.MolmoRagError("x").fatal is False
+    assert errors.BackendError("x").fatal is False
+    assert errors.JobFailedError("x").fatal is False and errors.JobFailedError("x", fatal=True).fatal is True
+    assert errors.InsufficientBalanceError("no credits").fatal is True
+    marked = errors.UsageError("x")
+    marked.fatal = True
+    assert marked.fatal is True and errors.UsageError("y").fatal is False
+
+
 def test_unsupported_task_names_capable_backends():
     exc = errors.UnsupportedTaskError("ask", "wavespeed", ["openai", "local"])
     assert "local, openai" in str(exc)

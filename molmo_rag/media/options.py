@@ -8,6 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ..options_base import cache_key_field
+
 __all__ = [
     "ReaderOptions",
     "IMAGE_EXTENSIONS",
@@ -87,7 +89,12 @@ MAX_SEGMENT_SECONDS = 120.0
 
 
 class ReaderOptions(BaseModel):
-    """How sources are found, fetched, checked and cut into media items."""
+    """How sources are found, fetched, checked and cut into media items.
+
+    Fields declared with ``cache_key_field`` change the pixels, frames or clips a backend is
+    sent for one media item, so they are part of its cache key; the others (finding,
+    fetching, caps that refuse, segment boundaries, which media ids already carry) are not.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -126,7 +133,7 @@ class ReaderOptions(BaseModel):
         "bigger ones give MediaTooLargeError. A body a server sent compressed (gzip, deflate) "
         "is counted as it is decoded, so a compression bomb stops here too.",
     )
-    pass_private_urls: bool = Field(
+    pass_private_urls: bool = cache_key_field(
         default=False,
         description="Hand URLs whose host is not publicly reachable (localhost, private, "
         "link-local or CGNAT addresses, single-label, .local and .internal names) to backends "
@@ -141,7 +148,7 @@ class ReaderOptions(BaseModel):
     )
 
     # --- images -------------------------------------------------------------------------
-    max_image_side: int = Field(
+    max_image_side: int = cache_key_field(
         default=2048,
         ge=64,
         description="Images, slides and thumbnails are downscaled so that their longer side "
@@ -158,12 +165,12 @@ class ReaderOptions(BaseModel):
         description="Decode each image once while reading, so that truncated or corrupt files "
         "are reported as CorruptMediaError in the read stream instead of later in a backend.",
     )
-    jpeg_quality: int = Field(
+    jpeg_quality: int = cache_key_field(
         default=90, ge=1, le=100, description="Quality of JPEG bytes made for backends."
     )
 
     # --- slides -------------------------------------------------------------------------
-    slide_dpi: int = Field(
+    slide_dpi: int = cache_key_field(
         default=144,
         ge=36,
         le=600,
@@ -173,10 +180,10 @@ class ReaderOptions(BaseModel):
     render_timeout: float = Field(
         default=180.0, gt=0, description="Seconds LibreOffice may take to render one deck."
     )
-    include_hidden_slides: bool = Field(
+    include_hidden_slides: bool = cache_key_field(
         default=False, description="Also read the slides a deck marks as hidden."
     )
-    max_slide_picture_pixels: int = Field(
+    max_slide_picture_pixels: int = cache_key_field(
         default=25_000_000,
         gt=0,
         description="Without LibreOffice, slides are drawn from their embedded pictures and text: "
@@ -240,25 +247,25 @@ class ReaderOptions(BaseModel):
         ge=32,
         description="Approximate width in pixels of the tiny frames scene detection compares.",
     )
-    max_frame_side: int | None = Field(
+    max_frame_side: int | None = cache_key_field(
         default=768,
         ge=64,
         description="Frames handed to backends are downscaled so their longer side is at most "
         "this (None: full resolution). Molmo2 looks at 378 px per frame.",
     )
-    clip_max_side: int = Field(
+    clip_max_side: int = cache_key_field(
         default=640,
         ge=64,
         description="Longer side of video clips made for upload. Molmo2 looks at 378 px crops of "
         "at most 2 frames a second, so 640 px loses nothing it reads.",
     )
-    clip_short_side: int = Field(
+    clip_short_side: int = cache_key_field(
         default=480, ge=64, description="Shorter side of re-encoded clips for upload."
     )
-    clip_max_fps: float = Field(
+    clip_max_fps: float = cache_key_field(
         default=4.0, gt=0, description="Frame-rate cap of clips made for upload (Molmo2 samples at most 2 per second)."
     )
-    clip_crf: int = Field(
+    clip_crf: int = cache_key_field(
         default=28, ge=0, le=51, description="H.264 constant rate factor of re-encoded clips."
     )
     max_video_seconds: float | None = Field(
