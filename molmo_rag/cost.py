@@ -1,12 +1,9 @@
-"""What hosted calls cost (price lists: docs/hosted-apis.md), computed before any call.
+"""What calls cost, computed before any call, from the price each backend declares.
 
-* WaveSpeed image captioner: $0.002 per image (docs/hosted-apis.md).
-* WaveSpeed video captioner and video understanding: $0.005 per started 5 s of video, 5 s
-  minimum, at most 120 s per call (docs/hosted-apis.md); a longer segment raises
-  :class:`~molmo_rag.errors.MediaTooLargeError` (split it into shorter segments).
-* OpenOctopus image captioner: its API pages give no separate price; it serves the same
-  WaveSpeed Molmo2 model, so the same $0.002 per image is used as the estimate.
-* ``local`` and ``openai`` (self-hosted, e.g. vLLM): $0 here (your own hardware).
+A backend class declares its :class:`Price` (``Backend.price``; the price lists are in
+docs/hosted-apis.md) and prices one request with ``Backend.estimate_cost(request)``, which
+reads it; :func:`estimate` prices a plan from the same table. This module knows no backend
+by name and imports none: it is handed the backend (class or instance).
 
 An estimate out of all proportion to a video file is refused for that file (one
 :class:`~molmo_rag.errors.MediaTooLargeError`, its segments cost nothing): more segments
@@ -18,60 +15,71 @@ paid for, or none.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Protocol
 
-from .errors import ConfigurationError, MediaTooLargeError, MolmoRagError
+from .errors import MediaTooLargeError, MolmoRagError
 from .media.items import MediaItem
-from .tasks import Task
+from .tasks import ModelInput, Task
 
 __all__ = [
-    "WAVESPEED_IMAGE_USD",
-    "WAVESPEED_VIDEO_USD_PER_5S",
-    "WAVESPEED_VIDEO_MIN_S",
-    "WAVESPEED_VIDEO_MAX_S",
-    "OPENOCTOPUS_IMAGE_USD",
-    "wavespeed_video_cost",
-    "call_cost",
+    "Price",
+    "FREE",
+    "PricedBackend",
     "ItemEstimate",
     "Estimate",
     "estimate",
     "out_of_proportion",
 ]
 
-WAVESPEED_IMAGE_USD = 0.002
-WAVESPEED_VIDEO_USD_PER_5S = 0.005
-WAVESPEED_VIDEO_MIN_S = 5.0
-WAVESPEED_VIDEO_MAX_S = 120.0
-OPENOCTOPUS_IMAGE_USD = 0.002
-FREE_BACKENDS = frozenset({"local", "openai"})
 
+@dataclass(frozen=True)
+class Price:
+    """How a backend bills one call: a flat price per image (slides are images), and per
+    started block of video with a minimum length billed and a longest video accepted."""
 
-def wavespeed_video_cost(duration: float | None, source: str | None = None) -> float:
-    """$0.005 per started 5 s, 5 s minimum; over 120 s raises MediaTooLargeError."""
-    seconds = WAVESPEED_VIDEO_MIN_S if duration is None else max(float(duration), 0.0)
-    if seconds > WAVESPEED_VIDEO_MAX_S + 1e-6:
-        raise MediaTooLargeError(
-            f"video segment of {seconds:.1f} s is longer than the {WAVESPEED_VIDEO_MAX_S:.0f} s "
-            "WaveSpeed accepts per call; split the video into shorter segments",
-            source=source,
-        )
-    # A hair of tolerance so 10.0000001 s (float noise from start/end) bills as 10 s.
-    blocks = max(1, math.ceil(seconds / 5.0 - 1e-6))
-    return round(blocks * WAVESPEED_VIDEO_USD_PER_5S, 6)
+    image_usd: float = 0.0
+    video_usd_per_block: float = 0.0
+    video_block_s: float = 5.0
+    video_min_s: float = 0.0
+    video_max_s: float | None = None
+    """Longest video segment one call accepts (a longer one raises MediaTooLargeError); None: any."""
+    backend: str = ""
+    """Who bills, for the message of a refused video."""
 
+    def video_cost(self, duration: float | None, source: str | None = None) -> float:
+        """Per started block, ``video_min_s`` minimum; longer than ``video_max_s`` raises."""
+        seconds = self.video_min_s if duration is None else max(float(duration), 0.0)
+        if self.video_max_s is not None and seconds > self.video_max_s + 1e-6:
+            raise MediaTooLargeError(
+                f"video segment of {seconds:.1f} s is longer than the {self.video_max_s:.0f} s "
+                f"{self.backend or 'the backend'} accepts per call; split the video into shorter segments",
+                source=source,
+            )
+        if not self.video_usd_per_block:
+            return 0.0
+        # A hair of tolerance so 10.0000001 s (float noise from start/end) bills as 10 s.
+        blocks = max(1, math.ceil(max(seconds, self.video_min_s) / self.video_block_s - 1e-6))
+        return round(blocks * self.video_usd_per_block, 6)
 
-def call_cost(backend: str, item: MediaItem, task: Task | None = None) -> float:
-    """What one call for ``item`` costs on ``backend`` (USD); raises for a too-long video."""
-    if backend in FREE_BACKENDS:
-        return 0.0
-    if backend == "wavespeed":
+    def of(self, item: MediaItem) -> float:
+        """What one call for ``item`` costs (USD); raises for a video longer than accepted."""
         if item.model_input == "video":
-            return wavespeed_video_cost(item.duration, item.source)
-        return WAVESPEED_IMAGE_USD
-    if backend == "openoctopus":
-        return OPENOCTOPUS_IMAGE_USD
-    raise ConfigurationError(f"no price list for backend {backend!r}")
+            return self.video_cost(item.duration, item.source)
+        return self.image_usd
+
+
+FREE = Price()
+"""Your own hardware or server: every call $0."""
+
+
+class PricedBackend(Protocol):
+    """What :func:`estimate` reads of a backend (class or instance)."""
+
+    name: str
+    price: Price
+    supports: Callable[[Task, ModelInput], bool]
 
 
 @dataclass
@@ -111,16 +119,6 @@ class Estimate:
         }
 
 
-def _supports(backend: str):
-    from .backends.base import backend_class
-
-    try:
-        cls = backend_class(backend)
-    except ImportError:  # the backend's dependencies are missing: assume it runs everything
-        return lambda task, media: True
-    return cls.supports
-
-
 def _files(items: Sequence[MediaItem]) -> Iterable[list[int]]:
     """Indices of the items, grouped by the video file they were read from (one run of
     segments per reading: a file listed twice is two)."""
@@ -155,8 +153,10 @@ def out_of_proportion(segments: Sequence[MediaItem], calls: int, cost_usd: float
     )
 
 
-def estimate(backend: str, items: Iterable[MediaItem], tasks: Sequence[Task]) -> Estimate:
-    """Calls and cost of running ``tasks`` on ``items`` with ``backend``, calling nothing.
+def estimate(backend: PricedBackend, items: Iterable[MediaItem], tasks: Sequence[Task]) -> Estimate:
+    """Calls and cost of running ``tasks`` on ``items`` with ``backend`` (a backend class,
+    e.g. ``backend_class("wavespeed")``, or instance), calling nothing: the price of each
+    call is the one ``backend.estimate_cost`` gives, read from the backend's ``price``.
 
     One call per (item, task) the backend can run; tasks it cannot run are listed per item;
     an item that cannot be sent (too long) carries ``error`` and costs nothing. A video file
@@ -164,16 +164,15 @@ def estimate(backend: str, items: Iterable[MediaItem], tasks: Sequence[Task]) ->
     ``refused``, and its segments cost nothing.
     """
     items = list(items)
-    supports = _supports(backend)
     per_item: list[ItemEstimate] = []
     for item in items:
         entry = ItemEstimate(source=item.source, media_id=item.media_id, kind=item.kind)
         for task in tasks:
-            if not supports(task, item.model_input):
+            if not backend.supports(task, item.model_input):
                 entry.skipped_tasks.append(task.name)
                 continue
             try:
-                price = call_cost(backend, item, task)
+                price = backend.price.of(item)
             except MolmoRagError as exc:
                 entry.error, entry.calls, entry.cost_usd = str(exc), 0, 0.0
                 break
@@ -191,7 +190,7 @@ def estimate(backend: str, items: Iterable[MediaItem], tasks: Sequence[Task]) ->
             entry.refusal, entry.calls, entry.cost_usd, entry.error = len(refused), 0, 0.0, str(refusal)
         refused.append(refusal)
     return Estimate(
-        backend=backend,
+        backend=backend.name,
         calls=sum(e.calls for e in per_item),
         cost_usd=round(sum(e.cost_usd for e in per_item), 6),
         items=per_item,

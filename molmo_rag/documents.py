@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from .engine import EnrichedItem, Progress
 from .index.records import MediaRecord, build_record, make_thumbnail
+from .media.door import is_local_path
 from .media.names import local_path
 from .results import Failure, Result
 from .syncio import iterate_sync
@@ -91,7 +92,7 @@ class MediaDocument:
         """A file showing this item: the photo itself when it is a local file, else the
         rendered slide or segment frame saved once as ``<folder>/<id>.jpg`` (default: a
         ``frames`` folder in the result cache directory). None when it cannot be made."""
-        if self.kind == "image" and "://" not in self.source and os.path.isfile(local_path(self.source)):
+        if self.kind == "image" and is_local_path(self.source) and os.path.isfile(local_path(self.source)):
             return Path(local_path(self.source))
         from .cache import default_cache_dir
 
@@ -218,13 +219,13 @@ def open_run(
 
 
 def input_policy(reader_options: Any) -> dict:
-    """Reader settings that change what the model sees (caps on size, frames, fps): part of
-    every cache key, so a run with other caps does not reuse answers about other pixels."""
-    if reader_options is None or not hasattr(reader_options, "model_dump"):
-        return {}
-    words = ("size", "side", "pixel", "frame", "fps", "dpi", "scale", "resolution")
-    dumped = reader_options.model_dump(mode="json", exclude_defaults=True)
-    return {f"reader.{k}": v for k, v in dumped.items() if any(w in k for w in words)}
+    """The reader options that change what the model is sent (size caps, JPEG quality, clip
+    encoding: the fields ``ReaderOptions`` declares with ``cache_key_field``), as
+    ``reader.<name>``: part of every cache key, so a run with other settings does not reuse
+    answers about other pixels."""
+    from .options_base import cache_key_values
+
+    return cache_key_values(reader_options, prefix="reader.")
 
 
 async def aiter_documents(

@@ -46,17 +46,15 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import os
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .backends.base import Backend, Request, Session
+from .backends.base import Backend, Request, Session, model_of
 from .cache import ResultCache, is_permanent_failure
-from .errors import MolmoRagError
+from .errors import CacheWriteError, MolmoRagError
 from .media.items import MediaItem
-from .media.names import local_path, text_path
 from .results import Failure, Result
 from .tasks import Task
 
@@ -110,13 +108,13 @@ class FixedPlan:
     backend cannot run fail one by one with an error naming the backends that can."""
 
     def __init__(self, tasks: Sequence[Task], backend: Backend, *, input_policy: dict | None = None):
-        from .cache import backend_policy, cache_key
+        from .cache import cache_key, run_policy
 
         self.tasks = list(tasks)
-        self._model = getattr(backend, "model", None) or backend.default_model
+        self._model = model_of(backend)
         self._name = backend.name
         # the same keys as the index's plan (enrich.Enricher): one cache for every command
-        self._policy = {**backend_policy(backend), **(input_policy or {})}
+        self._policy = run_policy(backend, input_policy)
         self._cache_key = cache_key
 
     def plan(self, item: MediaItem) -> list[Task]:
@@ -129,17 +127,6 @@ class FixedPlan:
 # -- reading -----------------------------------------------------------------------------------
 
 
-def _absolute(source: str, memo: dict[str, str]) -> str:
-    """A local file's path made absolute, so the index points back at it from any working
-    directory; URLs and in-memory sources unchanged. A name that is not UTF-8 stays in the
-    text form the readers gave it (``media.names``)."""
-    if source not in memo:
-        path = None if "://" in source or source.startswith(("<", "data:")) else local_path(source)
-        local = path is not None and os.path.exists(path)
-        memo[source] = text_path(os.path.abspath(path)) if local else source
-    return memo[source]
-
-
 def read_entries(
     sources: Any, reader_options: Any = None, *, absolute: bool = False
 ) -> Iterator[MediaItem | MolmoRagError]:
@@ -147,9 +134,9 @@ def read_entries(
     anything :func:`molmo_rag.media.read` takes, ready :class:`MediaItem` objects and errors
     (the output of ``read``) included. ``absolute``: local paths made absolute."""
     from .media import ReaderOptions, read
+    from .media.door import absolute_source, as_sources
 
-    if isinstance(sources, (str, bytes, os.PathLike, MediaItem)) or not isinstance(sources, Iterable):
-        sources = [sources]
+    sources = as_sources(sources)
     memo: dict[str, str] = {}
     options = reader_options if reader_options is not None else ReaderOptions()
 
@@ -164,22 +151,22 @@ def read_entries(
 
     for entry in entries():
         if absolute and isinstance(getattr(entry, "source", None), str) and entry.source:
-            entry.source = _absolute(entry.source, memo)
+            entry.source = absolute_source(entry.source, memo)
         yield entry
 
 
 def count_sources(sources: Any, reader_options: Any = None) -> int | None:
     """How many files the sources hold (a cheap listing: nothing is opened or fetched), or
     None for a one-shot iterator that must not be consumed twice."""
+    from .media.door import is_local_path, reusable_source_list
     from .media.sources import expand
 
-    if isinstance(sources, (str, bytes, os.PathLike, MediaItem)) or not isinstance(sources, Iterable):
-        sources = [sources]
-    elif not isinstance(sources, (list, tuple)):
+    listed = reusable_source_list(sources)
+    if listed is None:
         return None
     total = 0
-    for source in sources:
-        if isinstance(source, (str, os.PathLike)) and "://" not in str(source) and not str(source).startswith("data:"):
+    for source in listed:
+        if is_local_path(source):
             total += sum(1 for _ in expand(source, reader_options)) or 1
         else:
             total += 1
@@ -297,7 +284,8 @@ _END = object()
 
 
 class _NotSent(MolmoRagError):
-    """A request not sent because the run is ending on a fatal (account) error."""
+    """A request not sent because the run is ending on a fatal (account) error. Internal,
+    not in errors.py: it only stands in a Failure beside the fatal error that is raised."""
 
 
 @dataclass
@@ -333,7 +321,7 @@ def _undone(outcome: Any) -> bool:
         isinstance(outcome, EnrichedItem)
         and not outcome.results
         and bool(outcome.failures)
-        and all(isinstance(f.error, _NotSent) or getattr(f.error, "fatal", False) for f in outcome.failures)
+        and all(isinstance(f.error, _NotSent) or f.error.fatal for f in outcome.failures)
     )
 
 
@@ -495,8 +483,6 @@ class Engine:
         """Store a fresh result the moment it arrives (a run killed now loses none of it).
         A cache that cannot store (a full disk) costs the re-use, never the result: one
         warning, and the run goes on."""
-        from .cache import CacheWriteError
-
         try:
             self.cache.put(
                 key, media_id=item.media_id, backend=outcome.backend, model=outcome.model, task=task.key(),
@@ -509,15 +495,13 @@ class Engine:
 
     def _remember(self, key: str, item: MediaItem, task: Task, error: MolmoRagError) -> None:
         """Store a permanent failure, so a re-run reports it without sending it again."""
-        from .cache import CacheWriteError
-
         put = getattr(self.cache, "put_failure", None)
         if put is None:
             return
         try:
             put(
                 key, media_id=item.media_id, backend=self.backend.name,
-                model=getattr(self.backend, "model", None) or self.backend.default_model, task=task.key(), error=error,
+                model=model_of(self.backend), task=task.key(), error=error,
             )
         except CacheWriteError as exc:
             if not self._cache_warned:
@@ -613,7 +597,7 @@ class Engine:
                     # so a later run polls that job instead of paying for a new one
                     journal = self.cache.journal(key) if hasattr(self.cache, "journal") else None
                     outcome = await session.answer(Request(item, task, journal=journal))
-            if stop.error is None and getattr(outcome, "fatal", False):
+            if stop.error is None and isinstance(outcome, MolmoRagError) and outcome.fatal:
                 stop.error = outcome
             if isinstance(outcome, Result) and self.cache is not None:
                 self._keep(key, item, task, outcome)

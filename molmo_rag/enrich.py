@@ -27,14 +27,14 @@ from typing import Any, ClassVar
 
 from pydantic import Field, field_validator
 
-from .backends.base import Backend, capable_backends
-from .cache import ResultCache, backend_policy, cache_key
+from .backends.base import Backend, capable_backends, equivalents, model_of
+from .cache import ResultCache, cache_key, run_policy
 from .engine import Engine, EnrichedItem
-from .errors import UnsupportedTaskError, UsageError
+from .errors import UsageError
 from .media.items import MediaItem, MediaKind
 from .options_base import Options
 from .syncio import run_sync
-from .tasks import Ask, Caption, Count, Detail, ModelInput, Scene, Task, VideoTask
+from .tasks import Ask, Caption, Count, Detail, ModelInput, Scene, Task
 
 __all__ = ["EnrichOptions", "Enricher", "EnrichedItem", "check_explicit", "check_runnable", "default_plan", "equivalents"]
 
@@ -78,27 +78,9 @@ def default_plan(kind: MediaKind, detail: Detail = "medium") -> list[Task]:
     return [Caption(detail=detail), Scene()]
 
 
-def equivalents(task: Task, media: ModelInput) -> list[Task]:
-    """The task, then the tasks that give the same fields on this input, best first."""
-    if media == "video":
-        if isinstance(task, Scene):
-            return [task, VideoTask(task="scene_description")]
-        if isinstance(task, Count):
-            return [task, VideoTask(task="counting", text=task.target)]
-        if isinstance(task, Ask):
-            return [task, VideoTask(task="general", text=task.question)]
-    return [task]
-
-
 def check_runnable(backend: Backend | type[Backend], tasks: Sequence[Task], *, adapt: bool = True) -> None:
-    """Raise UnsupportedTaskError (naming the capable backends) for a task the backend can
-    run on no input at all, before anything is read; works on a backend class, before any
-    key is read. ``adapt``: a task counts as runnable when an equivalent is (a count on
-    video through ``VideoTask``), as the Enricher's plans do."""
-    for task in tasks:
-        if not any(backend.supports(alt, m) for m in task.inputs for alt in (equivalents(task, m) if adapt else [task])):
-            capable = sorted({b for m in task.inputs for b in capable_backends(task, m)})
-            raise UnsupportedTaskError(task.name, backend.name, capable)
+    """:meth:`Backend.check_plan <molmo_rag.backends.base.Backend.check_plan>` on every input."""
+    backend.check_plan(tasks, adapt=adapt)
 
 
 def check_explicit(backend: Backend | type[Backend], options: EnrichOptions) -> None:
@@ -121,8 +103,8 @@ class Enricher:
         self.backend = backend
         self.options = options or EnrichOptions()
         self.cache = cache
-        self.model = getattr(backend, "model", None) or backend.default_model
-        self.policy = {**backend_policy(backend), **(input_policy or {})}
+        self.model = model_of(backend)
+        self.policy = run_policy(backend, input_policy)
         self.on_warning = on_warning or log.warning
         self.skipped: list[str] = []
         self._warned: set[tuple[str, str]] = set()

@@ -230,7 +230,7 @@ def made_with(hits: Sequence["Hit"]) -> dict | None:
     recorded = getattr(hits, "made_with", None)
     if recorded:
         return dict(recorded)
-    from .backends.base import MODEL_ENV_BACKENDS
+    from .backends.base import backend_class
     from .vocabulary import BACKENDS
 
     backends = {h.payload.get("backend") for h in hits}
@@ -240,7 +240,7 @@ def made_with(hits: Sequence["Hit"]) -> dict | None:
         return None
     model = models.pop() if len(models) == 1 else None
     # a hosted backend's payload names its endpoint, not a model to ask for
-    usable = isinstance(model, str) and "+" not in model and name in MODEL_ENV_BACKENDS
+    usable = isinstance(model, str) and "+" not in model and backend_class(name).env.model is not None
     return {"backend": name, "model": model if usable else None}
 
 

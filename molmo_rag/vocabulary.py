@@ -18,4 +18,5 @@ BACKENDS: dict[str, str] = {
     "openoctopus": "molmo_rag.backends.openoctopus:OpenOctopusBackend",
     "openai": "molmo_rag.backends.openai:OpenAIBackend",
 }
-"""Backend name -> where its class lives (imported only when that backend is used)."""
+"""Backend name -> where its class lives (imported only when that backend is used). What a
+backend can do, costs and reads is declared on its class (``molmo_rag.backends.base.Backend``)."""

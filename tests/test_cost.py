@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from molmo_rag import cost
-from molmo_rag.backends.base import Request, get_backend
+from molmo_rag.backends.base import Request, backend_class, get_backend
 from molmo_rag.errors import MediaTooLargeError
 from molmo_rag.media.items import MediaItem, VideoFrames
 from molmo_rag.tasks import Ask, Caption, Count, VideoTask
@@ -31,27 +31,28 @@ def _image() -> MediaItem:
     [(0.5, 0.005), (5.0, 0.005), (5.1, 0.01), (10.0, 0.01), (10.0000001, 0.01), (30.0, 0.03), (60.0, 0.06), (120.0, 0.12), (None, 0.005)],
 )
 def test_wavespeed_video_price_table(seconds, usd):
-    assert cost.wavespeed_video_cost(seconds) == pytest.approx(usd)
+    assert backend_class("wavespeed").price.video_cost(seconds) == pytest.approx(usd)
 
 
 def test_videos_over_120_seconds_are_refused_with_a_clear_message():
-    with pytest.raises(MediaTooLargeError, match=r"120 s .*split") as info:
-        cost.wavespeed_video_cost(120.5, source="long.mp4")
+    with pytest.raises(MediaTooLargeError, match=r"120 s WaveSpeed .*split") as info:
+        backend_class("wavespeed").price.video_cost(120.5, source="long.mp4")
     assert info.value.source == "long.mp4"
 
 
-def test_call_cost_per_backend():
+def test_price_of_one_call_per_backend():
     image, video = _image(), _video(12.0)
-    assert cost.call_cost("wavespeed", image) == 0.002
-    assert cost.call_cost("wavespeed", video) == 0.015
-    assert cost.call_cost("openoctopus", image) == 0.002
-    assert cost.call_cost("openai", video) == 0.0 and cost.call_cost("local", image) == 0.0
+    price = {name: backend_class(name).price for name in ("wavespeed", "openoctopus", "openai", "local")}
+    assert price["wavespeed"].of(image) == 0.002
+    assert price["wavespeed"].of(video) == 0.015
+    assert price["openoctopus"].of(image) == 0.002
+    assert price["openai"].of(video) == 0.0 and price["local"].of(image) == 0.0
 
 
 def test_estimate_counts_calls_skips_unsupported_and_reports_too_long():
     items = [_image(), _image(), _video(12.0, start=30.0), _video(200.0)]
     tasks = [Caption(), Count(target="people"), VideoTask(task="summary")]
-    est = cost.estimate("wavespeed", items, tasks)
+    est = cost.estimate(backend_class("wavespeed"), items, tasks)
     image_entry, _, video_entry, long_entry = est.items
     assert image_entry.calls == 1 and set(image_entry.skipped_tasks) == {"count", "video"}
     assert video_entry.calls == 3 and video_entry.cost_usd == pytest.approx(0.045)
@@ -62,10 +63,10 @@ def test_estimate_counts_calls_skips_unsupported_and_reports_too_long():
 
 def test_estimate_other_backends():
     items = [_image(), _video(6.0)]
-    oo = cost.estimate("openoctopus", items, [Caption(), Ask(question="why?")])
+    oo = cost.estimate(backend_class("openoctopus"), items, [Caption(), Ask(question="why?")])
     assert (oo.calls, oo.cost_usd) == (2, pytest.approx(0.004))
     assert oo.items[1].skipped_tasks == ["caption", "ask"]
-    free = cost.estimate("openai", items, [Caption()])
+    free = cost.estimate(backend_class("openai"), items, [Caption()])
     assert (free.calls, free.cost_usd) == (2, 0.0)
 
 

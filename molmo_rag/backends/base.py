@@ -12,6 +12,12 @@ Everything else lives here once: a :class:`Session` per run that answers one req
 time (so the streaming engine can keep a sliding window in flight), capability checks with
 errors that name the backends that can, turning answers into :class:`Result` (parsing,
 shifting video points into video time), one failure per request instead of a failed batch.
+
+The facts about a backend are declared on its class, and read from there by the planner,
+the cost estimate and the CLI (none of them checks a backend's name): ``capabilities``
+(what it runs on which input), ``price`` (:class:`~molmo_rag.cost.Price`), ``env`` (the
+environment variables it reads, :class:`BackendEnv`), ``concurrency_option`` (the option
+that sets how many requests run at once) and ``default_model``.
 """
 
 from __future__ import annotations
@@ -31,12 +37,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field
 
+from ..cost import FREE, Price
 from ..errors import MolmoRagError, UnsupportedTaskError, UsageError
 from ..media.items import MediaItem
-from ..options_base import Options
+from ..options_base import Options, cache_key_field
 from ..results import Result
 from ..syncio import run_sync
-from ..tasks import ModelInput, Task
+from ..tasks import Ask, Count, ModelInput, Scene, Task, VideoTask
 from ..vocabulary import BACKENDS
 from .answers import DEFAULT_MAX_ANSWER_CHARS, DEFAULT_MAX_ANSWER_POINTS, checked_error, checked_result
 
@@ -52,11 +59,15 @@ __all__ = [
     "BatcherStats",
     "Session",
     "BackendOptions",
+    "BackendEnv",
+    "MODEL_ENV",
     "BACKENDS",
     "backend_class",
     "get_backend",
     "create_backend",
     "capable_backends",
+    "equivalents",
+    "model_of",
     "run_sync",
 ]
 
@@ -97,13 +108,13 @@ class BackendOptions(Options):
     what: ClassVar[str] = "backend option"
 
     model: str | None = Field(None, description="Model id (or local path) the backend runs.")
-    max_answer_chars: int = Field(
+    max_answer_chars: int = cache_key_field(
         DEFAULT_MAX_ANSWER_CHARS,
         ge=1,
         description="Longest answer text kept (characters); a longer answer is cut here and its result says "
         "truncated: ['text']. 64 Ki, far above any Molmo2 answer.",
     )
-    max_answer_points: int = Field(
+    max_answer_points: int = cache_key_field(
         DEFAULT_MAX_ANSWER_POINTS,
         ge=1,
         description="Most points kept from one answer; more are cut here (the stated count is kept) and the "
@@ -132,6 +143,35 @@ class Session:
         return self.backend._to_result(request, await self._call(request))
 
 
+MODEL_ENV = "MOLMO_RAG_MODEL"
+"""The model of the backends whose model is a Molmo2 checkpoint name (``local``, ``openai``)."""
+
+
+@dataclass(frozen=True)
+class BackendEnv:
+    """The environment variables a backend reads (None: it reads none for that)."""
+
+    api_key: str | None = None
+    """Its API key, when none is passed."""
+    base_url: str | None = None
+    """Its API base URL, when none is passed."""
+    model: str | None = None
+    """The model, when none is passed to :func:`create_backend` (``MOLMO_RAG_MODEL`` for the
+    backends whose model is a Molmo2 checkpoint; a hosted endpoint names its model itself)."""
+
+
+def equivalents(task: Task, media: ModelInput) -> list[Task]:
+    """The task, then the tasks that give the same fields on this input, best first."""
+    if media == "video":
+        if isinstance(task, Scene):
+            return [task, VideoTask(task="scene_description")]
+        if isinstance(task, Count):
+            return [task, VideoTask(task="counting", text=task.target)]
+        if isinstance(task, Ask):
+            return [task, VideoTask(task="general", text=task.question)]
+    return [task]
+
+
 class Backend(ABC):
     """Base class: capability checks, result building, failure collection."""
 
@@ -139,13 +179,44 @@ class Backend(ABC):
     capabilities: ClassVar[dict[ModelInput, frozenset[str]]] = {}
     """Task names this backend runs, per model input ("image" covers slides)."""
     default_model: ClassVar[str] = "allenai/Molmo2-4B"
+    """The model when none is given nor read from ``env.model``."""
+    price: ClassVar[Price] = FREE
+    """What one call costs (read by :meth:`estimate_cost` and :func:`molmo_rag.cost.estimate`)."""
+    env: ClassVar[BackendEnv] = BackendEnv()
+    """The environment variables this backend reads."""
+    concurrency_option: ClassVar[str | None] = None
+    """The option that sets how many requests run at once (``batch_size`` for a local model,
+    ``concurrency`` for a hosted API): what ``concurrency`` of :func:`create_backend` and the
+    CLI's ``--concurrency`` set. None: the backend takes no such option."""
 
     model: str
+
+    # -- facts -----------------------------------------------------------------------------
+    @classmethod
+    def resolve_model(cls, model: str | None = None) -> str:
+        """The model this backend runs: ``model`` if given, else the variable ``env.model``
+        names (when set and not empty), else :attr:`default_model`."""
+        import os
+
+        return model or (os.environ.get(cls.env.model) if cls.env.model else None) or cls.default_model
 
     # -- capabilities --------------------------------------------------------------------
     @classmethod
     def supports(cls, task: Task, media: ModelInput) -> bool:
         return media in task.inputs and task.name in cls.capabilities.get(media, frozenset())
+
+    @classmethod
+    def check_plan(cls, tasks: Sequence[Task], kinds: Sequence[ModelInput] | None = None, *, adapt: bool = True) -> None:
+        """Refuse, before anything is read, built or sent, a task this backend can run on none
+        of ``kinds`` (default: every input the task takes): one
+        :class:`~molmo_rag.errors.UnsupportedTaskError` naming the backends that can. Works
+        on the class, so no key is needed. ``adapt``: a task counts as runnable when an
+        equivalent is (a count on video through ``VideoTask``), as the planner's plans do."""
+        for task in tasks:
+            inputs = [m for m in task.inputs if kinds is None or m in kinds]
+            if not any(cls.supports(alt, m) for m in inputs for alt in (equivalents(task, m) if adapt else [task])):
+                capable = sorted({b for m in inputs for b in capable_backends(task, m)})
+                raise UnsupportedTaskError(task.name, cls.name, capable)
 
     def check(self, request: Request) -> None:
         media = request.item.model_input
@@ -205,8 +276,10 @@ class Backend(ABC):
         return checked_error(self, request, answer)
 
     def estimate_cost(self, request: Request) -> float:
-        """What one request would cost (USD), without calling anything."""
-        return 0.0
+        """What one request would cost (USD), without calling anything: its :attr:`price`.
+        Raises :class:`~molmo_rag.errors.MediaTooLargeError` for a video longer than one
+        call accepts."""
+        return self.price.of(request.item)
 
     def load(self) -> None:
         """Prepare what is expensive (a model in memory) now, so a bad configuration fails
@@ -237,6 +310,7 @@ class BatchedBackend(Backend):
     while the model generates the previous batch. Each batch is formed from whatever
     requests are prepared when the model frees up (images with images, videos with videos)."""
 
+    concurrency_option: ClassVar[str | None] = "batch_size"
     batch_size: int = 4
     prepare_threads: int = 2
     """Requests prepared at once, ahead of the model."""
@@ -325,7 +399,7 @@ class _Batcher:
         try:
             answers: list[Any] = await asyncio.to_thread(self.backend.generate_prepared, requests, prepared)
         except MolmoRagError as exc:
-            if len(batch) == 1 or getattr(exc, "fatal", False):  # e.g. a model that cannot load: all alike
+            if len(batch) == 1 or exc.fatal:  # e.g. a model that cannot load: all alike
                 answers = [exc] * len(batch)
             else:  # one bad item must not sink the batch: its members one by one
                 answers = []
@@ -372,28 +446,38 @@ def get_backend(name: str, **options: Any) -> Backend:
     return backend_class(name)(**options)
 
 
-MODEL_ENV_BACKENDS = frozenset({"local", "openai"})
-"""Backends whose model is a Molmo2 checkpoint name, so MOLMO_RAG_MODEL applies to them
-(the hosted endpoints name their model in the URL path instead)."""
+def backend_name(backend: str | None = None) -> str:
+    """The backend a user chose: ``backend``, else ``MOLMO_RAG_BACKEND``, else ``local``;
+    an unknown name is a :class:`~molmo_rag.errors.UsageError` listing the known ones."""
+    import os
+
+    name = backend or os.environ.get("MOLMO_RAG_BACKEND") or "local"
+    if name not in BACKENDS:
+        raise UsageError(f"unknown backend {name!r}; choose one of: {', '.join(BACKENDS)}", option="backend")
+    return name
 
 
 def create_backend(
     backend: str | None = None, model: str | None = None, concurrency: int | None = None, **options: Any
 ) -> Backend:
-    """A backend from user-facing choices and the environment: ``MOLMO_RAG_BACKEND``
-    (default ``local``) and ``MOLMO_RAG_MODEL``; ``concurrency`` is the batch size of the
-    local backend and the requests in flight of the REST ones."""
-    import os
-
-    name = backend or os.environ.get("MOLMO_RAG_BACKEND") or "local"
-    backend_class(name)  # fail early, and clearly, on an unknown name
-    if model is None and name in MODEL_ENV_BACKENDS:
-        model = os.environ.get("MOLMO_RAG_MODEL") or None
-    if model:
-        options["model"] = model
+    """A backend from user-facing choices and the environment: the name (:func:`backend_name`),
+    the model (:meth:`Backend.resolve_model`: ``model``, else the backend's ``env.model``
+    variable, else its default); ``concurrency`` sets the backend's declared
+    ``concurrency_option`` (the batch size of a local model, the requests in flight of a
+    hosted API)."""
+    cls = backend_class(backend_name(backend))
+    if (resolved := cls.resolve_model(model)) != cls.default_model:  # the default is the backend's own
+        options["model"] = resolved
     if concurrency:
-        options["batch_size" if name == "local" else "concurrency"] = concurrency
-    return get_backend(name, **options)
+        if cls.concurrency_option is None:
+            raise UsageError(f"backend {cls.name!r} takes no concurrency option", option="concurrency")
+        options[cls.concurrency_option] = concurrency
+    return cls(**options)
+
+
+def model_of(backend: Backend) -> str:
+    """The model a backend instance runs (its ``model``, else its class's default)."""
+    return getattr(backend, "model", None) or backend.default_model
 
 
 def capable_backends(task: Task, media: ModelInput) -> list[str]:

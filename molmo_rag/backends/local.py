@@ -26,8 +26,10 @@ from pydantic import Field
 
 from ..errors import BackendError, ConfigurationError, MissingDependencyError, MolmoRagError, UsageError
 from ..media.items import VideoFrames
+from ..options_base import cache_key_field
 from ..tasks import ModelInput
-from .base import GENERATION_STOP, Answer, BackendOptions, BatchedBackend, Request
+from ..cost import FREE, Price
+from .base import GENERATION_STOP, MODEL_ENV, Answer, BackendEnv, BackendOptions, BatchedBackend, Request
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -46,16 +48,16 @@ class LocalOptions(BackendOptions):
     device: str = Field(
         "auto", description="'auto' (CUDA, then Apple MPS, then CPU) or a torch device such as 'cuda:1'."
     )
-    dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = cache_key_field(
         "auto", description="Weights dtype; 'auto' is bfloat16 on CUDA and MPS, float32 on CPU."
     )
     batch_size: int = Field(4, ge=1, description="Requests per generate call.")
-    num_frames: int = Field(64, ge=1, description="Most frames sampled from one video segment.")
-    max_fps: float = Field(2.0, gt=0, description="Most frames per second sampled from a video segment.")
-    max_new_tokens: int | None = Field(
+    num_frames: int = cache_key_field(64, ge=1, description="Most frames sampled from one video segment.")
+    max_fps: float = cache_key_field(2.0, gt=0, description="Most frames per second sampled from a video segment.")
+    max_new_tokens: int | None = cache_key_field(
         None, ge=1, description="Answer length cap for every task; None = each task's own budget."
     )
-    min_new_tokens: int | None = Field(
+    min_new_tokens: int | None = cache_key_field(
         None, ge=1, description="Force at least this many new tokens (fixed-length benchmarks)."
     )
 
@@ -223,6 +225,11 @@ class LocalBackend(BatchedBackend):
         "image": frozenset({"caption", "ask", "count", "scene"}),
         "video": frozenset({"caption", "ask", "count", "scene", "video"}),
     }
+    default_model: ClassVar[str] = DEFAULT_MODEL
+    price: ClassVar[Price] = FREE  # your own hardware
+    env: ClassVar[BackendEnv] = BackendEnv(model=MODEL_ENV)
+    concurrency_option: ClassVar[str | None] = "batch_size"
+    Options: ClassVar[type[LocalOptions]] = LocalOptions
 
     def __init__(
         self,

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from ..cost import FREE, Price
 from ..errors import MalformedAnswerError
 from ..tasks import ModelInput
 from .answers import kind_of
-from .base import Answer, Request
+from .base import MODEL_ENV, Answer, BackendEnv, Request
 from .rest import RestBackend, RestEngine, data_uri, media_payload
 
 __all__ = ["OpenAIBackend", "build_chat_body", "parse_chat_completion"]
@@ -84,8 +85,8 @@ class OpenAIBackend(RestBackend):
         "video": frozenset({"caption", "ask", "count", "scene", "video"}),
     }
     default_model: ClassVar[str] = "allenai/Molmo2-4B"
-    api_key_env: ClassVar[str] = "OPENAI_API_KEY"
-    base_url_env: ClassVar[str] = "OPENAI_BASE_URL"
+    price: ClassVar[Price] = FREE  # your own server
+    env: ClassVar[BackendEnv] = BackendEnv(api_key="OPENAI_API_KEY", base_url="OPENAI_BASE_URL", model=MODEL_ENV)
     default_base_url: ClassVar[str] = "http://localhost:8000/v1"
     key_required: ClassVar[bool] = False
 

@@ -35,10 +35,10 @@ from typing import Any, ClassVar, NamedTuple
 
 from pydantic import Field
 
-from .. import cost
+from ..cost import Price
 from ..errors import BackendError, MalformedAnswerError, ResponseFormatError
 from ..tasks import Caption
-from .base import Answer, Request
+from .base import Answer, BackendEnv, Request
 from .rest import (
     JobFailedError,
     JobNotFoundError,
@@ -161,13 +161,12 @@ class OpenOctopusBackend(RestBackend):
     name: ClassVar[str] = "openoctopus"
     capabilities: ClassVar[dict] = {"image": frozenset({"caption", "ask", "count", "scene"})}
     default_model: ClassVar[str] = MODEL
+    price: ClassVar[Price] = Price(image_usd=0.002, backend="OpenOctopus")
+    """Its API pages give no separate price; it serves the same WaveSpeed Molmo2 model, so
+    WaveSpeed's $0.002 per image is the estimate."""
+    env: ClassVar[BackendEnv] = BackendEnv(api_key="OPENOCTOPUS_API_KEY", base_url="OPENOCTOPUS_BASE_URL")
     Options: ClassVar[type[RestOptions]] = OpenOctopusOptions
-    api_key_env: ClassVar[str] = "OPENOCTOPUS_API_KEY"
-    base_url_env: ClassVar[str] = "OPENOCTOPUS_BASE_URL"
     default_base_url: ClassVar[str] = "https://api.openoctopus.com"
-
-    def estimate_cost(self, request: Request) -> float:
-        return cost.call_cost(self.name, request.item, request.task)
 
     # -- protocol ------------------------------------------------------------------------
     def should_retry(self, method: str, status: int, body: Any, *, idempotent: bool) -> bool:
@@ -216,7 +215,6 @@ class OpenOctopusBackend(RestBackend):
         return await self._answer_of(await self._settle(job_id, task, engine), request, engine)
 
     async def _answer_of(self, finished: dict, request: Request, engine: RestEngine) -> Answer:
-        item, task = request.item, request.task
         text = task_text(finished)
         if text is None:
             # the task succeeded (and was paid for): its answer cannot be used
@@ -225,7 +223,7 @@ class OpenOctopusBackend(RestBackend):
             text = await engine.get_text(text, what=f"fetching the output of task {finished.get('id')}")
         return Answer(
             text=text,
-            cost_usd=cost.call_cost(self.name, item, task),
+            cost_usd=self.estimate_cost(request),
             model=self.model,
             meta={"job_id": finished.get("id")},
         )

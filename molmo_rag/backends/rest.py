@@ -74,6 +74,9 @@ from ..errors import (
     BackendError,
     BackendTimeout,
     ConfigurationError,
+    InsufficientBalanceError,
+    JobFailedError,
+    JobNotFoundError,
     MalformedAnswerError,
     MolmoRagError,
     RateLimitError,
@@ -155,34 +158,6 @@ class RestOptions(BackendOptions):
         description="Largest answer body read from the service (bytes, after decompression); a bigger one is not "
         "read (streamed, never held whole) and its item fails with MalformedAnswerError (answer_too_large).",
     )
-
-
-class JobFailedError(BackendError):
-    """A job reached a failed state. ``resubmit`` is true when the protocol says the job is
-    over and a new submission may succeed (e.g. OpenOctopus codes marked retryable, or a
-    WaveSpeed failure that reads as transient); ``job_id`` names the job; ``fatal`` when the
-    cause is the account (an empty balance), so the run should end."""
-
-    def __init__(self, message: str, *, resubmit: bool = False, job_id: str | None = None, fatal: bool = False, **kw):
-        super().__init__(message, retryable=resubmit, **kw)
-        self.resubmit = resubmit
-        self.job_id = job_id
-        self.fatal = fatal
-
-
-class JobNotFoundError(BackendError):
-    """The server does not know a job (any more): a pending job from an earlier run that
-    expired or was never kept; the request is then submitted anew."""
-
-
-class InsufficientBalanceError(BackendError):
-    """The account cannot pay for jobs (402, ``insufficient_balance``, "insufficient
-    credits"): nothing more is submitted in this run, and the run ends (``fatal``)."""
-
-    def __init__(self, message: str, **kw):
-        kw.setdefault("code", "insufficient_balance")
-        super().__init__(message, **kw)
-        self.fatal = True
 
 
 _BALANCE = re.compile(
@@ -743,7 +718,7 @@ class RestEngine:
 
         def resubmit(state: RetryCallState) -> bool:
             exc = state.outcome.exception()
-            if isinstance(exc, BackendError) and getattr(exc, "fatal", False):
+            if isinstance(exc, BackendError) and exc.fatal:
                 self.account_error(exc)
                 return False
             return isinstance(exc, JobFailedError) and exc.resubmit and self.stopped is None
@@ -773,8 +748,7 @@ class RestBackend(Backend):
     """Base of hosted REST backends: subclasses implement :meth:`call` for one request."""
 
     Options: ClassVar[type[RestOptions]] = RestOptions
-    api_key_env: ClassVar[str | None] = None
-    base_url_env: ClassVar[str | None] = None
+    concurrency_option: ClassVar[str | None] = "concurrency"
     default_base_url: ClassVar[str] = ""
     key_required: ClassVar[bool] = True
 
@@ -797,23 +771,24 @@ class RestBackend(Backend):
         self._http_client = http_client
         self._transport = transport
         values = {**(options.model_dump(exclude_unset=True) if options else {}), **{k: v for k, v in kwargs.items() if v is not None}}
+        key_env, url_env = self.env.api_key, self.env.base_url
         where, option = "api_key", "api_key"
-        if values.get("api_key") is None and self.api_key_env and os.environ.get(self.api_key_env):
-            values["api_key"] = os.environ[self.api_key_env]
-            where, option = f"the environment variable {self.api_key_env}", None
+        if values.get("api_key") is None and key_env and os.environ.get(key_env):
+            values["api_key"] = os.environ[key_env]
+            where, option = f"the environment variable {key_env}", None
         check_key(_secret(values.get("api_key")), f"{self.name}: {where}", option)
         if values.get("base_url") is None:
-            values["base_url"] = (os.environ.get(self.base_url_env) if self.base_url_env else None) or self.default_base_url
+            values["base_url"] = (os.environ.get(url_env) if url_env else None) or self.default_base_url
         self.options = self.Options(**values)
         register_secret(self._key())  # kept out of every log record, whoever logs
         if self.key_required and not self._key():
             raise ConfigurationError(
-                f"{self.name}: no API key: set {self.api_key_env} or pass api_key=..."
+                f"{self.name}: no API key: set {key_env} or pass api_key=..."
             )
         self.model = self.options.model or self.default_model
         self.base_url = self.options.base_url.rstrip("/")
         if not is_http_url(self.base_url) or not urlsplit(self.base_url).hostname:
-            where = f" (from {self.base_url_env})" if self.base_url_env and os.environ.get(self.base_url_env) == self.options.base_url else ""
+            where = f" (from {url_env})" if url_env and os.environ.get(url_env) == self.options.base_url else ""
             raise ConfigurationError(self.redact(f"{self.name}: base URL {self.base_url!r}{where} is not an http(s) URL"))
         self.last_stats: EngineStats | None = None
 

@@ -35,12 +35,12 @@ from typing import Any, ClassVar, NamedTuple
 
 from pydantic import Field
 
-from .. import cost
+from ..cost import Price
 from ..errors import AuthenticationError, BackendError, MalformedAnswerError, ResponseFormatError, UnsupportedTaskError
 from ..media.items import MediaItem
 from ..tasks import Ask, Caption, Count, ModelInput, Scene, Task, VideoTask
 from .answers import kind_of
-from .base import Answer, Request
+from .base import Answer, BackendEnv, Request
 from .rest import (
     InsufficientBalanceError,
     JobFailedError,
@@ -67,6 +67,13 @@ __all__ = [
 ]
 
 TERMINAL = frozenset({"completed", "failed", "cancelled", "timeout", "deleted"})
+
+
+PRICE = Price(
+    image_usd=0.002, video_usd_per_block=0.005, video_block_s=5.0, video_min_s=5.0, video_max_s=120.0, backend="WaveSpeed"
+)
+"""The image captioner: $0.002 per image; the video captioner and video understanding:
+$0.005 per started 5 s, 5 s minimum, at most 120 s per call (docs/hosted-apis.md)."""
 
 
 class WaveSpeedOptions(RestOptions):
@@ -245,19 +252,16 @@ class WaveSpeedBackend(RestBackend):
         "video": frozenset({"caption", "ask", "count", "scene", "video"}),
     }
     default_model: ClassVar[str] = "wavespeed-ai/molmo2"
+    price: ClassVar[Price] = PRICE
+    env: ClassVar[BackendEnv] = BackendEnv(api_key="WAVESPEED_API_KEY", base_url="WAVESPEED_BASE_URL")
     Options: ClassVar[type[RestOptions]] = WaveSpeedOptions
-    api_key_env: ClassVar[str] = "WAVESPEED_API_KEY"
-    base_url_env: ClassVar[str] = "WAVESPEED_BASE_URL"
     default_base_url: ClassVar[str] = "https://api.wavespeed.ai"
 
     options: WaveSpeedOptions
 
     def check(self, request: Request) -> None:
         super().check(request)
-        cost.call_cost(self.name, request.item, request.task)  # a too-long video fails here, before any call
-
-    def estimate_cost(self, request: Request) -> float:
-        return cost.call_cost(self.name, request.item, request.task)
+        self.estimate_cost(request)  # a too-long video fails here, before any call
 
     def submit_url(self, endpoint: str) -> str:
         return f"{self.base_url}/api/v3/{self.model}/{endpoint}"
@@ -308,7 +312,7 @@ class WaveSpeedBackend(RestBackend):
         text = await self._output_text(prediction, engine)
         return Answer(
             text=text,
-            cost_usd=cost.call_cost(self.name, request.item, request.task),  # one completed job, once
+            cost_usd=self.estimate_cost(request),  # one completed job, once
             model=f"{self.model}/{endpoint}",
             meta={"job_id": prediction.id, "endpoint": endpoint, "inference_ms": prediction.inference_ms},
         )

@@ -231,9 +231,10 @@ def estimate(
     from ..enrich import default_plan
     from ..errors import MolmoRagError
     from ..tasks import Ask, Caption, Count, Scene, VideoTask
-    from .common import resolve_backend_name
+    from .common import resolve_backend_class
 
-    name = resolve_backend_name(backend)
+    backend_cls = resolve_backend_class(backend)
+    name = backend_cls.name
     targets = [t.strip() for value in count_targets or [] for t in value.split(",") if t.strip()]
     if only == "caption":
         tasks: list[Task] = [Caption(detail=detail)]
@@ -250,7 +251,7 @@ def estimate(
     items, failures = [], []
     for entry in read_entries(sources, reader_options(segment, segment_seconds)):
         (failures if isinstance(entry, MolmoRagError) else items).append(entry)
-    result = estimate_cost(name, items, tasks)
+    result = estimate_cost(backend_cls, items, tasks)
     estimated = sum(item.refusal is None for item in result.items)
     refusals_shown: set[int] = set()  # a refused video file is one line, where its first segment was
 

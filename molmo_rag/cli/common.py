@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import sys
 from pathlib import Path
@@ -32,7 +31,10 @@ ModelOpt = Annotated[
 ]
 ConcurrencyOpt = Annotated[
     int | None,
-    typer.Option("--concurrency", "-c", min=1, help="Requests in flight (REST) or batch size (local).", show_default=False),
+    typer.Option(
+        "--concurrency", "-c", min=1, show_default=False,
+        help="Requests at once: sets the backend's concurrency option (batch size of a local model, requests in flight of a hosted API).",
+    ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object per line.")]
 NoCacheOpt = Annotated[
@@ -90,17 +92,25 @@ def reader_options(segment: str | None, segment_seconds: float | None):
 
 
 def resolve_backend_name(backend: str | None) -> str:
-    name = backend or os.environ.get("MOLMO_RAG_BACKEND") or "local"
-    if name not in BACKENDS:
-        raise UsageError(f"unknown backend {name!r}; choose one of: {', '.join(BACKENDS)}", option="backend")
-    return name
+    """The backend ``--backend`` names, else ``MOLMO_RAG_BACKEND``, else ``local``."""
+    from ..backends.base import backend_name
+
+    return backend_name(backend)
+
+
+def resolve_backend_class(backend: str | None) -> "type[Backend]":
+    """The class of that backend: its declared facts (capabilities, price), no key read."""
+    from ..backends.base import backend_class
+
+    return backend_class(resolve_backend_name(backend))
 
 
 def make_backend(backend: str | None, model: str | None, concurrency: int | None = None, **extra: Any) -> "Backend":
-    """The backend the options name, with the environment's defaults."""
+    """The backend the options name, with the environment's defaults; ``--concurrency``
+    sets the option the backend declares for it (``Backend.concurrency_option``)."""
     from ..backends.base import create_backend
 
-    return create_backend(resolve_backend_name(backend), model, concurrency, **extra)
+    return create_backend(backend, model, concurrency, **extra)
 
 
 def emit_json(obj: dict) -> None:

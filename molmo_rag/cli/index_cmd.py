@@ -33,7 +33,7 @@ from .common import (
     kept_in_cache,
     make_backend,
     reader_options,
-    resolve_backend_name,
+    resolve_backend_class,
     where_label,
 )
 
@@ -119,11 +119,10 @@ def index_command(
         if as_json:
             emit_json(failure.to_json())
 
-    from ..backends.base import backend_class
-    from ..enrich import EnrichOptions, check_explicit
+    from ..enrich import EnrichOptions
 
     # A task the backend cannot do is refused before the backend is made (no key needed).
-    check_explicit(backend_class(resolve_backend_name(backend)), EnrichOptions(count=_split(count), ask=list(ask or [])))
+    resolve_backend_class(backend).check_plan(EnrichOptions(count=_split(count), ask=list(ask or [])).explicit_tasks())
     engine = make_backend(backend, model, concurrency)
     started = time.time()
     try:

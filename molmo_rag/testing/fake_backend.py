@@ -20,7 +20,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from ..backends.base import Answer, BatchedBackend, Request
+from ..backends.base import Answer, BackendEnv, BatchedBackend, Request
+from ..cost import FREE, Price
 from ..errors import BackendError
 from ..tasks import Ask, Caption, Count, Scene, VideoTask
 
@@ -66,9 +67,13 @@ class FakeBackend(BatchedBackend):
         "image": frozenset({"caption", "scene", "count", "ask"}),
         "video": frozenset({"caption", "scene", "count", "ask", "video"}),
     }
+    default_model: ClassVar[str] = "pixel-stats-1"
+    price: ClassVar[Price] = FREE
+    env: ClassVar[BackendEnv] = BackendEnv()  # reads nothing: a test is what it is told
+    concurrency_option: ClassVar[str | None] = "batch_size"
 
     def __init__(self, model: str | None = None, batch_size: int = 4, delay: float = 0.0, fail_on: str | None = None):
-        self.model = model or "pixel-stats-1"
+        self.model = model or self.default_model
         self.batch_size = batch_size
         self.delay = delay
         self.fail_on = fail_on  # a source substring whose requests fail (BackendError)

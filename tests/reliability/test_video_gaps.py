@@ -226,6 +226,7 @@ def test_an_estimate_with_more_segments_than_frames_is_refused_with_one_line(sli
 
 
 def test_with_gaps_turned_off_the_ten_day_estimate_is_refused_for_that_file_alone(ten_days, slideshow):
+    from molmo_rag.backends.base import backend_class
     from molmo_rag.cost import estimate
     from molmo_rag.tasks import Caption
 
@@ -234,7 +235,7 @@ def test_with_gaps_turned_off_the_ten_day_estimate_is_refused_for_that_file_alon
     items = list(read([ten_days, slideshow], ReaderOptions(max_frame_gap_seconds=None)))
     assert not [r for r in items if isinstance(r, Exception)]
     assert sum(i.source == str(ten_days) for i in items) == 14_401
-    result = estimate("wavespeed", items, [Caption()])
+    result = estimate(backend_class("wavespeed"), items, [Caption()])
     assert [e.source for e in result.refused] == [str(ten_days)]
     assert "14,401 segments" in str(result.refused[0]) and "the 2 frames the file holds" in str(result.refused[0])
     shows = [e for e in result.items if e.source == str(slideshow)]
