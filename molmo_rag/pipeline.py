@@ -36,7 +36,7 @@ from .errors import (
 )
 from .index.store import DEFAULT_COLLECTION, QdrantIndex
 from .results import Failure
-from .media.door import absolute_path, as_source_list, is_local_path, reusable_source_list
+from .media.door import absolute_path, as_source_list, is_local_path, is_web_url, reusable_source_list
 from .media.names import local_path, text_path
 from .syncio import run_sync
 
@@ -379,8 +379,13 @@ def _stale_points(
     """Point ids to remove after a run: points of a source that no longer match what was
     read from it (an edited image, a deck with fewer slides, a file whose bytes became
     unreadable), and points under a folder source whose files are gone from disk."""
+    # Only a source with an identity of its own (a file, a URL) can go stale: every bytes
+    # object, stream or picture handed over in memory shares one label (``<bytes>``), and
+    # reading one must never remove the points of the others.
+    seen = {source: ids for source, ids in seen.items() if _has_identity(source)}
     unreadable = {f.source for f in failures if f.task is None}
     content_gone = {f.source for f in failures if f.task is None and isinstance(f.error, _CONTENT_ERRORS)}
+    content_gone = {source for source in content_gone if _has_identity(source)}
     current = {source: ids for source, ids in seen.items() if source not in unreadable or source in content_gone}
     for source in content_gone:
         current.setdefault(source, set())  # nothing readable is left: every old point goes
@@ -389,6 +394,11 @@ def _stale_points(
         if source not in seen and source not in unreadable and _vanished(source):
             stale += points
     return stale
+
+
+def _has_identity(source: str) -> bool:
+    """Whether a stored source names one thing that can change or vanish (a path, a URL)."""
+    return is_local_path(source) or is_web_url(source)
 
 
 def _source_text(source: str | os.PathLike | None) -> str | None:

@@ -87,6 +87,26 @@ def test_changed_media_replaces_its_stale_point(where):
     assert {h.caption.split()[2] for h in pipeline.search("x", db=where["db"])} == {"green", "blue"}
 
 
+def test_media_handed_over_in_memory_never_prune_each_other(where):
+    """Every bytes object shares the label ``<bytes>``: indexing a second one, or one that
+    cannot be read, must keep the points of the first (they are not the same media)."""
+    import io
+
+    from PIL import Image
+
+    def png(colour) -> bytes:
+        out = io.BytesIO()
+        Image.new("RGB", (32, 32), colour).save(out, "PNG")
+        return out.getvalue()
+
+    pipeline.index(png((255, 0, 0)), backend=PixelBackend(), **where)
+    second = pipeline.index(png((0, 0, 255)), backend=PixelBackend(), **where)
+    broken = pipeline.index(b"\xff\xd8 not a jpeg", backend=PixelBackend(), **where)
+    assert second.pruned == 0 and broken.pruned == 0 and broken.failed
+    with QdrantIndex(where["db"]) as store:
+        assert store.count() == 2
+
+
 def test_failures_are_collected_and_a_rerun_completes(media, where):
     media.append(InputError("not an image", source="/lib/photos/broken.jpg"))
     seen = []
