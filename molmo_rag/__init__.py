@@ -1,82 +1,87 @@
 """molmo-rag: make images, slide decks and videos searchable in RAG pipelines with Molmo2.
 
-The names below are the public API; the ones that pull in more machinery (readers,
-backends) load on first use, so ``import molmo_rag`` stays light. The document seam every
-integration stands on is :func:`iter_documents` / :func:`aiter_documents` (sources in,
-:class:`MediaDocument` or :class:`Failure` out). Whole jobs live in the submodules
-``molmo_rag.analyze`` (tasks over sources) and ``molmo_rag.pipeline`` (index and search);
-``docs/architecture.md`` maps the layers.
+The names below are the whole user surface (the integrations import nothing else); the
+ones that pull in more machinery (readers, backends, the index) load on first use, so
+``import molmo_rag`` stays light. The document seam every integration stands on is
+:func:`iter_documents` / :func:`aiter_documents` (sources in, :class:`MediaDocument` or
+:class:`Failure` out). Two jobs keep their submodule's name, because a function of that
+name here would be shadowed by the submodule once it is imported: ``molmo_rag.pipeline.index``
+and ``molmo_rag.analyze.analyze`` (their async twins, :func:`aindex` and :func:`aanalyze`,
+are here). ``docs/architecture.md`` maps the layers.
 """
 
 from importlib import import_module
 from typing import Any
 
 from .errors import (
+    AuthenticationError,
     BackendError,
+    BackendTimeout,
+    CacheWriteError,
     ConfigurationError,
+    CorruptMediaError,
+    EmptyMediaError,
+    IndexUnavailableError,
     InputError,
+    InsufficientBalanceError,
+    JobFailedError,
+    JobNotFoundError,
+    MalformedAnswerError,
+    MediaTooLargeError,
     MissingDependencyError,
     MolmoRagError,
+    RateLimitError,
+    ResponseFormatError,
+    SourceNotFoundError,
+    UnreachableSourceError,
+    UnsupportedMediaError,
     UnsupportedTaskError,
+    UsageError,
 )
 
 __version__ = "0.1.0"
 
-_LAZY = {
-    "Point": "molmo_rag.points",
-    "parse_count": "molmo_rag.points",
-    "parse_points": "molmo_rag.points",
-    "Ask": "molmo_rag.tasks",
-    "Caption": "molmo_rag.tasks",
-    "Count": "molmo_rag.tasks",
-    "Scene": "molmo_rag.tasks",
-    "VideoTask": "molmo_rag.tasks",
-    "get_backend": "molmo_rag.backends.base",
-    "create_backend": "molmo_rag.backends.base",
-    "Request": "molmo_rag.backends.base",
-    "Result": "molmo_rag.results",
-    "Failure": "molmo_rag.results",
-    "MediaDocument": "molmo_rag.documents",
-    "iter_documents": "molmo_rag.documents",
-    "aiter_documents": "molmo_rag.documents",
-    "EnrichOptions": "molmo_rag.enrich",
-    "ground": "molmo_rag.grounding",
-    "draw": "molmo_rag.grounding",
-    "read": "molmo_rag.media",
-    "MediaItem": "molmo_rag.media",
-    "ReaderOptions": "molmo_rag.media",
+# errors: one tree under MolmoRagError (light, so imported at once)
+_ERRORS = [
+    name for name, value in list(globals().items())
+    if isinstance(value, type) and issubclass(value, MolmoRagError)
+]
+
+# module -> the public names it holds, loaded on first use (one group per layer)
+_LAZY_GROUPS: dict[str, tuple[str, ...]] = {
+    # tasks: what to ask, and Molmo2's answers read back
+    "molmo_rag.tasks": ("Ask", "Caption", "Count", "Scene", "VideoTask", "Task", "task_from_dict"),
+    "molmo_rag.points": ("Point", "parse_count", "parse_points"),
+    # backends: open one by name (or make one from its class) and send it requests
+    "molmo_rag.backends.base": ("Backend", "Request", "get_backend", "create_backend"),
+    # media: sources to items, one source door, what the bytes are
+    "molmo_rag.media": (
+        "read", "MediaItem", "ReaderOptions", "Blob", "sniff", "as_source_list", "is_local_path", "absolute_source",
+    ),
+    "molmo_rag.media.options": ("IMAGE_EXTENSIONS", "MEDIA_EXTENSIONS"),
+    # running: results, failures, the planner's options, the result cache
+    "molmo_rag.results": ("Result", "Failure"),
+    "molmo_rag.enrich": ("EnrichOptions",),
+    "molmo_rag.cache": ("ResultCache",),
+    # jobs: the document seam, tasks over sources, index and search
+    "molmo_rag.documents": ("MediaDocument", "iter_documents", "aiter_documents"),
+    "molmo_rag.analyze": ("aanalyze",),
+    "molmo_rag.pipeline": (
+        "aindex", "search", "remove", "labels", "count_labels", "open_index", "embedder_for", "RunSummary", "Hits",
+    ),
+    # the index: the Qdrant collection, its payload layout, filters, count words, embedders
+    "molmo_rag.index.store": ("QdrantIndex", "Hit", "DEFAULT_COLLECTION", "VECTOR_NAME", "default_db_path"),
+    "molmo_rag.index.records": ("MediaRecord", "PAYLOAD_KEYS", "point_id"),
+    "molmo_rag.index.filters": ("SearchFilter", "build_filter", "parse_where"),
+    "molmo_rag.index.count_words": ("CountQuery", "split_counts"),
+    "molmo_rag.index.embeddings": ("Embedder", "DEFAULT_EMBEDDER", "get_embedder"),
+    # grounding: re-rank hits by counting what the query names, visual citations
+    "molmo_rag.grounding": ("Grounder", "GroundedHits", "ground", "aground", "draw"),
 }
 
-__all__ = [
-    "Ask",
-    "BackendError",
-    "Caption",
-    "ConfigurationError",
-    "Count",
-    "EnrichOptions",
-    "Failure",
-    "InputError",
-    "MediaDocument",
-    "MediaItem",
-    "MissingDependencyError",
-    "MolmoRagError",
-    "Point",
-    "ReaderOptions",
-    "Request",
-    "Result",
-    "Scene",
-    "UnsupportedTaskError",
-    "VideoTask",
-    "aiter_documents",
-    "create_backend",
-    "draw",
-    "get_backend",
-    "ground",
-    "iter_documents",
-    "parse_count",
-    "parse_points",
-    "read",
-]
+_LAZY = {name: module for module, names in _LAZY_GROUPS.items() for name in names}
+
+__all__ = sorted([*_ERRORS, *_LAZY])
 
 
 def __getattr__(name: str) -> Any:

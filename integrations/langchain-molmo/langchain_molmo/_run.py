@@ -13,22 +13,18 @@ from typing import TYPE_CHECKING, Any, Literal
 from langchain_core.documents import Document
 
 if TYPE_CHECKING:  # pragma: no cover
-    from molmo_rag import EnrichOptions, Failure, MediaDocument
-    from molmo_rag.backends.base import Backend
-    from molmo_rag.cache import ResultCache
-    from molmo_rag.media import ReaderOptions
-    from molmo_rag.tasks import Task
+    from molmo_rag import Backend, EnrichOptions, Failure, MediaDocument, ReaderOptions, ResultCache, Task
 
 logger = logging.getLogger("langchain_molmo")
 
 OnFailure = Literal["log", "raise"] | Callable[["Failure"], None]
 """What to do with a source that could not be read or a task that failed: ``"log"`` (a
 warning on the ``langchain_molmo`` logger with the cause), ``"raise"`` (raise the core's
-typed error, e.g. ``molmo_rag.errors.CorruptMediaError``), or a callable given the
+typed error, e.g. ``molmo_rag.CorruptMediaError``), or a callable given the
 :class:`molmo_rag.Failure`."""
 
 Sources = Any
-"""Paths, folders, globs, URLs (one or a list), or anything ``molmo_rag.media.read`` takes."""
+"""Paths, folders, globs, URLs (one or a list), or anything ``molmo_rag.read`` takes."""
 
 
 def describe_failure(failure: Failure) -> str:
@@ -106,7 +102,7 @@ class MolmoRun:
     def _backend(self, shared: bool) -> Backend | str | None:
         """The backend for one call: the one given, or, for objects making many calls
         (parser, transformer), one created on first use and kept."""
-        from molmo_rag.backends.base import Backend
+        from molmo_rag import Backend
 
         if isinstance(self.backend, Backend) or not shared:
             return self.backend

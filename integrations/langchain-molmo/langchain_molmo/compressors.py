@@ -63,7 +63,7 @@ class MolmoGroundedCompressor(BaseDocumentCompressor):
 
     def _core(self) -> Any:
         """The core's Grounder with these settings (made once: a backend named here loads once)."""
-        from molmo_rag.grounding import Grounder
+        from molmo_rag import Grounder
 
         if self._grounder is None:
             self._grounder = Grounder(
@@ -73,7 +73,7 @@ class MolmoGroundedCompressor(BaseDocumentCompressor):
         return self._grounder
 
     def _hits(self, documents: Sequence[Document]) -> list[Any]:
-        from molmo_rag.index.store import Hit
+        from molmo_rag import Hit
 
         return [
             Hit.from_payload(d.metadata, score=float(d.metadata.get("score") or 0.0), id=d.id or "", text=d.page_content)

@@ -21,18 +21,14 @@ from langchain_core.documents import Document
 from ._run import MolmoRun, OnFailure, Sources, relabelled
 
 if TYPE_CHECKING:  # pragma: no cover
-    from molmo_rag import EnrichOptions, Failure
-    from molmo_rag.backends.base import Backend
-    from molmo_rag.cache import ResultCache
-    from molmo_rag.media import ReaderOptions
-    from molmo_rag.tasks import Task
+    from molmo_rag import Backend, EnrichOptions, Failure, ReaderOptions, ResultCache, Task
 
 __all__ = ["MolmoBlobParser", "MolmoLoader"]
 
 
 def _reader_options(options: ReaderOptions | dict[str, Any] | None) -> ReaderOptions | None:
     if isinstance(options, dict):
-        from molmo_rag.media import ReaderOptions
+        from molmo_rag import ReaderOptions
 
         return ReaderOptions(**options)
     return options
@@ -227,7 +223,7 @@ class MolmoBlobParser(BaseBlobParser):
 def blob_source(blob: Blob, reader_options: Any = None) -> Any:
     """What the core reads for a blob: its path when the bytes are on disk, else the core
     reader's items of its bytes named after the blob."""
-    from molmo_rag.media import read
+    from molmo_rag import read
 
     if blob.data is None and blob.path is not None:
         return os.fspath(blob.path)
@@ -240,8 +236,7 @@ def blob_source(blob: Blob, reader_options: Any = None) -> Any:
 def _npy_item(blob: Blob, label: str) -> Any:
     """A picture handed over as a numpy array (``numpy.save`` bytes)."""
     import numpy as np
-    from molmo_rag import MediaItem
-    from molmo_rag.errors import CorruptMediaError
+    from molmo_rag import CorruptMediaError, MediaItem
     from PIL import Image
 
     try:

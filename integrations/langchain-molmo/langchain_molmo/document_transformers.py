@@ -17,11 +17,7 @@ from ._run import MolmoRun, OnFailure, relabelled
 from .document_loaders import _reader_options, blob_source
 
 if TYPE_CHECKING:  # pragma: no cover
-    from molmo_rag import EnrichOptions, Failure, MediaDocument
-    from molmo_rag.backends.base import Backend
-    from molmo_rag.cache import ResultCache
-    from molmo_rag.media import ReaderOptions
-    from molmo_rag.tasks import Task
+    from molmo_rag import Backend, EnrichOptions, Failure, MediaDocument, ReaderOptions, ResultCache, Task
 
 __all__ = ["DEFAULT_IMAGE_KEYS", "MolmoDocumentTransformer"]
 
@@ -56,14 +52,14 @@ def _is_url(value: str) -> bool:
 def _looks_like_image_url(url: str) -> bool:
     from urllib.parse import urlsplit
 
-    from molmo_rag.media.options import IMAGE_EXTENSIONS
+    from molmo_rag import IMAGE_EXTENSIONS
 
     return os.path.splitext(urlsplit(url).path)[1].lower() in IMAGE_EXTENSIONS
 
 
 def _is_image_file(path: str) -> bool:
     """Whether a local file's first bytes are a picture's (the core's sniffing)."""
-    from molmo_rag.media import sniff
+    from molmo_rag import sniff
 
     try:
         with open(path, "rb") as f:
@@ -244,9 +240,7 @@ class MolmoDocumentTransformer(BaseDocumentTransformer):
     def _entries(self, jobs: list[_Job], tags: dict[int, tuple[Any, _Job]]) -> Iterator[Any]:
         """The core reader's items (and typed errors) of every picture, tagged with their job;
         consumed by the engine in its reader thread."""
-        from molmo_rag import MediaItem
-        from molmo_rag.errors import UnsupportedMediaError
-        from molmo_rag.media import read
+        from molmo_rag import MediaItem, UnsupportedMediaError, read
 
         options = self._run.reader_options
         for job in jobs:

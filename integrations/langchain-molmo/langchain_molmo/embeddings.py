@@ -9,13 +9,13 @@ from langchain_core.embeddings import Embeddings
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 if TYPE_CHECKING:  # pragma: no cover
-    from molmo_rag.index.embeddings import Embedder
+    from molmo_rag import Embedder
 
 __all__ = ["MolmoEmbeddings"]
 
 
 def _default_model() -> str:
-    from molmo_rag.index.embeddings import DEFAULT_EMBEDDER
+    from molmo_rag import DEFAULT_EMBEDDER
 
     return os.environ.get("MOLMO_RAG_EMBEDDER") or DEFAULT_EMBEDDER
 
@@ -23,7 +23,7 @@ def _default_model() -> str:
 def shared_embedder(spec: str | None = None) -> Embedder:
     """The core's embedder for ``spec`` (None: ``MOLMO_RAG_EMBEDDER``, else the default),
     loaded once per process by the core."""
-    from molmo_rag.index.embeddings import get_embedder
+    from molmo_rag import get_embedder
 
     return get_embedder((spec or _default_model()).strip())
 

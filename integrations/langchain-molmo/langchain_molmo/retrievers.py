@@ -15,8 +15,7 @@ from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, model_validator
 
 if TYPE_CHECKING:  # pragma: no cover
-    from molmo_rag.index.filters import SearchFilter
-    from molmo_rag.index.store import Hit, QdrantIndex
+    from molmo_rag import Hit, QdrantIndex, SearchFilter
 
 __all__ = ["MolmoRetriever", "molmo_filter"]
 
@@ -43,7 +42,7 @@ def _search_filter(
     after: float | None = None,
     before: float | None = None,
 ) -> SearchFilter:
-    from molmo_rag.index.filters import SearchFilter
+    from molmo_rag import SearchFilter
 
     return SearchFilter(
         kind=[kind] if isinstance(kind, str) else (list(kind) if kind else None),
@@ -80,13 +79,13 @@ def molmo_filter(
     URL, or a folder / URL prefix), ``after``/``before`` (video segments overlapping that
     time range, seconds). Returns a ``qdrant_client.models.Filter``, or None when no
     option is given. ``key_prefix=""`` gives the filter on the payload root
-    (``molmo_rag``'s own layout). A bad condition raises ``molmo_rag.errors.UsageError``.
+    (``molmo_rag``'s own layout). A bad condition raises ``molmo_rag.UsageError``.
 
     A folder ``source`` matches through the ``source_prefixes`` key that ``molmo-rag index``
     writes; documents written by LangChain carry none, so on them ``source`` matches files
     and URLs exactly.
     """
-    from molmo_rag.index.filters import build_filter
+    from molmo_rag import build_filter
 
     return build_filter(_search_filter(kind, where, source, after, before), key_prefix=key_prefix)
 
@@ -110,7 +109,7 @@ class MolmoRetriever(BaseRetriever):
 
     Args:
         db: folder of an embedded Qdrant (default ``MOLMO_RAG_DB`` or ``./.molmo-rag/qdrant``
-            when no ``url`` is given either), or an open ``molmo_rag.index.QdrantIndex``.
+            when no ``url`` is given either), or an open ``molmo_rag.QdrantIndex``.
             An embedded folder is opened for each search and closed after it (Qdrant lets
             one client at a time hold it).
         url: a Qdrant server or cluster (key: ``api_key`` or ``QDRANT_API_KEY``).
@@ -144,7 +143,7 @@ class MolmoRetriever(BaseRetriever):
 
     @model_validator(mode="after")
     def _check(self) -> MolmoRetriever:
-        from molmo_rag.index.filters import build_filter
+        from molmo_rag import build_filter
 
         if isinstance(self.db, os.PathLike):
             self.db = os.fspath(self.db)
@@ -173,8 +172,7 @@ class MolmoRetriever(BaseRetriever):
 
     # -- search --------------------------------------------------------------------------
     def _search(self, query: str, overrides: dict[str, Any]) -> list[Document]:
-        from molmo_rag import pipeline
-        from molmo_rag.index.store import QdrantIndex
+        import molmo_rag
 
         unknown = sorted(set(overrides) - set(_OVERRIDES))
         if unknown:
@@ -194,20 +192,18 @@ class MolmoRetriever(BaseRetriever):
         }
 
         def search(store: QdrantIndex) -> list[Document]:
-            hits = pipeline.search(
+            hits = molmo_rag.search(
                 query, db=store, collection=store.collection, embedder=self._query_embedder(store), **options
             )
             return self._documents(store, hits)
 
-        if isinstance(self.db, QdrantIndex):
+        if isinstance(self.db, molmo_rag.QdrantIndex):
             return search(self.db)
         if self.url or (self.db is None and os.environ.get("MOLMO_RAG_QDRANT_URL")):
             return search(self._server_index())
-        from molmo_rag.index.store import default_db_path
-
-        path = os.fspath(self.db) if self.db is not None else os.fspath(default_db_path())
+        path = os.fspath(self.db) if self.db is not None else os.fspath(molmo_rag.default_db_path())
         with _path_lock(path):
-            store = pipeline.open_index(path, collection=self.collection, create=False)
+            store = molmo_rag.open_index(path, collection=self.collection, create=False)
             try:
                 return search(store)
             finally:
@@ -216,17 +212,17 @@ class MolmoRetriever(BaseRetriever):
     def _query_embedder(self, store: QdrantIndex) -> Any:
         """The embedder asked for, else the one the collection records, else the default
         (what ``molmo-rag search`` picks), loaded once per process instead of per query."""
-        from molmo_rag.pipeline import embedder_for
+        from molmo_rag import embedder_for
 
         return embedder_for(store, self.embedder)
 
     def _server_index(self) -> QdrantIndex:
-        from molmo_rag import pipeline
+        from molmo_rag import open_index
 
         with self._server_lock:
             if self._server is None:
                 key = self.api_key.get_secret_value() if self.api_key is not None else None
-                self._server = pipeline.open_index(qdrant_url=self.url, api_key=key, collection=self.collection)
+                self._server = open_index(qdrant_url=self.url, api_key=key, collection=self.collection)
             return self._server
 
     def _documents(self, store: QdrantIndex, hits: list[Hit]) -> list[Document]:

@@ -23,11 +23,15 @@ from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.readers.base import BasePydanticReader
 from llama_index.core.schema import Document, ImageDocument, MediaResource
 
-from molmo_rag import MediaDocument, aiter_documents, iter_documents
-from molmo_rag.index.records import PAYLOAD_KEYS
-from molmo_rag.media import as_source_list
-from molmo_rag.media.options import MEDIA_EXTENSIONS
-from molmo_rag.results import Failure
+from molmo_rag import (
+    MEDIA_EXTENSIONS,
+    PAYLOAD_KEYS,
+    Failure,
+    MediaDocument,
+    aiter_documents,
+    as_source_list,
+    iter_documents,
+)
 
 from .settings import MolmoSettings
 

@@ -10,7 +10,7 @@ from typing import Any
 from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 
-from molmo_rag.index.embeddings import Embedder, get_embedder
+from molmo_rag import Embedder, get_embedder
 
 __all__ = ["MolmoEmbedding"]
 

@@ -19,9 +19,7 @@ from llama_index.core.bridge.pydantic import Field
 from llama_index.core.extractors.interface import BaseExtractor
 from llama_index.core.schema import BaseNode, MediaResource
 
-from molmo_rag import MediaDocument, MediaItem, aiter_documents, read
-from molmo_rag.errors import MolmoRagError, UnsupportedMediaError
-from molmo_rag.results import Failure
+from molmo_rag import Failure, MediaDocument, MediaItem, MolmoRagError, UnsupportedMediaError, aiter_documents, read
 
 from .settings import MolmoSettings
 

@@ -26,11 +26,16 @@ from llama_index.core.vector_stores.types import (
 )
 from llama_index.vector_stores.qdrant import QdrantVectorStore
 
-from molmo_rag.errors import ConfigurationError
-from molmo_rag.index.records import PAYLOAD_KEYS, MediaRecord
-from molmo_rag.index.store import DEFAULT_COLLECTION, VECTOR_NAME, QdrantIndex
-from molmo_rag.media import is_local_path
-from molmo_rag.pipeline import open_index as open_store
+from molmo_rag import (
+    DEFAULT_COLLECTION,
+    PAYLOAD_KEYS,
+    VECTOR_NAME,
+    ConfigurationError,
+    MediaRecord,
+    QdrantIndex,
+    is_local_path,
+)
+from molmo_rag import open_index as open_store
 
 from .base import EMBED_EXCLUDED_KEYS, LLM_EXCLUDED_KEYS
 from .embedding import MolmoEmbedding
@@ -194,8 +199,8 @@ def open_index(
     ``insert_nodes(MolmoReader(...).load_data(...))``.
 
     ``db``: an embedded Qdrant folder (default ``MOLMO_RAG_DB`` or ``./.molmo-rag/qdrant``),
-    ``":memory:"``, or an open ``molmo_rag.pipeline.open_index(...)`` (left open, so
-    ``molmo_rag.pipeline.search(..., db=it)`` shares the client); ``url``: a Qdrant server
+    ``":memory:"``, or an open ``molmo_rag.open_index(...)`` (left open, so
+    ``molmo_rag.search(..., db=it)`` shares the client); ``url``: a Qdrant server
     (key from ``api_key`` or ``QDRANT_API_KEY``). ``embedder``: None for the one the
     collection was made with (else the default); a new collection is created in the
     core's layout, so ``molmo-rag search`` reads it. Close with ``index.vector_store.close()``.

@@ -43,7 +43,7 @@ class MolmoGroundedReranker(BaseNodePostprocessor):
     )
     weight: float = Field(default=2.0, description="How much evidence counts against the vector score.")
     cache: Any = Field(default=None, description="molmo-rag's result cache: None (default folder), a folder, False.")
-    reader_options: Any = Field(default=None, description="molmo_rag.media.ReaderOptions for re-opening media.")
+    reader_options: Any = Field(default=None, description="molmo_rag.ReaderOptions for re-opening media.")
 
     _grounder: Any = PrivateAttr(default=None)
 
@@ -53,7 +53,7 @@ class MolmoGroundedReranker(BaseNodePostprocessor):
 
     def _core(self) -> Any:
         """The core's Grounder with these settings (made once: a backend named here loads once)."""
-        from molmo_rag.grounding import Grounder
+        from molmo_rag import Grounder
 
         if self._grounder is None:
             self._grounder = Grounder(
@@ -63,7 +63,7 @@ class MolmoGroundedReranker(BaseNodePostprocessor):
         return self._grounder
 
     def _hits(self, nodes: List[NodeWithScore], query_bundle: Optional[QueryBundle]) -> tuple[list, str]:
-        from molmo_rag.index.store import Hit
+        from molmo_rag import Hit
 
         if query_bundle is None:
             raise ValueError("MolmoGroundedReranker needs the query (query_bundle or query_str)")

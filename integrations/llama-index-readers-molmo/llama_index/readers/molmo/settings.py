@@ -20,11 +20,18 @@ from llama_index.core.bridge.pydantic import (
     model_validator,
 )
 
-from molmo_rag import Caption, MolmoRagError, ReaderOptions, Scene
-from molmo_rag.backends.base import Backend, create_backend
-from molmo_rag.enrich import EnrichOptions
-from molmo_rag.results import Failure
-from molmo_rag.tasks import Task, task_from_dict
+from molmo_rag import (
+    Backend,
+    Caption,
+    EnrichOptions,
+    Failure,
+    MolmoRagError,
+    ReaderOptions,
+    Scene,
+    Task,
+    create_backend,
+    task_from_dict,
+)
 
 __all__ = ["MolmoLoadError", "MolmoSettings", "describe_failure", "logger"]
 
