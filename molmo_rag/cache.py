@@ -28,7 +28,7 @@ moment a submission is accepted and cleared when the answer is stored (:meth:`Re
 clears it in the same transaction) or the job failed for good, so a run killed while jobs
 were in flight leaves them in the journal and the next run polls those jobs instead of
 paying for new ones (see :meth:`ResultCache.journal` and
-:class:`molmo_rag.backends.rest.RestBackend`). Pending jobs are looked up whatever
+:class:`molmo_rag.backends.jobs.SubmitAndPoll`). Pending jobs are looked up whatever
 ``read`` says (finishing a paid job is not re-using an old answer); nothing is journaled
 when ``write`` is off.
 

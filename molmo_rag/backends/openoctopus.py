@@ -36,21 +36,12 @@ from typing import Any, ClassVar, NamedTuple
 from pydantic import Field
 
 from ..cost import Price
-from ..errors import BackendError, MalformedAnswerError, ResponseFormatError
+from ..errors import JobFailedError, MalformedAnswerError, ResponseFormatError
 from ..tasks import Caption
 from .base import Answer, BackendEnv, Request
-from .rest import (
-    JobFailedError,
-    JobNotFoundError,
-    RestBackend,
-    RestEngine,
-    RestOptions,
-    data_uri,
-    error_code_and_message,
-    is_balance_error,
-    is_http_url,
-    media_payload,
-)
+from .jobs import SubmitAndPoll
+from .http import RestEngine, data_uri, error_code_and_message, is_balance_error, media_payload
+from .rest import RestOptions
 
 __all__ = ["OpenOctopusOptions", "OpenOctopusBackend", "ERROR_TABLE", "ErrorSpec", "build_body", "task_text"]
 
@@ -155,7 +146,7 @@ def task_text(task: dict) -> str | None:
     return None
 
 
-class OpenOctopusBackend(RestBackend):
+class OpenOctopusBackend(SubmitAndPoll[dict]):
     """Molmo2 image captioning and questions on OpenOctopus. Options: :class:`OpenOctopusOptions`."""
 
     name: ClassVar[str] = "openoctopus"
@@ -167,6 +158,8 @@ class OpenOctopusBackend(RestBackend):
     env: ClassVar[BackendEnv] = BackendEnv(api_key="OPENOCTOPUS_API_KEY", base_url="OPENOCTOPUS_BASE_URL")
     Options: ClassVar[type[RestOptions]] = OpenOctopusOptions
     default_base_url: ClassVar[str] = "https://api.openoctopus.com"
+    job_noun: ClassVar[str] = "task"
+    server_noun: ClassVar[str] = "gateway"
 
     # -- protocol ------------------------------------------------------------------------
     def should_retry(self, method: str, status: int, body: Any, *, idempotent: bool) -> bool:
@@ -185,8 +178,11 @@ class OpenOctopusBackend(RestBackend):
             error.retryable = spec.retryable
         return error
 
-    # -- one request ---------------------------------------------------------------------
-    async def call(self, request: Request, engine: RestEngine) -> Answer:
+    # -- the submit-and-poll hooks (jobs.SubmitAndPoll) ---------------------------------
+    def submit_url(self, request: Request) -> str:
+        return f"{self.base_url}/v1/images/recognitions"
+
+    async def submit_body(self, request: Request, engine: RestEngine) -> dict:
         item, task = request.item, request.task
         if item.remote_url:
             image = item.remote_url
@@ -194,67 +190,39 @@ class OpenOctopusBackend(RestBackend):
             data, mime = await media_payload(item)
             image = data_uri(data, mime)
         detail = task.detail if isinstance(task, Caption) else None
-        body = build_body(task.prompt("image"), image, detail, self.model)
+        return build_body(task.prompt("image"), image, detail, self.model)
 
-        async def one_job() -> dict:
-            return await self._run_task(body, engine, request)
+    def parse_job(self, body: Any, job_id: str | None) -> dict:
+        if job_id is None:
+            if not isinstance(body, dict) or not isinstance(body.get("id"), str) or not body["id"]:
+                raise ResponseFormatError("openoctopus: create answer has no task id", backend=self.name)
+        elif not isinstance(body, dict) or not isinstance(body.get("status"), str):
+            raise ResponseFormatError(f"openoctopus: task {job_id} answer has no status", backend=self.name)
+        return body
 
-        finished = await engine.run_job(one_job)
-        return await self._answer_of(finished, request, engine)
+    def job_id(self, job: dict) -> str:
+        return job["id"]
 
-    async def resume(self, job_id: str, request: Request, engine: RestEngine) -> Answer:
-        """Poll a task an earlier run submitted for ``request`` and answer from it."""
-        try:
-            task = await self._fetch(job_id, engine)
-        except BackendError as exc:
-            if self.job_unknown(exc):
-                raise JobNotFoundError(
-                    f"openoctopus: task {job_id} is unknown to the gateway: {exc}", backend=self.name, code="job_not_found", status=exc.status
-                ) from exc
-            raise
-        return await self._answer_of(await self._settle(job_id, task, engine), request, engine)
+    def poll_url(self, job_id: str) -> str:
+        return f"{self.base_url}/v1/tasks/{job_id}"
 
-    async def _answer_of(self, finished: dict, request: Request, engine: RestEngine) -> Answer:
-        text = task_text(finished)
-        if text is None:
-            # the task succeeded (and was paid for): its answer cannot be used
-            raise MalformedAnswerError(f"openoctopus: task {finished.get('id')} succeeded without a text output", backend=self.name)
-        if is_http_url(text):
-            text = await engine.get_text(text, what=f"fetching the output of task {finished.get('id')}")
-        return Answer(
-            text=text,
-            cost_usd=self.estimate_cost(request),
-            model=self.model,
-            meta={"job_id": finished.get("id")},
-        )
+    def poll_key(self, request: Request) -> str:
+        return "recognition"
 
-    async def _run_task(self, body: dict, engine: RestEngine, request: Request | None = None) -> dict:
-        created = await engine.post_json(f"{self.base_url}/v1/images/recognitions", body)
-        task_id = created.get("id") if isinstance(created, dict) else None
-        if not isinstance(task_id, str) or not task_id:
-            raise ResponseFormatError("openoctopus: create answer has no task id", backend=self.name)
-        if request is not None:
-            self.journal_submitted(request, task_id)  # accepted: from now on the task is paid for
-        return await self._settle(task_id, created, engine)
+    def is_done(self, job: dict) -> bool:
+        return job.get("status") in TERMINAL
 
-    async def _settle(self, task_id: str, task: dict, engine: RestEngine) -> dict:
-        """Poll until the task ends; a succeeded task is returned, any other end raises
-        :class:`JobFailedError` (``resubmit`` when the table marks its code retryable)."""
-        if task.get("status") not in TERMINAL:
-            task = await engine.poll(
-                lambda: self._fetch(task_id, engine),
-                lambda t: t.get("status") in TERMINAL,
-                key="recognition",
-                job=task_id,
-            )
-        status = task.get("status")
-        if status == "succeeded":
-            return task
-        code, message = error_code_and_message(task)
+    def succeeded(self, job: dict) -> bool:
+        return job.get("status") == "succeeded"
+
+    def failure(self, job: dict) -> JobFailedError:
+        """``resubmit`` when the error table marks the task's code retryable."""
+        task_id, status = job.get("id"), job.get("status")
+        code, message = error_code_and_message(job)
         code = code or ("cancelled" if status == "cancelled" else None)
         spec = ERROR_TABLE.get(code or "")
-        message = message or (spec.message if spec else None) or task.get("error_message") or "no reason given"
-        raise JobFailedError(
+        message = message or (spec.message if spec else None) or job.get("error_message") or "no reason given"
+        return JobFailedError(
             self.redact(f"openoctopus: task {task_id} {status}{f' ({code})' if code else ''}: {message}"),
             backend=self.name,
             code=code,
@@ -263,10 +231,9 @@ class OpenOctopusBackend(RestBackend):
             job_id=task_id,
         )
 
-    async def _fetch(self, task_id: str, engine: RestEngine) -> dict:
-        def parse(task: Any) -> dict:
-            if not isinstance(task, dict) or not isinstance(task.get("status"), str):
-                raise ResponseFormatError(f"openoctopus: task {task_id} answer has no status", backend=self.name)
-            return task
-
-        return await engine.get_json(f"{self.base_url}/v1/tasks/{task_id}", parse=parse)
+    def output(self, job: dict) -> str:
+        text = task_text(job)
+        if text is None:
+            # the task succeeded (and was paid for): its answer cannot be used
+            raise MalformedAnswerError(f"openoctopus: task {job.get('id')} succeeded without a text output", backend=self.name)
+        return text

@@ -36,24 +36,22 @@ from typing import Any, ClassVar, NamedTuple
 from pydantic import Field
 
 from ..cost import Price
-from ..errors import AuthenticationError, BackendError, MalformedAnswerError, ResponseFormatError, UnsupportedTaskError
+from ..errors import (
+    AuthenticationError,
+    BackendError,
+    InsufficientBalanceError,
+    JobFailedError,
+    MalformedAnswerError,
+    ResponseFormatError,
+    UnsupportedTaskError,
+)
 from ..media.items import MediaItem
 from ..tasks import Ask, Caption, Count, ModelInput, Scene, Task, VideoTask
 from .answers import kind_of
 from .base import Answer, BackendEnv, Request
-from .rest import (
-    InsufficientBalanceError,
-    JobFailedError,
-    JobNotFoundError,
-    RestBackend,
-    RestEngine,
-    RestOptions,
-    data_uri,
-    error_code_and_message,
-    is_balance_error,
-    is_http_url,
-    media_payload,
-)
+from .jobs import SubmitAndPoll
+from .http import RestEngine, data_uri, error_code_and_message, is_balance_error, media_payload
+from .rest import RestOptions
 
 __all__ = [
     "WaveSpeedOptions",
@@ -243,7 +241,7 @@ def parse_upload_ticket(body: Any) -> tuple[str, dict[str, str], str]:
     return instruction["url"], dict(instruction.get("headers") or {}), data["download_url"]
 
 
-class WaveSpeedBackend(RestBackend):
+class WaveSpeedBackend(SubmitAndPoll[Prediction]):
     """Molmo2 on WaveSpeed. Options: :class:`WaveSpeedOptions`."""
 
     name: ClassVar[str] = "wavespeed"
@@ -256,6 +254,7 @@ class WaveSpeedBackend(RestBackend):
     env: ClassVar[BackendEnv] = BackendEnv(api_key="WAVESPEED_API_KEY", base_url="WAVESPEED_BASE_URL")
     Options: ClassVar[type[RestOptions]] = WaveSpeedOptions
     default_base_url: ClassVar[str] = "https://api.wavespeed.ai"
+    job_noun: ClassVar[str] = "prediction"
 
     options: WaveSpeedOptions
 
@@ -263,11 +262,72 @@ class WaveSpeedBackend(RestBackend):
         super().check(request)
         self.estimate_cost(request)  # a too-long video fails here, before any call
 
-    def submit_url(self, endpoint: str) -> str:
+    # -- the submit-and-poll hooks (jobs.SubmitAndPoll) ---------------------------------
+    def submit_url(self, request: Request) -> str:
+        endpoint, _, _ = endpoint_for(request.task, request.item.model_input)
         return f"{self.base_url}/api/v3/{self.model}/{endpoint}"
 
-    def result_url(self, prediction_id: str) -> str:
-        return f"{self.base_url}/api/v3/predictions/{prediction_id}/result"
+    async def submit_body(self, request: Request, engine: RestEngine) -> dict:
+        item = request.item
+        _, media_field, inputs = endpoint_for(request.task, item.model_input)
+        body = {media_field: await self.media_input(item, engine), **inputs}
+        if self.options.enable_sync_mode:
+            body["enable_sync_mode"] = True
+        return body
+
+    def submit_timeout(self, body: Any) -> float | None:
+        return self.options.timeout if body.get("enable_sync_mode") else None
+
+    def parse_job(self, body: Any, job_id: str | None) -> Prediction:
+        return parse_prediction(body)
+
+    def job_id(self, job: Prediction) -> str:
+        return job.id
+
+    def poll_url(self, job_id: str) -> str:
+        return f"{self.base_url}/api/v3/predictions/{job_id}/result"
+
+    def poll_key(self, request: Request) -> str:
+        return endpoint_for(request.task, request.item.model_input)[0]
+
+    def run_time(self, job: Prediction) -> float | None:
+        return job.inference_ms / 1000 if job.inference_ms else None
+
+    def is_done(self, job: Prediction) -> bool:
+        return job.done
+
+    def succeeded(self, job: Prediction) -> bool:
+        return job.status == "completed"
+
+    def failure(self, job: Prediction) -> JobFailedError:
+        """Read per :func:`classify_failure`; cancelled, deleted, ...: ended on purpose, not
+        submitted again."""
+        found = classify_failure(job.error) if job.status == "failed" else FailureClass(f"prediction_{job.status}", False)
+        return JobFailedError(
+            f"wavespeed: prediction {job.id} {job.status}: {self.redact(job.error or 'no reason given')}",
+            backend=self.name,
+            code=found.code,
+            resubmit=found.retryable,
+            fatal=found.fatal,
+            job_id=job.id,
+        )
+
+    def output(self, job: Prediction) -> str:
+        if not job.outputs or not isinstance(job.outputs[0], str):
+            what = kind_of(job.outputs[0]) if job.outputs else "missing"
+            raise MalformedAnswerError(
+                f"wavespeed: prediction {job.id} completed, but its output is {what}, not text", backend=self.name
+            )
+        return job.outputs[0]
+
+    def answer(self, text: str, job: Prediction, request: Request) -> Answer:
+        endpoint = self.poll_key(request)
+        return Answer(
+            text=text,
+            cost_usd=self.estimate_cost(request),  # one completed job, once
+            model=f"{self.model}/{endpoint}",
+            meta={"job_id": job.id, "endpoint": endpoint, "inference_ms": job.inference_ms},
+        )
 
     def error_for(self, status: int, body: Any, text: str, headers: Any = None) -> BackendError:
         """WaveSpeed's envelope ``code`` repeats the HTTP status; the vendor code, when
@@ -281,94 +341,7 @@ class WaveSpeedBackend(RestBackend):
                 error.code = vendor.group(1)
         return error
 
-    async def call(self, request: Request, engine: RestEngine) -> Answer:
-        item, task = request.item, request.task
-        endpoint, media_field, inputs = endpoint_for(task, item.model_input)
-        body = {media_field: await self.media_input(item, engine), **inputs}
-        if self.options.enable_sync_mode:
-            body["enable_sync_mode"] = True
-
-        async def one_job() -> Prediction:
-            return await self._run_prediction(endpoint, body, engine, request)
-
-        prediction = await engine.run_job(one_job)
-        return await self._answer_of(prediction, request, endpoint, engine)
-
-    async def resume(self, job_id: str, request: Request, engine: RestEngine) -> Answer:
-        """Poll a prediction an earlier run submitted for ``request`` and answer from it."""
-        endpoint, _, _ = endpoint_for(request.task, request.item.model_input)
-        try:
-            prediction = await self._fetch(job_id, engine)
-        except BackendError as exc:
-            if self.job_unknown(exc):
-                raise JobNotFoundError(
-                    f"wavespeed: prediction {job_id} is unknown to the server: {exc}", backend=self.name, code="job_not_found", status=exc.status
-                ) from exc
-            raise
-        prediction = await self._settle(prediction, endpoint, engine)
-        return await self._answer_of(prediction, request, endpoint, engine)
-
-    async def _answer_of(self, prediction: Prediction, request: Request, endpoint: str, engine: RestEngine) -> Answer:
-        text = await self._output_text(prediction, engine)
-        return Answer(
-            text=text,
-            cost_usd=self.estimate_cost(request),  # one completed job, once
-            model=f"{self.model}/{endpoint}",
-            meta={"job_id": prediction.id, "endpoint": endpoint, "inference_ms": prediction.inference_ms},
-        )
-
-    async def _run_prediction(self, endpoint: str, body: dict, engine: RestEngine, request: Request | None = None) -> Prediction:
-        sync = bool(body.get("enable_sync_mode"))
-        prediction = await engine.post_json(
-            self.submit_url(endpoint), body, timeout=self.options.timeout if sync else None, parse=parse_prediction
-        )
-        if request is not None:
-            self.journal_submitted(request, prediction.id)  # accepted: from now on the job is paid for
-        return await self._settle(prediction, endpoint, engine)
-
-    async def _settle(self, prediction: Prediction, endpoint: str, engine: RestEngine) -> Prediction:
-        """Poll until the prediction ends; a completed one is returned, any other end raises
-        :class:`JobFailedError` (``resubmit`` per :func:`classify_failure`)."""
-        if not prediction.done:
-            first = prediction
-            prediction = await engine.poll(
-                lambda: self._fetch(first.id, engine),
-                lambda p: p.done,
-                key=endpoint,
-                job=first.id,
-                run_time=lambda p: p.inference_ms / 1000 if p.inference_ms else None,
-            )
-        if prediction.status == "completed":
-            return prediction
-        error = prediction.error or "no reason given"
-        if prediction.status == "failed":
-            found = classify_failure(prediction.error)
-        else:  # cancelled, deleted, ...: ended on purpose, not submitted again
-            found = FailureClass(f"prediction_{prediction.status}", False)
-        raise JobFailedError(
-            f"wavespeed: prediction {prediction.id} {prediction.status}: {self.redact(error)}",
-            backend=self.name,
-            code=found.code,
-            resubmit=found.retryable,
-            fatal=found.fatal,
-            job_id=prediction.id,
-        )
-
-    async def _fetch(self, prediction_id: str, engine: RestEngine) -> Prediction:
-        return await engine.get_json(self.result_url(prediction_id), parse=parse_prediction)
-
-    async def _output_text(self, prediction: Prediction, engine: RestEngine) -> str:
-        if not prediction.outputs or not isinstance(prediction.outputs[0], str):
-            # the prediction completed (and was paid for): its answer cannot be used
-            what = kind_of(prediction.outputs[0]) if prediction.outputs else "missing"
-            raise MalformedAnswerError(
-                f"wavespeed: prediction {prediction.id} completed, but its output is {what}, not text", backend=self.name
-            )
-        first = prediction.outputs[0]
-        if not is_http_url(first):
-            return first
-        return await engine.get_text(first, what=f"fetching the output of prediction {prediction.id}")
-
+    # -- media ---------------------------------------------------------------------------
     async def media_input(self, item: MediaItem, engine: RestEngine) -> str:
         """What goes in the ``image`` / ``video`` field: the item's URL, a data URI, or
         the download URL of an upload."""
