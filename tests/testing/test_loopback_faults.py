@@ -322,10 +322,17 @@ def test_every_item_is_answered_or_fails_with_a_cause_under_all_faults():
         assert not mislabelled
         results = [o for o in outcomes if isinstance(o, Result)]
         assert sum(r.cost_usd for r in results) == pytest.approx(0.002 * len(results))
-        # a completed job per answer, and each completed job not used had its answer lost
+        # a completed job per answer; each completed job not used had its answer lost, or its
+        # item gave up polling it (the poll timeout, or faults on every attempt of a poll:
+        # on a loaded machine a job can finish after its item timed out)
         completed = [j for j in s.jobs.values() if j.status == "completed"]
         assert sum(1 for j in completed if j.served) == len(results)
-        assert all(j.lost or any(p.endswith(f"/{j.id}.txt") for _, _, p in s.stats.fault_log) for j in completed if not j.served)
+        unexplained = [
+            j for j in completed
+            if not j.served and not j.lost and not any(p.endswith(f"/{j.id}.txt") for _, _, p in s.stats.fault_log)
+        ]
+        gave_up_polling = sum(codes[c] for c in ("timeout", "503", "502", "429", "404", "connection_error", None))
+        assert len(unexplained) <= gave_up_polling, (len(unexplained), codes)
         assert json.dumps([f.to_json() for f in failures]).count(KEY) == 0
 
 
