@@ -310,16 +310,10 @@ class ResultCache:
         keys = list(dict.fromkeys(keys))
         if not self.read or not keys:
             return {}
-        found: dict[str, CachedAnswer] = {}
-        with self._lock:
-            for start in range(0, len(keys), 500):  # stay under SQLite's variable limit
-                part = keys[start : start + 500]
-                marks = ",".join("?" * len(part))
-                rows = self._conn.execute(
-                    f"SELECT key, text, fields, cost_usd, model FROM results WHERE key IN ({marks})", part
-                ).fetchall()
-                for key, text, fields, cost, model in rows:
-                    found[key] = CachedAnswer(text=text, fields=json.loads(fields), cost_usd=cost, model=model)
+        found = {
+            key: CachedAnswer(text=text, fields=json.loads(fields), cost_usd=cost, model=model)
+            for key, text, fields, cost, model in self._rows("SELECT key, text, fields, cost_usd, model FROM results", keys)
+        }
         self.hits += len(found)
         self.misses += len(keys) - len(found)
         return found
@@ -393,19 +387,18 @@ class ResultCache:
         keys = list(dict.fromkeys(keys))
         if not self.read or self.retry_failed or not keys:
             return {}
-        found: dict[str, CachedFailure] = {}
+        select = "SELECT key, error_type, code, status, message, backend, model, cost_usd FROM failures"
+        return {key: CachedFailure(*fields) for key, *fields in self._rows(select, keys)}
+
+    def _rows(self, select: str, keys: list[str]) -> list[tuple]:
+        """``select`` (a query without WHERE) for the rows whose key is one of ``keys``, in
+        parts that stay under SQLite's variable limit."""
+        rows: list[tuple] = []
         with self._lock:
             for start in range(0, len(keys), 500):
                 part = keys[start : start + 500]
-                marks = ",".join("?" * len(part))
-                rows = self._conn.execute(
-                    "SELECT key, error_type, code, status, message, backend, model, cost_usd FROM failures "
-                    f"WHERE key IN ({marks})",
-                    part,
-                ).fetchall()
-                for key, *fields in rows:
-                    found[key] = CachedFailure(*fields)
-        return found
+                rows += self._conn.execute(f"{select} WHERE key IN ({','.join('?' * len(part))})", part).fetchall()
+        return rows
 
     def failure_count(self) -> int:
         """How many permanent failures are remembered."""

@@ -480,29 +480,26 @@ class Engine:
 
     # -- one item ------------------------------------------------------------------------
     def _keep(self, key: str, item: MediaItem, task: Task, outcome: Result) -> None:
-        """Store a fresh result the moment it arrives (a run killed now loses none of it).
-        A cache that cannot store (a full disk) costs the re-use, never the result: one
-        warning, and the run goes on."""
-        try:
-            self.cache.put(
-                key, media_id=item.media_id, backend=outcome.backend, model=outcome.model, task=task.key(),
-                text=outcome.text, fields=outcome.fields, cost_usd=outcome.cost_usd,
-            )
-        except CacheWriteError as exc:
-            if not self._cache_warned:
-                self._cache_warned = True
-                log.warning("%s; results are still used, but a re-run will ask for them again", exc)
+        """Store a fresh result the moment it arrives (a run killed now loses none of it)."""
+        self._store(
+            self.cache.put, key, media_id=item.media_id, backend=outcome.backend, model=outcome.model,
+            task=task.key(), text=outcome.text, fields=outcome.fields, cost_usd=outcome.cost_usd,
+        )
 
     def _remember(self, key: str, item: MediaItem, task: Task, error: MolmoRagError) -> None:
         """Store a permanent failure, so a re-run reports it without sending it again."""
         put = getattr(self.cache, "put_failure", None)
-        if put is None:
-            return
-        try:
-            put(
-                key, media_id=item.media_id, backend=self.backend.name,
-                model=model_of(self.backend), task=task.key(), error=error,
+        if put is not None:
+            self._store(
+                put, key, media_id=item.media_id, backend=self.backend.name, model=model_of(self.backend),
+                task=task.key(), error=error,
             )
+
+    def _store(self, put: Callable[..., None], key: str, **fields: Any) -> None:
+        """A cache that cannot store (a full disk) costs the re-use, never the outcome: one
+        warning, and the run goes on."""
+        try:
+            put(key, **fields)
         except CacheWriteError as exc:
             if not self._cache_warned:
                 self._cache_warned = True

@@ -43,6 +43,7 @@ Messages never contain API keys: backends pass what they raise through :func:`re
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 
@@ -257,7 +258,8 @@ scrubbed from every log record and every answer (see register_secret)."""
 _SCRUBBER: list = []
 
 
-def _spellings(secret: str) -> set[str]:
+@functools.lru_cache(maxsize=64)  # every answer is redacted of the backend's own key: spell it once
+def _spellings(secret: str) -> frozenset[str]:
     """A secret as it is, URL-quoted, hex, and base64-encoded (standard and URL-safe) at
     each of the three byte offsets it can sit at inside a longer encoded text (a service
     echoing ``Authorization: Bearer KEY`` in base64 encodes the key shifted by the
@@ -275,7 +277,7 @@ def _spellings(secret: str) -> set[str]:
             core = encode(b"\0" * offset + raw + b"\0\0").decode("ascii")[first:last]
             if len(core) >= 6:
                 spellings.add(core)
-    return spellings
+    return frozenset(spellings)
 
 
 def redact_secrets(text: str, secrets: Iterable[str | None] = ()) -> str:
