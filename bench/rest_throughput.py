@@ -1,7 +1,7 @@
 """Captioning N images through the WaveSpeed protocol, side by side, on one loopback server
 with a fixed job latency:
 
-* molmo-rag's WaveSpeedBackend at its default options (async engine);
+* molmo-rag's WaveSpeedBackend at its default options (its async HTTP client, ``RestClient``);
 * molmo-rag with ``enable_sync_mode`` (one request per job);
 * the official ``wavespeed`` SDK called in a loop, as its README shows;
 * the same SDK in a thread pool.

@@ -6,9 +6,9 @@ A backend implements one narrow method:
   called in a worker thread with at most ``batch_size`` requests (and optionally
   ``prepare(request)``, per-request decoding run ahead while the model works);
 * :class:`~molmo_rag.backends.rest.RestBackend` (hosted APIs): ``async call(request,
-  engine) -> Answer`` for one request (a submit-and-poll API fills in the hooks of
+  client) -> Answer`` for one request (a submit-and-poll API fills in the hooks of
   :class:`~molmo_rag.backends.jobs.SubmitAndPoll`); concurrency, retries and polling live
-  in the engine (:mod:`molmo_rag.backends.http`).
+  in its HTTP client (:class:`~molmo_rag.backends.http.RestClient`).
 
 Everything else lives here once: a :class:`Session` per run that answers one request at a
 time (so the streaming engine can keep a sliding window in flight), capability checks with

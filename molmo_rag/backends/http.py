@@ -1,4 +1,4 @@
-"""The HTTP engine every hosted REST backend shares: :class:`RestEngine`, one per run.
+"""The HTTP client every hosted REST backend shares: :class:`RestClient`, one per run.
 
 * one ``httpx.AsyncClient`` per run; at most ``concurrency`` HTTP requests in flight (a job
   waiting on the server holds no request slot, so slow jobs do not starve submissions);
@@ -10,7 +10,7 @@
   of a second job) instead of creating a duplicate (paid) job in this run. A POST is re-sent
   only when nothing was sent (connect errors) or when the answer says the job was not
   accepted (429, 503, and whatever the backend's ``should_retry`` allows);
-* **a job that failed** is submitted anew (:meth:`RestEngine.run_job`), at most
+* **a job that failed** is submitted anew (:meth:`RestClient.run_job`), at most
   ``max_resubmits`` times with back-off, only when the backend reads its failure as
   transient (:class:`JobFailedError` ``resubmit``);
 * **a cancel (Ctrl-C) does not lose a job**: a submission in flight when the run is cancelled
@@ -76,8 +76,8 @@ if TYPE_CHECKING:
     from .rest import RestBackend, RestOptions
 
 __all__ = [
-    "RestEngine",
-    "EngineStats",
+    "RestClient",
+    "ClientStats",
     "SUBMIT_GRACE",
     "is_balance_error",
     "data_uri",
@@ -115,7 +115,7 @@ _ERROR_BODY_BYTES = 64 * 1024
 """How much of an error answer's body is read: enough for any error message."""
 
 _OUTPUT_NOT_YET = frozenset({404, 410})
-"""Statuses of a job's output file that a later fetch may not get (see RestEngine.get_text)."""
+"""Statuses of a job's output file that a later fetch may not get (see RestClient.get_text)."""
 
 
 class _Transient(Exception):
@@ -207,11 +207,11 @@ async def media_payload(item: MediaItem) -> tuple[bytes, str]:
     return await asyncio.to_thread(item.image_bytes)
 
 
-# -- the engine ------------------------------------------------------------------------------
+# -- the client ------------------------------------------------------------------------------
 
 
 @dataclass
-class EngineStats:
+class ClientStats:
     """What one run sent: requests by method, retries, polls, re-submissions."""
 
     requests: int = 0
@@ -226,14 +226,15 @@ class EngineStats:
     by_method: dict[str, int] = field(default_factory=dict)
 
 
-class RestEngine:
-    """HTTP for one run of one backend: concurrency, retries, polling, error translation."""
+class RestClient:
+    """The HTTP client of one run of one backend: concurrency, retries, polling, error
+    translation, over ``http`` (an ``httpx.AsyncClient``)."""
 
-    def __init__(self, backend: "RestBackend", client: httpx.AsyncClient):
+    def __init__(self, backend: "RestBackend", http: httpx.AsyncClient):
         self.backend = backend
         self.options: RestOptions = backend.options
-        self.client = client
-        self.stats = EngineStats()
+        self.http = http
+        self.stats = ClientStats()
         self._slots = asyncio.Semaphore(self.options.concurrency)
         self._origin = _origin(backend.base_url)
         self._run_times: dict[str, deque[float]] = {}
@@ -474,7 +475,7 @@ class RestEngine:
         ``max_response_bytes`` (after decompression): a bigger body is never held whole; it
         fails with MalformedAnswerError (``answer_too_large``) and is not asked for again.
         Of an error answer only the first 64 KiB are read (enough for its message)."""
-        response = await self.client.send(self.client.build_request(method, url, **kwargs), stream=True)
+        response = await self.http.send(self.http.build_request(method, url, **kwargs), stream=True)
         error = response.status_code >= 400  # its body only says why: read the start of a big one
         limit = min(self.options.max_response_bytes, _ERROR_BODY_BYTES) if error else self.options.max_response_bytes
         try:

@@ -13,11 +13,11 @@ A submit-and-poll backend fills in narrow hooks, each one fact of its API:
 * where the output is (:meth:`~SubmitAndPoll.output`: the text, or an http(s) URL to it).
 
 The template runs the job the same way for every such API: submit once per attempt
-(never re-sent once the server may have accepted it: :class:`~.rest.RestEngine`), journal
+(never re-sent once the server may have accepted it: :class:`~.rest.RestClient`), journal
 the job id the moment it is known, poll it (adaptive schedule per :meth:`poll_key`), fetch
 an output URL, resubmit a failure only when the backend classed it as transient, and
 resume a journaled job of an earlier run instead of paying for it again. HTTP, retries,
-error translation and redaction are the engine's (:mod:`molmo_rag.backends.rest`).
+error translation and redaction are the HTTP client's (:mod:`molmo_rag.backends.http`).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from ..errors import (
     RateLimitError,
 )
 from .base import Answer, Request
-from .rest import RestBackend, RestEngine, is_http_url
+from .rest import RestBackend, RestClient, is_http_url
 
 __all__ = ["SubmitAndPoll"]
 
@@ -61,7 +61,7 @@ class SubmitAndPoll(RestBackend, Generic[J]):
         """Where the job for ``request`` is POSTed."""
 
     @abstractmethod
-    async def submit_body(self, request: Request, engine: RestEngine) -> Any:
+    async def submit_body(self, request: Request, client: RestClient) -> Any:
         """The JSON body that creates the job (media inlined or uploaded here: made once,
         whatever the number of submissions)."""
 
@@ -111,22 +111,22 @@ class SubmitAndPoll(RestBackend, Generic[J]):
         return None
 
     # -- the template --------------------------------------------------------------------
-    async def call(self, request: Request, engine: RestEngine) -> Answer:
-        body = await self.submit_body(request, engine)
+    async def call(self, request: Request, client: RestClient) -> Answer:
+        body = await self.submit_body(request, client)
 
         async def one_job() -> J:
-            job = await engine.post_json(
+            job = await client.post_json(
                 self.submit_url(request), body, timeout=self.submit_timeout(body), parse=lambda b: self.parse_job(b, None)
             )
             self.journal_submitted(request, self.job_id(job))  # accepted: from now on the job is paid for
-            return await self._settle(job, request, engine)
+            return await self._settle(job, request, client)
 
-        return await self._answer_from(await engine.run_job(one_job), request, engine)
+        return await self._answer_from(await client.run_job(one_job), request, client)
 
-    async def resume(self, job_id: str, request: Request, engine: RestEngine) -> Answer:
+    async def resume(self, job_id: str, request: Request, client: RestClient) -> Answer:
         """Poll a job an earlier run submitted for ``request`` and answer from it."""
         try:
-            job = await self._fetch(job_id, engine)
+            job = await self._fetch(job_id, client)
         except BackendError as exc:
             if self.job_unknown(exc):
                 raise JobNotFoundError(
@@ -136,7 +136,7 @@ class SubmitAndPoll(RestBackend, Generic[J]):
                     status=exc.status,
                 ) from exc
             raise
-        return await self._answer_from(await self._settle(job, request, engine), request, engine)
+        return await self._answer_from(await self._settle(job, request, client), request, client)
 
     # -- the journal: jobs survive the run ----------------------------------------------
     def journal_submitted(self, request: Request, job_id: str) -> None:
@@ -160,7 +160,7 @@ class SubmitAndPoll(RestBackend, Generic[J]):
             word in text for word in ("not found", "expired", "does not exist", "no such")
         )
 
-    async def _answer(self, request: Request, engine: RestEngine) -> Answer:
+    async def _answer(self, request: Request, client: RestClient) -> Answer:
         """A journaled job of an earlier run first (polled, not submitted again), else
         :meth:`call`; the journal entry is dropped when its job failed or is unknown (a
         job that is still running when this run ends stays for the next one)."""
@@ -172,26 +172,26 @@ class SubmitAndPoll(RestBackend, Generic[J]):
             except Exception as exc:  # noqa: BLE001 - an unreadable journal: submit as usual
                 log.warning("%s: could not read the pending-jobs journal: %s", self.name, exc)
         if pending is not None:
-            engine.stats.resumed += 1
+            client.stats.resumed += 1
             log.info("%s: polling job %s of an earlier run instead of submitting again", self.name, pending.job_id)
             try:
-                return await self.resume(pending.job_id, request, engine)
+                return await self.resume(pending.job_id, request, client)
             except JobFailedError as exc:
                 self._journal_finished(request, pending.job_id)
                 if exc.fatal:
-                    engine.account_error(exc)
-                if not exc.resubmit or engine.stopped is not None:
+                    client.account_error(exc)
+                if not exc.resubmit or client.stopped is not None:
                     raise
-                engine.stats.resubmits += 1
+                client.stats.resubmits += 1
                 log.info("%s: job %s failed, submitting again: %s", self.name, pending.job_id, self.redact(str(exc)))
-                await asyncio.sleep(engine.resubmit_wait(1))
+                await asyncio.sleep(client.resubmit_wait(1))
             except JobNotFoundError:
-                engine.stats.forgotten += 1
+                client.stats.forgotten += 1
                 log.info("%s: job %s of an earlier run is unknown to the server; submitting anew", self.name, pending.job_id)
                 self._journal_finished(request, pending.job_id)
             # any other error: the job may still run, so it stays in the journal
         try:
-            return await self.call(request, engine)
+            return await self.call(request, client)
         except JobFailedError as exc:
             # the job is over without an answer: nothing left to resume
             self._journal_finished(request, exc.job_id)
@@ -205,13 +205,13 @@ class SubmitAndPoll(RestBackend, Generic[J]):
         except Exception as exc:  # noqa: BLE001
             log.warning("%s: could not update the pending-jobs journal: %s", self.name, exc)
 
-    async def _settle(self, job: J, request: Request, engine: RestEngine) -> J:
+    async def _settle(self, job: J, request: Request, client: RestClient) -> J:
         """Poll until the job ends; a succeeded job is returned, any other end raises
         :meth:`failure`'s :class:`JobFailedError`."""
         if not self.is_done(job):
             job_id = self.job_id(job)
-            job = await engine.poll(
-                lambda: self._fetch(job_id, engine),
+            job = await client.poll(
+                lambda: self._fetch(job_id, client),
                 self.is_done,
                 key=self.poll_key(request),
                 job=job_id,
@@ -221,11 +221,11 @@ class SubmitAndPoll(RestBackend, Generic[J]):
             return job
         raise self.failure(job)
 
-    async def _fetch(self, job_id: str, engine: RestEngine) -> J:
-        return await engine.get_json(self.poll_url(job_id), parse=lambda body: self.parse_job(body, job_id))
+    async def _fetch(self, job_id: str, client: RestClient) -> J:
+        return await client.get_json(self.poll_url(job_id), parse=lambda body: self.parse_job(body, job_id))
 
-    async def _answer_from(self, job: J, request: Request, engine: RestEngine) -> Answer:
+    async def _answer_from(self, job: J, request: Request, client: RestClient) -> Answer:
         text = self.output(job)
         if is_http_url(text):
-            text = await engine.get_text(text, what=f"fetching the output of {self.job_noun} {self.job_id(job)}")
+            text = await client.get_text(text, what=f"fetching the output of {self.job_noun} {self.job_id(job)}")
         return self.answer(text, job, request)

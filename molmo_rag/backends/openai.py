@@ -21,7 +21,7 @@ from ..errors import MalformedAnswerError
 from ..tasks import ModelInput
 from .answers import kind_of
 from .base import MODEL_ENV, Answer, BackendEnv, Request
-from .rest import RestBackend, RestEngine, data_uri, media_payload
+from .rest import RestBackend, RestClient, data_uri, media_payload
 
 __all__ = ["OpenAIBackend", "build_chat_body", "parse_chat_completion"]
 
@@ -93,7 +93,7 @@ class OpenAIBackend(RestBackend):
     def should_retry(self, method: str, status: int, body: Any, *, idempotent: bool) -> bool:
         return status == 429 or status >= 500 or status == 408
 
-    async def call(self, request: Request, engine: RestEngine) -> Answer:
+    async def call(self, request: Request, client: RestClient) -> Answer:
         item, task = request.item, request.task
         media = item.model_input
         if item.remote_url:
@@ -102,6 +102,6 @@ class OpenAIBackend(RestBackend):
             data, mime = await media_payload(item)
             url = data_uri(data, mime)
         body = build_chat_body(self.model, media, url, task.prompt(media), task.max_new_tokens())
-        answer = await engine.post_json(f"{self.base_url}/chat/completions", body, timeout=self.options.timeout, resend_safe=True)
+        answer = await client.post_json(f"{self.base_url}/chat/completions", body, timeout=self.options.timeout, resend_safe=True)
         text, usage, model = parse_chat_completion(answer)
         return Answer(text=text, cost_usd=0.0, model=model or self.model, meta=usage)

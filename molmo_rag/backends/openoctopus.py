@@ -40,7 +40,7 @@ from ..errors import JobFailedError, MalformedAnswerError, ResponseFormatError
 from ..tasks import Caption
 from .base import Answer, BackendEnv, Request
 from .jobs import SubmitAndPoll
-from .http import RestEngine, data_uri, error_code_and_message, is_balance_error, media_payload
+from .http import RestClient, data_uri, error_code_and_message, is_balance_error, media_payload
 from .rest import RestOptions
 
 __all__ = ["OpenOctopusOptions", "OpenOctopusBackend", "ERROR_TABLE", "ErrorSpec", "build_body", "task_text"]
@@ -182,7 +182,7 @@ class OpenOctopusBackend(SubmitAndPoll[dict]):
     def submit_url(self, request: Request) -> str:
         return f"{self.base_url}/v1/images/recognitions"
 
-    async def submit_body(self, request: Request, engine: RestEngine) -> dict:
+    async def submit_body(self, request: Request, client: RestClient) -> dict:
         item, task = request.item, request.task
         if item.remote_url:
             image = item.remote_url

@@ -1,12 +1,12 @@
 """The base of hosted REST backends, :class:`RestBackend`, and their options.
 
-A REST backend implements one hook, ``async call(request, engine) -> Answer``, for one
+A REST backend implements one hook, ``async call(request, client) -> Answer``, for one
 request, and may refine how an HTTP error answer is read (:meth:`RestBackend.error_for`,
 :meth:`RestBackend.should_retry`) and the auth headers. An API that submits a job and is
 polled for it fills in :class:`~molmo_rag.backends.jobs.SubmitAndPoll` instead (journaled
 jobs, resume, failures classified). The HTTP machinery (client, retries, Retry-After,
 streamed bodies, the submission grace on cancel, polling, account errors) is
-:class:`~molmo_rag.backends.http.RestEngine`, one per run, re-exported here.
+:class:`~molmo_rag.backends.http.RestClient`, one per run, re-exported here.
 
 This module keeps the key as ``SecretStr``, refuses one that cannot be sent
 (:func:`check_key`), registers it for redaction, and sends it only to the backend's own
@@ -46,8 +46,8 @@ from ..errors import (
 )
 from .base import Answer, Backend, BackendOptions, Call, Request
 from . import http as _http
-from .http import *  # noqa: F403 - the engine's names stay importable from here, as before the split
-from .http import SUBMIT_GRACE, EngineStats, RestEngine, _tls_context, error_code_and_message, error_text, is_balance_error, is_http_url, parse_retry_after
+from .http import *  # noqa: F403 - the HTTP client's names stay importable from here, as before the split
+from .http import SUBMIT_GRACE, ClientStats, RestClient, _tls_context, error_code_and_message, error_text, is_balance_error, is_http_url, parse_retry_after
 
 __all__ = ["RestOptions", "RestBackend", "JobFailedError", "JobNotFoundError", "InsufficientBalanceError", "check_key", *_http.__all__]
 
@@ -146,15 +146,15 @@ class RestBackend(Backend):
         if not is_http_url(self.base_url) or not urlsplit(self.base_url).hostname:
             where = f" (from {url_env})" if url_env and os.environ.get(url_env) == self.options.base_url else ""
             raise ConfigurationError(self.redact(f"{self.name}: base URL {self.base_url!r}{where} is not an http(s) URL"))
-        self.last_stats: EngineStats | None = None
+        self.last_stats: ClientStats | None = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(model={self.model!r}, base_url={self.base_url!r}, concurrency={self.options.concurrency})"
 
     # -- the hooks -----------------------------------------------------------------------
     @abstractmethod
-    async def call(self, request: Request, engine: RestEngine) -> Answer:
-        """Run one request through the engine and return its answer (an API whose requests
+    async def call(self, request: Request, client: RestClient) -> Answer:
+        """Run one request through ``client`` and return its answer (an API whose requests
         create jobs: fill in :class:`~molmo_rag.backends.jobs.SubmitAndPoll` instead)."""
 
     # -- protocol details subclasses may refine ------------------------------------------
@@ -220,22 +220,22 @@ class RestBackend(Backend):
         jobs = asyncio.Semaphore(self.options.max_jobs)
         async with AsyncExitStack() as stack:
             if self._http_client is not None:
-                client = self._http_client  # the caller's: used as is, closed by the caller
+                http = self._http_client  # the caller's: used as is, closed by the caller
             else:
-                client = await stack.enter_async_context(self.http_client())
-            engine = RestEngine(self, client)
-            self.last_stats = engine.stats
+                http = await stack.enter_async_context(self.http_client())
+            client = RestClient(self, http)
+            self.last_stats = client.stats
 
             async def call(request: Request) -> Answer | BaseException:
                 async with jobs:
-                    return await self._call_guarded(request, engine)
+                    return await self._call_guarded(request, client)
 
             yield call
 
-    async def _call_guarded(self, request: Request, engine: RestEngine) -> Answer | BaseException:
+    async def _call_guarded(self, request: Request, client: RestClient) -> Answer | BaseException:
         try:
             async with asyncio.timeout(self.options.timeout):
-                return await self._answer(request, engine)
+                return await self._answer(request, client)
         except MolmoRagError as exc:
             return exc
         except TimeoutError as exc:
@@ -252,9 +252,9 @@ class RestBackend(Backend):
             error.__cause__ = exc
             return error
 
-    async def _answer(self, request: Request, engine: RestEngine) -> Answer:
+    async def _answer(self, request: Request, client: RestClient) -> Answer:
         """One request's answer: :meth:`call` (a job API's template adds its journal)."""
-        return await self.call(request, engine)
+        return await self.call(request, client)
 
 
 def _secret(value: Any) -> str | None:

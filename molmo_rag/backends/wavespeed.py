@@ -50,7 +50,7 @@ from ..tasks import Ask, Caption, Count, ModelInput, Scene, Task, VideoTask
 from .answers import kind_of
 from .base import Answer, BackendEnv, Request
 from .jobs import SubmitAndPoll
-from .http import RestEngine, data_uri, error_code_and_message, is_balance_error, media_payload
+from .http import RestClient, data_uri, error_code_and_message, is_balance_error, media_payload
 from .rest import RestOptions
 
 __all__ = [
@@ -267,10 +267,10 @@ class WaveSpeedBackend(SubmitAndPoll[Prediction]):
         endpoint, _, _ = endpoint_for(request.task, request.item.model_input)
         return f"{self.base_url}/api/v3/{self.model}/{endpoint}"
 
-    async def submit_body(self, request: Request, engine: RestEngine) -> dict:
+    async def submit_body(self, request: Request, client: RestClient) -> dict:
         item = request.item
         _, media_field, inputs = endpoint_for(request.task, item.model_input)
-        body = {media_field: await self.media_input(item, engine), **inputs}
+        body = {media_field: await self.media_input(item, client), **inputs}
         if self.options.enable_sync_mode:
             body["enable_sync_mode"] = True
         return body
@@ -342,7 +342,7 @@ class WaveSpeedBackend(SubmitAndPoll[Prediction]):
         return error
 
     # -- media ---------------------------------------------------------------------------
-    async def media_input(self, item: MediaItem, engine: RestEngine) -> str:
+    async def media_input(self, item: MediaItem, client: RestClient) -> str:
         """What goes in the ``image`` / ``video`` field: the item's URL, a data URI, or
         the download URL of an upload."""
         if item.remote_url:
@@ -350,16 +350,16 @@ class WaveSpeedBackend(SubmitAndPoll[Prediction]):
         data, mime = await media_payload(item)
         if len(data) <= self.options.inline_max_bytes:
             return data_uri(data, mime)
-        return await self.upload(data, mime, engine, stem=item.content_hash[:16] or "media")
+        return await self.upload(data, mime, client, stem=item.content_hash[:16] or "media")
 
-    async def upload(self, data: bytes, mime: str, engine: RestEngine, stem: str = "media") -> str:
+    async def upload(self, data: bytes, mime: str, client: RestClient, stem: str = "media") -> str:
         """Upload bytes the way the official SDK does; returns the download URL."""
         filename = stem + (mimetypes.guess_extension(mime) or "")
-        put_url, headers, download_url = await engine.post_json(
+        put_url, headers, download_url = await client.post_json(
             f"{self.base_url}/api/v3/media/uploads",
             {"filename": filename, "size": len(data), "content_type": mime},
             resend_safe=True,  # a ticket is not a job: asking twice costs nothing
             parse=parse_upload_ticket,
         )
-        await engine.upload(put_url, data, headers=headers)
+        await client.upload(put_url, data, headers=headers)
         return download_url

@@ -19,10 +19,11 @@ from molmo_rag import cost
 from molmo_rag.analyze import analyze
 from molmo_rag.backends.base import MODEL_ENV, BackendEnv, Request, backend_class, create_backend
 from molmo_rag.cli import main
-from molmo_rag.cli.common import make_backend
+from molmo_rag.cli.common import options_from_flags
 from molmo_rag.cost import Price
 from molmo_rag.errors import UnsupportedTaskError
 from molmo_rag.media.items import MediaItem, VideoFrames
+from molmo_rag.run import Run
 from molmo_rag.tasks import Ask, Caption, Count, Scene, VideoTask
 from molmo_rag.testing.fake_backend import FakeBackend
 from molmo_rag.testing.loopback import OpenOctopusServer
@@ -84,11 +85,11 @@ def test_the_model_is_the_one_given_then_the_declared_variable_then_the_default(
 @pytest.mark.parametrize("name", sorted(BACKENDS))
 def test_the_concurrency_flag_sets_the_option_the_backend_declares(monkeypatch, name):
     _keys(monkeypatch)
-    backend = make_backend(name, None, 3)
+    run = Run(options_from_flags(backend=name, concurrency=3, cache=False))  # what the CLI makes of --concurrency 3
     try:
-        assert getattr(backend.options, type(backend).concurrency_option) == 3
+        assert getattr(run.backend.options, type(run.backend).concurrency_option) == 3
     finally:
-        backend.close()
+        run.close()
 
 
 class LanesBackend(FakeBackend):

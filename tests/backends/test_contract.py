@@ -31,14 +31,14 @@ FIELDS = {
 def backend(request, tiny_molmo2_path):
     name = request.param
     if name == "local":
-        engine = get_backend("local", model=str(tiny_molmo2_path), batch_size=4, num_frames=4, max_new_tokens=8)
-        yield engine
-        engine.close()
+        backend = get_backend("local", model=str(tiny_molmo2_path), batch_size=4, num_frames=4, max_new_tokens=8)
+        yield backend
+        backend.close()
         return
     with SERVERS[name](api_key="contract-key") as server:
-        engine = get_backend(name, base_url=server.base_url, api_key="contract-key", **FAST)
-        yield engine
-        engine.close()
+        backend = get_backend(name, base_url=server.base_url, api_key="contract-key", **FAST)
+        yield backend
+        backend.close()
 
 
 class _BrokenImage:

@@ -18,7 +18,7 @@ import pytest
 
 from molmo_rag.backends.base import BACKENDS, BackendEnv, Request, get_backend
 from molmo_rag.backends.jobs import SubmitAndPoll
-from molmo_rag.backends.rest import RestEngine, data_uri, media_payload
+from molmo_rag.backends.rest import RestClient, data_uri, media_payload
 from molmo_rag.cost import Price
 from molmo_rag.errors import JobFailedError, MalformedAnswerError, ResponseFormatError
 from molmo_rag.tasks import Caption
@@ -59,7 +59,7 @@ class AcmeBackend(SubmitAndPoll[dict]):
     def submit_url(self, request: Request) -> str:
         return f"{self.base_url}/v1/jobs"
 
-    async def submit_body(self, request: Request, engine: RestEngine) -> dict:
+    async def submit_body(self, request: Request, client: RestClient) -> dict:
         image = request.item.remote_url or data_uri(*await media_payload(request.item))
         return {"model": self.model, "prompt": request.task.prompt("image"), "image": image}
 

@@ -9,7 +9,7 @@ from rest_helpers import KEY, backend, images, png_sha, run, video_item
 
 from molmo_rag.backends.base import Request
 from molmo_rag.backends.openai import build_chat_body, parse_chat_completion
-from molmo_rag.backends.rest import RestEngine
+from molmo_rag.backends.rest import RestClient
 from molmo_rag.errors import AuthenticationError, BackendError, ResponseFormatError
 from molmo_rag.testing.loopback import OpenAIServer
 from molmo_rag.tasks import Ask, Caption, Count, Scene, VideoTask
@@ -58,8 +58,8 @@ def test_usage_goes_into_meta(vllm):
     b = backend("openai", vllm)
 
     async def one_call():
-        async with b.http_client() as client:
-            return await b.call(Request(images(1)[0], Caption()), RestEngine(b, client))
+        async with b.http_client() as http:
+            return await b.call(Request(images(1)[0], Caption()), RestClient(b, http))
 
     answer = asyncio.run(one_call())
     assert answer.meta["prompt_tokens"] > 0 and answer.meta["finish_reason"] == "stop"

@@ -1,5 +1,5 @@
-"""The shared REST engine against real HTTP servers on 127.0.0.1: concurrency, retries,
-Retry-After, no duplicate submissions, timeouts, error translation, key hygiene."""
+"""The shared HTTP client of REST backends (``RestClient``) against real HTTP servers on
+127.0.0.1: concurrency, retries, Retry-After, no duplicate submissions, timeouts, error translation, key hygiene."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from rest_helpers import FAST, KEY, backend, images, run
 
 from molmo_rag.backends.base import Request, get_backend
-from molmo_rag.backends.rest import RestEngine, data_uri, error_code_and_message, is_http_url, parse_retry_after
+from molmo_rag.backends.rest import RestClient, data_uri, error_code_and_message, is_http_url, parse_retry_after
 from molmo_rag.errors import (
     AuthenticationError,
     BackendError,
@@ -290,10 +290,10 @@ def test_keys_never_leak(ws, caplog):
 
 def test_key_is_sent_only_to_the_backend_origin():
     b = get_backend("wavespeed", api_key=KEY, base_url="http://127.0.0.1:9/")
-    engine = RestEngine(b, httpx.AsyncClient())
-    assert engine._auth_headers("http://127.0.0.1:9/api/v3/x") == {"Authorization": f"Bearer {KEY}"}
-    assert engine._auth_headers("https://cdn.example.com/output.txt") == {}
-    assert engine._auth_headers("http://127.0.0.1:10/api") == {}
+    client = RestClient(b, httpx.AsyncClient())
+    assert client._auth_headers("http://127.0.0.1:9/api/v3/x") == {"Authorization": f"Bearer {KEY}"}
+    assert client._auth_headers("https://cdn.example.com/output.txt") == {}
+    assert client._auth_headers("http://127.0.0.1:10/api") == {}
 
 
 def test_missing_key_names_the_environment_variable(monkeypatch):
