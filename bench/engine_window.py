@@ -166,7 +166,7 @@ def job_figures(records: list) -> dict:
 
 
 async def old_arun(backend, requests):
-    """The old ``RestBackend._execute``: one session (one HTTP client, one RestEngine) per
+    """The old ``RestBackend._execute``: one session (one httpx client, one RestClient) per
     call, every request of it sent at once (jobs capped by ``max_jobs`` = 64, HTTP requests
     by ``concurrency``), all awaited together."""
     async with backend.session() as session:
@@ -203,15 +203,16 @@ def index_old(backend, folder: Path, db: Path, chunk_size: int = 16) -> int:
     their requests at once, as above), then the chunk is stored (thumbnails, embed, upsert)
     in one writer thread while the next chunk is enriched."""
     from molmo_rag.backends.base import Request
-    from molmo_rag.documents import MediaDocument, document_of, open_run
+    from molmo_rag.documents import MediaDocument, document_of
     from molmo_rag.engine import EnrichedItem, read_entries
     from molmo_rag.media.items import MediaItem
     from molmo_rag.pipeline import RunSummary, _embedder_for, _Writer, open_index
     from molmo_rag.results import Failure, Result
+    from molmo_rag.run import Run
     from molmo_rag.syncio import run_sync
 
     store = open_index(db)
-    run = open_run(backend, cache=False, on_warning=lambda message: None)
+    run = Run(backend=backend, cache=False, on_warning=lambda message: None)
     summary = RunSummary()
     try:
         vectors = _embedder_for(store, None)
@@ -219,7 +220,7 @@ def index_old(backend, folder: Path, db: Path, chunk_size: int = 16) -> int:
         writer = _Writer(store, vectors, summary, 128, None, chunk_size, 1.0)
         pool = ThreadPoolExecutor(1, thread_name_prefix="old-index-writer")
         pending: Future | None = None
-        enricher = run.enricher
+        enricher = run.planner
         for chunk in chunks(read_entries(str(folder), absolute=True), chunk_size):
             items = [e for e in chunk if isinstance(e, MediaItem)]
             wanted = [(item, task) for item in items for task in enricher.plan(item)]

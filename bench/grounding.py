@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 from molmo_rag import pipeline  # noqa: E402
 from molmo_rag.backends.base import get_backend  # noqa: E402
 from molmo_rag.grounding import ground  # noqa: E402
+from molmo_rag.run import RunOptions  # noqa: E402
 from molmo_rag.testing import FakeBackend, OpenAIServer  # noqa: E402
 
 QUERIES = ["bright spots", "white squares", "small light patches", "bright dots on a picture"]
@@ -77,9 +78,10 @@ def main() -> None:
         print("| query | true hits in the top 20 | text only | grounded |")
         print("|---|---:|---:|---:|")
         text_p, ground_p = [], []
+        checker = RunOptions(backend=FakeBackend(), cache=False)
         for query in QUERIES:
             hits = pipeline.search(query, db=db, top=20)
-            grounded = ground(hits, query, backend=FakeBackend(), top=20, cache=False)
+            grounded = ground(hits, query, checker, top=20)
             text_p.append(precision_at(hits, truth))
             ground_p.append(precision_at(grounded, truth))
             print(f"| {query} | {sum(truth[h.source] for h in hits)} | {text_p[-1]:.2f} | {ground_p[-1]:.2f} |")
@@ -107,7 +109,7 @@ def main() -> None:
                         for runs in (colds, warms):  # the second run finds every answer cached
                             backend = make()
                             started = time.perf_counter()
-                            ground(hits, query, backend=backend, top=k, cache=cache)
+                            ground(hits, query, RunOptions(backend=backend, cache=cache), top=k)
                             runs.append(time.perf_counter() - started)
                             backend.close()
                     cold = statistics.median(colds)

@@ -63,6 +63,8 @@ _LAZY_GROUPS: dict[str, tuple[str, ...]] = {
     "molmo_rag.results": ("Result", "Failure"),
     "molmo_rag.enrich": ("EnrichOptions",),
     "molmo_rag.cache": ("ResultCache",),
+    # one run: its options as data, and the backend, cache and planner made from them
+    "molmo_rag.run": ("Run", "RunOptions", "RunChoices"),
     # jobs: the document seam, tasks over sources, index and search
     "molmo_rag.documents": ("MediaDocument", "iter_documents", "aiter_documents"),
     "molmo_rag.analyze": ("aanalyze",),

@@ -5,17 +5,18 @@ is still being read, memory stays bounded, and a bad source or a failed request 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import aclosing
-from typing import Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 from .backends.base import Backend
-from .cache import ResultCache
-from .engine import Engine, FixedPlan, Progress
-from .enrich import check_runnable
+from .engine import Progress
 from .results import Failure, Result
-from .syncio import iterate_sync
+from .syncio import iterate_twin
 from .tasks import Task
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .run import Run, RunChoices, RunOptions
 
 __all__ = ["Failure", "Result", "analyze", "aanalyze"]
 
@@ -23,54 +24,40 @@ __all__ = ["Failure", "Result", "analyze", "aanalyze"]
 async def aanalyze(
     sources: Iterable[Any],
     tasks: Sequence[Task],
-    backend: Backend,
+    run: Run | RunOptions | Backend | None = None,
+    /,
     *,
-    reader_options: Any = None,
-    ordered: bool = True,
-    window: int | None = None,
-    max_pending: int | None = None,
     progress: Progress | None = None,
-    cache: ResultCache | None = None,
+    **choices: Unpack[RunChoices],
 ) -> AsyncIterator[Result | Failure]:
-    """One Result or Failure per (item, task): in source order with ``ordered`` (the
-    default), else as each item finishes. Tasks a backend can run on no input at all fail
-    before anything is read. ``cache``: answer from it first and store fresh results (and
-    permanent failures) in it; the backend is asked only on a miss (a local model loads on
-    the first one). None: no cache."""
-    from .documents import input_policy
+    """One Result or Failure per (item, task), exactly ``tasks`` on every item they apply to
+    (a video task skips photos): as each item finishes, or in source order with
+    ``ordered=True``. Tasks the backend can run on no input at all fail before anything is
+    read. ``run``: a :class:`~molmo_rag.run.Run` (left open), :class:`~molmo_rag.run.RunOptions`,
+    or a ready Backend (short for ``RunOptions(backend=it)``); or the options' fields as
+    keywords (``backend="openai"``, ``cache=False``, ``reader_options=...``). Answers come
+    from the result cache first; the backend is asked only on a miss (a local model loads on
+    the first one)."""
+    from .run import Run, RunOptions, run_options
 
-    check_runnable(backend, tasks, adapt=False)
-    plan = FixedPlan(tasks, backend, input_policy=input_policy(reader_options))
-    engine = Engine(
-        backend, plan, cache=cache, reader_options=reader_options, ordered=ordered, window=window,
-        max_pending=max_pending, progress=progress,
-    )
-    async with aclosing(engine.run(sources)) as outcomes:  # an early exit cancels what is in flight
-        async for outcome in outcomes:
-            if isinstance(outcome, Failure):
-                yield outcome
-                continue
-            by_task = {id(x.task): x for x in (*outcome.results, *outcome.failures)}
-            for task in plan.plan(outcome.item):
-                yield by_task[id(task)]
+    if isinstance(run, Backend):
+        run = RunOptions(backend=run)
+    if not isinstance(run, Run):  # these tasks are refused before the backend is made, as a plan's are
+        run_options(run, choices).backend_class().check_plan(tasks, adapt=False)
+    live, owned = Run.of(run, choices)
+    try:
+        engine = live.engine(tasks=tasks, progress=progress)
+        async with aclosing(engine.run(sources)) as outcomes:  # an early exit cancels what is in flight
+            async for outcome in outcomes:
+                if isinstance(outcome, Failure):
+                    yield outcome
+                    continue
+                by_task = {id(x.task): x for x in (*outcome.results, *outcome.failures)}
+                for task in engine.planner.plan(outcome.item):
+                    yield by_task[id(task)]
+    finally:
+        if owned:
+            live.close()
 
 
-def analyze(
-    sources: Iterable[Any],
-    tasks: Sequence[Task],
-    backend: Backend,
-    *,
-    reader_options: Any = None,
-    ordered: bool = True,
-    window: int | None = None,
-    max_pending: int | None = None,
-    progress: Progress | None = None,
-    cache: ResultCache | None = None,
-) -> Iterator[Result | Failure]:
-    """:func:`aanalyze` for sync code (also inside a running event loop)."""
-    return iterate_sync(
-        aanalyze(
-            sources, tasks, backend, reader_options=reader_options, ordered=ordered, window=window,
-            max_pending=max_pending, progress=progress, cache=cache,
-        )
-    )
+analyze = iterate_twin(aanalyze)

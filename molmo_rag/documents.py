@@ -21,25 +21,22 @@ import os
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 from .engine import EnrichedItem, Progress
 from .index.records import MediaRecord, build_record, make_thumbnail
 from .media.door import is_local_path
 from .media.names import local_path
 from .results import Failure, Result
-from .syncio import iterate_sync
+from .syncio import iterate_twin
 
 if TYPE_CHECKING:  # pragma: no cover
     from PIL import Image
 
-    from .backends.base import Backend
-    from .cache import ResultCache
-    from .enrich import EnrichOptions
     from .media.items import MediaItem
-    from .tasks import Detail, Task
+    from .run import Run, RunChoices, RunOptions
 
-__all__ = ["MediaDocument", "aiter_documents", "iter_documents", "open_run"]
+__all__ = ["MediaDocument", "aiter_documents", "iter_documents"]
 
 FILTER_KEYS = ("kind", "source", "media_id", "slide", "title", "start", "end", "backend", "model")
 """Metadata keys holding one scalar each (what frameworks can filter on directly); counts
@@ -128,7 +125,7 @@ class MediaDocument:
         return {"id": self.id, "text": self.text, **self.metadata}
 
 
-def document_of(entry: EnrichedItem, thumbnail_size: int = 128) -> MediaDocument | list[Failure]:
+def document_of(entry: EnrichedItem, thumbnail_size: int) -> MediaDocument | list[Failure]:
     """The document of one enriched item, or its failures when there is nothing to index:
     every task failed, or none ran (the backend runs no task on this input: the run warned
     once about that) and the item has no text of its own."""
@@ -144,136 +141,33 @@ def document_of(entry: EnrichedItem, thumbnail_size: int = 128) -> MediaDocument
     )
 
 
-@dataclass
-class _Run:
-    """The backend, cache and plan of one run, and whether this run owns (closes) them."""
-
-    backend: "Backend"
-    enricher: Any
-    cache: "ResultCache | None"
-    owned: list[Any]
-
-    def close(self) -> None:
-        for thing in reversed(self.owned):
-            thing.close()
-
-
-def open_run(
-    backend: "Backend | str | None" = None,
-    *,
-    model: str | None = None,
-    concurrency: int | None = None,
-    tasks: "EnrichOptions | Sequence[Task] | None" = None,
-    count: Sequence[str] = (),
-    ask: Sequence[str] = (),
-    detail: "Detail" = "medium",
-    default_tasks: bool | None = None,
-    cache: "ResultCache | str | os.PathLike | bool | None" = None,
-    no_cache: bool = False,
-    reader_options: Any = None,
-    on_warning: Callable[[str], None] | None = None,
-    retry_failed: bool = False,
-) -> _Run:
-    """Backend, cache and plan from user-facing choices (names, paths, lists), checked
-    before anything is read: an unknown backend or a task it cannot run fails here."""
-    from .backends.base import Backend, create_backend
-    from .cache import ResultCache
-    from .enrich import EnrichOptions, Enricher
-
-    owned: list[Any] = []
-    if isinstance(tasks, EnrichOptions):
-        options = tasks
-    else:
-        explicit = list(tasks or [])
-        options = EnrichOptions(
-            detail=detail, count=list(count), ask=list(ask), tasks=explicit,
-            default_tasks=(not explicit) if default_tasks is None else default_tasks,
-        )
-    if isinstance(backend, Backend):
-        engine = backend
-    else:
-        engine = create_backend(backend, model, concurrency)
-        owned.append(engine)
-    try:
-        if cache is False:
-            result_cache = None
-        elif isinstance(cache, ResultCache):
-            result_cache = cache
-            if no_cache:
-                cache.read = False
-            if retry_failed:
-                cache.retry_failed = True
-        else:
-            result_cache = ResultCache(
-                None if cache in (None, True) else cache, read=not no_cache, retry_failed=retry_failed  # type: ignore[arg-type]
-            )
-            owned.append(result_cache)
-        enricher = Enricher(
-            engine, options=options, cache=result_cache, input_policy=input_policy(reader_options), on_warning=on_warning
-        )
-    except BaseException:
-        for thing in reversed(owned):
-            thing.close()
-        raise
-    return _Run(engine, enricher, result_cache, owned)
-
-
-def input_policy(reader_options: Any) -> dict:
-    """The reader options that change what the model is sent (size caps, JPEG quality, clip
-    encoding: the fields ``ReaderOptions`` declares with ``cache_key_field``), as
-    ``reader.<name>``: part of every cache key, so a run with other settings does not reuse
-    answers about other pixels."""
-    from .options_base import cache_key_values
-
-    return cache_key_values(reader_options, prefix="reader.")
-
-
 async def aiter_documents(
     sources: Any,
+    run: Run | RunOptions | None = None,
+    /,
     *,
-    backend: "Backend | str | None" = None,
-    model: str | None = None,
-    concurrency: int | None = None,
-    tasks: "EnrichOptions | Sequence[Task] | None" = None,
-    count: Sequence[str] = (),
-    ask: Sequence[str] = (),
-    detail: "Detail" = "medium",
-    default_tasks: bool | None = None,
-    cache: "ResultCache | str | os.PathLike | bool | None" = None,
-    no_cache: bool = False,
-    reader_options: Any = None,
-    ordered: bool = False,
-    window: int | None = None,
-    max_pending: int | None = None,
-    thumbnail_size: int = 128,
     progress: Progress | None = None,
     on_warning: Callable[[str], None] | None = None,
+    **choices: Unpack[RunChoices],
 ) -> AsyncIterator[MediaDocument | Failure]:
     """Documents of every photo, slide and video segment of ``sources``, as each finishes
     (``ordered=True``: in source order).
 
     ``sources``: paths, folders, globs, URLs, bytes, PIL images or ready MediaItems.
-    ``backend``: a Backend or its name (env ``MOLMO_RAG_BACKEND``, default ``local``).
-    ``tasks``: None for the default plan (caption + scene) plus ``count`` / ``ask``; a list
-    of tasks to run instead (``Caption(detail="high")``, ``Count(target="person")``, ...);
-    or an :class:`~molmo_rag.enrich.EnrichOptions`. Tasks the backend cannot run on some
-    inputs are adapted or skipped with one warning; one it can run on no input fails here.
-    ``cache``: None/True for the default cache, a folder, a ResultCache, or False.
-    ``window``: requests in flight (default: the backend's concurrency or two batches).
-    ``max_pending``: items between read and handed out (bounds memory; default: a
-    generous multiple of the window).
-    ``thumbnail_size``: longest side of ``metadata["thumbnail"]`` (0: none).
+    ``run``: a :class:`~molmo_rag.run.Run` (used and left open: its backend stays loaded
+    for the next call) or :class:`~molmo_rag.run.RunOptions`; or their fields as keywords
+    (``backend="wavespeed"``, ``count=["person"]``, ``tasks=[...]``, ``cache=False``,
+    ``window=8``, ``thumbnail_size=0``, ...: see ``RunOptions``). Tasks the backend cannot
+    run on some inputs are adapted or skipped with one warning (``on_warning``); one it can
+    run on no input fails here, before anything is read.
     """
-    run = open_run(
-        backend, model=model, concurrency=concurrency, tasks=tasks, count=count, ask=ask, detail=detail,
-        default_tasks=default_tasks, cache=cache, no_cache=no_cache, reader_options=reader_options, on_warning=on_warning,
-    )
-    frames = run.cache.directory / "frames" if run.cache is not None else None
+    from .run import Run
+
+    live, owned = Run.of(run, choices, on_warning=on_warning)
+    frames = live.frames_folder
+    thumbnail_size = live.options.thumbnail_size
     try:
-        engine = run.enricher.engine(
-            reader_options=reader_options, ordered=ordered, window=window, max_pending=max_pending,
-            absolute=True, progress=progress,
-        )
+        engine = live.engine(progress=progress)
         # The engine's run is closed (requests in flight cancelled, reader thread joined)
         # before the backend and cache it uses are: an early break must not leave it
         # running against a closed cache until the loop finalizes it.
@@ -290,9 +184,8 @@ async def aiter_documents(
                     for failure in document:
                         yield failure
     finally:
-        run.close()
+        if owned:
+            live.close()
 
 
-def iter_documents(sources: Any, **options: Any) -> Iterator[MediaDocument | Failure]:
-    """:func:`aiter_documents` for sync code; works inside a running event loop too."""
-    return iterate_sync(aiter_documents(sources, **options))
+iter_documents = iterate_twin(aiter_documents)

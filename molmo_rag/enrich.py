@@ -46,14 +46,18 @@ class EnrichOptions(Options):
 
     what: ClassVar[str] = "enrich options"
 
-    detail: Detail = Field("medium", description="Caption detail of the default plan.")
-    default_tasks: bool = Field(True, description="Run the default plan (caption + scene) on every item.")
+    detail: Detail = Field(Caption.model_fields["detail"].default, description="Caption detail of the default plan.")
+    default_tasks: bool | None = Field(
+        None,
+        description="Run the default plan (caption + scene) on every item; None: unless `tasks` are given "
+        "(counts and questions are always on top of it).",
+    )
     count: list[str] = Field(default_factory=list, description="Things to count on every item, e.g. ['person', 'car']: each a word or a few, in letters or digits of any script ('人' too).")
     ask: list[str] = Field(default_factory=list, description="Questions to answer about every item.")
     tasks: list[Task] = Field(
         default_factory=list,
-        description="Tasks of your own (e.g. Caption(detail='high'), VideoTask(task='summary')), on top of the "
-        "default plan, or instead of it with default_tasks=False.",
+        description="Tasks of your own (e.g. Caption(detail='high'), VideoTask(task='summary')): instead of the "
+        "default plan, or on top of it with default_tasks=True.",
     )
 
     @field_validator("count")
@@ -69,11 +73,16 @@ class EnrichOptions(Options):
                 raise UsageError(str(exc), option="count") from None
         return count
 
+    @property
+    def runs_default_plan(self) -> bool:
+        """Whether every item gets the default plan: ``default_tasks``, else unless tasks are given."""
+        return (not self.tasks) if self.default_tasks is None else self.default_tasks
+
     def explicit_tasks(self) -> list[Task]:
         return [Count(target=t) for t in self.count] + [Ask(question=q) for q in self.ask] + list(self.tasks)
 
 
-def default_plan(kind: MediaKind, detail: Detail = "medium") -> list[Task]:
+def default_plan(kind: MediaKind, detail: Detail) -> list[Task]:
     """Caption + scene for images, slides and video segments alike."""
     return [Caption(detail=detail), Scene()]
 
@@ -139,7 +148,7 @@ class Enricher:
     def plan(self, item: MediaItem) -> list[Task]:
         """The runnable tasks for one item (warning once about each skipped one)."""
         wanted: list[tuple[Task, bool]] = []
-        if self.options.default_tasks:
+        if self.options.runs_default_plan:
             wanted += [(t, False) for t in default_plan(item.kind, self.options.detail)]
         wanted += [(t, True) for t in self.options.explicit_tasks()]
         tasks: list[Task] = []

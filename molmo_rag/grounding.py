@@ -10,6 +10,11 @@ for if it asks; else 0.0), ``evidence`` (target, count, points, answer) and a co
 ``score`` = ``weight`` x grounded + the vector score, so every hit with evidence ranks above
 every hit without. Media are re-opened only when the answer is not cached.
 
+Both take a :class:`~molmo_rag.run.Run` or :class:`~molmo_rag.run.RunOptions` like every
+door; by default they check with the backend and model that made the hits' collection.
+:class:`Grounder` keeps one run for many queries (a framework's reranker), and
+``search(query, ground=True)`` grounds its own hits.
+
 :func:`draw` returns the hit's picture with the points drawn on it: the visual citation.
 """
 
@@ -19,21 +24,22 @@ import dataclasses
 import threading
 from collections.abc import Sequence
 from contextlib import aclosing
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 from .index.filters import Condition
 from .media.items import MediaItem
-from .syncio import run_sync
+from .syncio import run_sync, run_twin
 from .tasks import Count
 
 if TYPE_CHECKING:  # pragma: no cover
     from PIL import Image
 
     from .backends.base import Backend
-    from .cache import ResultCache
     from .documents import MediaDocument
+    from .engine import EnrichedItem
     from .index.count_words import CountQuery
     from .index.store import Hit
+    from .run import Run, RunChoices, RunOptions
 
 __all__ = ["GroundedHits", "Grounder", "ground", "aground", "grounding_target", "grounding_backend", "made_with", "draw"]
 
@@ -45,7 +51,13 @@ class GroundedHits(list):
     ``target`` (what was pointed at), ``checked`` (hits the backend answered for),
     ``cached`` (of those, answers from the cache), ``cost_usd``, ``failures``: hits whose
     check failed (media gone, a backend error), which rank with the misses, and
-    ``skipped``: hits the backend cannot check (``grounded`` stays None)."""
+    ``skipped``: hits the backend cannot check (``grounded`` stays None). Like the
+    :class:`~molmo_rag.pipeline.Hits` of a search, ``count_query`` (how the query's count
+    words were read, if they were) and ``made_with`` (the backend and model that made the
+    hits' collection, if known)."""
+
+    count_query: "CountQuery | None" = None
+    made_with: dict | None = None
 
     def __init__(self, hits: Sequence["Hit"] = (), *, target: str = ""):
         super().__init__(hits)
@@ -136,25 +148,27 @@ def _holds(count: int | None, conditions: Sequence[Condition]) -> bool:
 async def aground(
     hits: Sequence["Hit"],
     query: str,
+    run: Run | RunOptions | Backend | None = None,
+    /,
     *,
-    backend: "Backend | str | None" = None,
-    model: str | None = None,
-    count_query: "CountQuery | None" = None,
+    count_query: CountQuery | None = None,
     top: int = 10,
     weight: float = 2.0,
-    cache: "ResultCache | str | bool | None" = None,
-    reader_options: Any = None,
-    window: int | None = None,
+    **choices: Unpack[RunChoices],
 ) -> GroundedHits:
     """Re-rank the first ``top`` hits by what the backend finds in them (see the module
     docstring); the hits after ``top`` follow unchanged. ``count_query``: the count
     conditions read from the query's words, which a hit's count must meet to be grounded.
-    ``backend``/``model`` default to what made the hits' collection (:func:`made_with`).
+
+    ``run``: a :class:`~molmo_rag.run.Run` (used and left open), :class:`~molmo_rag.run.RunOptions`
+    or a ready Backend (short for ``RunOptions(backend=it)``), or the options' fields as
+    keywords (``backend``, ``model``, ``cache``, ``reader_options``, ``window``, ...). When
+    they name no backend, the hits are checked with the backend and model that made their
+    collection (:func:`made_with`). No backend is made when there is no hit to check.
 
     A hit whose check failed gets ``grounded`` 0.0 and ``evidence["error"]`` (the cause);
     one the backend cannot check (a photo on a backend that counts on video only) keeps
     ``grounded`` None, with ``evidence["skipped"]`` saying why."""
-    from .documents import open_run
     from .engine import EnrichedItem
     from .index.count_words import check_query
     from .results import Failure
@@ -165,52 +179,111 @@ async def aground(
     checked = [dataclasses.replace(h) for h in hits[: max(0, top)]]
     rest = [dataclasses.replace(h) for h in hits[max(0, top) :]]
     out = GroundedHits(target=target)
+    out.count_query = count_query if count_query is not None else getattr(hits, "count_query", None)
+    out.made_with = made_with(hits)
     if checked:
-        backend, model = grounding_backend(hits, backend, model)
-        run = open_run(
-            backend, model=model, tasks=[Count(target=target)], cache=cache, reader_options=reader_options,
-            on_warning=lambda message: None,  # said per hit, in its evidence
-        )
-        out.backend, out.model = run.backend.name, run.enricher.model
+        live, owned = _run_for(hits, run, choices)
         try:
-            engine = run.enricher.engine(reader_options=reader_options, ordered=True, window=window)
-            items = [_item_of(h, engine.reader_options) for h in checked]
-            by_item = {id(item): hit for item, hit in zip(items, checked)}
-            async with aclosing(engine.run(items)) as outcomes:
-                async for outcome in outcomes:
-                    if isinstance(outcome, Failure):  # pragma: no cover - ready items are never unread
-                        out.failures.append(outcome)
-                        continue
-                    assert isinstance(outcome, EnrichedItem)
-                    hit = by_item[id(outcome.item)]
-                    hit.vector_score = hit.score
-                    out.failures.extend(outcome.failures)
-                    result = outcome.results[0] if outcome.results else None
-                    evidence = {"target": target, "count": None, "points": [], "answer": None}
-                    if result is not None:
-                        out.checked += 1
-                        out.cached += int(result.cached)
-                        out.cost_usd += 0.0 if result.cached else result.cost_usd
-                        count = result.fields.get("count")
-                        hit.grounded = 1.0 if _holds(count, conditions) else 0.0
-                        evidence.update(
-                            count=count, points=list(result.fields.get("points") or []), answer=result.fields.get("answer")
-                        )
-                    elif outcome.failures:
-                        hit.grounded = 0.0  # ranks with the misses, but says it is no answer
-                        error = outcome.failures[0].to_json()
-                        evidence["error"] = f"{error['error_type']}: {error['error']}"
-                    else:
-                        hit.grounded = None
-                        evidence["skipped"] = _cannot_check(run.backend, outcome.item)
-                        out.skipped.append(evidence["skipped"])
-                    hit.evidence = evidence
-                    hit.score = weight * (hit.grounded or 0.0) + hit.vector_score
+            out.backend, out.model = live.backend.name, live.model
+            task = Count(target=target)
+            engine = live.engine(tasks=[task], ordered=True)
+            items, by_item = [], {}
+            for hit in checked:
+                hit.vector_score = hit.score
+                item = _item_of(hit, engine.reader_options)
+                if live.backend.supports(task, item.model_input):
+                    items.append(item)
+                    by_item[id(item)] = hit
+                else:  # never sent: said in the hit's evidence
+                    _skip(out, hit, live.backend, item)
+            if items:
+                async with aclosing(engine.run(items)) as outcomes:
+                    async for outcome in outcomes:
+                        if isinstance(outcome, Failure):  # pragma: no cover - ready items are never unread
+                            out.failures.append(outcome)
+                            continue
+                        assert isinstance(outcome, EnrichedItem)
+                        _take(out, by_item[id(outcome.item)], outcome, conditions, live.backend)
         finally:
-            run.close()
+            if owned:
+                live.close()
+        for hit in checked:
+            hit.score = weight * (hit.grounded or 0.0) + hit.vector_score
         checked.sort(key=lambda h: h.score, reverse=True)
     out.extend(checked + rest)
     return out
+
+
+ground = run_twin(aground)
+
+
+def _take(
+    out: GroundedHits, hit: "Hit", outcome: "EnrichedItem", conditions: Sequence[Condition], backend: "Backend"
+) -> None:
+    """The evidence of one checked hit: its count and points, or why there is none."""
+    out.failures.extend(outcome.failures)
+    result = outcome.results[0] if outcome.results else None
+    if result is None and not outcome.failures:
+        _skip(out, hit, backend, outcome.item)
+        return
+    evidence: dict[str, Any] = {"target": out.target, "count": None, "points": [], "answer": None}
+    if result is not None:
+        out.checked += 1
+        out.cached += int(result.cached)
+        out.cost_usd += 0.0 if result.cached else result.cost_usd
+        count = result.fields.get("count")
+        hit.grounded = 1.0 if _holds(count, conditions) else 0.0
+        evidence.update(count=count, points=list(result.fields.get("points") or []), answer=result.fields.get("answer"))
+    else:
+        hit.grounded = 0.0  # ranks with the misses, but says it is no answer
+        error = outcome.failures[0].to_json()
+        evidence["error"] = f"{error['error_type']}: {error['error']}"
+    hit.evidence = evidence
+
+
+def _skip(out: GroundedHits, hit: "Hit", backend: "Backend", item: MediaItem) -> None:
+    hit.grounded = None
+    hit.evidence = {"target": out.target, "count": None, "points": [], "answer": None, "skipped": _cannot_check(backend, item)}
+    out.skipped.append(hit.evidence["skipped"])
+
+
+def _run_for(hits: Sequence["Hit"], run: Any, choices: "RunChoices | dict[str, Any]") -> "tuple[Run, bool]":
+    """The run to check with and whether this call owns it: a Run as given, else one built
+    from the options, with the backend and model that made the hits' collection when the
+    options name none."""
+    from .run import Run
+
+    if isinstance(run, Run):
+        return Run.of(run, choices)
+    return Run(_with_made_backend(_options_of(run, choices), hits)), True
+
+
+def _options_of(run: Any, choices: "RunChoices | dict[str, Any]") -> "RunOptions":
+    """The options a grounding door was given (a ready Backend: short for ``RunOptions(backend=it)``)."""
+    from .backends.base import Backend
+    from .run import RunOptions, run_options
+
+    if isinstance(run, Backend):
+        run = RunOptions(backend=run)
+    if run is not None and not isinstance(run, RunOptions):
+        from .errors import UsageError
+
+        raise UsageError(
+            f"grounding takes a Run, RunOptions or a Backend, not {type(run).__name__}: "
+            "give a backend by name as backend=NAME", option="run",
+        )
+    return run_options(run, choices)
+
+
+def _with_made_backend(options: "RunOptions", hits: Sequence["Hit"]) -> "RunOptions":
+    """``options`` with the backend (and model) that made the hits' collection when they
+    name none (:func:`grounding_backend`)."""
+    from .run import run_options
+
+    backend, model = grounding_backend(hits, options.backend, options.model)
+    if backend == options.backend and model == options.model:
+        return options
+    return run_options(options, {"backend": backend, "model": model})
 
 
 def _cannot_check(backend: "Backend", item: MediaItem) -> str:
@@ -263,72 +336,81 @@ def grounding_backend(
     return backend, model
 
 
-def ground(hits: Sequence["Hit"], query: str, **options: Any) -> GroundedHits:
-    """:func:`aground` for sync code (also inside a running event loop)."""
-    return run_sync(aground(hits, query, **options))
-
-
 class Grounder:
     """Grounded re-ranking with settings kept between queries: what a framework's reranker
-    holds. A backend given by name is made once (a local model loads once, not per query)
-    and released by :meth:`close`. ``count_labels``: the labels counted in the collection
-    (``molmo-rag labels``); count phrases of a query over them ("at least 3 people") must
-    hold for a hit to be grounded, and the rest of the query is what is pointed at."""
+    holds. ``run``: a :class:`~molmo_rag.run.Run` (used, never closed here),
+    :class:`~molmo_rag.run.RunOptions` or a ready Backend, or the options' fields as
+    keywords. From options, ONE run is made at the first query (with the backend that made
+    those hits' collection when the options name none) and reused for every later query,
+    so a local model loads once; :meth:`close` closes it. ``count_labels``: the labels
+    counted in the collection (``molmo-rag labels``); count phrases of a query over them
+    ("at least 3 people") must hold for a hit to be grounded, and the rest of the query is
+    what is pointed at."""
 
     def __init__(
         self,
-        backend: "Backend | str | None" = None,
+        run: Run | RunOptions | Backend | None = None,
+        /,
         *,
-        model: str | None = None,
         top: int = 10,
         weight: float = 2.0,
         count_labels: Sequence[str] | None = None,
-        cache: "ResultCache | str | bool | None" = None,
-        reader_options: Any = None,
-        window: int | None = None,
+        **choices: Unpack[RunChoices],
     ):
-        self.backend, self.model = backend, model
+        from .run import Run
+
         self.top, self.weight, self.count_labels = top, weight, list(count_labels or [])
-        self.cache, self.reader_options, self.window = cache, reader_options, window
-        self._made: "Backend | None" = None
         self._lock = threading.Lock()
+        self._run: "Run | None" = None
+        self._owned = False
+        if isinstance(run, Run):
+            self._run = Run.of(run, choices)[0]  # refuses choices on top of a built run
+            self.options = run.options
+        else:
+            self.options = _options_of(run, choices)
 
-    def _engine(self, hits: Sequence["Hit"]) -> "Backend":
-        from .backends.base import Backend, create_backend
+    @property
+    def run(self) -> "Run | None":
+        """The run checking the hits (None before the first query of an owned one)."""
+        return self._run
 
-        if isinstance(self.backend, Backend):
-            return self.backend
+    def _live(self, hits: Sequence["Hit"]) -> "Run":
+        from .run import Run
+
         with self._lock:
-            if self._made is None:  # by default, the backend that made the first hits' collection
-                self._made = create_backend(*grounding_backend(hits, self.backend, self.model))
-            return self._made
+            if self._run is None:
+                self._run, self._owned = Run(_with_made_backend(self.options, hits)), True
+            return self._run
 
-    def _options(self, query: str, hits: Sequence["Hit"]) -> tuple[str, dict[str, Any]]:
-        read = None
-        if self.count_labels:
-            from .index.count_words import split_counts
+    def _read(self, query: str) -> "tuple[str, CountQuery | None]":
+        if not self.count_labels:
+            return query, None
+        from .index.count_words import split_counts
 
-            read = split_counts(query, self.count_labels)
-        options = {
-            "backend": self._engine(hits), "count_query": read, "top": self.top, "weight": self.weight,
-            "cache": self.cache, "reader_options": self.reader_options, "window": self.window,
-        }
-        return ((read.text if read is not None else "") or query), options
+        read = split_counts(query, self.count_labels)
+        return read.text or query, read
 
     async def aground(self, hits: Sequence["Hit"], query: str) -> GroundedHits:
-        text, options = self._options(query, hits)
-        return await aground(hits, text, **options)
+        text, read = self._read(query)
+        run = self._live(hits) if hits[: max(0, self.top)] else self.options  # nothing to check: no run made
+        return await aground(hits, text, run, count_query=read, top=self.top, weight=self.weight)
 
     def ground(self, hits: Sequence["Hit"], query: str) -> GroundedHits:
-        text, options = self._options(query, hits)
-        return ground(hits, text, **options)
+        return run_sync(self.aground(hits, query))
 
     def close(self) -> None:
-        """Release a backend made from a name (model memory, HTTP clients)."""
+        """Close the run made here (model memory, HTTP clients); a Run handed in stays open."""
         with self._lock:
-            made, self._made = self._made, None
-        if made is not None:
-            made.close()
+            run, self._run = (self._run, None) if self._owned else (None, self._run)
+            self._owned = False
+        if run is not None:
+            run.close()
+
+    def __enter__(self) -> "Grounder":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 # -- visual citations ----------------------------------------------------------------------------

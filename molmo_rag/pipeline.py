@@ -25,7 +25,7 @@ import time
 from contextlib import aclosing
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 from .errors import (
     ConfigurationError,
@@ -38,17 +38,16 @@ from .index.store import DEFAULT_COLLECTION, QdrantIndex
 from .results import Failure
 from .media.door import absolute_path, as_source_list, is_local_path, is_web_url, reusable_source_list
 from .media.names import local_path, text_path
-from .syncio import run_sync
+from .syncio import run_twin
 
 if TYPE_CHECKING:  # pragma: no cover - search needs none of these: keep its start-up light
-    from .backends.base import Backend
-    from .cache import ResultCache
     from .documents import MediaDocument
+    from .grounding import GroundedHits
     from .index.count_words import CountQuery
     from .index.embeddings import Embedder
     from .index.records import MediaRecord
     from .media.items import MediaItem
-    from .tasks import Detail
+    from .run import Run, RunChoices, RunOptions
 
 __all__ = ["RunSummary", "Hits", "CountLabels", "index", "aindex", "search", "remove", "open_index", "labels", "count_labels", "embedder_for"]
 
@@ -233,51 +232,54 @@ class _Writer:
 
 async def aindex(
     sources: "Iterable[Any] | str | os.PathLike | MediaItem",
+    run: Run | RunOptions | None = None,
+    /,
     *,
-    backend: "Backend | str | None" = None,
-    model: str | None = None,
-    concurrency: int | None = None,
     db: "str | os.PathLike | QdrantIndex | None" = None,
     qdrant_url: str | None = None,
     api_key: str | None = None,
     collection: str = DEFAULT_COLLECTION,
-    count: Sequence[str] = (),
-    ask: Sequence[str] = (),
-    detail: "Detail" = "medium",
-    default_tasks: bool = True,
-    cache: "ResultCache | str | os.PathLike | bool | None" = None,
-    no_cache: bool = False,
     embedder: "str | Embedder | None" = None,
-    reader_options: Any = None,
-    window: int | None = None,
-    max_pending: int | None = None,
     write_batch: int = 16,
-    thumbnail_size: int = 128,
     prune: bool = True,
     progress: bool | None = False,
     on_record: "Callable[[MediaRecord, str], None] | None" = None,
     on_failure: Callable[[Failure], None] | None = None,
     on_warning: Callable[[str], None] | None = None,
-    retry_failed: bool = False,
+    **choices: Unpack[RunChoices],
 ) -> RunSummary:
-    """:func:`index` for async code (a native coroutine on the caller's event loop)."""
-    from .documents import MediaDocument, document_of, open_run
+    """Enrich every image, slide and video segment of ``sources`` and index it.
+
+    ``sources``: paths, folders, globs, URLs, bytes or PIL images (whatever
+    :func:`molmo_rag.media.read` takes) and ready :class:`MediaItem` objects.
+    ``run``: a :class:`~molmo_rag.run.Run` (used and left open) or
+    :class:`~molmo_rag.run.RunOptions`, or their fields as keywords: ``backend`` (a name,
+    env ``MOLMO_RAG_BACKEND``, default ``local``, or a Backend), ``count``, ``ask``,
+    ``detail``, ``cache`` (None/True for the default folder, a folder, a ResultCache, or
+    False), ``no_cache``, ``retry_failed`` (send again requests whose permanent failure an
+    earlier run remembered), ``window``, ``reader_options``, ``thumbnail_size``, ...
+    ``db``: a folder (embedded Qdrant), or an open :class:`QdrantIndex` (e.g.
+    ``open_index(":memory:")``), which is left open; ``qdrant_url``: a server or cluster.
+    ``progress``: a progress bar on stderr (None: only when stderr is a terminal).
+    ``on_record(record, status)``: called per item with status ``indexed`` or ``unchanged``.
+
+    ``index`` is the sync twin (works inside a running event loop too).
+    """
+    from .documents import MediaDocument, document_of
     from .engine import Progress
     from .index.records import point_id
+    from .run import Run
 
     started = time.perf_counter()
     store, owned_store = _store_for(db, qdrant_url, api_key, collection, create=True)
-    run = None
+    live: "Run | None" = None
+    owned_run = False
     try:
         vectors = embedder_for(store, embedder)
-        run = open_run(
-            backend, model=model, concurrency=concurrency, count=count, ask=ask, detail=detail,
-            default_tasks=default_tasks, cache=cache, no_cache=no_cache, reader_options=reader_options,
-            on_warning=on_warning, retry_failed=retry_failed,
-        )
+        live, owned_run = Run.of(run, choices, on_warning=on_warning)
         summary = RunSummary(collection=store.collection, location=store.location)
         store.ensure(vectors)  # after the plan was checked: a refused run leaves no empty collection
-        _record_run(store, run, count)
+        _record_run(store, live)
 
         def failed(failure: Failure) -> None:
             summary.failed.append(failure)
@@ -294,11 +296,11 @@ async def aindex(
             bar.update(0)
 
         tracker = Progress(on_change=None if bar.disable else show)
-        writer = _Writer(store, vectors, summary, thumbnail_size, on_record, write_batch, max_wait=1.0)
+        writer = _Writer(store, vectors, summary, live.options.thumbnail_size, on_record, write_batch, max_wait=1.0)
         seen: dict[str, set[str]] = {}  # source -> point ids read from it
         with_point: set[str] = set()  # point ids of items that have a document to index
         try:
-            engine = run.enricher.engine(reader_options=reader_options, window=window, max_pending=max_pending, absolute=True, progress=tracker)
+            engine = live.engine(progress=tracker)
             async with aclosing(engine.run(sources)) as outcomes:  # an error here cancels what is in flight
                 async for outcome in outcomes:
                     if isinstance(outcome, Failure):
@@ -328,43 +330,25 @@ async def aindex(
             stale = _stale_points(store, seen, summary.failed, _folders(sources))
             store.delete(stale)
             summary.pruned = len(stale)
-        summary.skipped = list(run.enricher.skipped)
+        summary.skipped = live.skipped
         summary.elapsed_s = time.perf_counter() - started
         return summary
     finally:
-        if run is not None:
-            run.close()
+        if live is not None and owned_run:
+            live.close()
         if owned_store:
             store.close()
 
 
-def _record_run(store: QdrantIndex, run: Any, count: Sequence[str]) -> None:
+def _record_run(store: QdrantIndex, run: "Run") -> None:
     """What made the collection (grounding checks with it) and the labels asked for (so
     ``labels`` and counts in words can tell "never counted" from "no count read")."""
     from .index.filters import label_key
 
-    store.record_run(run.backend.name, run.enricher.model, [label_key(c) for c in count])
+    store.record_run(run.backend.name, run.model, [label_key(c) for c in run.options.count])
 
 
-def index(sources: "Iterable[Any] | str | os.PathLike | MediaItem", **options: Any) -> RunSummary:
-    """Enrich every image, slide and video segment of ``sources`` and index it.
-
-    ``sources``: paths, folders, globs, URLs, bytes or PIL images (whatever
-    :func:`molmo_rag.media.read` takes) and ready :class:`MediaItem` objects.
-    ``backend``: a Backend, or its name (env ``MOLMO_RAG_BACKEND``, default ``local``).
-    ``cache``: None/True for the default cache dir, a directory, a ResultCache, or False
-    for none; ``no_cache=True`` skips lookups but still stores fresh results.
-    ``retry_failed=True``: requests whose permanent failure (content policy, invalid input)
-    an earlier run remembered are sent again instead of being reported from the cache.
-    ``window``: requests in flight (default: the backend's concurrency, or two batches).
-    ``progress``: a progress bar on stderr (None: only when stderr is a terminal).
-    ``on_record(record, status)``: called per item with status ``indexed`` or ``unchanged``.
-    ``db``: a folder (embedded Qdrant), or an open :class:`QdrantIndex` (e.g.
-    ``open_index(":memory:")``), which is left open.
-
-    Works from sync code and inside a running event loop (use :func:`aindex` in async code).
-    """
-    return run_sync(aindex(sources, **options))
+index = run_twin(aindex)
 
 
 # Errors that say what a file's bytes are (or are not): its old points show content that is
@@ -502,7 +486,9 @@ def search(
     top: int = 10,
     embedder: str | Embedder | None = None,
     count_words: bool = False,
-) -> Hits:
+    ground: bool | Run | RunOptions = False,
+    ground_top: int = 10,
+) -> Hits | GroundedHits:
     """The ``top`` items most similar to ``query`` that pass every filter, best first.
 
     ``kind``: image, slide, video (or several); ``where``: conditions such as
@@ -512,12 +498,22 @@ def search(
     people", "no cars") as conditions on the labels counted in the collection, and search
     the remaining words (see :mod:`molmo_rag.index.count_words`). A query longer than
     ``MAX_QUERY_CHARS`` (4,096 characters) is a UsageError.
+
+    ``ground``: re-rank the first ``ground_top`` hits by what a backend finds in them
+    (:func:`molmo_rag.grounding.ground`, with the words left after the count phrases and
+    the count conditions read from them): True for the backend and model that made the
+    collection, or a :class:`~molmo_rag.run.Run` (left open) or
+    :class:`~molmo_rag.run.RunOptions` to check with. Returns a
+    :class:`~molmo_rag.grounding.GroundedHits` then (with ``count_query`` and ``made_with``
+    too).
     """
     from .index.count_words import check_query
     from .index.filters import SearchFilter, build_filter
 
     if top < 1:
         raise UsageError(f"the number of hits must be at least 1, not {top}", option="top")
+    if ground is not False and ground_top < 1:
+        raise UsageError(f"the number of hits to ground must be at least 1, not {ground_top}", option="ground_top")
     if not query or not query.strip():
         raise UsageError("the query is empty: say in words what to look for", option="query")
     check_query(query)
@@ -543,10 +539,14 @@ def search(
         hits = Hits(store.search(vectors.embed_query((read.text if read else "") or query), _either_layout(flt), top))
         hits.count_query = read
         hits.made_with = store.made_with()
-        return hits
     finally:
         if owned_store:
             store.close()
+    if ground is False or not hits:
+        return hits
+    from .grounding import ground as ground_hits  # here: a plain search stays light
+
+    return ground_hits(hits, (read.text if read else "") or query, None if ground is True else ground, count_query=read, top=ground_top)
 
 
 def labels(

@@ -2,7 +2,9 @@
 loop (a Jupyter cell, an async web handler), where ``asyncio.run`` refuses to start.
 
 * :func:`run_sync` runs one coroutine to completion;
-* :func:`iterate_sync` turns an async generator into a plain iterator.
+* :func:`iterate_sync` turns an async generator into a plain iterator;
+* :func:`run_twin` and :func:`iterate_twin` make the typed sync twin of an async door
+  (the same signature, checked by type checkers, shown by ``help()``).
 
 ``run_sync`` with no loop running is ``asyncio.run``; inside a running loop it hands the
 coroutine to an event loop in a helper thread and blocks the caller until it is done (the
@@ -19,13 +21,16 @@ cancelled and its clean-up ran: no request is left running behind a KeyboardInte
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import threading
-from collections.abc import AsyncIterator, Awaitable, Coroutine, Iterator
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
+from typing import Any, ParamSpec, TypeVar
 
-__all__ = ["run_sync", "iterate_sync", "in_running_loop"]
+__all__ = ["run_sync", "iterate_sync", "in_running_loop", "run_twin", "iterate_twin"]
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 
 def in_running_loop() -> bool:
@@ -113,3 +118,41 @@ def iterate_sync(agen: AsyncIterator[T]) -> Iterator[T]:
                 runner.run(aclose())
         finally:
             runner.close()
+
+
+def _twin_doc(name: str, doc: str | None) -> str:
+    return f":func:`{name}` for sync code; works inside a running event loop too.\n\n{doc or ''}"
+
+
+def run_twin(door: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, T]:
+    """The sync twin of an async door: same parameters, the result instead of a coroutine."""
+
+    @functools.wraps(door)
+    def twin(*args: P.args, **kwargs: P.kwargs) -> T:
+        return run_sync(door(*args, **kwargs))
+
+    _name(twin, door, "T")
+    return twin
+
+
+def _name(twin: Any, door: Any, returns: str) -> None:
+    twin.__name__ = twin.__qualname__ = door.__name__.removeprefix("a")
+    twin.__doc__ = _twin_doc(door.__name__, door.__doc__)
+    signature = inspect.signature(door)
+    annotation = str(signature.return_annotation)
+    if returns == "Iterator":
+        annotation = annotation.replace("AsyncIterator", "Iterator", 1)
+    del twin.__wrapped__  # help() shows the twin's own signature, not the coroutine's
+    twin.__signature__ = signature.replace(return_annotation=annotation)
+    twin.__annotations__ = {**door.__annotations__, "return": annotation}  # a copy: wraps shared the door's dict
+
+
+def iterate_twin(door: Callable[P, AsyncIterator[T]]) -> Callable[P, Iterator[T]]:
+    """The sync twin of an async generator door: same parameters, a plain iterator."""
+
+    @functools.wraps(door)
+    def twin(*args: P.args, **kwargs: P.kwargs) -> Iterator[T]:
+        return iterate_sync(door(*args, **kwargs))
+
+    _name(twin, door, "Iterator")
+    return twin

@@ -14,7 +14,7 @@ from molmo_rag.backends.openoctopus import OpenOctopusOptions
 from molmo_rag.backends.rest import RestOptions
 from molmo_rag.backends.wavespeed import WaveSpeedOptions
 from molmo_rag.cache import ResultCache, backend_policy
-from molmo_rag.documents import MediaDocument, input_policy, iter_documents
+from molmo_rag.documents import MediaDocument, iter_documents
 from molmo_rag.media.options import ReaderOptions
 from molmo_rag.options_base import cache_key_fields, cache_key_values
 from molmo_rag.tasks import Caption
@@ -82,10 +82,10 @@ def test_the_fields_that_change_what_is_sent_are_marked():
 
 
 def test_defaults_stay_out_of_the_key_so_a_default_run_keeps_its_key():
-    assert input_policy(ReaderOptions()) == {} == input_policy(None)
+    assert cache_key_values(ReaderOptions(), prefix="reader.") == {} == cache_key_values(None, prefix="reader.")
     assert backend_policy(LocalBackend()) == {}
     assert cache_key_values(RestOptions(max_answer_points=7, timeout=5.0)) == {"max_answer_points": 7}
-    assert input_policy(ReaderOptions(jpeg_quality=70, url_timeout=1.0)) == {"reader.jpeg_quality": 70}
+    assert cache_key_values(ReaderOptions(jpeg_quality=70, url_timeout=1.0), prefix="reader.") == {"reader.jpeg_quality": 70}
     assert backend_policy(LocalBackend(num_frames=8, batch_size=1)) == {"num_frames": 8}
 
 

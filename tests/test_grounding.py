@@ -4,6 +4,7 @@ search prefers. FakeBackend counts bright spots from the pixels."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import numpy as np
@@ -13,8 +14,10 @@ from PIL import Image
 import _pixel_backend
 from molmo_rag import pipeline
 from molmo_rag.cli import main
-from molmo_rag.grounding import draw, ground, grounding_target
+from molmo_rag.errors import UsageError
+from molmo_rag.grounding import GroundedHits, Grounder, aground, draw, ground, grounding_target
 from molmo_rag.index.count_words import split_counts
+from molmo_rag.run import Run, RunOptions
 from molmo_rag.testing import FakeBackend, samples
 
 
@@ -51,7 +54,7 @@ def test_grounding_moves_every_true_hit_above_every_miss(world):
 def test_only_the_top_k_are_checked_and_the_rest_follow(world):
     db, truth, cache = world
     hits = pipeline.search("bright spots", db=db, top=10)
-    grounded = ground(hits, "bright spots", backend=FakeBackend(), top=3, cache=False)
+    grounded = ground(hits, "bright spots", RunOptions(backend=FakeBackend(), cache=False), top=3)
     assert [h.grounded is not None for h in grounded] == [True] * 3 + [False] * 7
     assert [h.source for h in grounded[3:]] == [h.source for h in hits[3:]]
 
@@ -123,3 +126,113 @@ def test_cli_search_ground(world, capsys, monkeypatch):
     assert rows[0].split()[:4] == ["score", "kind", "where", "found"]
     assert [row.split()[3] for row in rows[1:]] == ["yes"] * 4 + ["no"] * 6
     assert "looked for 'bright spots' in 10 hit(s) (10 from cache)" in err
+
+
+# --- one Run: made once, reused, closed by whoever made it ---------------------------------------
+@pytest.fixture
+def pixels_world(tmp_path, monkeypatch):
+    """The spots world indexed with the registered 'pixels' backend (so grounding can make
+    it again by name), counting the spots; ``made`` lists every backend a Run makes."""
+    from molmo_rag import run as run_module
+
+    _pixel_backend.register(monkeypatch)
+    made: list = []
+    closed: list = []
+    create = run_module.create_backend
+
+    def counting(*args, **kwargs):
+        backend = create(*args, **kwargs)
+        made.append(backend)
+        backend.close = lambda: closed.append(backend)  # type: ignore[method-assign]
+        return backend
+
+    monkeypatch.setattr(run_module, "create_backend", counting)
+    folder = tmp_path / "world"
+    truth = samples.spots_world(folder)
+    db = tmp_path / "db"
+    made_with = RunOptions(backend=_pixel_backend.PixelBackend(model="pixels-v2"), cache=False, count=["bright spots"])
+    pipeline.index([folder], made_with, db=db)
+    return db, truth, made, closed
+
+
+def test_a_grounder_makes_one_backend_for_every_query_and_closes_it(pixels_world, tmp_path):
+    db, truth, made, closed = pixels_world
+    grounder = Grounder(cache=tmp_path / "cache", count_labels=["bright_spots"])  # no backend named: the collection's
+    first = grounder.ground(pipeline.search("bright spots", db=db), "spots")
+    second = asyncio.run(grounder.aground(pipeline.search("bright spots", db=db), "at least 3 bright spots"))
+    assert len(made) == 1 and type(made[0]) is _pixel_backend.PixelBackend and made[0].model == "pixels-v2"
+    assert made[0].calls == 10
+    assert grounder.run is not None and grounder.run.backend is made[0]
+    assert first.backend == second.backend == "pixels" and second.cached == 10  # the same target: one cache
+    assert first.made_with == {"backend": "pixels", "model": "pixels-v2"}
+    assert sorted(truth[h.source] for h in second if h.grounded) == [3, 4]  # the count phrase must hold
+    assert second.target == "spots" and second.count_query is not None and second.count_query.where == ["count.bright_spots>=3"]
+    assert closed == []
+    grounder.close()
+    assert closed == made and grounder.run is None
+    grounder.ground(pipeline.search("bright spots", db=db), "bright spots")  # after close: a fresh run
+    assert len(made) == 2
+    grounder.close()
+
+
+def test_a_grounder_makes_no_backend_without_hits(pixels_world):
+    db, truth, made, closed = pixels_world
+    grounder = Grounder(top=3)
+    assert grounder.ground([], "bright spots") == [] and made == [] and grounder.run is None
+    grounder.close()
+
+
+def test_a_run_given_is_used_and_left_open(pixels_world, tmp_path):
+    db, truth, made, closed = pixels_world
+    hits = pipeline.search("bright spots", db=db)
+    with Run(backend="pixels", cache=tmp_path / "cache") as run:
+        first = ground(hits, "bright spots", run, top=4)
+        grounder = Grounder(run, top=10)
+        again = grounder.ground(hits, "bright spots")
+        grounder.close()
+        assert closed == [] and len(made) == 1 and run.backend is made[0]
+        assert first.checked == 4 and again.cached == 4 and again.checked == 10  # the run's cache is still open
+        with pytest.raises(UsageError, match="ready Run"):
+            ground(hits, "bright spots", run, cache=False)
+        with pytest.raises(UsageError, match="ready Run"):
+            Grounder(run, window=2)
+    assert closed == made  # closed by whoever made it
+
+
+def test_a_backend_named_for_grounding_does_not_take_the_collections_model(pixels_world, monkeypatch):
+    from molmo_rag.testing import fake_backend
+
+    db, truth, made, closed = pixels_world
+    fake_backend.register("fake", monkeypatch)
+    grounded = ground(pipeline.search("bright spots", db=db), "bright spots", backend="fake", cache=False)
+    assert grounded.backend == "fake" and grounded.model == "pixel-stats-1" and made[0].name == "fake"
+    with pytest.raises(UsageError, match="backend=NAME"):
+        ground(pipeline.search("bright spots", db=db), "bright spots", "pixels")  # type: ignore[arg-type]
+
+
+def test_search_grounds_its_own_hits(pixels_world):
+    db, truth, made, closed = pixels_world
+    backend = FakeBackend()
+    hits = pipeline.search(
+        "at least 2 bright spots", db=db, count_words=True, ground=RunOptions(backend=backend, cache=False), ground_top=2
+    )
+    assert isinstance(hits, GroundedHits) and hits.backend == "fake" and backend.calls == 2 and made == []
+    assert hits.count_query is not None and hits.count_query.where == ["count.bright_spots>=2"]
+    assert hits.made_with == {"backend": "pixels", "model": "pixels-v2"} and hits.target == "spots"
+    assert sorted(truth[h.source] for h in hits) == [2, 3, 4]  # the filter read from the words
+    assert [h.grounded for h in hits] == [1.0, 1.0, None]  # ground_top=2: the third follows unchecked
+
+    plain = pipeline.search("bright spots", db=db, ground=True)  # the backend that made the collection
+    assert isinstance(plain, GroundedHits) and plain.backend == "pixels" and plain.model == "pixels-v2" and len(made) == 1 and closed == made
+    flags = [truth[h.source] > 0 for h in plain]
+    assert flags == sorted(flags, reverse=True) and plain.count_query is None
+    assert type(pipeline.search("bright spots", db=db)) is pipeline.Hits  # no ground: no backend
+    with pytest.raises(UsageError, match="at least 1"):
+        pipeline.search("bright spots", db=db, ground=True, ground_top=0)
+
+
+def test_ground_and_its_twin_share_one_signature():
+    import inspect
+
+    assert inspect.signature(ground).parameters == inspect.signature(aground).parameters
+    assert ground.__name__ == "ground" and "run" in inspect.signature(ground).parameters

@@ -36,7 +36,7 @@ def test_public_api_is_pinned():
          "SourceNotFoundError", "UnreachableSourceError", "UnsupportedMediaError", "UsageError",
          # tasks, backends, media, running
          "Task", "task_from_dict", "Backend", "Blob", "sniff", "as_source_list", "is_local_path",
-         "absolute_source", "IMAGE_EXTENSIONS", "MEDIA_EXTENSIONS", "ResultCache",
+         "absolute_source", "IMAGE_EXTENSIONS", "MEDIA_EXTENSIONS", "ResultCache", "Run", "RunOptions", "RunChoices",
          # jobs, the index, grounding
          "aanalyze", "aindex", "search", "remove", "labels", "count_labels", "open_index", "embedder_for",
          "RunSummary", "Hits", "QdrantIndex", "Hit", "DEFAULT_COLLECTION", "VECTOR_NAME", "default_db_path",

@@ -1,6 +1,7 @@
 """Sources x doors: every kind of source the README lists, made for real, gives the same items
 (count, media ids, stored source, point id) through every door that takes sources: the
-reader, analyze / aanalyze, iter_documents, index, and the LlamaIndex and LangChain readers.
+reader, analyze / aanalyze, iter_documents, index (each also given a ready Run, and given
+RunOptions), and the LlamaIndex and LangChain readers.
 A bytearray or an open file is one source everywhere, never a sequence of numbers or lines."""
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from molmo_rag import pipeline
+from molmo_rag import Run, RunOptions, pipeline
 from molmo_rag.analyze import aanalyze, analyze
 from molmo_rag.documents import MediaDocument, iter_documents
 from molmo_rag.engine import count_sources, read_entries
@@ -148,6 +149,49 @@ def door_index(source, world):
     return sorted(rows + [_error(f) for f in summary.failed])
 
 
+def _run_options() -> RunOptions:
+    return RunOptions(backend=FakeBackend(), cache=False)
+
+
+def _documents(outcomes) -> list[tuple]:
+    return sorted(_entry(d.source, d.media_id, d.id) if isinstance(d, MediaDocument) else _error(d) for d in outcomes)
+
+
+def _indexed(source, run) -> list[tuple]:
+    with pipeline.open_index(":memory:") as store:
+        summary = pipeline.index(source, run, db=store)
+        points = store.all_points()
+    rows = [_entry(src, media_id, pid) for src, by_id in points.items() for pid, media_id in by_id.items()]
+    return sorted(rows + [_error(f) for f in summary.failed])
+
+
+def door_analyze_run(source, world):
+    with Run(_run_options()) as run:
+        return sorted(_analyzed(o) for o in analyze(source, [Caption()], run))
+
+
+def door_analyze_options(source, world):
+    return sorted(_analyzed(o) for o in analyze(source, [Caption()], _run_options()))
+
+
+def door_iter_documents_run(source, world):
+    with Run(_run_options()) as run:
+        return _documents(iter_documents(source, run))
+
+
+def door_iter_documents_options(source, world):
+    return _documents(iter_documents(source, _run_options()))
+
+
+def door_index_run(source, world):
+    with Run(_run_options()) as run:
+        return _indexed(source, run)
+
+
+def door_index_options(source, world):
+    return _indexed(source, _run_options())
+
+
 def door_llamaindex(source, world):
     pytest.importorskip("llama_index.readers.molmo")
     from llama_index.readers.molmo import MolmoReader
@@ -168,6 +212,56 @@ def door_langchain(source, world):
     return sorted(rows + [_error(f) for f in loader.failures])
 
 
+def _llamaindex_rows(reader, source) -> list[tuple]:
+    docs = reader.load_data(source)
+    rows = [_entry(d.metadata["source"], d.metadata["media_id"], d.id_) for d in docs]
+    return sorted(rows + [_error(f) for f in reader.failures])
+
+
+def door_llamaindex_run(source, world):
+    pytest.importorskip("llama_index.readers.molmo")
+    from llama_index.readers.molmo import MolmoReader
+
+    with Run(_run_options()) as run:
+        return _llamaindex_rows(MolmoReader(run), source)
+
+
+def door_llamaindex_options(source, world):
+    pytest.importorskip("llama_index.readers.molmo")
+    from llama_index.readers.molmo import MolmoReader
+
+    reader = MolmoReader(_run_options())
+    try:
+        return _llamaindex_rows(reader, source)
+    finally:
+        reader.close()
+
+
+def _langchain_rows(loader) -> list[tuple]:
+    docs = loader.load()
+    rows = [_entry(d.metadata["source"], d.metadata["media_id"], d.id) for d in docs]
+    return sorted(rows + [_error(f) for f in loader.failures])
+
+
+def door_langchain_run(source, world):
+    pytest.importorskip("langchain_molmo")
+    from langchain_molmo import MolmoLoader
+
+    with Run(_run_options()) as run:
+        return _langchain_rows(MolmoLoader(source, run))
+
+
+def door_langchain_options(source, world):
+    pytest.importorskip("langchain_molmo")
+    from langchain_molmo import MolmoLoader
+
+    loader = MolmoLoader(source, _run_options())
+    try:
+        return _langchain_rows(loader)
+    finally:
+        loader.close()
+
+
 DOORS = {
     "media.read": door_read,
     "engine.read_entries": door_read_entries,
@@ -175,8 +269,18 @@ DOORS = {
     "aanalyze": door_aanalyze,
     "iter_documents": door_iter_documents,
     "index": door_index,
+    "analyze(Run)": door_analyze_run,
+    "analyze(RunOptions)": door_analyze_options,
+    "iter_documents(Run)": door_iter_documents_run,
+    "iter_documents(RunOptions)": door_iter_documents_options,
+    "index(Run)": door_index_run,
+    "index(RunOptions)": door_index_options,
     "MolmoReader": door_llamaindex,
     "MolmoLoader": door_langchain,
+    "MolmoReader(Run)": door_llamaindex_run,
+    "MolmoReader(RunOptions)": door_llamaindex_options,
+    "MolmoLoader(Run)": door_langchain_run,
+    "MolmoLoader(RunOptions)": door_langchain_options,
 }
 
 

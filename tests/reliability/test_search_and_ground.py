@@ -148,6 +148,23 @@ def test_ground_uses_the_backend_that_made_the_collection_and_marks_what_it_cann
             assert "error" not in hit["evidence"]
 
 
+def test_search_grounds_in_python_with_the_collections_backend_and_a_run_kept_open(wavespeed):
+    from molmo_rag.grounding import GroundedHits
+    from molmo_rag.run import Run, RunOptions
+
+    before = counting_jobs(wavespeed.server)
+    query = dict(db=wavespeed.db, collection="mixed")
+    first = pipeline.search("a cup of coffee", **query, ground=RunOptions(cache=wavespeed.cache))  # no backend named
+    assert isinstance(first, GroundedHits) and first.backend == "wavespeed" and first.made_with["backend"] == "wavespeed"
+    assert counting_jobs(wavespeed.server) == before + 2 and first.checked == 2 and first.cached == 0
+    assert sorted(h.kind for h in first if h.grounded is None) == ["image", "image"] and len(first.skipped) == 2
+    with Run(backend="wavespeed", cache=wavespeed.cache) as run:
+        for _ in range(2):  # the run is left open: usable again
+            again = pipeline.search("a cup of coffee", **query, ground=run)
+            assert again.cached == 2 and [h.source for h in again] == [h.source for h in first]
+    assert counting_jobs(wavespeed.server) == before + 2  # answers cached: nothing paid twice
+
+
 def test_ground_exits_1_when_the_backend_can_check_no_hit(wavespeed, run, monkeypatch):
     monkeypatch.setenv("MOLMO_RAG_CACHE_DIR", str(wavespeed.cache))
     code, out, err = run("search", "a person", "--db", wavespeed.db, "--collection", "photos", "--ground")
@@ -158,11 +175,23 @@ def test_ground_exits_1_when_the_backend_can_check_no_hit(wavespeed, run, monkey
     assert last.startswith("molmo-rag: error: --ground: no hit could be checked") and "'wavespeed' cannot run count" in last
 
 
-def test_ground_on_a_collection_made_with_the_tiny_local_model(media, run, tmp_path, tiny_molmo2_path, monkeypatch):
-    from molmo_rag.cli import common, index_cmd
+@pytest.fixture
+def capped_local(monkeypatch):
+    """The random tiny model never stops by itself: every local backend a Run makes (index and
+    ``search --ground`` alike) caps its answers, so the tests stay fast."""
+    from molmo_rag import run as run_module
 
-    # The random tiny model never stops by itself: cap its answers so the test stays fast.
-    monkeypatch.setattr(index_cmd, "make_backend", lambda *a: common.make_backend(*a, max_new_tokens=12, device="cpu"))
+    create = run_module.create_backend
+
+    def capped(backend=None, model=None, concurrency=None, **options):
+        if backend == "local":
+            options = {"max_new_tokens": 12, "device": "cpu", **options}
+        return create(backend, model, concurrency, **options)
+
+    monkeypatch.setattr(run_module, "create_backend", capped)
+
+
+def test_ground_on_a_collection_made_with_the_tiny_local_model(media, run, tmp_path, tiny_molmo2_path, capped_local):
     db = tmp_path / "db"
     code, out, err = run("index", media / "photos", "--backend", "local", "--model", tiny_molmo2_path, "--db", db, "--quiet")
     assert code == 0, err
@@ -174,11 +203,9 @@ def test_ground_on_a_collection_made_with_the_tiny_local_model(media, run, tmp_p
         assert hit["grounded"] in (0.0, 1.0) and "error" not in hit["evidence"] and hit["evidence"]["answer"] is not None
 
 
-def test_ground_keeps_its_answers_under_the_cache_dir_given_to_search(media, run, tmp_path, tiny_molmo2_path, monkeypatch):
+def test_ground_keeps_its_answers_under_the_cache_dir_given_to_search(media, run, tmp_path, tiny_molmo2_path, capped_local):
     from molmo_rag.cache import ResultCache
-    from molmo_rag.cli import common, index_cmd
 
-    monkeypatch.setattr(index_cmd, "make_backend", lambda *a: common.make_backend(*a, max_new_tokens=12, device="cpu"))
     db, own = tmp_path / "db", tmp_path / "ground-cache"
     assert run("index", media / "photos", "--backend", "local", "--model", tiny_molmo2_path, "--db", db, "--quiet")[0] == 0
     code, out, err = run("search", "a cup of coffee", "--db", db, "--ground", "--cache-dir", own, "--json")
