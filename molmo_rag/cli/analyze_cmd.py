@@ -6,39 +6,26 @@ import contextlib
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from ..errors import UnsupportedMediaError
-from ..vocabulary import Detail, VideoTaskName
+from ..vocabulary import VideoTaskName
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..cache import ResultCache
+    from ..run import Run, RunOptions
     from ..tasks import Task
 from .app import app
 from .common import (
-    BackendOpt,
-    CacheDirOpt,
-    ConcurrencyOpt,
-    JsonOpt,
-    ModelOpt,
-    NoCacheOpt,
-    RetryFailedOpt,
-    SegmentOpt,
-    SegmentSecondsOpt,
-    calls_line,
-    emit_json,
-    exit_interrupted,
-    for_terminal,
-    kept_in_cache,
-    make_backend,
-    reader_options,
-    where_label,
+    TASK_FLAGS, VIDEO_FLAGS, JsonOpt, calls_line, emit_json, exit_interrupted, for_terminal, kept_in_cache, run_flags, where_label,
 )
 
 Sources = Annotated[list[str], typer.Argument(help="Files, folders, globs or http(s) URLs.", show_default=False)]
+Source = Annotated[str, typer.Argument(help="A file, folder, glob or URL.")]
+Question = Annotated[str, typer.Argument(help="The question to answer.")]
+What = Annotated[str, typer.Argument(help="What to count, e.g. 'people'.")]
 
 
 def _one_line(text: object) -> str:
@@ -60,61 +47,67 @@ def _human_line(obj: dict) -> str:
 
 
 @contextlib.contextmanager
-def _open_cache(cache_dir: Path | None, no_cache: bool, retry_failed: bool) -> Iterator[ResultCache | None]:
-    """The result cache, or None with one warning when it cannot be opened: a cache costs
-    the re-use, never the answers."""
+def _open_cache(options: RunOptions) -> Iterator[ResultCache | bool]:
+    """The result cache the options name, or False (none) with one warning when it cannot
+    be opened: a cache costs the re-use, never the answers."""
     from ..cache import ResultCache
     from ..errors import ConfigurationError
 
+    folder = options.cache
+    if folder is False or isinstance(folder, ResultCache):
+        yield folder
+        return
     try:
-        cache = ResultCache(cache_dir, read=not no_cache, retry_failed=retry_failed)
+        cache = ResultCache(None if folder in (None, True) else folder, read=not options.no_cache, retry_failed=options.retry_failed)  # type: ignore[arg-type]
     except ConfigurationError as exc:
         print(f"molmo-rag: warning: {for_terminal(exc)}; answering without it", file=sys.stderr)
-        yield None
+        yield False
         return
     with cache:
         yield cache
 
 
-def run_task(
-    sources: list[str], task: Task, backend: str | None, model: str | None, concurrency: int | None, as_json: bool,
-    segment: str | None = None, segment_seconds: float | None = None, *,
-    no_cache: bool = False, cache_dir: Path | None = None, retry_failed: bool = False,
-) -> None:
-    """Print one line per item (slide, segment) and exit 1 if any source failed. Answers
-    come from the result cache first; a local model loads on the first miss only."""
+def run_task(sources: list[str], task: Task, options: RunOptions, as_json: bool) -> None:
+    """Print one line per item (slide, segment), in source order, and exit 1 if any source
+    failed. Answers come from the result cache first; a local model loads on the first miss
+    only."""
     from ..analyze import Failure, analyze  # here, not at import: `molmo-rag search` starts faster
     from ..engine import was_sent
+    from ..run import Run
 
-    options = reader_options(segment, segment_seconds)  # a bad flag fails before a model loads
-    engine = make_backend(backend, model, concurrency)
     failed = lines = fresh = cached = failed_sent = failed_cached = 0
     total_cost = 0.0
     started = time.time()
+    run: Run | None = None
     try:
-        with _open_cache(cache_dir, no_cache, retry_failed) as cache:
-            for outcome in analyze(sources, [task], engine, reader_options=options, cache=cache):
-                lines += 1
-                obj = outcome.to_json()
-                if isinstance(outcome, Failure):
-                    failed += 1
-                    failed_cached += outcome.cached
-                    failed_sent += was_sent(outcome)
-                    if not outcome.cached:  # an answer that did not validate was still paid for
-                        total_cost += float(getattr(outcome.error, "cost_usd", 0.0) or 0.0)
-                elif outcome.cached:
-                    cached += 1
-                else:
-                    fresh += 1
-                    total_cost += outcome.cost_usd
-                if as_json:
-                    emit_json(obj)
-                else:
-                    print(for_terminal(_human_line(obj)), flush=True)
+        with _open_cache(options) as cache:
+            # the task in the run's plan too: one the backend can run on no input is refused before it is made
+            run = Run(options, cache=cache, ordered=True, tasks=[task])
+            backend = run.backend.name
+            try:
+                for outcome in analyze(sources, [task], run):
+                    lines += 1
+                    obj = outcome.to_json()
+                    if isinstance(outcome, Failure):
+                        failed += 1
+                        failed_cached += outcome.cached
+                        failed_sent += was_sent(outcome)
+                        if not outcome.cached:  # an answer that did not validate was still paid for
+                            total_cost += float(getattr(outcome.error, "cost_usd", 0.0) or 0.0)
+                    elif outcome.cached:
+                        cached += 1
+                    else:
+                        fresh += 1
+                        total_cost += outcome.cost_usd
+                    if as_json:
+                        emit_json(obj)
+                    else:
+                        print(for_terminal(_human_line(obj)), flush=True)
+            finally:
+                run.close()
     except KeyboardInterrupt:
-        exit_interrupted(f"printed {lines} line(s)" + kept_in_cache(cache_dir, started, engine.name), no_cache=no_cache)
-    finally:
-        engine.close()
+        kept = kept_in_cache(run, started) if run is not None else ""
+        exit_interrupted(f"printed {lines} line(s)" + kept, options)
     if not lines:  # every item was of a kind the task does not take (a photo for `video`)
         needs = " or ".join(sorted(task.inputs))
         raise UnsupportedMediaError(
@@ -122,107 +115,65 @@ def run_task(
             source=", ".join(sources),
         )
     cost = f"; total cost ${total_cost:.4f}" if total_cost else ""
-    print(f"molmo-rag: {calls_line(engine.name, fresh, cached, failed_sent, failed_cached)}{cost}", file=sys.stderr)
+    print(f"molmo-rag: {calls_line(backend, fresh, cached, failed_sent, failed_cached)}{cost}", file=sys.stderr)
     if failed:
         print(f"molmo-rag: {failed} item(s) failed", file=sys.stderr)
         raise typer.Exit(1)
 
 
 @app.command()
-def caption(
-    sources: Sources,
-    detail: Annotated[Detail, typer.Option("--detail", "-d", help="low | medium | high")] = "medium",
-    backend: BackendOpt = None,
-    model: ModelOpt = None,
-    concurrency: ConcurrencyOpt = None,
-    segment: SegmentOpt = None,
-    segment_seconds: SegmentSecondsOpt = None,
-    no_cache: NoCacheOpt = False,
-    cache_dir: CacheDirOpt = None,
-    retry_failed: RetryFailedOpt = False,
-    as_json: JsonOpt = False,
-) -> None:
+@run_flags("detail", *TASK_FLAGS)
+def caption(sources: Sources, options: RunOptions, as_json: JsonOpt = False) -> None:
     """Caption images, slides and video segments."""
     from ..tasks import Caption
 
-    run_task(sources, Caption(detail=detail), backend, model, concurrency, as_json, segment, segment_seconds,
-             no_cache=no_cache, cache_dir=cache_dir, retry_failed=retry_failed)
+    run_task(sources, Caption(detail=options.detail), options, as_json)
 
 
 @app.command()
-def ask(
-    source: Annotated[str, typer.Argument(help="A file, folder, glob or URL.")],
-    question: Annotated[str, typer.Argument(help="The question to answer.")],
-    backend: BackendOpt = None,
-    model: ModelOpt = None,
-    concurrency: ConcurrencyOpt = None,
-    segment: SegmentOpt = None,
-    segment_seconds: SegmentSecondsOpt = None,
-    no_cache: NoCacheOpt = False,
-    cache_dir: CacheDirOpt = None,
-    retry_failed: RetryFailedOpt = False,
-    as_json: JsonOpt = False,
-) -> None:
+@run_flags(*TASK_FLAGS)
+def ask(source: Source, question: Question, options: RunOptions, as_json: JsonOpt = False) -> None:
     """Answer a question about each item of SOURCE."""
     from ..tasks import Ask
 
-    run_task([source], Ask(question=question), backend, model, concurrency, as_json, segment, segment_seconds,
-             no_cache=no_cache, cache_dir=cache_dir, retry_failed=retry_failed)
+    run_task([source], Ask(question=question), options, as_json)
 
 
 @app.command()
-def count(
-    source: Annotated[str, typer.Argument(help="A file, folder, glob or URL.")],
-    what: Annotated[str, typer.Argument(help="What to count, e.g. 'people'.")],
-    backend: BackendOpt = None,
-    model: ModelOpt = None,
-    concurrency: ConcurrencyOpt = None,
-    segment: SegmentOpt = None,
-    segment_seconds: SegmentSecondsOpt = None,
-    no_cache: NoCacheOpt = False,
-    cache_dir: CacheDirOpt = None,
-    retry_failed: RetryFailedOpt = False,
-    as_json: JsonOpt = False,
-) -> None:
+@run_flags(*TASK_FLAGS)
+def count(source: Source, what: What, options: RunOptions, as_json: JsonOpt = False) -> None:
     """Count objects with Molmo2 pointing; prints the count and the points."""
     from ..tasks import Count
 
-    run_task([source], Count(target=what), backend, model, concurrency, as_json, segment, segment_seconds,
-             no_cache=no_cache, cache_dir=cache_dir, retry_failed=retry_failed)
+    run_task([source], Count(target=what), options, as_json)
 
 
 @app.command()
+@run_flags(*TASK_FLAGS)
 def video(
     source: Annotated[str, typer.Argument(help="A video file, folder or URL.")],
-    task: Annotated[VideoTaskName, typer.Option("--task", "-t", help="general | summary | analysis | counting | scene_description")] = "general",
+    task: Annotated[
+        VideoTaskName | None,
+        typer.Option("--task", "-t", help="general | summary | analysis | counting | scene_description (unset: the library's default).", show_default=False),
+    ] = None,
     text: Annotated[str | None, typer.Option("--text", help="A question, a target to count, or extra instructions.")] = None,
-    backend: BackendOpt = None,
-    model: ModelOpt = None,
-    concurrency: ConcurrencyOpt = None,
-    segment: SegmentOpt = None,
-    segment_seconds: SegmentSecondsOpt = None,
-    no_cache: NoCacheOpt = False,
-    cache_dir: CacheDirOpt = None,
-    retry_failed: RetryFailedOpt = False,
+    *,
+    options: RunOptions,
     as_json: JsonOpt = False,
 ) -> None:
     """Run a video-understanding task on each segment of a video."""
     from ..tasks import VideoTask
 
-    run_task([source], VideoTask(task=task, text=text), backend, model, concurrency, as_json, segment, segment_seconds,
-             no_cache=no_cache, cache_dir=cache_dir, retry_failed=retry_failed)
+    run_task([source], VideoTask(**({"task": task} if task else {}), text=text), options, as_json)
 
 
 @app.command()
+@run_flags("backend", "detail", "count", "ask", *VIDEO_FLAGS)
 def estimate(
     sources: Sources,
-    backend: BackendOpt = None,
-    detail: Annotated[Detail, typer.Option("--detail", "-d", help="Caption detail of the default plan.")] = "medium",
-    count_targets: Annotated[list[str] | None, typer.Option("--count", help="Also count these (comma-separated or repeated).")] = None,
-    questions: Annotated[list[str] | None, typer.Option("--ask", help="Also ask this question (repeatable).")] = None,
     only: Annotated[str | None, typer.Option("--task", help="Estimate one task instead of the index plan: caption|scene|video.")] = None,
-    segment: SegmentOpt = None,
-    segment_seconds: SegmentSecondsOpt = None,
+    *,
+    options: RunOptions,
     as_json: JsonOpt = False,
 ) -> None:
     """Calls and cost of running SOURCES through a backend, without calling anything."""
@@ -230,26 +181,17 @@ def estimate(
     from ..cost import estimate as estimate_cost
     from ..enrich import default_plan
     from ..errors import MolmoRagError
-    from ..tasks import Ask, Caption, Count, Scene, VideoTask
-    from .common import resolve_backend_class
+    from ..tasks import Caption, Scene, VideoTask
 
-    backend_cls = resolve_backend_class(backend)
-    name = backend_cls.name
-    targets = [t.strip() for value in count_targets or [] for t in value.split(",") if t.strip()]
-    if only == "caption":
-        tasks: list[Task] = [Caption(detail=detail)]
-    elif only == "scene":
-        tasks = [Scene()]
-    elif only == "video":
-        tasks = [VideoTask()]
-    elif only is None:
-        tasks = default_plan("image", detail)
-    else:
+    if only not in (None, "caption", "scene", "video"):
         raise typer.BadParameter("choose caption, scene or video", param_hint="--task")
-    tasks += [Count(target=t) for t in targets] + [Ask(question=q) for q in questions or []]
+    backend_cls = options.backend_class()  # its declared capabilities and price: nothing is made, no key read
+    name = backend_cls.name
+    one = {"caption": Caption(detail=options.detail), "scene": Scene(), "video": VideoTask()}
+    tasks = ([one[only]] if only else default_plan("image", options.detail)) + options.explicit_tasks()
 
     items, failures = [], []
-    for entry in read_entries(sources, reader_options(segment, segment_seconds)):
+    for entry in read_entries(sources, options.reader_options):
         (failures if isinstance(entry, MolmoRagError) else items).append(entry)
     result = estimate_cost(backend_cls, items, tasks)
     estimated = sum(item.refusal is None for item in result.items)

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
-from ..vocabulary import BACKENDS
+from ..vocabulary import BACKENDS, Detail
 from ..errors import UsageError
 
-if TYPE_CHECKING:  # pragma: no cover
-    from ..backends.base import Backend
+if TYPE_CHECKING:  # pragma: no cover - registering the commands imports none of these
+    from ..cache import ResultCache
+    from ..media.options import ReaderOptions
+    from ..run import Run, RunOptions
 
 BackendOpt = Annotated[
     str | None,
@@ -38,14 +43,14 @@ ConcurrencyOpt = Annotated[
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object per line.")]
 NoCacheOpt = Annotated[
-    bool, typer.Option("--no-cache", help="Do not read cached results (fresh results are still stored).")
+    bool | None, typer.Option("--no-cache", help="Do not read cached results (fresh results are still stored).")
 ]
 CacheDirOpt = Annotated[
     Path | None,
     typer.Option("--cache-dir", help="Result cache folder (env MOLMO_RAG_CACHE_DIR; default the user cache dir).", show_default=False),
 ]
 RetryFailedOpt = Annotated[
-    bool,
+    bool | None,
     typer.Option(
         "--retry-failed",
         help="Send again the requests an earlier run failed for good (content policy, invalid input); "
@@ -56,7 +61,7 @@ SegmentOpt = Annotated[
     str | None,
     typer.Option(
         "--segment",
-        help="How videos are cut: 'scenes' (at shot boundaries, the default) or 'fixed' windows.",
+        help="How videos are cut: 'scenes' (at shot boundaries) or 'fixed' windows (unset: the readers' default).",
         show_default=False,
     ),
 ]
@@ -66,13 +71,29 @@ SegmentSecondsOpt = Annotated[
         "--segment-seconds",
         min=1.0,
         max=120.0,
-        help="Window length for --segment fixed; the longest segment for scenes (default 30 / 60).",
+        help="Window length for --segment fixed; the longest segment for scenes (unset: the readers' defaults).",
         show_default=False,
     ),
 ]
+DetailOpt = Annotated[
+    Detail | None,
+    typer.Option("--detail", "-d", help="Caption detail: low | medium | high (unset: the library's default).", show_default=False),
+]
+CountOpt = Annotated[
+    list[str] | None,
+    typer.Option("--count", help="Things to count on every item, comma-separated or repeated (e.g. person,car).", show_default=False),
+]
+AskOpt = Annotated[
+    list[str] | None, typer.Option("--ask", help="A question to answer about every item (repeatable).", show_default=False)
+]
 
 
-def reader_options(segment: str | None, segment_seconds: float | None):
+def split_commas(values: list[str] | None) -> list[str]:
+    """``--count a,b --count c`` -> ``["a", "b", "c"]``."""
+    return [part.strip() for value in values or [] for part in value.split(",") if part.strip()]
+
+
+def reader_options(segment: str | None, segment_seconds: float | None) -> "ReaderOptions | None":
     """ReaderOptions for the video flags, or None for the readers' defaults."""
     if segment is None and segment_seconds is None:
         return None
@@ -80,37 +101,98 @@ def reader_options(segment: str | None, segment_seconds: float | None):
 
     if segment not in (None, "scenes", "fixed"):
         raise UsageError(f"choose 'scenes' or 'fixed', not {segment!r}", option="segment")
-    options: dict[str, Any] = {"segment_mode": segment or "scenes"}
+    defaults = ReaderOptions()
+    options: dict[str, Any] = {"segment_mode": segment} if segment else {}
     if segment_seconds is not None:
-        if options["segment_mode"] == "fixed":
+        if (segment or defaults.segment_mode) == "fixed":
             options["segment_seconds"] = segment_seconds
         else:
-            defaults = ReaderOptions()
             options["max_segment_seconds"] = segment_seconds
             options["min_segment_seconds"] = min(defaults.min_segment_seconds, segment_seconds / 2)
     return ReaderOptions(**options)
 
 
-def resolve_backend_name(backend: str | None) -> str:
-    """The backend ``--backend`` names, else ``MOLMO_RAG_BACKEND``, else ``local``."""
-    from ..backends.base import backend_name
+def options_from_flags(
+    *,
+    backend: str | None = None,
+    model: str | None = None,
+    concurrency: int | None = None,
+    cache: "ResultCache | Path | bool | None" = None,
+    no_cache: bool | None = None,
+    retry_failed: bool | None = None,
+    segment: str | None = None,
+    segment_seconds: float | None = None,
+    count: list[str] | None = None,
+    ask: list[str] | None = None,
+    detail: Detail | None = None,
+    **fields: Any,
+) -> "RunOptions":
+    """The :class:`~molmo_rag.run.RunOptions` the shared run flags say (``--count`` split
+    at commas, the video flags as reader options), with ``fields`` (other RunOptions fields)
+    on top. Only what was given is set: every default is RunOptions' own. A bad flag fails
+    here, before a backend is made or a key read."""
+    from ..run import RunOptions
 
-    return backend_name(backend)
+    given: dict[str, Any] = {
+        name: value
+        for name, value in {
+            "backend": backend, "model": model, "concurrency": concurrency, "cache": cache, "detail": detail,
+            "reader_options": reader_options(segment, segment_seconds),
+            "no_cache": no_cache, "retry_failed": retry_failed,
+            "count": split_commas(count) or None, "ask": list(ask or []) or None,
+        }.items()
+        if value is not None
+    }
+    return RunOptions(**given, **fields)
 
 
-def resolve_backend_class(backend: str | None) -> "type[Backend]":
-    """The class of that backend: its declared facts (capabilities, price), no key read."""
-    from ..backends.base import backend_class
+_RUN_FLAGS: dict[str, Any] = {
+    "detail": DetailOpt, "count": CountOpt, "ask": AskOpt,
+    "backend": BackendOpt, "model": ModelOpt, "concurrency": ConcurrencyOpt,
+    "segment": SegmentOpt, "segment_seconds": SegmentSecondsOpt,
+    "no_cache": NoCacheOpt, "cache": CacheDirOpt, "retry_failed": RetryFailedOpt,
+}
+"""Each run flag by its keyword of :func:`options_from_flags` (``cache`` is ``--cache-dir``)."""
+BACKEND_FLAGS = ("backend", "model", "concurrency")
+VIDEO_FLAGS = ("segment", "segment_seconds")
+TASK_FLAGS = (*BACKEND_FLAGS, *VIDEO_FLAGS, "no_cache", "cache", "retry_failed")
+"""The flags of every command that runs tasks: backend, video reading, result cache."""
 
-    return backend_class(resolve_backend_name(backend))
 
+def run_flags(*names: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Give a command the run flags ``names`` (keys of ``_RUN_FLAGS``, in --help order) where
+    its ``options`` parameter stands, and call it with the one RunOptions they say
+    (:func:`options_from_flags`) as ``options``."""
+    unknown = set(names) - _RUN_FLAGS.keys()
+    if unknown:
+        raise ValueError(f"no run flag {', '.join(sorted(unknown))}")
+    flags = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=_RUN_FLAGS[name]) for name in names]
 
-def make_backend(backend: str | None, model: str | None, concurrency: int | None = None, **extra: Any) -> "Backend":
-    """The backend the options name, with the environment's defaults; ``--concurrency``
-    sets the option the backend declares for it (``Backend.concurrency_option``)."""
-    from ..backends.base import create_backend
+    def decorate(command: Callable[..., None]) -> Callable[..., None]:
+        own = inspect.signature(command).parameters
+        if "options" not in own:
+            raise TypeError(f"{command.__name__} takes no `options` parameter for its run flags")
+        params: list[inspect.Parameter] = []
+        for param in own.values():
+            if param.name == "options":
+                params += flags
+                continue
+            annotation = param.annotation
+            if isinstance(annotation, str):  # typer needs the Annotated objects, not `from __future__` strings
+                annotation = eval(annotation, command.__globals__)  # noqa: S307 - what inspect's eval_str does
+            # keyword-only: typer passes every value by name, and flags with defaults may precede arguments
+            params.append(param.replace(kind=inspect.Parameter.KEYWORD_ONLY, annotation=annotation))
 
-    return create_backend(backend, model, concurrency, **extra)
+        @functools.wraps(command)
+        def with_options(**values: Any) -> None:
+            given = {name: values.pop(name) for name in names}
+            return command(**values, options=options_from_flags(**given))
+
+        with_options.__signature__ = inspect.Signature(params, return_annotation=None)  # type: ignore[attr-defined]
+        with_options.__annotations__ = {param.name: param.annotation for param in params}
+        return with_options
+
+    return decorate
 
 
 def emit_json(obj: dict) -> None:
@@ -169,12 +251,12 @@ def calls_line(backend: str, fresh: int, cached: int, failed_sent: int, failed_c
     return line
 
 
-def exit_interrupted(kept: str, *, no_cache: bool = False) -> NoReturn:
-    """End a Ctrl-C'd run (its clean-up already ran): one line saying what it kept and how
-    to resume, then exit 130."""
+def exit_interrupted(kept: str, options: "RunOptions") -> NoReturn:
+    """End a Ctrl-C'd run of ``options`` (its clean-up already ran): one line saying what it
+    kept and how to resume, then exit 130."""
     import gc
 
-    again = "run it again without --no-cache" if no_cache else "run the same command again"
+    again = "run it again without --no-cache" if options.no_cache else "run the same command again"
     print(f"molmo-rag: interrupted: {kept}; {again} to resume: only what is missing is sent", file=sys.stderr, flush=True)
     # The process ends now: spare it the final garbage collections over everything torch
     # and transformers made (seconds on a busy machine), as nothing is left to finalize.
@@ -182,13 +264,17 @@ def exit_interrupted(kept: str, *, no_cache: bool = False) -> NoReturn:
     raise typer.Exit(130)
 
 
-def kept_in_cache(cache_dir: Path | None, since: float, backend: str) -> str:
-    """What a Ctrl-C'd run left in the result cache, as the tail of its last line (", N
-    result(s) in the cache, J job(s) still running ..."), or "" when the cache cannot be read."""
+def kept_in_cache(run: "Run", since: float) -> str:
+    """What a Ctrl-C'd run left in its result cache, as the tail of its last line (", N
+    result(s) in the cache, J job(s) still running ..."), or "" without a cache or when it
+    cannot be read."""
     from ..cache import ResultCache
 
+    if run.cache is None:
+        return ""
+    backend = run.backend.name
     try:
-        with ResultCache(cache_dir, write=False) as cache:
+        with ResultCache(run.cache.directory, write=False) as cache:
             results, jobs = cache.stored_since(since), len(cache.pending_jobs(backend))
     except Exception:  # noqa: BLE001 - a count is a nicety on the way out
         return ""

@@ -11,31 +11,17 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ..vocabulary import Detail
 from .app import app
 from .common import (
-    BackendOpt,
-    CacheDirOpt,
-    ConcurrencyOpt,
-    JsonOpt,
-    ModelOpt,
-    RetryFailedOpt,
-    SegmentOpt,
-    SegmentSecondsOpt,
-    calls_line,
-    emit_json,
-    exit_interrupted,
-    for_terminal,
-    kept_in_cache,
-    make_backend,
-    reader_options,
-    resolve_backend_class,
-    where_label,
+    BACKEND_FLAGS, TASK_FLAGS, JsonOpt, calls_line, emit_json, exit_interrupted, for_terminal, kept_in_cache, run_flags, where_label,
 )
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..run import RunOptions
 
 DbOpt = Annotated[
     Path | None,
@@ -45,7 +31,9 @@ UrlOpt = Annotated[
     str | None,
     typer.Option("--qdrant-url", help="Qdrant server or cluster URL (env MOLMO_RAG_QDRANT_URL; key from QDRANT_API_KEY).", show_default=False),
 ]
-CollectionOpt = Annotated[str, typer.Option("--collection", help="Collection name.")]
+CollectionOpt = Annotated[
+    str | None, typer.Option("--collection", help="Collection name (unset: the library's default, which index and search share).", show_default=False)
+]
 EmbedderOpt = Annotated[
     str | None,
     typer.Option(
@@ -56,8 +44,9 @@ EmbedderOpt = Annotated[
 ]
 
 
-def _split(values: list[str] | None) -> list[str]:
-    return [part.strip() for value in values or [] for part in value.split(",") if part.strip()]
+def _given(**values: Any) -> dict[str, Any]:
+    """The values a flag was given for: the library's own defaults stand for the rest."""
+    return {name: value for name, value in values.items() if value is not None}
 
 
 def _failure_line(obj: dict) -> str:
@@ -68,33 +57,15 @@ def _failure_line(obj: dict) -> str:
 
 
 @app.command("index")
+@run_flags("count", "ask", "detail", *TASK_FLAGS)
 def index_command(
     sources: Annotated[list[str], typer.Argument(help="Files, folders, globs or http(s) URLs.", show_default=False)],
     db: DbOpt = None,
     qdrant_url: UrlOpt = None,
-    collection: CollectionOpt = "molmo_rag",
-    count: Annotated[
-        list[str] | None,
-        typer.Option("--count", help="Things to count on every item, comma-separated or repeated (e.g. person,car).", show_default=False),
-    ] = None,
-    ask: Annotated[
-        list[str] | None, typer.Option("--ask", help="A question to answer about every item (repeatable).", show_default=False)
-    ] = None,
-    detail: Annotated[Detail, typer.Option("--detail", "-d", help="Caption detail: low | medium | high.")] = "medium",
-    backend: BackendOpt = None,
-    model: ModelOpt = None,
-    concurrency: ConcurrencyOpt = None,
-    no_cache: Annotated[
-        bool, typer.Option("--no-cache", help="Do not read cached results (fresh results are still stored).")
-    ] = False,
-    cache_dir: Annotated[
-        Path | None,
-        typer.Option("--cache-dir", help="Result cache folder (env MOLMO_RAG_CACHE_DIR; default the user cache dir).", show_default=False),
-    ] = None,
+    collection: CollectionOpt = None,
+    *,
+    options: RunOptions,
     embedder: EmbedderOpt = None,
-    segment: SegmentOpt = None,
-    segment_seconds: SegmentSecondsOpt = None,
-    retry_failed: RetryFailedOpt = False,
     strict: Annotated[bool, typer.Option("--strict", help="Exit 1 if any item or task failed.")] = False,
     as_json: JsonOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no warnings.")] = False,
@@ -103,6 +74,7 @@ def index_command(
     from tqdm import tqdm
 
     from ..pipeline import index
+    from ..run import Run
 
     def warn(message: str) -> None:
         if not quiet:
@@ -119,45 +91,31 @@ def index_command(
         if as_json:
             emit_json(failure.to_json())
 
-    from ..enrich import EnrichOptions
-
-    # A task the backend cannot do is refused before the backend is made (no key needed).
-    resolve_backend_class(backend).check_plan(EnrichOptions(count=_split(count), ask=list(ask or [])).explicit_tasks())
-    engine = make_backend(backend, model, concurrency)
+    run = Run(options, on_warning=warn)  # a task the backend cannot do is refused here, before it is made
     started = time.time()
     try:
         summary = index(
             sources,
-            backend=engine,
+            run,
             db=db,
             qdrant_url=qdrant_url,
-            collection=collection,
-            count=_split(count),
-            ask=list(ask or []),
-            detail=detail,
-            cache=cache_dir,
-            no_cache=no_cache,
             embedder=embedder,
-            reader_options=reader_options(segment, segment_seconds),
             progress=False if quiet or as_json else None,
             on_record=on_record,
             on_failure=on_failure,
-            on_warning=warn,
-            retry_failed=retry_failed,
+            **_given(collection=collection),
         )
     except KeyboardInterrupt:
-        exit_interrupted(
-            f"kept {len(points)} item(s) in the index" + kept_in_cache(cache_dir, started, engine.name), no_cache=no_cache
-        )
+        exit_interrupted(f"kept {len(points)} item(s) in the index" + kept_in_cache(run, started), options)
     finally:
-        engine.close()
+        run.close()
     if as_json:
         emit_json({"summary": summary.to_json()})
     else:
         print(for_terminal(
             f"indexed {summary.items} item(s) into {summary.collection!r} at {summary.location}: "
             f"{summary.indexed} written, {summary.unchanged} unchanged, {summary.pruned} stale removed; "
-            f"{calls_line(engine.name, summary.done, summary.cached, summary.failed_sent, summary.failed_cached)}; "
+            f"{calls_line(run.backend.name, summary.done, summary.cached, summary.failed_sent, summary.failed_cached)}; "
             f"cost ${summary.cost_usd:.4f}; {summary.elapsed_s:.1f} s"
         ))
     if summary.failed:
@@ -240,11 +198,12 @@ def _table(hits: list) -> str:
 
 
 @app.command("search")
+@run_flags(*BACKEND_FLAGS, "cache")
 def search_command(
     query: Annotated[str, typer.Argument(help="What to look for, in words.")],
     db: DbOpt = None,
     qdrant_url: UrlOpt = None,
-    collection: CollectionOpt = "molmo_rag",
+    collection: CollectionOpt = None,
     kind: Annotated[
         list[str] | None, typer.Option("--kind", "-k", help="image | slide | video (video segments), comma-separated or repeated.", show_default=False)
     ] = None,
@@ -261,7 +220,7 @@ def search_command(
     before: Annotated[
         float | None, typer.Option("--before", help="Only video segments that start before this second.", show_default=False)
     ] = None,
-    top: Annotated[int, typer.Option("--top", "-n", min=1, help="How many hits.")] = 10,
+    top: Annotated[int | None, typer.Option("--top", "-n", min=1, help="How many hits (unset: the library's default).", show_default=False)] = None,
     embedder: EmbedderOpt = None,
     count_words: Annotated[
         bool,
@@ -279,29 +238,32 @@ def search_command(
             "move up and carry the points (evidence).",
         ),
     ] = False,
-    ground_top: Annotated[int, typer.Option("--ground-top", min=1, help="How many of the top hits to check with --ground.")] = 10,
-    backend: BackendOpt = None,
-    model: ModelOpt = None,
-    concurrency: ConcurrencyOpt = None,
-    cache_dir: CacheDirOpt = None,
+    ground_top: Annotated[
+        int | None,
+        typer.Option("--ground-top", min=1, help="How many of the top hits to check with --ground (unset: the library's default).", show_default=False),
+    ] = None,
+    *,
+    options: RunOptions,
     as_json: JsonOpt = False,
 ) -> None:
     """Search the index: a table of hits (score, kind, where, caption), or JSON Lines with --json."""
     from ..pipeline import search
 
+    # grounding checks with the backend and model that made the collection, unless --backend / --model say otherwise
+    ground_with = options if ground else False
     hits = search(
         query,
         db=db,
         qdrant_url=qdrant_url,
-        collection=collection,
         kind=kind,
         where=where or [],
         source=source,
         after=after,
         before=before,
-        top=top,
         embedder=embedder,
         count_words=count_words,
+        ground=ground_with,
+        **_given(collection=collection, top=top, ground_top=ground_top),
     )
     read = hits.count_query
     kept = _kept_line(read)
@@ -309,18 +271,6 @@ def search_command(
         print(kept, file=sys.stderr)
     unchecked = False
     if ground and hits:
-        from ..grounding import ground as ground_hits
-        from ..grounding import grounding_backend
-
-        # the backend and model that made the collection, unless --backend / --model say otherwise
-        checker = make_backend(*grounding_backend(hits, backend, model), concurrency)
-        try:
-            hits = ground_hits(
-                hits, read.text if read is not None and read.text else query, count_query=read, top=ground_top,
-                backend=checker, cache=str(cache_dir) if cache_dir is not None else None,
-            )
-        finally:
-            checker.close()
         for line in _ground_lines(hits, as_json):
             print(line, file=sys.stderr)
         unchecked = hits.checked == 0
@@ -355,13 +305,13 @@ def remove_command(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be removed; remove nothing.")] = False,
     db: DbOpt = None,
     qdrant_url: UrlOpt = None,
-    collection: CollectionOpt = "molmo_rag",
+    collection: CollectionOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Remove points from the index: of named sources (e.g. a deleted folder), or of files gone from disk."""
     from ..pipeline import remove
 
-    removed = remove(sources or [], missing=missing, db=db, qdrant_url=qdrant_url, collection=collection, dry_run=dry_run)
+    removed = remove(sources or [], missing=missing, db=db, qdrant_url=qdrant_url, dry_run=dry_run, **_given(collection=collection))
     total = sum(removed.values())
     if as_json:
         for source, n in removed.items():
@@ -381,13 +331,13 @@ def remove_command(
 def labels_command(
     db: DbOpt = None,
     qdrant_url: UrlOpt = None,
-    collection: CollectionOpt = "molmo_rag",
+    collection: CollectionOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """The labels counted in the index (--count at index time): what count.LABEL and counts in words use."""
     from ..pipeline import count_labels
 
-    found = count_labels(db=db, qdrant_url=qdrant_url, collection=collection)
+    found = count_labels(db=db, qdrant_url=qdrant_url, **_given(collection=collection))
     if as_json:
         emit_json({"labels": found.counted, "without_counts": found.without_counts})
         return

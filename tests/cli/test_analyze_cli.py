@@ -85,13 +85,16 @@ def test_unsupported_task_names_capable_backends(capsys, media, monkeypatch):
     out, err = capsys.readouterr()
     assert code == 1 and "UnsupportedTaskError" in out and "local, openai, openoctopus" in out
     assert "Traceback" not in err
-    # Scene descriptions on a photo: WaveSpeed can on video only; caption-only tasks fail up front.
+    # A task the backend can run on no input fails up front, before the backend is made (no key read).
+    from molmo_rag import RunOptions, VideoTask
     from molmo_rag.errors import UnsupportedTaskError
-    from molmo_rag.analyze import check_runnable
-    from molmo_rag.backends.base import get_backend
-    from molmo_rag import VideoTask
+
+    monkeypatch.delenv("OPENOCTOPUS_API_KEY", raising=False)
     with pytest.raises(UnsupportedTaskError, match="local, openai, wavespeed"):
-        check_runnable(get_backend("openoctopus", api_key="k" * 12), [VideoTask()])
+        RunOptions(backend="openoctopus", tasks=[VideoTask()]).check()
+    code = main(["video", str(media / "clip.mp4"), "--backend", "openoctopus"])
+    out, err = capsys.readouterr()
+    assert code == 1 and out == "" and "UnsupportedTaskError" not in err and "local, openai, wavespeed" in err
 
 
 def test_estimate_calls_nothing(capsys, media):
@@ -170,3 +173,112 @@ def test_a_refused_key_ends_the_run_with_one_line(capsys, media, monkeypatch):
     assert code == 1 and lines == []
     assert len(err.strip().splitlines()) == 1 and "HTTP 401" in err and "run stopped" in err
     assert "wrong-key-123" not in err
+
+
+def test_an_unopenable_cache_is_a_warning_and_the_answers_still_come(capsys, media, tmp_path, monkeypatch):
+    import _pixel_backend
+
+    _pixel_backend.register(monkeypatch)
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    code, lines, err = run_json(capsys, ["caption", str(media / "coffee.png"), "--backend", "pixels", "--cache-dir", str(blocked), "--json"])
+    assert code == 0, err
+    assert [line["source"] for line in lines] == [str(media / "coffee.png")] and lines[0]["caption"]
+    warning, summary = err.strip().splitlines()
+    assert warning.startswith("molmo-rag: warning: cannot open the result cache") and warning.endswith("answering without it")
+    assert "1 result(s) from pixels, 0 from cache" in summary
+
+
+def test_unset_flags_take_the_run_options_defaults(capsys, media, tmp_path, monkeypatch):
+    import _pixel_backend
+    from molmo_rag import RunOptions
+    from molmo_rag.cli.common import options_from_flags
+
+    _pixel_backend.register(monkeypatch)
+    monkeypatch.setenv("MOLMO_RAG_CACHE_DIR", str(tmp_path / "cache"))
+    assert options_from_flags() == RunOptions() and not options_from_flags().model_fields_set
+    flags = options_from_flags(backend="pixels", count=["person, car", "cup"], ask=["Why?"], no_cache=True, segment="fixed")
+    assert (flags.count, flags.ask, flags.no_cache, flags.reader_options.segment_mode) == (["person", "car", "cup"], ["Why?"], True, "fixed")
+    assert flags.model_fields_set == {"backend", "count", "ask", "no_cache", "reader_options"}
+    code, lines, err = run_json(capsys, ["caption", str(media / "coffee.png"), "--backend", "pixels", "--json"])
+    assert code == 0, err
+    assert lines[0]["detail"] == RunOptions().detail
+
+
+def _run_flag_cases(media, tmp):
+    from molmo_rag.cli.common import reader_options
+
+    photo_ = str(media / "coffee.png")
+    return {
+        "caption": (
+            ["caption", photo_, "--backend", "pixels", "--detail", "high", "--no-cache", "--cache-dir", str(tmp / "cache"),
+             "--concurrency", "2", "--retry-failed", "--segment", "fixed", "--segment-seconds", "5"],
+            {"backend": "pixels", "detail": "high", "no_cache": True, "cache": tmp / "cache", "concurrency": 2,
+             "retry_failed": True, "reader_options": reader_options("fixed", 5.0)},
+        ),
+        "ask": (["ask", photo_, "Why?", "--backend", "pixels"], {"backend": "pixels"}),
+        "count": (["count", photo_, "cups", "--no-cache", "--backend", "pixels"], {"backend": "pixels", "no_cache": True}),
+        "estimate": (
+            ["estimate", str(media), "--count", "person,car", "--ask", "Why?", "--detail", "low", "--segment", "scenes"],
+            {"count": ["person", "car"], "ask": ["Why?"], "detail": "low", "reader_options": reader_options("scenes", None)},
+        ),
+        "index": (
+            ["index", photo_, "--db", str(tmp / "db"), "--backend", "pixels", "--count", "cup", "--ask", "Why?", "--retry-failed", "--quiet"],
+            {"backend": "pixels", "count": ["cup"], "ask": ["Why?"], "retry_failed": True},
+        ),
+        "search": (
+            ["search", "coffee", "--db", str(tmp / "db"), "--backend", "pixels", "--model", "m", "--cache-dir", str(tmp / "cache")],
+            {"backend": "pixels", "model": "m", "cache": tmp / "cache"},
+        ),
+    }
+
+
+@pytest.mark.parametrize("command", ["caption", "ask", "count", "estimate", "index", "search"])
+def test_each_commands_run_flags_make_its_one_run_options(capsys, media, tmp_path, monkeypatch, command):
+    """The flags a command was given, and only those, are set on the one RunOptions it gets."""
+    import _pixel_backend
+    from molmo_rag.cli import common
+
+    _pixel_backend.register(monkeypatch)
+    monkeypatch.setenv("MOLMO_RAG_CACHE_DIR", str(tmp_path / "default-cache"))
+    made = []
+    from_flags = common.options_from_flags
+
+    def recording(**flags):
+        made.append(from_flags(**flags))
+        return made[-1]
+
+    monkeypatch.setattr(common, "options_from_flags", recording)
+    argv, fields = _run_flag_cases(media, tmp_path)[command]
+    main(argv)
+    capsys.readouterr()
+    [options] = made
+    assert options.model_fields_set == set(fields)
+    assert {name: getattr(options, name) for name in fields} == fields
+
+
+def test_run_flags_are_named_flags_and_need_an_options_parameter():
+    from molmo_rag.cli.common import run_flags
+
+    with pytest.raises(ValueError, match="no run flag cache_dir"):
+        run_flags("backend", "cache_dir")
+    with pytest.raises(TypeError, match="takes no `options` parameter"):
+        run_flags("backend")(lambda as_json=False: None)
+
+
+def test_an_interrupted_run_says_how_to_resume_by_its_options(capsys):
+    import gc
+
+    import typer
+
+    from molmo_rag import RunOptions
+    from molmo_rag.cli.common import exit_interrupted
+
+    try:
+        for options, again in ((RunOptions(), "run the same command again"), (RunOptions(no_cache=True), "run it again without --no-cache")):
+            with pytest.raises(typer.Exit) as stopped:
+                exit_interrupted("printed 2 line(s)", options)
+            assert stopped.value.exit_code == 130
+            assert capsys.readouterr().err == f"molmo-rag: interrupted: printed 2 line(s); {again} to resume: only what is missing is sent\n"
+    finally:
+        gc.unfreeze()

@@ -162,10 +162,13 @@ def test_exit_codes(library, run, tmp_path):
 
 
 def test_tiny_local_checkpoint(library, run, tmp_path, tiny_molmo2_path, monkeypatch):
-    from molmo_rag.cli import common, index_cmd
+    from molmo_rag.cli import common
 
     # The random tiny model never stops by itself: cap its answers so the test stays fast.
-    monkeypatch.setattr(index_cmd, "make_backend", lambda *a: common.make_backend(*a, max_new_tokens=12, device="cpu"))
+    from_flags = common.options_from_flags
+    monkeypatch.setattr(
+        common, "options_from_flags", lambda **flags: from_flags(**flags, backend_options={"max_new_tokens": 12, "device": "cpu"})
+    )
     db = tmp_path / "db"
     code, out, err = run("index", library / "photos" / "coffee.png", library / "decks", "--backend", "local", "--model", tiny_molmo2_path, "--db", db, "--count", "cups", "--json")
     assert code == 0, err
@@ -282,3 +285,22 @@ def test_remove_a_deleted_folder_and_a_mistyped_path(run, tmp_path):
     assert code == 0 and jsonl(out)[-1]["summary"] == {"removed": 2, "sources": 2, "dry_run": False}
     code, out, err = run("search", "coffee", "--db", db)
     assert code == 0 and err.strip() == "no hits"
+
+
+def test_search_ground_checks_with_the_collections_backend_unless_told(library, run, tmp_path):
+    from molmo_rag.cache import ResultCache
+
+    db, answers = tmp_path / "db", tmp_path / "ground-cache"
+    assert run("index", library / "photos", "--backend", "pixels", "--db", db, "--quiet")[0] == 0
+    code, out, err = run("search", "bright spots", "--db", db, "--ground", "--ground-top", "2", "--cache-dir", answers, "--json")
+    assert code == 0, err
+    hits = jsonl(out)
+    assert len(hits) == 3 and ["grounded" in h for h in hits] == [True, True, False]  # past --ground-top: unchecked
+    assert all(h["evidence"]["target"] == "bright spots" and h["evidence"]["count"] is not None for h in hits[:2])
+    with ResultCache(answers, write=False) as cache:
+        assert len(cache) == 2  # one Count answer per checked hit, from the backend that made the collection
+    # --backend names another: one that can count nothing is refused before it is made
+    code, out, err = run("search", "bright spots", "--db", db, "--ground", "--backend", "caption-only", "--cache-dir", answers)
+    assert code == 1 and out == "" and "Traceback" not in err
+    [line] = err.strip().splitlines()
+    assert line.startswith("molmo-rag: error: backend 'caption-only' cannot run task 'count'; backends that can: ")
