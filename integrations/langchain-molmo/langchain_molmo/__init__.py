@@ -10,6 +10,10 @@ offline embedder they share.
 * :class:`MolmoRetriever`: search a molmo-rag collection with its filters;
 * :func:`molmo_filter`: the same filters for LangChain's ``QdrantVectorStore``;
 * :class:`MolmoGroundedCompressor`: Molmo2 checks the top hits and points at the evidence.
+
+Every class that runs Molmo2 takes molmo-rag's run options: a ``molmo_rag.RunOptions``, a
+``molmo_rag.Run`` shared between objects, or the options' fields as keywords
+(``backend="local", count=["person"]``).
 """
 
 from importlib import metadata

@@ -1,19 +1,20 @@
-"""What the loader, the blob parser and the transformer share: the options of a molmo-rag
-run, the call into the core's document seam, the mapping of a ``MediaDocument`` to a
-LangChain ``Document``, and the failure policy (log, raise, or a callback: never dropped)."""
+"""What the loader, the blob parser, the transformer and the compressor share: molmo-rag's
+run options (``molmo_rag.RunOptions``, or a ready ``molmo_rag.Run``), the one run made from
+them and reused by every call, the mapping of a ``MediaDocument`` to a LangChain
+``Document``, and the failure policy (log, raise, or a callback: never dropped)."""
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+import weakref
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 from langchain_core.documents import Document
 
 if TYPE_CHECKING:  # pragma: no cover
-    from molmo_rag import Backend, EnrichOptions, Failure, MediaDocument, ReaderOptions, ResultCache, Task
+    from molmo_rag import Failure, MediaDocument, Run, RunOptions
 
 logger = logging.getLogger("langchain_molmo")
 
@@ -50,104 +51,93 @@ def to_document(document: MediaDocument) -> Document:
     return Document(page_content=document.text, metadata=dict(document.metadata), id=document.id)
 
 
+def run_spec(
+    run: RunOptions | Run | None,
+    choices: Mapping[str, Any],
+    defaults: Mapping[str, Any] | None = None,
+) -> RunOptions | Run | None:
+    """What an object runs with, checked now: a ``Run`` as given (choices on top of it are
+    refused: it is built), else ``run`` with ``choices`` on top, validated as one
+    ``RunOptions`` (an unknown keyword is a ``molmo_rag.UsageError`` naming it).
+    ``defaults``: this object's own choices where the caller made none (not the core's)."""
+    from molmo_rag import Run, RunOptions, UsageError
+
+    if isinstance(run, Run):
+        return Run.of(run, dict(choices))[0]  # the core's refusal of choices on a built run
+    if run is not None and not isinstance(run, RunOptions):
+        raise UsageError(f"run must be a molmo_rag.RunOptions or a molmo_rag.Run, not {type(run).__name__}", option="run")
+    if not choices and not defaults:
+        return run
+    given = {} if run is None else {name: getattr(run, name) for name in run.model_fields_set}
+    return RunOptions(**{**(defaults or {}), **given, **choices})
+
+
+def options_of(spec: RunOptions | Run | None) -> RunOptions:
+    """The run options of what :func:`run_spec` gave."""
+    from molmo_rag import Run, RunOptions
+
+    if isinstance(spec, Run):
+        return spec.options
+    return spec if spec is not None else RunOptions()
+
+
 class MolmoRun:
-    """Options of a molmo-rag run (what ``molmo_rag.aiter_documents`` takes) and the
-    failure policy. A backend given by name is created once and reused by every call
-    (a local model loads once), then released by :meth:`close`."""
+    """One molmo-rag run shared by every call of a LangChain object, and its failure policy.
+
+    Given a ``molmo_rag.Run``, it is used and left open (whoever made it closes it). Given
+    ``RunOptions`` (or their fields as ``choices``), one ``Run`` is made on first use and
+    reused by every later call (one backend: a local model loads once, one result cache),
+    then released by :meth:`close` (or when this object is garbage collected)."""
 
     def __init__(
         self,
+        run: RunOptions | Run | None = None,
+        choices: Mapping[str, Any] | None = None,
         *,
-        backend: Backend | str | None = None,
-        model: str | None = None,
-        concurrency: int | None = None,
-        tasks: EnrichOptions | Sequence[Task] | None = None,
-        count: Sequence[str] = (),
-        ask: Sequence[str] = (),
-        detail: Literal["low", "medium", "high"] = "medium",
-        default_tasks: bool | None = None,
-        cache: ResultCache | str | os.PathLike[str] | bool | None = None,
-        no_cache: bool = False,
-        reader_options: ReaderOptions | None = None,
-        window: int | None = None,
-        thumbnail_size: int = 128,
         on_failure: OnFailure = "log",
+        defaults: Mapping[str, Any] | None = None,
     ) -> None:
+        from molmo_rag import Run
+
         if not (on_failure in ("log", "raise") or callable(on_failure)):
             raise ValueError(f"on_failure must be 'log', 'raise' or a callable, not {on_failure!r}")
-        if isinstance(count, str):
-            count = [count]
-        if isinstance(ask, str):
-            ask = [ask]
-        self.backend = backend
-        self.model = model
-        self.concurrency = concurrency
-        self.tasks = tasks
-        self.count = list(count)
-        self.ask = list(ask)
-        self.detail = detail
-        self.default_tasks = default_tasks
-        self.cache = cache
-        self.no_cache = no_cache
-        self.reader_options = reader_options
-        self.window = window
-        self.thumbnail_size = thumbnail_size
+        spec = run_spec(run, choices or {}, defaults)
+        self._given: Run | None = spec if isinstance(spec, Run) else None
+        self.options: RunOptions = options_of(spec)
+        """The options of every call (those of the given ``Run``, when one was given)."""
         self.on_failure = on_failure
         self.failures: list[Failure] = []
         """Every failure of the latest call (also reported as ``on_failure`` says)."""
-        self._owned_backend: Backend | None = None
+        self._made: Run | None = None
+        self._release: weakref.finalize | None = None
         self._lock = threading.Lock()
 
-    # -- the core's seam ---------------------------------------------------------------------
-    def _backend(self, shared: bool) -> Backend | str | None:
-        """The backend for one call: the one given, or, for objects making many calls
-        (parser, transformer), one created on first use and kept."""
-        from molmo_rag import Backend
-
-        if isinstance(self.backend, Backend) or not shared:
-            return self.backend
+    @property
+    def run(self) -> Run:
+        """The live run: the one given, or the one made from the options on first use (the
+        plan is checked against the backend then, before anything is read)."""
+        if self._given is not None:
+            return self._given
         with self._lock:
-            if self._owned_backend is None:
-                from molmo_rag import create_backend
+            if self._made is None:
+                from molmo_rag import Run
 
-                self._owned_backend = create_backend(self.backend, self.model, self.concurrency)
-            return self._owned_backend
+                self._made = Run(self.options, on_warning=self._warn)
+                self._release = weakref.finalize(self, self._made.close)
+            return self._made
 
-    def options(self, *, shared: bool = False, ordered: bool = False) -> dict[str, Any]:
-        """Keyword arguments of ``molmo_rag.aiter_documents``."""
-        return {
-            "backend": self._backend(shared),
-            "model": self.model,
-            "concurrency": self.concurrency,
-            "tasks": self.tasks,
-            "count": self.count,
-            "ask": self.ask,
-            "detail": self.detail,
-            "default_tasks": self.default_tasks,
-            "cache": self.cache,
-            "no_cache": self.no_cache,
-            "reader_options": self.reader_options,
-            "ordered": ordered,
-            "window": self.window,
-            "thumbnail_size": self.thumbnail_size,
-            "on_warning": self._warn,
-        }
-
-    def iter_outcomes(
-        self, sources: Sources, *, shared: bool = False, ordered: bool = False
-    ) -> Iterator[MediaDocument | Failure]:
+    # -- the core's seam ---------------------------------------------------------------------
+    def iter_outcomes(self, sources: Sources) -> Iterator[MediaDocument | Failure]:
         from molmo_rag import iter_documents
 
         self.failures = []
-        return iter_documents(sources, **self.options(shared=shared, ordered=ordered))
+        return iter_documents(sources, self.run)
 
-    def aiter_outcomes(
-        self, sources: Sources, *, shared: bool = False, ordered: bool = False
-    ) -> AsyncIterator[MediaDocument | Failure]:
+    def aiter_outcomes(self, sources: Sources) -> AsyncIterator[MediaDocument | Failure]:
         from molmo_rag import aiter_documents
 
         self.failures = []
-        return aiter_documents(sources, **self.options(shared=shared, ordered=ordered))
+        return aiter_documents(sources, self.run)
 
     # -- failures ------------------------------------------------------------------------
     @staticmethod
@@ -198,11 +188,12 @@ class MolmoRun:
                 await aclose()
 
     def close(self) -> None:
-        """Release a backend this object created (a local model's memory, HTTP clients)."""
+        """Release the run this object made (a local model's memory, HTTP clients, the
+        result cache); a ``Run`` that was given is left open. The next call makes a new one."""
         with self._lock:
-            backend, self._owned_backend = self._owned_backend, None
-        if backend is not None:
-            backend.close()
+            release, self._made, self._release = self._release, None, None
+        if release is not None:
+            release()
 
 
 def relabelled(entries: Iterable[Any], label: str) -> Iterator[Any]:
@@ -213,3 +204,31 @@ def relabelled(entries: Iterable[Any], label: str) -> Iterator[Any]:
         if hasattr(entry, "source"):
             entry.source = label
         yield entry
+
+
+class HoldsRun:
+    """What the loader, the blob parser and the transformer share: one :class:`MolmoRun`
+    (``self._run``), its options and failures, and closing it (also as a context manager)."""
+
+    _run: MolmoRun
+
+    @property
+    def options(self) -> RunOptions:
+        """The run options of every call."""
+        return self._run.options
+
+    @property
+    def failures(self) -> list[Failure]:
+        """Sources that could not be read and tasks that failed, in the latest call."""
+        return self._run.failures
+
+    def close(self) -> None:
+        """Release the run this object made (model memory, HTTP clients, the result cache);
+        a Run handed in is left open."""
+        self._run.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

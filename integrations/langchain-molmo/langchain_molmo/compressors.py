@@ -4,14 +4,24 @@ what the query names (``molmo_rag.ground``)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 from langchain_core.callbacks import Callbacks
 from langchain_core.documents import Document
 from langchain_core.documents.compressor import BaseDocumentCompressor
-from pydantic import ConfigDict, Field, PrivateAttr
+from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
+from ._run import options_of, run_spec
 from .retrievers import hit_document
+
+if TYPE_CHECKING:  # pragma: no cover
+    from molmo_rag import Run, RunChoices, RunOptions
+
+    class _CompressorChoices(RunChoices, total=False):
+        top_n: int
+        drop_misses: bool
+        count_labels: list[str] | None
+        weight: float
 
 __all__ = ["MolmoGroundedCompressor"]
 
@@ -37,39 +47,56 @@ class MolmoGroundedCompressor(BaseDocumentCompressor):
         )
 
     Args:
-        backend: a molmo-rag backend name (``local``, ``openai``, ...) or instance.
-        model: the model for a backend given by name.
+        run: a ``molmo_rag.RunOptions`` (the backend, its model, the cache, how media is
+            read), or a ``molmo_rag.Run`` shared with other objects (used and left open).
         top_n: how many of the retrieved documents to check (the rest follow unchanged).
         drop_misses: leave out checked documents without evidence.
         count_labels: labels counted in the collection (``molmo-rag labels``): count phrases
             of the query over them must hold for a document to be grounded.
         weight: how much evidence counts against the vector score (2 puts every grounded
             document above every miss).
-        cache: molmo-rag's result cache (None: the default folder; False: none).
+        **choices: the fields of ``molmo_rag.RunOptions`` as keywords, on top of ``run``:
+            ``backend`` (a name such as ``local`` or ``openai``, or a Backend; default: the
+            backend that made the collection), ``model``, ``cache`` (a folder, a
+            ``ResultCache``, or False for none), ``reader_options``, ``window``, ... An
+            unknown one is a ``molmo_rag.UsageError`` naming it.
     """
 
-    backend: Any = None
-    model: str | None = None
+    run: Any = None
+    """The ``molmo_rag.RunOptions`` or ``molmo_rag.Run`` the checks run with (None: the defaults)."""
     top_n: int = Field(default=10, ge=1)
     drop_misses: bool = False
     count_labels: list[str] | None = None
     weight: float = 2.0
-    cache: Any = None
-    reader_options: Any = None
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     _grounder: Any = PrivateAttr(default=None)
+
+    def __init__(self, run: RunOptions | Run | None = None, /, **data: Unpack[_CompressorChoices]) -> None:
+        super().__init__(**({"run": run} if run is not None else {}), **data)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _run_choices(cls, data: Any) -> Any:
+        """Keywords that are not this compressor's own go to the run options, checked now."""
+        if not isinstance(data, dict):
+            return data
+        own = {k: v for k, v in data.items() if k in cls.model_fields}
+        choices = {k: v for k, v in data.items() if k not in cls.model_fields}
+        return {**own, "run": run_spec(own.get("run"), choices)}
+
+    @property
+    def options(self) -> RunOptions:
+        """The run options of the checks."""
+        return options_of(self.run)
 
     def _core(self) -> Any:
         """The core's Grounder with these settings (made once: a backend named here loads once)."""
         from molmo_rag import Grounder
 
         if self._grounder is None:
-            self._grounder = Grounder(
-                self.backend, model=self.model, top=self.top_n, weight=self.weight, count_labels=self.count_labels,
-                cache=self.cache, reader_options=self.reader_options,
-            )
+            self._grounder = Grounder(self.run, top=self.top_n, weight=self.weight, count_labels=self.count_labels)
         return self._grounder
 
     def _hits(self, documents: Sequence[Document]) -> list[Any]:
@@ -94,6 +121,8 @@ class MolmoGroundedCompressor(BaseDocumentCompressor):
         return self._documents(await self._core().aground(self._hits(documents), query))
 
     def close(self) -> None:
-        """Release a backend made from a name (model memory, HTTP clients)."""
-        if self._grounder is not None:
-            self._grounder.close()
+        """Release what the checks made from the options (model memory, HTTP clients); a
+        given ``Run`` is left open."""
+        grounder, self._grounder = self._grounder, None
+        if grounder is not None:
+            grounder.close()

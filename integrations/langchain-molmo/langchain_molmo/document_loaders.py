@@ -11,30 +11,22 @@ id ``molmo-rag index`` writes.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Literal, Self
+from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING, Any, Unpack
 
 from langchain_core.document_loaders import BaseBlobParser, BaseLoader
 from langchain_core.document_loaders.blob_loaders import Blob
 from langchain_core.documents import Document
 
-from ._run import MolmoRun, OnFailure, Sources, relabelled
+from ._run import HoldsRun, MolmoRun, OnFailure, Sources, relabelled
 
 if TYPE_CHECKING:  # pragma: no cover
-    from molmo_rag import Backend, EnrichOptions, Failure, ReaderOptions, ResultCache, Task
+    from molmo_rag import Run, RunChoices, RunOptions
 
 __all__ = ["MolmoBlobParser", "MolmoLoader"]
 
 
-def _reader_options(options: ReaderOptions | dict[str, Any] | None) -> ReaderOptions | None:
-    if isinstance(options, dict):
-        from molmo_rag import ReaderOptions
-
-        return ReaderOptions(**options)
-    return options
-
-
-class MolmoLoader(BaseLoader):
+class MolmoLoader(HoldsRun, BaseLoader):
     """Load photos, slide decks and videos as Documents enriched by Molmo2.
 
     One ``Document`` per photo, slide (PPTX, PDF, ODP, ...) and video segment:
@@ -56,85 +48,53 @@ class MolmoLoader(BaseLoader):
     Args:
         sources: a file, folder (recursive), glob or http(s) URL, or a list of them (bytes,
             PIL images and ``molmo_rag.MediaItem`` objects work too).
-        backend: ``"local"``, ``"wavespeed"``, ``"openoctopus"``, ``"openai"`` or a
-            ``molmo_rag`` Backend object (default: ``MOLMO_RAG_BACKEND``, else ``local``).
-        model: model id or local checkpoint (``local`` and ``openai`` backends).
-        concurrency: requests in flight (REST backends) or batch size (``local``).
-        tasks: ``None`` for the default plan (caption + scene, plus ``count``/``ask``), a
-            list of ``molmo_rag`` tasks (``Caption(detail="high")``, ``Count(target="car")``,
-            ``VideoTask(task="summary")``, ...), or a ``molmo_rag.EnrichOptions``.
-        count: things to count on every item (their counts land in ``metadata["counts"]``).
-        ask: questions to answer about every item (``metadata["answers"]``).
-        detail: caption detail of the default plan.
-        cache: result cache: ``None`` (default folder), a folder, a ``ResultCache`` or False.
-        no_cache: skip cache lookups (fresh results are still stored).
-        reader_options: ``molmo_rag.ReaderOptions`` (or a dict of its fields): video
-            segmenting, image size caps, URL timeouts, ...
-        ordered: documents in source order instead of as they finish.
-        window: requests in flight (default: the backend's own).
-        thumbnail_size: longest side of ``metadata["thumbnail"]`` (a JPEG data URI); 0: none.
+        run: a ``molmo_rag.RunOptions`` (the backend, the plan, the cache, ...), or a
+            ``molmo_rag.Run`` to share one live backend with other objects (used and left
+            open: whoever made it closes it).
         on_failure: ``"log"`` (default: a warning with the cause on the ``langchain_molmo``
             logger), ``"raise"`` (the core's typed error, e.g. ``CorruptMediaError``), or a
             callable given each ``molmo_rag.Failure``. Failures of the last load are also in
             :attr:`failures`.
+        **choices: the fields of ``molmo_rag.RunOptions`` as keywords, on top of ``run``:
+            ``backend`` (``"local"``, ``"wavespeed"``, ``"openoctopus"``, ``"openai"`` or a
+            Backend object), ``model``, ``concurrency``, ``tasks`` (``Caption(detail="high")``,
+            ``Count(target="car")``, ``VideoTask(task="summary")``, ...), ``count``, ``ask``,
+            ``detail``, ``cache`` (a folder, a ``ResultCache`` or False), ``no_cache``,
+            ``reader_options`` (a ``molmo_rag.ReaderOptions`` or a dict of its fields),
+            ``ordered``, ``window``, ``thumbnail_size`` (0: no ``metadata["thumbnail"]``), ...
+            (their defaults and descriptions: ``RunOptions``). An unknown one is a
+            ``molmo_rag.UsageError`` naming it.
+
+    One run is made on first load from these options and reused by every load (one
+    backend: a local model loads once); :meth:`close` (or ``with``) releases it.
     """
 
     def __init__(
         self,
         sources: Sources,
+        run: RunOptions | Run | None = None,
         *,
-        backend: Backend | str | None = None,
-        model: str | None = None,
-        concurrency: int | None = None,
-        tasks: EnrichOptions | Sequence[Task] | None = None,
-        count: Sequence[str] = (),
-        ask: Sequence[str] = (),
-        detail: Literal["low", "medium", "high"] = "medium",
-        default_tasks: bool | None = None,
-        cache: ResultCache | str | os.PathLike[str] | bool | None = None,
-        no_cache: bool = False,
-        reader_options: ReaderOptions | dict[str, Any] | None = None,
-        ordered: bool = False,
-        window: int | None = None,
-        thumbnail_size: int = 128,
         on_failure: OnFailure = "log",
+        **choices: Unpack[RunChoices],
     ) -> None:
         self.sources = sources
-        self.ordered = ordered
-        self._run = MolmoRun(
-            backend=backend,
-            model=model,
-            concurrency=concurrency,
-            tasks=tasks,
-            count=count,
-            ask=ask,
-            detail=detail,
-            default_tasks=default_tasks,
-            cache=cache,
-            no_cache=no_cache,
-            reader_options=_reader_options(reader_options),
-            window=window,
-            thumbnail_size=thumbnail_size,
-            on_failure=on_failure,
-        )
+        self._run = MolmoRun(run, choices, on_failure=on_failure)
 
-    @property
-    def failures(self) -> list[Failure]:
-        """Sources that could not be read and tasks that failed, in the latest load."""
-        return self._run.failures
+
 
     def lazy_load(self) -> Iterator[Document]:
         """Documents one by one (works inside a running event loop, e.g. Jupyter)."""
-        yield from self._run.documents(self._run.iter_outcomes(self.sources, ordered=self.ordered))
+        yield from self._run.documents(self._run.iter_outcomes(self.sources))
 
     async def alazy_load(self) -> AsyncIterator[Document]:
         """Documents as each finishes, on the caller's event loop (the engine's requests run
         concurrently; media is read in a worker thread)."""
-        async for document in self._run.adocuments(self._run.aiter_outcomes(self.sources, ordered=self.ordered)):
+        async for document in self._run.adocuments(self._run.aiter_outcomes(self.sources)):
             yield document
 
 
-class MolmoBlobParser(BaseBlobParser):
+
+class MolmoBlobParser(HoldsRun, BaseBlobParser):
     """Parse image, slide deck (PPTX, PDF, ...) and video blobs into Documents enriched by
     Molmo2: one per photo, slide and video segment, in order, the same Documents
     :class:`MolmoLoader` makes.
@@ -155,69 +115,42 @@ class MolmoBlobParser(BaseBlobParser):
             loader = GenericLoader.from_filesystem("media/", glob="**/*", parser=MolmoBlobParser(backend="wavespeed"))
             docs = loader.load()
 
-    A backend given by name is created on first use and kept for every blob (a local
-    model loads once); :meth:`close` releases it. Takes the options of
-    :class:`MolmoLoader` (but ``sources`` and ``ordered``); ``metadata`` of a blob is kept
-    under the molmo-rag keys.
+    Takes ``run``, ``on_failure`` and the run options of :class:`MolmoLoader`; one run is
+    made on first use and kept for every blob (a local model loads once); :meth:`close`
+    releases it. The Documents of a blob come in source order (slides, segments): this
+    parser's ``ordered`` is on unless you turn it off, so they stream in order; with
+    ``ordered=False``, or a given ``Run`` that is not ordered, each blob's Documents are
+    put in order once the blob is done. ``metadata`` of a blob is kept under the
+    molmo-rag keys.
     """
 
     def __init__(
         self,
+        run: RunOptions | Run | None = None,
         *,
-        backend: Backend | str | None = None,
-        model: str | None = None,
-        concurrency: int | None = None,
-        tasks: EnrichOptions | Sequence[Task] | None = None,
-        count: Sequence[str] = (),
-        ask: Sequence[str] = (),
-        detail: Literal["low", "medium", "high"] = "medium",
-        default_tasks: bool | None = None,
-        cache: ResultCache | str | os.PathLike[str] | bool | None = None,
-        no_cache: bool = False,
-        reader_options: ReaderOptions | dict[str, Any] | None = None,
-        window: int | None = None,
-        thumbnail_size: int = 128,
         on_failure: OnFailure = "log",
+        **choices: Unpack[RunChoices],
     ) -> None:
-        self._run = MolmoRun(
-            backend=backend,
-            model=model,
-            concurrency=concurrency,
-            tasks=tasks,
-            count=count,
-            ask=ask,
-            detail=detail,
-            default_tasks=default_tasks,
-            cache=cache,
-            no_cache=no_cache,
-            reader_options=_reader_options(reader_options),
-            window=window,
-            thumbnail_size=thumbnail_size,
-            on_failure=on_failure,
-        )
+        self._run = MolmoRun(run, choices, on_failure=on_failure, defaults={"ordered": True})
 
-    @property
-    def failures(self) -> list[Failure]:
-        """Failures of the latest blob."""
-        return self._run.failures
+
 
     def lazy_parse(self, blob: Blob) -> Iterator[Document]:
-        source = blob_source(blob, self._run.reader_options)
+        source = blob_source(blob, self._run.options.reader_options)
         extra = dict(blob.metadata or {})
-        for document in self._run.documents(self._run.iter_outcomes(source, shared=True, ordered=True)):
+        documents = self._run.documents(self._run.iter_outcomes(source))
+        if not self._run.options.ordered:
+            documents = iter(sorted(documents, key=_source_order))
+        for document in documents:
             if extra:
                 document.metadata = {**extra, **document.metadata}
             yield document
 
-    def close(self) -> None:
-        """Release the backend this parser created (model memory, HTTP clients)."""
-        self._run.close()
 
-    def __enter__(self) -> Self:
-        return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+def _source_order(document: Document) -> tuple[int, float]:
+    """Where a Document of one source stands in it: its slide, or its segment's start."""
+    return document.metadata.get("slide") or 0, document.metadata.get("start") or 0.0
 
 
 def blob_source(blob: Blob, reader_options: Any = None) -> Any:

@@ -8,16 +8,16 @@ import os
 import re
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Unpack
 
 from langchain_core.document_loaders.blob_loaders import Blob
 from langchain_core.documents import BaseDocumentTransformer, Document
 
-from ._run import MolmoRun, OnFailure, relabelled
-from .document_loaders import _reader_options, blob_source
+from ._run import HoldsRun, MolmoRun, OnFailure, relabelled
+from .document_loaders import blob_source
 
 if TYPE_CHECKING:  # pragma: no cover
-    from molmo_rag import Backend, EnrichOptions, Failure, MediaDocument, ReaderOptions, ResultCache, Task
+    from molmo_rag import MediaDocument, Run, RunChoices, RunOptions
 
 __all__ = ["DEFAULT_IMAGE_KEYS", "MolmoDocumentTransformer"]
 
@@ -69,7 +69,7 @@ def _is_image_file(path: str) -> bool:
     return sniff(head, os.path.basename(path)) in ("image", "heic")
 
 
-class MolmoDocumentTransformer(BaseDocumentTransformer):
+class MolmoDocumentTransformer(HoldsRun, BaseDocumentTransformer):
     """Enrich Documents that point at a picture with Molmo2.
 
     For every document whose metadata names a picture (see ``image_keys``: a path, URL,
@@ -98,56 +98,29 @@ class MolmoDocumentTransformer(BaseDocumentTransformer):
             pictures = [d for d in elements if d.metadata.get("category") == "Image"]
             enriched = MolmoDocumentTransformer(backend="wavespeed").transform_documents(pictures)
 
-    Takes the run options of :class:`~langchain_molmo.MolmoLoader` (``backend``, ``model``,
-    ``tasks``, ``count``, ``ask``, ``cache``, ``reader_options``, ``thumbnail_size``, ...).
-    A backend given by name is created on first use and kept; :meth:`close` releases it.
+    Takes ``run`` (a ``molmo_rag.RunOptions``, or a ``molmo_rag.Run`` shared with other
+    objects), ``on_failure`` and the run options of :class:`~langchain_molmo.MolmoLoader` as
+    keywords (``backend``, ``model``, ``tasks``, ``count``, ``ask``, ``cache``,
+    ``reader_options``, ``thumbnail_size``, ...). One run is made on first use and kept for
+    every call (a local model loads once); :meth:`close` (or ``with``) releases it.
     """
 
     def __init__(
         self,
+        run: RunOptions | Run | None = None,
         *,
         image_keys: Sequence[str] = DEFAULT_IMAGE_KEYS,
         content: Literal["append", "replace", "keep"] = "append",
-        backend: Backend | str | None = None,
-        model: str | None = None,
-        concurrency: int | None = None,
-        tasks: EnrichOptions | Sequence[Task] | None = None,
-        count: Sequence[str] = (),
-        ask: Sequence[str] = (),
-        detail: Literal["low", "medium", "high"] = "medium",
-        default_tasks: bool | None = None,
-        cache: ResultCache | str | os.PathLike[str] | bool | None = None,
-        no_cache: bool = False,
-        reader_options: ReaderOptions | dict[str, Any] | None = None,
-        window: int | None = None,
-        thumbnail_size: int = 128,
         on_failure: OnFailure = "log",
+        **choices: Unpack[RunChoices],
     ) -> None:
         if content not in ("append", "replace", "keep"):
             raise ValueError(f"content must be 'append', 'replace' or 'keep', not {content!r}")
         self.image_keys = [image_keys] if isinstance(image_keys, str) else list(image_keys)
         self.content = content
-        self._run = MolmoRun(
-            backend=backend,
-            model=model,
-            concurrency=concurrency,
-            tasks=tasks,
-            count=count,
-            ask=ask,
-            detail=detail,
-            default_tasks=default_tasks,
-            cache=cache,
-            no_cache=no_cache,
-            reader_options=_reader_options(reader_options),
-            window=window,
-            thumbnail_size=thumbnail_size,
-            on_failure=on_failure,
-        )
+        self._run = MolmoRun(run, choices, on_failure=on_failure)
 
-    @property
-    def failures(self) -> list[Failure]:
-        """Failures of the latest call."""
-        return self._run.failures
+
 
     # -- LangChain's hooks -------------------------------------------------------------------
     def transform_documents(self, documents: Sequence[Document], **kwargs: Any) -> Sequence[Document]:
@@ -155,7 +128,7 @@ class MolmoDocumentTransformer(BaseDocumentTransformer):
         jobs, tags, entries = self._plan(documents)
         if not jobs:
             return documents
-        outcomes = self._run.iter_outcomes(entries, shared=True)
+        outcomes = self._run.iter_outcomes(entries)
         try:
             for outcome in outcomes:
                 self._take(outcome, tags)
@@ -168,7 +141,7 @@ class MolmoDocumentTransformer(BaseDocumentTransformer):
         jobs, tags, entries = self._plan(documents)
         if not jobs:
             return documents
-        outcomes: AsyncIterator[Any] = self._run.aiter_outcomes(entries, shared=True)
+        outcomes: AsyncIterator[Any] = self._run.aiter_outcomes(entries)
         try:
             async for outcome in outcomes:
                 self._take(outcome, tags)
@@ -176,9 +149,6 @@ class MolmoDocumentTransformer(BaseDocumentTransformer):
             await outcomes.aclose()  # type: ignore[attr-defined]
         return self._merge(documents, jobs)
 
-    def close(self) -> None:
-        """Release the backend this transformer created."""
-        self._run.close()
 
     # -- the pictures ------------------------------------------------------------------------
     def _picture(self, document: Document) -> tuple[Any, str, bool] | None:
@@ -242,7 +212,7 @@ class MolmoDocumentTransformer(BaseDocumentTransformer):
         consumed by the engine in its reader thread."""
         from molmo_rag import MediaItem, UnsupportedMediaError, read
 
-        options = self._run.reader_options
+        options = self._run.options.reader_options
         for job in jobs:
             value = job.value
             if isinstance(value, Blob):

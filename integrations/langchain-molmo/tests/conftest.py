@@ -27,6 +27,31 @@ def lc_fake_backend(monkeypatch):
     return "fake"
 
 
+@pytest.fixture
+def lc_made_backends(monkeypatch, lc_fake_backend) -> list:
+    """Every backend a ``molmo_rag.Run`` makes from a name in this test (``backend="fake"``:
+    a FakeBackend), in order, each with ``closed`` set once its run released it."""
+    import molmo_rag.run
+
+    made: list = []
+    create = molmo_rag.run.create_backend
+
+    def counting(*args, **kwargs):
+        backend = create(*args, **kwargs)
+        close = backend.close
+
+        def closing() -> None:
+            backend.closed = True
+            close()
+
+        backend.closed, backend.close = False, closing
+        made.append(backend)
+        return backend
+
+    monkeypatch.setattr(molmo_rag.run, "create_backend", counting)
+    return made
+
+
 @pytest.fixture(scope="session")
 def lc_library(tmp_path_factory) -> Path:
     """photos/{astronaut,coffee,chelsea}.png + photos/broken.jpg, decks/talk.pdf (2 pages),

@@ -68,3 +68,28 @@ def test_retriever_reads_counts_in_words(lc_world):
     assert [truth[d.metadata["source"]] for d in found] == [2]
     assert len(MolmoRetriever(db=db, k=10).invoke("a picture with exactly two bright spots")) == 10
     assert [truth[d.metadata["source"]] for d in MolmoRetriever(db=db, k=10).invoke("no bright spots", count_words=True)] == [0] * 6
+
+
+def test_the_compressor_shares_a_run_and_leaves_it_open(lc_world, lc_made_backends):
+    from molmo_rag import Run, RunOptions
+
+    db, truth = lc_world
+    docs = MolmoRetriever(db=db, k=10).invoke("bright spots")
+    with Run(backend="fake", cache=False) as run:
+        compressor = MolmoGroundedCompressor(run, top_n=10, drop_misses=True)
+        kept = compressor.compress_documents(docs, "bright spots")
+        assert sorted(truth[d.metadata["source"]] for d in kept) == [1, 2, 3, 4]
+        compressor.close()
+        (backend,) = lc_made_backends
+        assert not backend.closed and backend.calls == 10  # the run's backend, left open
+        assert len(compressor.compress_documents(docs, "bright spots")) == 4 and backend.calls == 20
+    assert backend.closed
+    # RunOptions given whole, keywords on top: one backend made for every query, closed by close()
+    options = RunOptions(backend="fake")
+    compressor = MolmoGroundedCompressor(options, top_n=3, cache=False)
+    assert compressor.options.backend == "fake" and compressor.options.cache is False
+    for _ in range(2):
+        assert len(compressor.compress_documents(docs, "bright spots")) == 10
+    assert len(lc_made_backends) == 2 and lc_made_backends[1].calls == 6
+    compressor.close()
+    assert lc_made_backends[1].closed

@@ -100,21 +100,37 @@ def test_numpy_image_blobs_as_an_images_parser(lc_library):
     assert [type(f.error).__name__ for f in parser.failures] == ["CorruptMediaError"]
 
 
-def test_a_backend_by_name_is_made_once(lc_library, lc_fake_backend, monkeypatch):
-    import molmo_rag
-
-    made = []
-    create = molmo_rag.create_backend
-
-    def counting(*args, **kwargs):
-        made.append(args)
-        return create(*args, **kwargs)
-
-    monkeypatch.setattr(molmo_rag, "create_backend", counting)
-    with MolmoBlobParser(backend=lc_fake_backend) as parser:
+def test_a_backend_by_name_is_made_once(lc_library, lc_made_backends):
+    with MolmoBlobParser(backend="fake") as parser:
         for name in ("coffee.png", "astronaut.png"):
             assert len(list(parser.lazy_parse(Blob.from_path(lc_library / "photos" / name)))) == 1
-        assert len(made) == 1
-        backend = parser._run._owned_backend
-        assert backend is not None and backend.calls == 4
-    assert parser._run._owned_backend is None
+        (backend,) = lc_made_backends
+        assert backend.calls == 4 and not backend.closed
+    assert backend.closed
+
+
+def test_slides_of_a_blob_come_in_order_on_a_shared_unordered_run(lc_library):
+    """A given Run hands out as items finish (not ordered): slide 1, slower, finishes after
+    slide 2, and the parser still yields the blob's slides in order."""
+    import time
+
+    from molmo_rag import Run
+    from molmo_rag.testing import FakeBackend
+
+    class SlowFirstSlide(FakeBackend):
+        prepare_threads = 4  # every request of both slides prepared at once
+
+        def prepare(self, request):
+            if request.item.slide == 1:
+                time.sleep(0.3)
+            return super().prepare(request)
+
+    deck = Blob.from_path(lc_library / "decks" / "talk.pdf")
+    with Run(backend=SlowFirstSlide(batch_size=1), cache=False, window=4) as run:
+        assert not run.options.ordered
+        finished = [d.metadata["slide"] for d in MolmoLoader(lc_library / "decks", run).load()]
+        assert finished == [2, 1]  # the engine's order: as they finish
+        assert [d.metadata["slide"] for d in MolmoBlobParser(run).lazy_parse(deck)] == [1, 2]
+    own = MolmoBlobParser(backend=SlowFirstSlide(batch_size=1), cache=False, window=4)
+    assert own.options.ordered  # the parser's own run streams in order
+    assert [d.metadata["slide"] for d in own.lazy_parse(deck)] == [1, 2]
