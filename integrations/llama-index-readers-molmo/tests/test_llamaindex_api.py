@@ -72,27 +72,27 @@ def test_reader_serialises_with_its_settings():
 
 
 def test_settings_are_checked_up_front():
+    from molmo_rag import UsageError
     from molmo_rag.testing import FakeBackend
 
-    with pytest.raises(ValueError, match="get_backend"):
+    with pytest.raises(UsageError, match="ready Backend instance"):
         MolmoReader(backend=FakeBackend(), model="x")
-    with pytest.raises(ValueError):
+    with pytest.raises(UsageError, match="reader_options") as info:
         MolmoReader(reader_options={"segment_mode": "sometimes"})
+    assert info.value.option == "reader_options"
     with pytest.raises(ValueError, match="file_path"):
         MolmoReader(backend="fake").load_data()
-    from molmo_rag.errors import UsageError
-
     with pytest.raises(UsageError, match="unknown backend"):
         MolmoReader(backend="nope").load_data("x.png")
 
 
 def test_plan_maps_to_the_core():
-    default = MolmoReader(count=["person"], questions=["Why?"]).enrich_options()
-    assert default.default_tasks and default.count == ["person"] and default.ask == ["Why?"]
-    caption_only = MolmoReader(scene=False, detail="high").enrich_options()
-    assert not caption_only.default_tasks and [t.key() for t in caption_only.tasks] == ["caption(detail=high)"]
-    scene_only = MolmoReader(caption=False).enrich_options()
-    assert not scene_only.default_tasks and [t.key() for t in scene_only.tasks] == ["scene()"]
+    default = MolmoReader(count=["person"], questions=["Why?"]).run_options()
+    assert default.runs_default_plan and default.count == ["person"] and default.ask == ["Why?"]
+    caption_only = MolmoReader(scene=False, detail="high").run_options()
+    assert not caption_only.runs_default_plan and [t.key() for t in caption_only.tasks] == ["caption(detail=high)"]
+    scene_only = MolmoReader(caption=False).enrich_options()  # the older name of run_options
+    assert not scene_only.runs_default_plan and [t.key() for t in scene_only.tasks] == ["scene()"]
 
 
 def test_embedding_is_the_core_embedder():

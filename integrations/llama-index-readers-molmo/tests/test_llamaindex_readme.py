@@ -67,3 +67,24 @@ def test_readme_quick_start_and_both_doors(li_media, tmp_path, monkeypatch, caps
     hits = run_cli(shell[1])
     expected = [d for d in documents if d.metadata["kind"] == "video_segment" and d.metadata["counts"]["person"] >= 2]
     assert expected and {h["id"] for h in hits} == {d.id_ for d in expected}
+
+
+def test_readme_one_run_shared_by_every_door(li_media, tmp_path, monkeypatch):
+    from molmo_rag.testing import FakeBackend
+
+    made: list = []
+    init = FakeBackend.__init__
+
+    def recording_init(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        made.append(self)
+
+    monkeypatch.setattr(FakeBackend, "__init__", recording_init)
+    (code,) = blocks(section(README.read_text(), "Options"), "python")
+    code = code.replace('backend="local"', 'backend="fake"').replace('"more-media/"', repr(str(li_media / "decks")))
+    code = code.replace('"media/"', repr(str(li_media / "photos"))).replace('"./my-index"', repr(str(tmp_path / "db")))
+    namespace: dict = {}
+    imports = "from llama_index.core.ingestion import IngestionPipeline\nfrom llama_index.readers.molmo import *\n"
+    exec(compile(imports + code, "README.md (Options)", "exec"), namespace)  # noqa: S102 - the README is ours
+    assert len(namespace["documents"]) == 3 and len(made) == 1  # one backend for the reader and the CLI's indexing
+    assert made[0].calls == 3 * 3 + 4 * 3  # three photos, four slides: caption, scene, count each

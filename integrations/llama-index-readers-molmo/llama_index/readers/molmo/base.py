@@ -126,6 +126,9 @@ class MolmoReader(MolmoSettings, BasePydanticReader):
 
     >>> docs = MolmoReader(backend="wavespeed", count=["person"]).load_data("media/")
 
+    Options are the core's :class:`molmo_rag.RunOptions` (see :class:`MolmoSettings`); one
+    :class:`molmo_rag.Run` made from them serves every call until :meth:`close`.
+
     With SimpleDirectoryReader: ``SimpleDirectoryReader("media/",
     file_extractor=MolmoReader(...).file_extractor())``.
     """
@@ -133,12 +136,8 @@ class MolmoReader(MolmoSettings, BasePydanticReader):
     keep_image: bool = Field(
         default=False,
         description="Also carry each picture inline (the document's base64 `image` and a `thumbnail` data URI "
-        "in metadata). Off: `image_path` points at the photo, or at the rendered slide / segment frame kept "
-        "in the cache folder, and payloads stay small.",
-    )
-    thumbnail_size: int = Field(default=128, ge=0, description="Longest side of the thumbnail (with keep_image).")
-    ordered: bool = Field(
-        default=False, description="Yield documents in source order instead of as each finishes."
+        "of `thumbnail_size` in metadata). Off: `image_path` points at the photo, or at the rendered slide / "
+        "segment frame kept in the cache folder, and payloads stay small.",
     )
 
     _slots: weakref.WeakKeyDictionary = PrivateAttr(default_factory=weakref.WeakKeyDictionary)
@@ -165,7 +164,7 @@ class MolmoReader(MolmoSettings, BasePydanticReader):
         bytes, PIL images and molmo_rag MediaItems), as each finishes. Works inside a
         running event loop (Jupyter)."""
         sources = self._sources(file_path, fs, kwargs)
-        outcomes = iter_documents(sources, ordered=self.ordered, thumbnail_size=self._thumbnail_size(), **self.run_options())
+        outcomes = iter_documents(sources, self.get_run())
         try:
             for outcome in outcomes:
                 yield from self._documents(outcome, extra_info)
@@ -184,10 +183,9 @@ class MolmoReader(MolmoSettings, BasePydanticReader):
         """The native async generator: the core's engine keeps its window of requests in
         flight and each document is yielded the moment its item is done."""
         sources = self._sources(file_path, fs, kwargs)
+        run = await asyncio.to_thread(self.get_run)  # a local model loads off the event loop
         async with self._slot():
-            outcomes = aiter_documents(
-                sources, ordered=self.ordered, thumbnail_size=self._thumbnail_size(), **self.run_options()
-            )
+            outcomes = aiter_documents(sources, run)
             try:
                 async for outcome in outcomes:
                     for document in await asyncio.to_thread(self._documents_list, outcome, extra_info):
@@ -199,8 +197,8 @@ class MolmoReader(MolmoSettings, BasePydanticReader):
         return [document async for document in self.alazy_load_data(*args, **kwargs)]
 
     # -- helpers --------------------------------------------------------------------------------
-    def _thumbnail_size(self) -> int:
-        return self.thumbnail_size if self.keep_image else 0
+    def _run_overrides(self) -> dict[str, Any]:
+        return {} if self.keep_image else {"thumbnail_size": 0}  # no thumbnail made to be dropped
 
     def _documents(self, outcome: MediaDocument | Failure, extra_info: Mapping[str, Any] | None) -> Iterator[Document]:
         if isinstance(outcome, Failure):
@@ -208,7 +206,7 @@ class MolmoReader(MolmoSettings, BasePydanticReader):
             return
         for failure in outcome.failures:  # some tasks failed: the others' results are in the document
             self.report(failure)
-        yield to_image_document(outcome, extra_info, keep_image=self.keep_image, frames_dir=self.frames_dir())
+        yield to_image_document(outcome, extra_info, keep_image=self.keep_image)
 
     def _documents_list(self, outcome: MediaDocument | Failure, extra_info: Mapping[str, Any] | None) -> list[Document]:
         return list(self._documents(outcome, extra_info))

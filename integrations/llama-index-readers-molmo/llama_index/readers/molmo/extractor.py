@@ -3,9 +3,10 @@ nodes that already hold an image, inside an ``IngestionPipeline``.
 
 Each node's picture (``image_path``, ``image`` as base64, or ``image_url``, on an
 ``ImageNode`` or on a Document's ``image_resource``) is read by the core into a
-:class:`molmo_rag.MediaItem`; all of them go through one run of the core's engine
-(:func:`molmo_rag.aiter_documents`, in order), so requests keep the backend's window full,
-answers come from the cache when present, and a failure stays with its node.
+:class:`molmo_rag.MediaItem`; all of them go through one pass of the core's engine
+(:func:`molmo_rag.aiter_documents`) on the extractor's one :class:`molmo_rag.Run`, so
+requests keep the backend's window full, answers come from the cache when present, the
+backend is made once for every batch, and a failure stays with its node.
 """
 
 from __future__ import annotations
@@ -83,12 +84,15 @@ class MolmoExtractor(MolmoSettings, BaseExtractor):
     def class_name(cls) -> str:
         return "MolmoExtractor"
 
+    def _run_overrides(self) -> dict[str, Any]:
+        return {"thumbnail_size": 0}  # metadata only: no thumbnail to make
+
     async def aextract(self, nodes: Sequence[BaseNode]) -> list[dict]:
         items = await asyncio.gather(*(asyncio.to_thread(self._item_of, node) for node in nodes))
         outcomes: dict[int, MediaDocument | list[Failure]] = {}
         ready = [item for item in items if isinstance(item, MediaItem)]
         if ready:
-            run = aiter_documents(ready, ordered=True, thumbnail_size=0, **self.run_options())
+            run = aiter_documents(ready, await asyncio.to_thread(self.get_run))
             try:
                 async for outcome in run:
                     key = id(outcome.item)

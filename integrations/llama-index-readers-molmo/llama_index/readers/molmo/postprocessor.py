@@ -3,18 +3,22 @@ what the query names (``molmo_rag.ground``), as a node postprocessor."""
 
 from __future__ import annotations
 
-from typing import Any, List, Optional
+from typing import List, Optional
 
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import NodeWithScore, QueryBundle
+
+from molmo_rag import Grounder, Hit, RunOptions
+
+from .settings import RunFields, options_fields
 
 __all__ = ["MolmoGroundedReranker"]
 
 _EVIDENCE_KEYS = ("grounded", "evidence", "vector_score")
 
 
-class MolmoGroundedReranker(BaseNodePostprocessor):
+class MolmoGroundedReranker(RunFields, BaseNodePostprocessor):
     """Re-rank retrieved molmo-rag nodes by what Molmo2 finds in them.
 
     For the first ``top_n`` nodes (photos, rendered slides, video segments) the backend is
@@ -25,6 +29,12 @@ class MolmoGroundedReranker(BaseNodePostprocessor):
     score becomes ``weight`` x grounded + the vector score. Evidence stays out of the
     embedding and the LLM prompt. Answers are cached like every molmo-rag result.
 
+    The backend, model, cache, reader options and window are :class:`molmo_rag.RunOptions`
+    fields (with no backend named, the one that made the collection checks it); the first
+    argument may be ``RunOptions`` or a ready :class:`molmo_rag.Run` shared with a reader
+    (used, left open). A run made here is made at the first query and reused until
+    :meth:`close` (a local model loads once).
+
     .. code-block:: python
 
         from llama_index.readers.molmo import MolmoGroundedReranker, open_index
@@ -34,37 +44,27 @@ class MolmoGroundedReranker(BaseNodePostprocessor):
         )
     """
 
-    backend: Any = Field(default=None, description="A molmo-rag backend name (local, openai, ...) or instance.")
-    model: Optional[str] = Field(default=None, description="The model of a backend given by name.")
     top_n: int = Field(default=10, ge=1, description="How many of the retrieved nodes to check.")
     drop_misses: bool = Field(default=False, description="Leave out checked nodes without evidence.")
     count_labels: Optional[List[str]] = Field(
         default=None, description="Labels counted in the collection (molmo-rag labels): count phrases must hold."
     )
     weight: float = Field(default=2.0, description="How much evidence counts against the vector score.")
-    cache: Any = Field(default=None, description="molmo-rag's result cache: None (default folder), a folder, False.")
-    reader_options: Any = Field(default=None, description="molmo_rag.ReaderOptions for re-opening media.")
 
-    _grounder: Any = PrivateAttr(default=None)
+    _grounder: Grounder | None = PrivateAttr(default=None)
 
     @classmethod
     def class_name(cls) -> str:
         return "MolmoGroundedReranker"
 
-    def _core(self) -> Any:
-        """The core's Grounder with these settings (made once: a backend named here loads once)."""
-        from molmo_rag import Grounder
-
+    def _core(self) -> Grounder:
+        """The core's Grounder of these options (made once; its run is made at the first query)."""
         if self._grounder is None:
-            self._grounder = Grounder(
-                self.backend, model=self.model, top=self.top_n, weight=self.weight, count_labels=self.count_labels,
-                cache=self.cache, reader_options=self.reader_options,
-            )
+            run = self._run if self._run is not None else RunOptions(**options_fields(self))
+            self._grounder = Grounder(run, top=self.top_n, weight=self.weight, count_labels=self.count_labels)
         return self._grounder
 
     def _hits(self, nodes: List[NodeWithScore], query_bundle: Optional[QueryBundle]) -> tuple[list, str]:
-        from molmo_rag import Hit
-
         if query_bundle is None:
             raise ValueError("MolmoGroundedReranker needs the query (query_bundle or query_str)")
         hits = [
@@ -103,6 +103,7 @@ class MolmoGroundedReranker(BaseNodePostprocessor):
         return self._nodes(nodes, await self._core().aground(hits, query))
 
     def close(self) -> None:
-        """Release a backend made from a name (model memory, HTTP clients)."""
-        if self._grounder is not None:
-            self._grounder.close()
+        """Release the run made here (model memory, HTTP clients); a Run given is left open."""
+        grounder, self._grounder = self._grounder, None
+        if grounder is not None:
+            grounder.close()

@@ -1,39 +1,19 @@
-"""What the reader and the extractor share: which backend, which tasks, which cache, and how
-a failure is reported. Everything here is handed to the core (``molmo_rag``): this package
-reads, caches and calls no model itself."""
+"""What the reader and the extractor share: the core's run options (they *are*
+:class:`molmo_rag.RunOptions`, with a few LlamaIndex shorthands on top), the one
+:class:`molmo_rag.Run` made from them, and how a failure is reported. Everything is handed
+to the core (``molmo_rag``): this package reads, caches and calls no model itself."""
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar
 
-from llama_index.core.bridge.pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    PrivateAttr,
-    field_serializer,
-    field_validator,
-    model_validator,
-)
+from llama_index.core.bridge.pydantic import Field, PrivateAttr, model_validator
 
-from molmo_rag import (
-    Backend,
-    Caption,
-    EnrichOptions,
-    Failure,
-    MolmoRagError,
-    ReaderOptions,
-    Scene,
-    Task,
-    create_backend,
-    task_from_dict,
-)
+from molmo_rag import Backend, Caption, Failure, MolmoRagError, Run, RunOptions, Scene, UsageError
 
-__all__ = ["MolmoLoadError", "MolmoSettings", "describe_failure", "logger"]
+__all__ = ["MolmoLoadError", "MolmoSettings", "RunFields", "describe_failure", "logger", "options_fields"]
 
 logger = logging.getLogger("llama_index.readers.molmo")
 
@@ -61,160 +41,130 @@ def describe_failure(failure: Failure) -> str:
     return f"{where}{task}: {info['error_type']}: {info['error']}"
 
 
-class MolmoSettings(BaseModel):
-    """Backend, tasks, reading and caching options (every field is handed to the core)."""
+def options_fields(options: RunOptions) -> dict[str, Any]:
+    """The core run options set on ``options``, as given (instances kept, nothing dumped;
+    fields of a framework class on top of ``RunOptions`` left out)."""
+    return {name: getattr(options, name) for name in options.model_fields_set if name in RunOptions.model_fields}
 
-    model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    # -- the backend ------------------------------------------------------------------------
-    backend: str | Backend | None = Field(
-        default=None,
-        description="Backend name (local, wavespeed, openoctopus, openai; None: MOLMO_RAG_BACKEND, else local) "
-        "or a ready molmo_rag Backend instance (e.g. get_backend('wavespeed', base_url=...)).",
-    )
-    model: str | None = Field(
-        default=None,
-        description="Model id or local checkpoint path (local and openai backends; None: MOLMO_RAG_MODEL or the default).",
-    )
-    backend_options: dict[str, Any] = Field(
-        default_factory=dict,
-        description="Options of the named backend, e.g. {'base_url': ..., 'api_key': ...} or {'batch_size': 8}.",
-    )
-    concurrency: int | None = Field(
-        default=None, ge=1, description="Requests in flight (REST backends) or batch size (local)."
-    )
-    window: int | None = Field(
-        default=None, ge=1, description="Requests kept in flight by the engine (None: the backend's own)."
-    )
+class RunFields(RunOptions):
+    """:class:`molmo_rag.RunOptions` as the fields of a LlamaIndex component. The first
+    argument may be a ``RunOptions`` (its fields are taken, keywords on top) or a ready
+    :class:`molmo_rag.Run` (its options are taken and the run is used, never closed here:
+    whoever made it closes it); errors name the component."""
 
-    # -- the tasks --------------------------------------------------------------------------
-    detail: Literal["low", "medium", "high"] = Field(default="medium", description="Caption detail.")
-    caption: bool = Field(default=True, description="Caption every photo, slide and video segment.")
-    scene: bool = Field(default=True, description="Describe the scene of every item.")
-    count: list[str] = Field(
-        default_factory=list,
-        description="Things to count on every item, e.g. ['person', 'car']: metadata counts.<label> and points.",
-    )
-    questions: list[str] = Field(
-        default_factory=list, description="Questions to answer about every item: metadata answers."
-    )
-    tasks: list[Task] = Field(
-        default_factory=list,
-        description="More molmo_rag tasks to run, e.g. [VideoTask(task='summary')] or [Caption(detail='high')].",
-    )
+    fixed_by_run: ClassVar[frozenset[str]] = frozenset(RunOptions.model_fields)
+    """Fields a ready Run decides: refused as keywords next to one."""
 
-    # -- reading and caching ------------------------------------------------------------------
-    reader_options: ReaderOptions | None = Field(
-        default=None,
-        description="How media is read: video segmenting (segment_mode, segment_seconds, ...), slide rendering "
-        "(slide_dpi, render_timeout, cache_dir), size caps. A molmo_rag ReaderOptions or a dict of its fields.",
-    )
-    cache: Any = Field(
-        default=None,
-        description="Result cache: None/True for the default (MOLMO_RAG_CACHE_DIR), a folder, a molmo_rag "
-        "ResultCache, or False for none. Cached answers cost no backend call on a re-run.",
-    )
-    no_cache: bool = Field(default=False, description="Skip cache lookups (fresh answers are still stored).")
+    _run: Run | None = PrivateAttr(default=None)
+
+    def __init__(self, run: Run | RunOptions | None = None, /, **data: Any) -> None:
+        given = run if isinstance(run, Run) else None
+        if given is not None:
+            fixed = sorted(set(data) & self.fixed_by_run)
+            if fixed:
+                raise UsageError(
+                    f"a ready Run was given: {', '.join(fixed)} cannot change it (set them in the RunOptions "
+                    "the Run is made from)",
+                    option=fixed[0],
+                )
+            run = given.options
+        if run is not None:
+            data = {**options_fields(run), **data}
+        super().__init__(**data)
+        self._run = given
+
+    @classmethod
+    def _what(cls) -> str:
+        return f"{cls.__name__} options"
+
+
+class MolmoSettings(RunFields):
+    """The core's :class:`molmo_rag.RunOptions` (backend, model, backend_options,
+    concurrency, detail, count, ask, tasks, reader_options, cache, no_cache, window, ...:
+    their defaults and checks are the core's), plus ``caption`` / ``scene`` (shape the
+    default plan), ``questions`` (another name for ``ask``) and ``raise_on_error``.
+
+    Given a ready :class:`molmo_rag.Run` (first argument), every call uses it: share one
+    between a reader, an extractor, a reranker and the core's doors. Otherwise a ``Run`` is
+    made from these options on first use, reused by every call (one backend: a local model
+    loads once) and released by :meth:`close`."""
+
+    fixed_by_run: ClassVar[frozenset[str]] = RunFields.fixed_by_run | {"caption", "scene", "questions"}
+
+    caption: bool = Field(default=True, description="Caption every photo, slide and video segment (default plan).")
+    scene: bool = Field(default=True, description="Describe the scene of every item (default plan).")
     raise_on_error: bool = Field(
         default=False,
         description="Raise MolmoLoadError on the first failure (an unreadable source, a failed task). By default "
         "each failure is logged as a warning with its cause, kept in `failures`, and the others go on.",
     )
 
-    _backend: Backend | None = PrivateAttr(default=None)
-    _owns_backend: bool = PrivateAttr(default=False)
+    _owns_run: bool = PrivateAttr(default=False)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
     _failures: list[Failure] = PrivateAttr(default_factory=list)
 
-    @field_validator("reader_options", mode="before")
+    @model_validator(mode="before")
     @classmethod
-    def _reader_options(cls, value: Any) -> Any:
-        return ReaderOptions(**value) if isinstance(value, dict) else value
+    def _questions_are_ask(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "questions" in data:
+            if "ask" in data:
+                raise UsageError("give questions or ask (the same option), not both", option="questions")
+            data = {**data, "ask": data["questions"]}
+            del data["questions"]
+        return data
 
-    @field_validator("tasks", mode="before")
-    @classmethod
-    def _tasks(cls, value: Any) -> Any:
-        if isinstance(value, (list, tuple)):
-            return [task_from_dict(t) if isinstance(t, dict) else t for t in value]
-        return value
+    @property
+    def questions(self) -> list[str]:
+        """The questions asked about every item (``ask``)."""
+        return self.ask
 
-    @field_validator("cache", mode="before")
-    @classmethod
-    def _cache(cls, value: Any) -> Any:
-        return Path(value) if isinstance(value, str) else value
-
-    @model_validator(mode="after")
-    def _check_backend(self) -> MolmoSettings:
-        if isinstance(self.backend, Backend) and (self.model or self.backend_options):
-            raise ValueError("give model and backend_options to get_backend() when passing a Backend instance")
-        return self
-
-    @field_serializer("backend")
-    def _backend_name(self, value: Any) -> str | None:
-        return value.name if isinstance(value, Backend) else value
-
-    @field_serializer("tasks")
-    def _task_dicts(self, value: list[Task]) -> list[dict]:
-        return [task.to_dict() for task in value]
-
-    @field_serializer("reader_options")
-    def _reader_options_dict(self, value: ReaderOptions | None) -> dict | None:
-        return None if value is None else value.model_dump(mode="json", exclude_defaults=True)
-
-    @field_serializer("cache")
-    def _cache_name(self, value: Any) -> Any:
-        if value is None or isinstance(value, bool):
-            return value
-        return str(getattr(value, "directory", value))
-
-    # -- what the core gets -------------------------------------------------------------------
     @property
     def failures(self) -> list[Failure]:
         """Every failure reported since this object was made (``failures.clear()`` to reset)."""
         return self._failures
 
-    def get_backend(self) -> Backend:
-        """The backend instance: the one given, or one made once from the name and options
-        and reused by every call (a local model loads once)."""
-        if isinstance(self.backend, Backend):
-            return self.backend
+    # -- the run ------------------------------------------------------------------------------
+    def run_options(self) -> RunOptions:
+        """The core's options of this object's run: its fields, with ``caption`` / ``scene``
+        turned into the plan (both on: the core's default plan, so results are shared with
+        ``molmo-rag index`` through the cache; else the chosen ones instead of it). A Run
+        given ready keeps its own options."""
+        fields = {**options_fields(self), **self._run_overrides()}
+        if self.runs_default_plan and not (self.caption and self.scene):
+            fields["default_tasks"] = False
+            fields["tasks"] = [Caption(detail=self.detail)] * self.caption + [Scene()] * self.scene + list(self.tasks)
+        return RunOptions(**fields)
+
+    def _run_overrides(self) -> dict[str, Any]:
+        """Run options a subclass sets for its own use (e.g. no thumbnails it would drop)."""
+        return {}
+
+    def get_run(self) -> Run:
+        """The run every call uses: the one given, or one made once from these options."""
         with self._lock:
-            if self._backend is None:
-                self._backend = create_backend(self.backend, self.model, self.concurrency, **self.backend_options)
-                self._owns_backend = True
-            return self._backend
+            if self._run is None:
+                self._run = Run(self.run_options(), on_warning=self._warn)
+                self._owns_run = True
+            return self._run
 
-    def enrich_options(self) -> EnrichOptions:
-        """The plan: the core's default (caption + scene) when both are on, so results are
-        shared with ``molmo-rag index`` through the cache; otherwise the chosen tasks."""
-        default = self.caption and self.scene
-        tasks: list[Task] = list(self.tasks)
-        if not default:
-            tasks = [Caption(detail=self.detail)] * self.caption + [Scene()] * self.scene + tasks
-        return EnrichOptions(
-            detail=self.detail, default_tasks=default, count=list(self.count), ask=list(self.questions), tasks=tasks
-        )
+    def get_backend(self) -> Backend:
+        """The backend of :meth:`get_run` (made once; a ready instance given is that one)."""
+        return self.get_run().backend
 
-    def run_options(self) -> dict[str, Any]:
-        """Keyword arguments of :func:`molmo_rag.aiter_documents` (the sources aside)."""
-        return {
-            "backend": self.get_backend(),
-            "tasks": self.enrich_options(),
-            "cache": self.cache,
-            "no_cache": self.no_cache,
-            "reader_options": self.reader_options,
-            "window": self.window,
-            "on_warning": self._warn,
-        }
+    def enrich_options(self) -> RunOptions:
+        """The plan handed to the core (:meth:`run_options`)."""
+        return self.run_options()
 
-    def frames_dir(self) -> Path | None:
-        """Where rendered slides and segment frames are kept: ``frames`` in the cache folder
-        given, else the core's default (the default cache folder)."""
-        cache = self.cache
-        directory = getattr(cache, "directory", cache)
-        if isinstance(directory, (str, os.PathLike)):
-            return Path(directory) / "frames"
-        return None
+    def close(self) -> None:
+        """Release the run this object made (a model in memory, HTTP clients, the cache);
+        a ``Run`` or ``Backend`` given ready is left open. A later call makes a new run."""
+        with self._lock:
+            run = self._run if self._owns_run else None
+            if run is not None:
+                self._run, self._owns_run = None, False
+        if run is not None:
+            run.close()
 
     # -- reporting -----------------------------------------------------------------------------
     def _warn(self, message: str) -> None:
@@ -226,11 +176,3 @@ class MolmoSettings(BaseModel):
         logger.warning("molmo: failed: %s", describe_failure(failure))
         if self.raise_on_error:
             raise MolmoLoadError(failure) from failure.error
-
-    def close(self) -> None:
-        """Release the backend this object made (a model in memory, HTTP clients)."""
-        with self._lock:
-            backend, self._backend = self._backend, None
-            owned, self._owns_backend = self._owns_backend, False
-        if backend is not None and owned:
-            backend.close()
