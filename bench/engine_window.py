@@ -195,7 +195,7 @@ def caption_engine(backend, folder: Path) -> int:
     from molmo_rag.results import Result
     from molmo_rag.tasks import Caption
 
-    return sum(isinstance(r, Result) for r in analyze([str(folder)], [Caption()], backend))
+    return sum(isinstance(r, Result) for r in analyze([str(folder)], [Caption()], backend, cache=False))
 
 
 def index_old(backend, folder: Path, db: Path, chunk_size: int = 16) -> int:
@@ -247,7 +247,7 @@ def index_old(backend, folder: Path, db: Path, chunk_size: int = 16) -> int:
 def index_engine(backend, folder: Path, db: Path) -> int:
     from molmo_rag import pipeline
 
-    summary = pipeline.index(str(folder), backend=backend, db=db, cache=False, concurrency=16, on_warning=lambda m: None)
+    summary = pipeline.index(str(folder), backend=backend, db=db, cache=False, on_warning=lambda m: None)
     assert not summary.failed, summary.failed[:3]
     return summary.indexed
 
@@ -476,7 +476,7 @@ def local_section(args, tmp: Path) -> list[dict]:
     def engine_way() -> dict:
         forward[0] = 0.0
         started = time.perf_counter()
-        ok = sum(isinstance(r, Result) for r in analyze([str(folder)], [Caption()], backend))
+        ok = sum(isinstance(r, Result) for r in analyze([str(folder)], [Caption()], backend, cache=False))
         wall = time.perf_counter() - started
         stats = backend.last_stats
         return {"name": "engine: analyze(), decode in prepare threads", "wall": wall, "busy": stats.busy_s,
@@ -542,10 +542,10 @@ def rss_child(folder: str, n: int) -> None:
 
     paths = sorted(str(p) for p in Path(folder).iterdir())[:n]
     backend = FakeBackend(batch_size=8)
-    list(analyze(paths[:8], [Caption()], backend))  # imports and threads, before the baseline
+    list(analyze(paths[:8], [Caption()], backend, cache=False))  # imports and threads, before the baseline
     base = _peak_rss_kib()
     started = time.perf_counter()
-    ok = sum(isinstance(r, Result) for r in analyze(paths, [Caption()], backend))
+    ok = sum(isinstance(r, Result) for r in analyze(paths, [Caption()], backend, cache=False))
     wall = time.perf_counter() - started
     peak = _peak_rss_kib()
     print(json.dumps({"n": n, "ok": ok, "base_kib": base, "peak_kib": peak, "wall": wall,
