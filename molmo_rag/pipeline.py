@@ -116,9 +116,12 @@ def open_index(
     api_key: str | None = None,
     collection: str = DEFAULT_COLLECTION,
     create: bool = True,
+    storage: str | None = None,
 ) -> QdrantIndex:
-    """The collection at a local path (default ``./.molmo-rag/qdrant``) or a server URL."""
-    return QdrantIndex(db, url=qdrant_url, api_key=api_key, collection=collection, create=create)
+    """The collection at a local path (default ``./.molmo-rag/qdrant``) or a server URL.
+    ``storage``: how a new folder is stored, ``edge`` (default) or ``local``
+    (:data:`~molmo_rag.index.store.STORAGES`); an existing one opens as it was written."""
+    return QdrantIndex(db, url=qdrant_url, api_key=api_key, collection=collection, create=create, storage=storage)
 
 
 _MEMORY_HINT = (
@@ -129,7 +132,12 @@ _MEMORY_HINT = (
 
 
 def _store_for(
-    db: "str | os.PathLike | QdrantIndex | None", qdrant_url: str | None, api_key: str | None, collection: str, create: bool
+    db: "str | os.PathLike | QdrantIndex | None",
+    qdrant_url: str | None,
+    api_key: str | None,
+    collection: str,
+    create: bool,
+    storage: str | None = None,
 ) -> tuple[QdrantIndex, bool]:
     """The index to use and whether this call owns it (and must close it)."""
     if isinstance(db, QdrantIndex):
@@ -140,7 +148,7 @@ def _store_for(
         return db, False
     if db is not None and str(db) == ":memory:":
         raise UsageError(_MEMORY_HINT, option="db")
-    return open_index(db, qdrant_url=qdrant_url, api_key=api_key, collection=collection, create=create), True
+    return open_index(db, qdrant_url=qdrant_url, api_key=api_key, collection=collection, create=create, storage=storage), True
 
 
 def _folders(sources: Any) -> list[str]:
@@ -239,6 +247,7 @@ async def aindex(
     qdrant_url: str | None = None,
     api_key: str | None = None,
     collection: str = DEFAULT_COLLECTION,
+    storage: str | None = None,
     embedder: "str | Embedder | None" = None,
     write_batch: int = 16,
     prune: bool = True,
@@ -259,7 +268,8 @@ async def aindex(
     False), ``no_cache``, ``retry_failed`` (send again requests whose permanent failure an
     earlier run remembered), ``window``, ``reader_options``, ``thumbnail_size``, ...
     ``db``: a folder (embedded Qdrant), or an open :class:`QdrantIndex` (e.g.
-    ``open_index(":memory:")``), which is left open; ``qdrant_url``: a server or cluster.
+    ``open_index(":memory:")``), which is left open; ``qdrant_url``: a server or cluster;
+    ``storage``: how a new folder is stored (``edge``, the default, or ``local``).
     ``progress``: a progress bar on stderr (None: only when stderr is a terminal).
     ``on_record(record, status)``: called per item with status ``indexed`` or ``unchanged``.
 
@@ -271,7 +281,7 @@ async def aindex(
     from .run import Run
 
     started = time.perf_counter()
-    store, owned_store = _store_for(db, qdrant_url, api_key, collection, create=True)
+    store, owned_store = _store_for(db, qdrant_url, api_key, collection, create=True, storage=storage)
     live: "Run | None" = None
     owned_run = False
     try:
@@ -330,6 +340,7 @@ async def aindex(
             stale = _stale_points(store, seen, summary.failed, _folders(sources))
             store.delete(stale)
             summary.pruned = len(stale)
+        store.settle()
         summary.skipped = live.skipped
         summary.elapsed_s = time.perf_counter() - started
         return summary
@@ -443,21 +454,12 @@ def remove(
 
 
 def _either_layout(flt: Any) -> Any:
-    """A filter that holds on molmo-rag's points (metadata at the payload root) and on points
-    written by LangChain's QdrantVectorStore (metadata under ``metadata``): each branch also
-    asserts its layout, so a condition can never pass because its keys are absent."""
-    from qdrant_client import models
+    """qdrant-client's form of :func:`molmo_rag.index.filters.either_layout` (the filter
+    search used on every collection before the one-layout filter)."""
+    from .index.conditions import to_qdrant_filter
+    from .index.filters import either_layout
 
-    from .index.filters import KINDS, build_filter
-
-    branches = []
-    for prefix in ("", "metadata."):
-        layout = models.FieldCondition(key=f"{prefix}kind", match=models.MatchAny(any=list(KINDS)))
-        own = build_filter(flt, key_prefix=prefix)
-        if own is None:
-            return None
-        branches.append(models.Filter(must=[layout, own]))
-    return models.Filter(should=branches)
+    return to_qdrant_filter(either_layout(flt))
 
 
 class Hits(list):
@@ -508,7 +510,7 @@ def search(
     too).
     """
     from .index.count_words import check_query
-    from .index.filters import SearchFilter, build_filter
+    from .index.filters import SearchFilter, either_layout, filter_of
 
     if top < 1:
         raise UsageError(f"the number of hits must be at least 1, not {top}", option="top")
@@ -524,7 +526,7 @@ def search(
         after=after,
         before=before,
     )
-    build_filter(flt)  # a bad condition fails before opening anything
+    filter_of(flt)  # a bad condition fails before opening anything
     store, owned_store = _store_for(db, qdrant_url, api_key, collection, create=False)
     try:
         vectors = embedder_for(store, embedder)
@@ -536,7 +538,8 @@ def search(
 
             read = split_counts(query, store.count_labels(), asked=store.asked_labels())
             flt = flt.model_copy(update={"where": [*flt.where, *read.where]})
-        hits = Hits(store.search(vectors.embed_query((read.text if read else "") or query), _either_layout(flt), top))
+        layout_filter = filter_of(flt) if store.one_layout() else either_layout(flt)
+        hits = Hits(store.search(vectors.embed_query((read.text if read else "") or query), layout_filter, top))
         hits.count_query = read
         hits.made_with = store.made_with()
     finally:

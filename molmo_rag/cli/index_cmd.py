@@ -34,6 +34,16 @@ UrlOpt = Annotated[
 CollectionOpt = Annotated[
     str | None, typer.Option("--collection", help="Collection name (unset: the library's default, which index and search share).", show_default=False)
 ]
+StorageOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--storage",
+        help="How a new --db folder is stored: edge (Qdrant Edge, the default: payload indexes, fast at a million points) "
+        "or local (qdrant-client's local mode, which the frameworks' stock QdrantVectorStore opens; small sets). "
+        "An existing folder always opens as it was written (env MOLMO_RAG_STORAGE).",
+        show_default=False,
+    ),
+]
 EmbedderOpt = Annotated[
     str | None,
     typer.Option(
@@ -65,6 +75,7 @@ def index_command(
     collection: CollectionOpt = None,
     *,
     options: RunOptions,
+    storage: StorageOpt = None,
     embedder: EmbedderOpt = None,
     strict: Annotated[bool, typer.Option("--strict", help="Exit 1 if any item or task failed.")] = False,
     as_json: JsonOpt = False,
@@ -99,6 +110,7 @@ def index_command(
             run,
             db=db,
             qdrant_url=qdrant_url,
+            storage=storage,
             embedder=embedder,
             progress=False if quiet or as_json else None,
             on_record=on_record,

@@ -10,8 +10,9 @@ and all must hold. Fields:
 * ``kind``, ``source``, ``backend``, ``model``, ``title``: text, with ``==`` or ``!=``
   (quotes optional).
 
-Parsing is pure (:func:`parse_where`); :func:`build_filter` turns a
-:class:`SearchFilter` into a ``qdrant_client.models.Filter``.
+Parsing is pure (:func:`parse_where`); :func:`filter_of` turns a :class:`SearchFilter` into
+the filter tree every storage translates (:mod:`molmo_rag.index.conditions`), and
+:func:`build_filter` into a ``qdrant_client.models.Filter`` for the frameworks' stock classes.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import os
 import re
 import unicodedata
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field
 
@@ -28,7 +29,21 @@ from ..errors import UsageError
 from ..media.door import is_local_path
 from ..options_base import Options
 
-__all__ = ["Condition", "SearchFilter", "parse_where", "label_key", "LABEL_RULE", "build_filter", "normalize_kind", "KINDS"]
+if TYPE_CHECKING:  # pragma: no cover
+    from .conditions import Filter
+
+__all__ = [
+    "Condition",
+    "SearchFilter",
+    "parse_where",
+    "label_key",
+    "LABEL_RULE",
+    "build_filter",
+    "filter_of",
+    "either_layout",
+    "normalize_kind",
+    "KINDS",
+]
 
 Op = Literal[">=", ">", "<=", "<", "==", "!="]
 KINDS = ("image", "slide", "video_segment")
@@ -165,15 +180,25 @@ def _source_candidates(source: str) -> list[str]:
 
 
 def build_filter(search: SearchFilter, key_prefix: str = "") -> Any:
-    """The ``qdrant_client.models.Filter`` for a :class:`SearchFilter` (None when empty).
+    """The ``qdrant_client.models.Filter`` for a :class:`SearchFilter` (None when empty): for
+    qdrant-client and the frameworks' stock ``QdrantVectorStore`` classes. The same
+    conditions as :func:`filter_of`, which the index's own search uses."""
+    from .conditions import to_qdrant_filter
+
+    return to_qdrant_filter(filter_of(search, key_prefix))
+
+
+def filter_of(search: SearchFilter, key_prefix: str = "") -> "Filter | None":
+    """The filter tree (:mod:`molmo_rag.index.conditions`) of a :class:`SearchFilter`, None
+    when it is empty; a bad condition is a :class:`UsageError`.
 
     ``key_prefix``: where the metadata sits in the payload: ``""`` for molmo-rag's own
-    points (keys at the root), ``"metadata."`` for points LangChain's QdrantVectorStore
-    wrote. ``source_prefixes`` (folder matching) stays at the root under any prefix: only
-    molmo-rag writes it, so on points written elsewhere ``source`` matches whole files and
-    URLs.
+    points (keys at the root, the layout the payload indexes serve), ``"metadata."`` for
+    points LangChain's QdrantVectorStore wrote. ``source_prefixes`` (folder matching) stays
+    at the root under any prefix: only molmo-rag writes it, so on points written elsewhere
+    ``source`` matches whole files and URLs.
     """
-    from qdrant_client import models
+    from .conditions import FieldCondition, Filter, MatchAny, Range
 
     def key(name: str) -> str:
         return key_prefix + name
@@ -182,47 +207,61 @@ def build_filter(search: SearchFilter, key_prefix: str = "") -> Any:
     must_not: list[Any] = []
     if search.kind:
         kinds = sorted({normalize_kind(k) for value in search.kind for k in value.split(",") if k.strip()})
-        must.append(models.FieldCondition(key=key("kind"), match=models.MatchAny(any=kinds)))
+        must.append(FieldCondition(key=key("kind"), match=MatchAny(any=kinds)))
     for cond in search.conditions():
         if isinstance(cond.value, str):
             target = must if cond.op == "==" else must_not
             values = _source_candidates(cond.value) if cond.field == "source" else [cond.value]
-            target.append(models.FieldCondition(key=key(cond.field), match=models.MatchAny(any=values)))
+            target.append(FieldCondition(key=key(cond.field), match=MatchAny(any=values)))
             continue
         v = cond.value
         if cond.op == "!=":
             # "!= v" also requires the field to exist: an item never counted is not "not 2".
             must.append(
-                models.Filter(
-                    should=[
-                        models.FieldCondition(key=key(cond.field), range=models.Range(lt=v)),
-                        models.FieldCondition(key=key(cond.field), range=models.Range(gt=v)),
-                    ]
-                )
+                Filter(should=[FieldCondition(key=key(cond.field), range=Range(lt=v)), FieldCondition(key=key(cond.field), range=Range(gt=v))])
             )
             continue
         rng = {
-            ">=": models.Range(gte=v),
-            ">": models.Range(gt=v),
-            "<=": models.Range(lte=v),
-            "<": models.Range(lt=v),
-            "==": models.Range(gte=v, lte=v),
+            ">=": Range(gte=v),
+            ">": Range(gt=v),
+            "<=": Range(lte=v),
+            "<": Range(lt=v),
+            "==": Range(gte=v, lte=v),
         }[cond.op]
-        must.append(models.FieldCondition(key=key(cond.field), range=rng))
+        must.append(FieldCondition(key=key(cond.field), range=rng))
     if search.source:
         candidates = _source_candidates(search.source)
         must.append(
-            models.Filter(
-                should=[models.FieldCondition(key=key("source"), match=models.MatchAny(any=candidates))]
-                + [models.FieldCondition(key="source_prefixes", match=models.MatchAny(any=candidates))]
+            Filter(
+                should=[
+                    FieldCondition(key=key("source"), match=MatchAny(any=candidates)),
+                    FieldCondition(key="source_prefixes", match=MatchAny(any=candidates)),
+                ]
             )
         )
     if search.after is not None:
-        must.append(models.FieldCondition(key=key("end"), range=models.Range(gt=search.after)))
+        must.append(FieldCondition(key=key("end"), range=Range(gt=search.after)))
     if search.before is not None:
-        must.append(models.FieldCondition(key=key("start"), range=models.Range(lt=search.before)))
+        must.append(FieldCondition(key=key("start"), range=Range(lt=search.before)))
     if search.after is not None and search.before is not None and search.after > search.before:
         raise UsageError(f"after={search.after} is later than before={search.before}: no segment can match", option="after")
     if not must and not must_not:
         return None
-    return models.Filter(must=must or None, must_not=must_not or None)
+    return Filter(must=must or None, must_not=must_not or None)
+
+
+def either_layout(search: SearchFilter) -> "Filter | None":
+    """A filter that holds on molmo-rag's points (metadata at the payload root) and on points
+    written by LangChain's QdrantVectorStore (metadata under ``metadata``): each branch also
+    asserts its layout, so a condition can never pass because its keys are absent. Slower
+    than :func:`filter_of` (the indexes serve one branch only): search uses it only when
+    some point of the collection has no root metadata."""
+    from .conditions import FieldCondition, Filter, MatchAny
+
+    branches = []
+    for prefix in ("", "metadata."):
+        own = filter_of(search, key_prefix=prefix)
+        if own is None:
+            return None
+        branches.append(Filter(must=[FieldCondition(key=f"{prefix}kind", match=MatchAny(any=list(KINDS))), own]))
+    return Filter(should=branches)

@@ -38,14 +38,32 @@ from ..errors import (
     register_secret,
 )
 from ..folders import blocking_file, read_only_fs
+from .client_storage import ClientStorage
+from .conditions import FieldCondition, Filter, MatchAny
+from .edge import in_use
 from .embeddings import Embedder
 from .records import PAYLOAD_KEYS, MediaRecord
 
-__all__ = ["QdrantIndex", "Hit", "VECTOR_NAME", "DEFAULT_COLLECTION", "COLLECTION_NAME_RULE", "check_collection_name", "default_db_path"]
+__all__ = ["QdrantIndex", "Hit", "STORAGES", "INDEXED_FIELDS", "folder_storage", "VECTOR_NAME", "DEFAULT_COLLECTION", "COLLECTION_NAME_RULE", "check_collection_name", "default_db_path"]
 
 VECTOR_NAME = "text-dense"
 DEFAULT_COLLECTION = "molmo_rag"
 _META_KEY = "molmo_rag"
+
+INDEXED_FIELDS = {
+    "kind": "keyword",
+    "source": "keyword",
+    "source_prefixes": "keyword",
+    "media_id": "keyword",
+    "backend": "keyword",
+    "model": "keyword",
+    "title": "keyword",
+    "start": "float",
+    "end": "float",
+    "slide": "integer",
+}
+"""The payload indexes made with every collection (on the root keys, the layout search
+filters on); each count label gets ``counts.LABEL`` (integer) when it is first written."""
 
 
 COLLECTION_NAME_RULE = "1 to 255 ASCII letters, digits, '_', '-' or '.', not starting with '.'"
@@ -178,6 +196,24 @@ def _check_free(path: Path) -> None:
         handle.close()
 
 
+def _qdrant_client() -> Any:
+    try:
+        from qdrant_client import QdrantClient
+    except ImportError as exc:
+        raise MissingDependencyError("qdrant-client", "index", "the Qdrant index") from exc
+    return QdrantClient
+
+
+def _open_local_mode(path: Path) -> Any:
+    """qdrant-client's local mode at ``path`` (a folder molmo-rag wrote before Edge, or one
+    asked for with ``storage="local"``)."""
+    client = _qdrant_client()
+    _settle_meta(path)
+    _check_free(path)
+    # used by one thread at a time, but not always the one that opened it
+    return client(path=str(path), force_disable_check_same_thread=True)
+
+
 def _check_url(url: str) -> None:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -251,9 +287,7 @@ _SQLITE_TEXTS = {  # before Python 3.11, or when sqlite_errorname is missing
     "disk i/o error": "an I/O error",
     "malformed": "its storage file is damaged",
 }
-_WRITES = frozenset(
-    {"upsert", "delete", "create_collection", "update_collection", "delete_collection", "create_payload_index"}
-)
+_WRITES = frozenset({"upsert", "delete", "create", "set_metadata", "index_field", "settle"})
 
 
 def _storage_error(exc: BaseException, location: str, doing: str) -> IndexUnavailableError | None:
@@ -308,8 +342,27 @@ class _Guarded:
         return call
 
 
+STORAGES = ("edge", "local")
+"""How an embedded folder is stored: ``edge``, Qdrant Edge (the default for a new folder:
+Qdrant's own engine in process, payload indexes, milliseconds at a million points) or
+``local``, qdrant-client's local mode (what molmo-rag wrote before; the frameworks' stock
+``QdrantVectorStore`` opens it, and it suits small sets)."""
+
+
+def folder_storage(path: Path) -> str | None:
+    """The storage an existing embedded folder was written with, None for a new (or empty) one."""
+    from .edge import is_edge_folder
+
+    if is_edge_folder(path):
+        return "edge"
+    meta = path / "meta.json"
+    if (path / "collection").is_dir() or (meta.is_file() and meta.stat().st_size):
+        return "local"
+    return None
+
+
 class QdrantIndex:
-    """A molmo-rag collection in embedded or server Qdrant."""
+    """A molmo-rag collection in embedded Qdrant (Edge or local mode) or a Qdrant server."""
 
     def __init__(
         self,
@@ -319,74 +372,87 @@ class QdrantIndex:
         api_key: str | None = None,
         collection: str = DEFAULT_COLLECTION,
         create: bool = True,
+        storage: str | None = None,
     ):
-        """``create=False``: a missing embedded folder is an error instead of being made."""
-        try:
-            from qdrant_client import QdrantClient
-        except ImportError as exc:
-            raise MissingDependencyError("qdrant-client", "index", "the Qdrant index") from exc
+        """``create=False``: a missing embedded folder is an error instead of being made.
+        ``storage``: how a new embedded folder is stored (:data:`STORAGES`; default
+        ``MOLMO_RAG_STORAGE``, else ``edge``); an existing folder is always opened with the
+        storage that wrote it, and naming another one is an error that says how to migrate."""
         url = url or (None if db is not None else os.environ.get("MOLMO_RAG_QDRANT_URL"))
         if db is not None and url:
             raise UsageError("give either a local index folder or a Qdrant server URL, not both", option="qdrant_url")
+        wanted = storage or os.environ.get("MOLMO_RAG_STORAGE") or None
+        if wanted is not None and wanted not in STORAGES:
+            raise UsageError(f"unknown storage {wanted!r}: choose one of {', '.join(STORAGES)}", option="storage")
         self.collection = check_collection_name(collection)
         self.is_local = not url
+        self.client: Any = None
+        """The ``QdrantClient`` behind a server, ``:memory:`` or local-mode index (what the
+        frameworks' stock Qdrant classes take); None for Qdrant Edge."""
         key: str | None = None
-        try:
-            if url:
-                _check_url(url)
-                self.location = url
-                key = api_key or os.environ.get("QDRANT_API_KEY")
-                check_key(key, "the api_key option" if api_key else "QDRANT_API_KEY", option="api_key" if api_key else None)
-                register_secret(key)
-                self.client = QdrantClient(url=url, api_key=key)
-            elif str(db) == ":memory:":
-                self.location = ":memory:"
-                self.client = QdrantClient(location=":memory:", force_disable_check_same_thread=True)
-            else:
-                path = Path(db) if db is not None else default_db_path()
-                if not create and not path.exists():
-                    raise ConfigurationError(f"no index at {path}: index something first (molmo-rag index ...)")
-                self.location = str(path)
-                self.client = self._open_local(path, create)
-        except RuntimeError as exc:  # qdrant's lock: another process holds the embedded path
-            if "already accessed" not in str(exc):
-                raise
-            raise ConfigurationError(
-                f"the index at {db or default_db_path()} is in use by another process "
-                f"(embedded Qdrant allows one at a time; use a Qdrant server for sharing)"
-            ) from exc
-        self._api = _Guarded(self.client, self.location, [key], local=self.is_local and self.location != ":memory:")
+        if url:
+            _check_url(url)
+            self.location = url
+            key = api_key or os.environ.get("QDRANT_API_KEY")
+            check_key(key, "the api_key option" if api_key else "QDRANT_API_KEY", option="api_key" if api_key else None)
+            register_secret(key)
+            self.storage: Any = ClientStorage(_qdrant_client()(url=url, api_key=key), local_mode=False)
+        elif str(db) == ":memory:":
+            self.location = ":memory:"
+            self.storage = ClientStorage(_qdrant_client()(location=":memory:", force_disable_check_same_thread=True), local_mode=True)
+        else:
+            path = Path(db) if db is not None else default_db_path()
+            if not create and not path.exists():
+                raise ConfigurationError(f"no index at {path}: index something first (molmo-rag index ...)")
+            self.location = str(path)
+            self.storage = self._open_folder(path, create, wanted)
+        self.client = getattr(self.storage, "client", None)
+        self.storage_kind: str = self.storage.kind
+        """``qdrant-edge``, ``qdrant-local`` (local mode or ``:memory:``) or ``qdrant-server``."""
+        self._api = _Guarded(self.storage, self.location, [key], local=self.is_local and self.location != ":memory:")
         if url:
             try:
-                self._api.get_collections()  # a wrong URL fails here, before any media is read
+                self._api.names()  # a wrong URL fails here, before any media is read
             except IndexUnavailableError:
-                self.client.close()
+                self.storage.close()
                 raise
         self._count_labels: set[str] = set()
         self._checked: str | None = None
 
     @staticmethod
-    def _open_local(path: Path, create: bool) -> Any:
-        """Embedded Qdrant at ``path``. A folder that cannot be written (read-only, full, not
-        ours) is one line naming it and why, before any media is read or any backend called;
-        an index run (``create``) needs a writable folder even when the index exists."""
-        from qdrant_client import QdrantClient
-
+    def _open_folder(path: Path, create: bool, wanted: str | None) -> Any:
+        """The embedded store at ``path``, with the storage that wrote it. A folder that
+        cannot be written (read-only, full, not ours) is one line naming it and why, before
+        any media is read or any backend called; an index run (``create``) needs a writable
+        folder even when the index exists."""
         in_the_way = blocking_file(path)
         if in_the_way is not None:
             what = "give a folder for the index (a new one is made)" if create else "give the folder an index run wrote"
             raise IndexUnavailableError(f"cannot {'write' if create else 'open'} the index at {path}: {in_the_way}: {what}")
+        found = folder_storage(path) if path.is_dir() else None
+        if wanted is not None and found is not None and found != wanted:
+            raise ConfigurationError(
+                f"the index at {path} is stored with {found} storage, not {wanted}: open it as it is "
+                f"(leave storage unset), or copy it with: molmo-rag migrate --db {path} --to-db NEW_FOLDER --to-storage {wanted}",
+                option="storage",
+            )
+        storage = found or wanted or "edge"
         try:
             path.mkdir(parents=True, exist_ok=True)
             if create and not os.access(path, os.W_OK | os.X_OK):
                 why = "the file system is read-only" if read_only_fs(path) else "permission denied"
                 raise IndexUnavailableError(f"cannot write the index at {path}: {why} (the folder is not writable)")
-            _settle_meta(path)
-            _check_free(path)
-            # used by one thread at a time, but not always the one that opened it
-            return QdrantClient(path=str(path), force_disable_check_same_thread=True)
-        except IndexUnavailableError:
+            if storage == "edge":
+                from .edge import EdgeStorage
+
+                return EdgeStorage(path, create=True)
+            return ClientStorage(_open_local_mode(path), local_mode=True)
+        except (IndexUnavailableError, ConfigurationError):
             raise
+        except RuntimeError as exc:  # qdrant's lock: another process holds the embedded path
+            if "already accessed" not in str(exc):
+                raise
+            raise ConfigurationError(in_use(path)) from exc
         except json.JSONDecodeError as exc:
             raise IndexUnavailableError(f"cannot open the index at {path}: its meta.json is damaged ({exc})") from exc
         except Exception as exc:
@@ -397,7 +463,7 @@ class QdrantIndex:
 
     # -- the collection ---------------------------------------------------------------
     def exists(self) -> bool:
-        return self._api.collection_exists(self.collection)
+        return self._api.exists(self.collection)
 
     def embedder_info(self) -> dict | None:
         """``{"embedder": name, "dim": n}`` of an existing collection, None if it is new.
@@ -407,87 +473,65 @@ class QdrantIndex:
         """
         if not self.exists():
             return None
-        config = self._api.get_collection(self.collection).config
-        vectors = config.params.vectors
-        if not isinstance(vectors, dict) or VECTOR_NAME not in vectors:
+        vectors = self._api.vectors(self.collection)
+        if VECTOR_NAME not in vectors:
             raise ConfigurationError(
                 f"collection {self.collection!r} at {self.location} has no dense vector named {VECTOR_NAME!r}; "
                 "it was not made by molmo-rag: choose another collection",
                 option="collection",
             )
-        info = dict((config.metadata or {}).get(_META_KEY) or {})
-        info["dim"] = vectors[VECTOR_NAME].size
+        info = self._meta()
+        info["dim"] = vectors[VECTOR_NAME]
         return info
 
-    def ensure(self, embedder: Embedder) -> None:
-        """Create the collection for this embedder, or check that it was made with it."""
-        if self._checked == embedder.name:
+    def ensure(self, embedder: "Embedder | tuple[str, int]") -> None:
+        """Create the collection for this embedder (or ``(name, dim)`` of a framework's
+        embedding model), with the payload indexes; or check that it was made with it."""
+        name, dim = embedder if isinstance(embedder, tuple) else (embedder.name, embedder.dim)
+        if self._checked == name:
             return
-        from qdrant_client import models
-
         info = self.embedder_info()
         if info is None:
-            self._api.create_collection(
-                self.collection,
-                vectors_config={VECTOR_NAME: models.VectorParams(size=embedder.dim, distance=models.Distance.COSINE)},
-                metadata={_META_KEY: {"embedder": embedder.name, "dim": embedder.dim}},
-            )
-            self._create_indexes()
-        elif info["dim"] != embedder.dim or info.get("embedder", embedder.name) != embedder.name:
+            self._api.create(self.collection, {VECTOR_NAME: dim}, {_META_KEY: {"embedder": name, "dim": dim}})
+            for key, schema in INDEXED_FIELDS.items():
+                self._api.index_field(self.collection, key, schema)
+        elif info["dim"] != dim or info.get("embedder", name) != name:
             recorded = info.get("embedder", "an unknown embedder")
             raise ConfigurationError(
                 f"collection {self.collection!r} holds {info['dim']}-d vectors from {recorded}; this run embeds "
-                f"with {embedder.name} ({embedder.dim}-d). Vectors of different embedders cannot be mixed: "
+                f"with {name} ({dim}-d). Vectors of different embedders cannot be mixed: "
                 "use the same embedder or another collection.",
                 option="embedder",
             )
-        self._checked = embedder.name
-
-    def _index_field(self, key: str, schema: Any) -> None:
-        if self.is_local:
-            return  # embedded Qdrant ignores payload indexes (and warns about each one)
-        self._api.create_payload_index(self.collection, key, field_schema=schema)
-
-    def _create_indexes(self) -> None:
-        from qdrant_client import models
-
-        for key in ("kind", "source", "source_prefixes", "media_id"):
-            self._index_field(key, models.PayloadSchemaType.KEYWORD)
-        for key in ("start", "end"):
-            self._index_field(key, models.PayloadSchemaType.FLOAT)
-        self._index_field("slide", models.PayloadSchemaType.INTEGER)
+        self._checked = name
 
     def ensure_count_indexes(self, labels: Iterable[str]) -> None:
         """Payload indexes for count labels, and the labels recorded in the collection's
         metadata (what :meth:`count_labels` reads without scanning)."""
-        from qdrant_client import models
-
         new = set(labels) - self._count_labels
         if not new:
             return
-        for label in new:
-            self._index_field(f"counts.{label}", models.PayloadSchemaType.INTEGER)
-        self._count_labels |= new
-        info = dict((self._api.get_collection(self.collection).config.metadata or {}).get(_META_KEY) or {})
+        info = self._meta()
         recorded = set(info.get("labels") or [])
+        for label in sorted(new - recorded):
+            self._api.index_field(self.collection, f"counts.{label}", "integer")
+        self._count_labels |= new
         if not new <= recorded:
             info["labels"] = sorted(recorded | new)
-            self._api.update_collection(self.collection, metadata={_META_KEY: info})
+            self._set_meta(info)
 
     def count_labels(self) -> list[str]:
         """The labels counted in this collection (``--count`` at index time), sorted: from
         the collection's metadata, or a scan of the points for a collection made without."""
         if not self.exists():
             return []
-        info = (self._api.get_collection(self.collection).config.metadata or {}).get(_META_KEY) or {}
+        info = self._meta()
         if "labels" in info:
             return sorted(info["labels"])
         labels: set[str] = set()
         offset = None
         while True:
-            points, offset = self._api.scroll(
-                self.collection, limit=1024, offset=offset, with_payload=["counts", "metadata"], with_vectors=False
-            )
+            points, offset = self._api.scroll(self.collection, None, ["counts", "metadata"], 1024, offset)
             for p in points:
                 payload = p.payload or {}
                 nested = payload.get("metadata") if isinstance(payload.get("metadata"), dict) else {}
@@ -504,7 +548,7 @@ class QdrantIndex:
         made = {"backend": backend, "model": model}
         asked = sorted(set(meta.get("asked_labels") or []) | set(count_labels))
         if meta.get("made_with") != made or meta.get("asked_labels", []) != asked:
-            self._api.update_collection(self.collection, metadata={_META_KEY: {**meta, "made_with": made, "asked_labels": asked}})
+            self._set_meta({**meta, "made_with": made, "asked_labels": asked})
 
     def made_with(self) -> dict | None:
         """``{"backend": name, "model": id}`` of the latest index run, None if none was recorded."""
@@ -516,39 +560,75 @@ class QdrantIndex:
         return sorted(self._meta().get("asked_labels") or []) if self.exists() else []
 
     def _meta(self) -> dict:
-        return dict((self._api.get_collection(self.collection).config.metadata or {}).get(_META_KEY) or {})
+        return dict(self._api.metadata(self.collection).get(_META_KEY) or {})
+
+    def _set_meta(self, info: dict) -> None:
+        self._api.set_metadata(self.collection, {_META_KEY: info})
 
     # -- writing -------------------------------------------------------------------------
     def stored_fingerprints(self, ids: Sequence[str]) -> dict[str, str]:
         """``record_hash`` of the points that already exist, by point id."""
         if not ids or not self.exists():
             return {}
-        points = self._api.retrieve(self.collection, ids=list(ids), with_payload=["record_hash"], with_vectors=False)
+        points = self._api.retrieve(self.collection, list(ids), ["record_hash"])
         return {str(p.id): (p.payload or {}).get("record_hash", "") for p in points}
 
     def upsert(self, records: Sequence[MediaRecord], vectors: Sequence[Sequence[float]], embedder: Embedder) -> None:
-        from qdrant_client import models
-
         self.ensure(embedder)
         self.ensure_count_indexes(label for r in records for label in r.payload.get("counts", {}))
-        points = [
-            models.PointStruct(id=r.id, vector={VECTOR_NAME: list(v)}, payload=r.point_payload(embedder.name))
-            for r, v in zip(records, vectors)
-        ]
+        points = [(r.id, {VECTOR_NAME: [float(x) for x in v]}, r.point_payload(embedder.name)) for r, v in zip(records, vectors)]
         if points:
-            self._api.upsert(self.collection, points=points, wait=True)
+            self._api.upsert(self.collection, points)
+
+    def upsert_points(self, points: Sequence[tuple[str, Sequence[float], dict]]) -> None:
+        """Write points as they are: ``(id, vector of VECTOR_NAME, payload)`` (for the
+        framework stores, which lay out their own payloads; :meth:`ensure` first). Count
+        labels in ``payload["counts"]`` get their payload index."""
+        self.ensure_count_indexes(label for _, _, payload in points for label in (payload.get("counts") or {}))
+        if points:
+            self._api.upsert(self.collection, [(pid, {VECTOR_NAME: [float(x) for x in v]}, payload) for pid, v, payload in points])
+
+    def query_points(self, vector: Sequence[float], query_filter: Any = None, top: int = 10) -> list[Any]:
+        """The nearest points with their whole payload (``.id``, ``.score``, ``.payload``):
+        what the framework stores turn into their own nodes and documents."""
+        return self._api.query(self.collection, [float(x) for x in vector], VECTOR_NAME, query_filter, top) if self.exists() else []
+
+    def retrieve(self, ids: Sequence[str], *, with_vectors: bool = False) -> list[Any]:
+        """The points with these ids (whole payload; ``.vector`` by name when asked)."""
+        return self._api.retrieve(self.collection, list(ids), True, with_vectors) if ids and self.exists() else []
+
+    def scroll(self, query_filter: Any = None, *, limit: int = 1024, offset: Any = None, with_vectors: bool = False) -> tuple[list[Any], Any]:
+        """One page of points (whole payload) and the offset of the next page (None at the end)."""
+        if not self.exists():
+            return [], None
+        return self._api.scroll(self.collection, query_filter, True, limit, offset, with_vectors)
+
+    def delete_where(self, query_filter: Any) -> None:
+        """Delete every point that passes ``query_filter`` (a filter tree of
+        :mod:`molmo_rag.index.conditions` or a ``qdrant_client.models.Filter``)."""
+        ids: list[str] = []
+        offset = None
+        while self.exists():
+            points, offset = self._api.scroll(self.collection, query_filter, False, 1024, offset)
+            ids.extend(str(p.id) for p in points)
+            if offset is None:
+                break
+        self.delete(ids)
+
+    def settle(self) -> None:
+        """After a write run: let the store finish its indexes (Edge merges segments and,
+        past its threshold, builds HNSW), so the next search is fast from its first query."""
+        self._api.settle()
 
     def points_of(self, sources: Iterable[str], key: str = "source") -> dict[str, dict[str, str]]:
         """source -> {point id: media_id} for every point of these sources (one scan per
         1,000 sources, not one per source); ``key="source_prefixes"``: every point under
         these folders / URL prefixes."""
-        from qdrant_client import models
-
         wanted = list(dict.fromkeys(sources))
         found: dict[str, dict[str, str]] = {}
         for start in range(0, len(wanted), 1000):
             part = wanted[start : start + 1000]
-            for source, points in self._scan(models.Filter(must=[models.FieldCondition(key=key, match=models.MatchAny(any=part))])).items():
+            for source, points in self._scan(Filter(must=[FieldCondition(key=key, match=MatchAny(any=part))])).items():
                 found.setdefault(source, {}).update(points)
         return found
 
@@ -558,10 +638,7 @@ class QdrantIndex:
             return found
         offset = None
         while True:
-            points, offset = self._api.scroll(
-                self.collection, scroll_filter=flt, limit=1024, offset=offset,
-                with_payload=["source", "media_id"], with_vectors=False,
-            )
+            points, offset = self._api.scroll(self.collection, flt, ["source", "media_id"], 1024, offset)
             for p in points:
                 payload = p.payload or {}
                 found.setdefault(payload.get("source", ""), {})[str(p.id)] = payload.get("media_id", "")
@@ -574,39 +651,40 @@ class QdrantIndex:
         return self._scan(None)
 
     def delete(self, ids: Sequence[str]) -> None:
-        from qdrant_client import models
-
         if ids:
-            self._api.delete(self.collection, points_selector=models.PointIdsList(points=list(ids)), wait=True)
+            self._api.delete(self.collection, list(ids))
 
     # -- reading -------------------------------------------------------------------------
+    def one_layout(self) -> bool:
+        """True when every point has its metadata at the payload root (molmo-rag and this
+        project's framework stores write it there), so a filter on the root keys, which the
+        payload indexes serve, sees every point; False when some point was written by a
+        stock framework store (metadata under ``metadata`` only)."""
+        from .filters import KINDS
+
+        if not self.exists():
+            return True
+        ours = Filter(must=[FieldCondition(key="kind", match=MatchAny(any=list(KINDS)))])
+        return self._api.count(self.collection, ours) == self._api.count(self.collection)
+
     def search(self, vector: Sequence[float], query_filter: Any = None, top: int = 10) -> list[Hit]:
         if not self.exists():
-            others = sorted(c.name for c in self._api.get_collections().collections)
+            others = self._api.names()
             hint = f" (collections there: {', '.join(others)}; choose one of them)" if others else ""
             raise ConfigurationError(
                 f"no collection {self.collection!r} at {self.location}: index something first (molmo-rag index ...){hint}",
                 option="collection",
             )
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # local mode's note about payload indexes
-            response = self._api.query_points(
-                self.collection,
-                query=list(vector),
-                using=VECTOR_NAME,
-                query_filter=query_filter,
-                limit=top,
-                with_payload=True,
-            )
-        return [Hit.from_point(p) for p in response.points]
+        points = self._api.query(self.collection, [float(x) for x in vector], VECTOR_NAME, query_filter, top)
+        return [Hit.from_point(p) for p in points]
 
     def count(self) -> int:
         if not self.exists():
             return 0
-        return self._api.count(self.collection, exact=True).count
+        return self._api.count(self.collection)
 
     def close(self) -> None:
-        self.client.close()
+        self.storage.close()
 
     def __enter__(self) -> "QdrantIndex":
         return self

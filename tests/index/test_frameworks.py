@@ -22,7 +22,10 @@ def client(tmp_path_factory):
         a[:] = colour
         a[5:10, 5 + 10 * np.arange(i + 1)[:, None] + np.arange(3)] = 255
         items.append(MediaItem.from_pil(Image.fromarray(a), source=f"/photos/{name}.png"))
-    summary = pipeline.index(items, backend=PixelBackend(), db=tmp / "db", cache=tmp / "cache", count=["blobs"], collection="media")
+    # the frameworks' stock classes open qdrant-client's local mode, which a user picks with storage="local"
+    summary = pipeline.index(
+        items, backend=PixelBackend(), db=tmp / "db", storage="local", cache=tmp / "cache", count=["blobs"], collection="media"
+    )
     assert summary.indexed == 3
     from qdrant_client import QdrantClient
 
