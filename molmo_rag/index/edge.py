@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import uuid
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -30,6 +31,10 @@ MARKER = "molmo-rag-edge.json"
 """The file that marks a folder as Qdrant Edge storage (and holds collection metadata)."""
 _FORMAT = 1
 _SHARDS = "edge"
+RESERVE_BYTES = 128 * 2**20
+"""Free space a write needs beyond what it adds. Edge writes through memory-mapped files,
+and a mapped page the file system cannot back kills the process (SIGBUS) instead of
+raising: so every write first checks that the disk has room, and says so in one line."""
 HNSW_FROM_KB = 200_000
 """Segments above this size (KB of vectors: about 200,000 points of 256 dimensions) get
 an HNSW graph; below it an exact scan is as fast as the graph and needs no build."""
@@ -115,6 +120,15 @@ class EdgeStorage:
             )
         return dict(state.get("collections") or {})
 
+    def _room(self, need: int = 0) -> None:
+        stat = os.statvfs(self.path)
+        free = stat.f_bavail * stat.f_frsize
+        if free < RESERVE_BYTES + need:
+            raise IndexUnavailableError(
+                f"cannot write the index at {self.path}: no space left on the device ({free / 2**20:.0f} MB free; "
+                f"Qdrant Edge needs {(RESERVE_BYTES + need) / 2**20:.0f} MB free to write safely)"
+            )
+
     # -- the marker ----------------------------------------------------------------------
     def _save(self) -> None:
         tmp = self.path / f".{MARKER}.{os.getpid()}.tmp"
@@ -157,8 +171,9 @@ class EdgeStorage:
             hnsw_config=q.HnswIndexConfig(m=16, ef_construct=64, full_scan_threshold=10_000),
             optimizers=q.EdgeOptimizersConfig(indexing_threshold=HNSW_FROM_KB),
         )
-        if where.exists() and not any(where.iterdir()):
-            where.rmdir()  # a create a kill cut short: nothing in it yet
+        if where.exists():
+            shutil.rmtree(where)  # a create a kill cut short: the marker does not list it, so no point was written
+        self._room()
         try:
             self._shards[name] = q.EdgeShard.create(str(where), config)
         except Exception as exc:
@@ -184,6 +199,7 @@ class EdgeStorage:
         self._update(name, self._q.UpdateOperation.delete_points(list(ids)))
 
     def _update(self, name: str, operation: Any) -> None:
+        self._room()
         try:
             self._shard(name).update(operation)
         except IndexUnavailableError:
@@ -215,7 +231,8 @@ class EdgeStorage:
     def settle(self) -> None:
         """Flush what was written and let the optimizer merge segments and build what the
         configuration asks for (called once at the end of a write run)."""
-        for shard in self._shards.values():
+        for name, shard in self._shards.items():
+            self._room(_disk_usage(self.path / _SHARDS / name))  # merging segments copies them
             shard.optimize()
             shard.flush()
 
@@ -235,6 +252,18 @@ class EdgeStorage:
 
 def in_use(path: Path | str) -> str:
     return f"the index at {path} is in use by another process (embedded Qdrant allows one at a time; use a Qdrant server for sharing)"
+
+
+def _disk_usage(folder: Path) -> int:
+    """Bytes the files under ``folder`` occupy on disk (Edge's mapped files are sparse)."""
+    total = 0
+    for root, _, files in os.walk(folder):
+        for name in files:
+            try:
+                total += os.stat(os.path.join(root, name)).st_blocks * 512
+            except OSError:
+                pass
+    return total
 
 
 def _edge_error(exc: BaseException, where: Path, doing: str) -> MolmoRagError:

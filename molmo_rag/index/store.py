@@ -493,8 +493,7 @@ class QdrantIndex:
         info = self.embedder_info()
         if info is None:
             self._api.create(self.collection, {VECTOR_NAME: dim}, {_META_KEY: {"embedder": name, "dim": dim}})
-            for key, schema in INDEXED_FIELDS.items():
-                self._api.index_field(self.collection, key, schema)
+            self._index_fields()
         elif info["dim"] != dim or info.get("embedder", name) != name:
             recorded = info.get("embedder", "an unknown embedder")
             raise ConfigurationError(
@@ -503,7 +502,15 @@ class QdrantIndex:
                 "use the same embedder or another collection.",
                 option="embedder",
             )
+        else:
+            self._index_fields()  # a collection made before an index was added (or a kill cut its making short)
         self._checked = name
+
+    def _index_fields(self) -> None:
+        have = self._api.indexed_fields(self.collection)
+        for key, schema in INDEXED_FIELDS.items():
+            if key not in have:
+                self._api.index_field(self.collection, key, schema)
 
     def ensure_count_indexes(self, labels: Iterable[str]) -> None:
         """Payload indexes for count labels, and the labels recorded in the collection's

@@ -181,14 +181,11 @@ def test_tiny_local_checkpoint(library, run, tmp_path, tiny_molmo2_path, monkeyp
 
 
 def _points(db: Path) -> dict:
-    from qdrant_client import QdrantClient
+    from molmo_rag.index.store import QdrantIndex
 
-    client = QdrantClient(path=str(db))
-    try:
-        points, _ = client.scroll("molmo_rag", limit=1000, with_payload=True, with_vectors=True)
+    with QdrantIndex(db, create=False) as store:
+        points, _ = store.scroll(limit=1000, with_vectors=True)
         return {str(p.id): (p.payload, [round(x, 5) for x in p.vector["text-dense"]]) for p in points}
-    finally:
-        client.close()
 
 
 def test_a_killed_run_resumes_to_the_same_index(library, tmp_path):

@@ -91,17 +91,14 @@ def cli(args: list[str], env: dict[str, str], prefix: list[str] = ()) -> subproc
 
 
 def points(db: Path) -> dict[str, tuple[str, dict, list[float]]]:
-    """id -> (record_hash, payload, vector rounded), read with qdrant-client itself."""
-    from qdrant_client import QdrantClient
+    """id -> (record_hash, payload, vector rounded), read through the storage that wrote the folder."""
+    from molmo_rag.index.store import QdrantIndex
 
-    client = QdrantClient(path=str(db))
-    try:
-        if not client.collection_exists("molmo_rag"):
-            return {}
-        found, _ = client.scroll("molmo_rag", limit=10_000, with_payload=True, with_vectors=True)
+    if not db.exists():
+        return {}
+    with QdrantIndex(db, create=False) as store:
+        found, _ = store.scroll(limit=10_000, with_vectors=True)
         return {str(p.id): (p.payload["record_hash"], p.payload, [round(x, 5) for x in p.vector["text-dense"]]) for p in found}
-    finally:
-        client.close()
 
 
 def cached_rows(cache: Path) -> int:
@@ -400,14 +397,14 @@ def test_injected_read_only_folder(library, server, reference, tmp_path, monkeyp
     line = _one_line(code, err)
     assert line == f"molmo-rag: error: cannot write the index at {ro}: permission denied (the folder is not writable)"
 
-    # a folder that passes the check but whose files refuse writes (the lock file, meta.json)
-    from qdrant_client.local import qdrant_local
+    # a folder that passes the check but whose files refuse writes (the lock file)
+    from molmo_rag.index import edge
 
-    def refuse(self, *a, **kw):
-        raise PermissionError(errno.EACCES, "Permission denied", os.path.join(self.location, ".lock"))
+    def refuse(path):
+        raise PermissionError(errno.EACCES, "Permission denied", os.path.join(path, ".lock"))
 
     monkeypatch.setattr(os, "access", real_access)
-    monkeypatch.setattr(qdrant_local.QdrantLocal, "_load", refuse)
+    monkeypatch.setattr(edge, "_lock_folder", refuse)
     code, _, err = run_cli(*index_args(library, ro, cache))
     line = _one_line(code, err)
     assert line == f"molmo-rag: error: cannot write the index at {ro}: permission denied (Permission denied: {ro / '.lock'})"
@@ -449,14 +446,23 @@ def test_chmod_a_w_db_for_a_user(library, server, reference, tmp_path, run_cli):
     assert server.stats.requests == 0 and cache_contents(cache) == before
 
 
-@pytest.mark.parametrize("where", ["points", "meta.json"])
+@pytest.mark.parametrize("where", ["edge", "points", "meta.json"])
 def test_injected_full_disk(library, server, reference, tmp_path, monkeypatch, run_cli, where):
+    """A disk without room: Qdrant Edge (the default) checks before each write, since a
+    mapped page the disk cannot back would kill the process; local mode (``points``,
+    ``meta.json``: ``--storage local``) turns what SQLite and the OS say into one line."""
     from qdrant_client.local import persistence, qdrant_local
+
+    from molmo_rag.index import edge
 
     cache = copy_cache(reference, tmp_path / "cache")
     before = cache_contents(cache)
     db = tmp_path / "db"
-    if where == "points":  # what SQLite says when storage.sqlite cannot grow
+    storage = ("--storage", "edge" if where == "edge" else "local")
+    if where == "edge":
+        monkeypatch.setattr(edge, "RESERVE_BYTES", 2**62)
+        cause = "no space left on the device ("
+    elif where == "points":  # what SQLite says when storage.sqlite cannot grow
         def full(self, point):
             raise sqlite3.OperationalError("database or disk is full")
 
@@ -469,30 +475,55 @@ def test_injected_full_disk(library, server, reference, tmp_path, monkeypatch, r
         monkeypatch.setattr(qdrant_local.QdrantLocal, "_save", full)
         cause = f"no space left on the device (No space left on device: {db / 'meta.json.tmp'})"
     server.reset_stats()
-    code, _, err = run_cli(*index_args(library, db, cache))
+    code, _, err = run_cli(*index_args(library, db, cache, *storage))
     line = _one_line(code, err)
-    assert line == f"molmo-rag: error: cannot write the index at {db}: {cause}"
+    assert line.startswith(f"molmo-rag: error: cannot write the index at {db}: {cause}"), line
+    assert where == "edge" or line == f"molmo-rag: error: cannot write the index at {db}: {cause}"
     assert server.stats.requests == 0 and cache_contents(cache) == before
     monkeypatch.undo()  # the disk has room again: the same folder, the same command
     monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
-    code, out, err = run_cli(*index_args(library, db, cache))
+    code, out, err = run_cli(*index_args(library, db, cache, *storage))
     assert code == 0, err
     assert f"0 result(s) from openai, {TOTAL} from cache" in out
     assert server.stats.requests == 0
     assert points(db) == reference.points
 
 
+def test_a_kill_while_a_new_edge_collection_was_being_made(library, server, reference, tmp_path, run_cli):
+    """Edge's shard is made before the marker lists it: a SIGKILL between the two leaves a
+    shard no point was written to (made here, since the window is too narrow to hit). The
+    next run makes the collection again; a damaged marker is one line, never a traceback."""
+    import qdrant_edge
+
+    from molmo_rag.index.edge import MARKER
+
+    db = tmp_path / "db"
+    db.mkdir()
+    (db / MARKER).write_text(json.dumps({"storage": "qdrant-edge", "format": 1, "collections": {}}))
+    config = qdrant_edge.EdgeConfig(vectors={"text-dense": qdrant_edge.EdgeVectorParams(size=8, distance=qdrant_edge.Distance.Cosine)})
+    qdrant_edge.EdgeShard.create(str(db / "edge" / "molmo_rag"), config).close()
+    cache = copy_cache(reference, tmp_path / "cache")
+    server.reset_stats()
+    code, _, err = run_cli(*index_args(library, db, cache))
+    assert code == 0, err
+    assert server.stats.requests == 0 and points(db) == reference.points
+    (db / MARKER).write_text('{"storage": "qdrant-edge", "collections": {"molmo_rag": ')
+    code, _, err = run_cli("search", "coffee", "--db", db)
+    assert _one_line(code, err).startswith(f"molmo-rag: error: cannot open the index at {db}: its {MARKER} is damaged")
+
+
 def test_a_kill_while_a_new_index_folder_was_being_made(library, server, reference, tmp_path, run_cli):
     """qdrant-client writes a new folder's meta.json in place: a SIGKILL between its open
     and its write leaves an empty file (too narrow a window to hit by chance, so that state
-    is made here). The next run must take it for an empty index, not fail on it forever."""
+    is made here). The next run must take it for an empty index, not fail on it forever.
+    (Local mode, ``--storage local``: Edge writes its marker whole, by rename.)"""
     db = tmp_path / "db"
     db.mkdir()
     (db / "meta.json").write_bytes(b"")
     cache = copy_cache(reference, tmp_path / "cache")
     server.reset_stats()
-    code, _, err = run_cli(*index_args(library, db, cache))
+    code, _, err = run_cli(*index_args(library, db, cache, "--storage", "local"))
     assert code == 0, err
     assert server.stats.requests == 0 and points(db) == reference.points
     # a meta.json damaged some other way, next to a collection, is one line, never a traceback

@@ -87,13 +87,12 @@ def one_line(code: int, err: str, status: int) -> str:
 
 
 def point_count(db: Path, collection: str = "molmo_rag") -> int:
-    from qdrant_client import QdrantClient
+    from molmo_rag.index.store import QdrantIndex
 
-    client = QdrantClient(path=str(db))
-    try:
-        return client.count(collection, exact=True).count if client.collection_exists(collection) else 0
-    finally:
-        client.close()
+    if not db.exists():
+        return 0
+    with QdrantIndex(db, collection=collection, create=False) as store:
+        return store.count()
 
 
 # -- item 5: collection names ------------------------------------------------------------------
