@@ -91,16 +91,38 @@ def lc_index(lc_library, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def lc_local_index(lc_library, tmp_path_factory) -> Path:
+    """The same library indexed into a qdrant-client local-mode folder (``storage="local"``):
+    what LangChain's stock ``QdrantVectorStore`` opens by path."""
+    from molmo_rag import pipeline
+    from molmo_rag.testing import FakeBackend
+
+    tmp = tmp_path_factory.mktemp("lc_local_index")
+    summary = pipeline.index(
+        [lc_library], backend=FakeBackend(), db=tmp / "db", storage="local", cache=tmp / "cache", count=["person"]
+    )
+    assert summary.indexed == 7
+    return tmp / "db"
+
+
+def _stored_points(db: Path) -> dict:
+    from molmo_rag import QdrantIndex
+
+    with QdrantIndex(db, create=False) as store:
+        points, _ = store.scroll(limit=100)
+    return {str(p.id): p.payload for p in points}
+
+
+@pytest.fixture(scope="session")
+def stored_points():
+    """Every point of an index folder, either storage: ``stored_points(db)`` -> {id: payload}."""
+    return _stored_points
+
+
+@pytest.fixture(scope="session")
 def lc_points(lc_index) -> dict:
     """Every point of the index: id -> payload (read once, the folder closed again)."""
-    from qdrant_client import QdrantClient
-
-    client = QdrantClient(path=str(lc_index))
-    try:
-        points, _ = client.scroll("molmo_rag", limit=100, with_payload=True, with_vectors=False)
-    finally:
-        client.close()
-    return {str(p.id): p.payload for p in points}
+    return _stored_points(lc_index)
 
 
 @pytest.fixture(scope="session")

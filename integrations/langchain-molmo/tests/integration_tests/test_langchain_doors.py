@@ -25,19 +25,12 @@ def cli(capsys, *args) -> tuple[int, str]:
     return code, out
 
 
-def test_loader_documents_are_the_cli_points(lc_library, lc_fake_backend, lc_documents, tmp_path, capsys):
-    from qdrant_client import QdrantClient
-
+def test_loader_documents_are_the_cli_points(lc_library, lc_fake_backend, lc_documents, stored_points, tmp_path, capsys):
     db = tmp_path / "db"
     cli(capsys, "index", lc_library, "--backend", "fake", "--db", db, "--count", "person", "--quiet")
-    client = QdrantClient(path=str(db))
-    try:
-        points, _ = client.scroll("molmo_rag", limit=100, with_payload=True)
-    finally:
-        client.close()
+    stored = stored_points(db)
     docs = lc_documents  # MolmoLoader(lc_library, backend=FakeBackend(), count=["person"]).load()
-    assert len(docs) == len(points) == 7
-    stored = {str(p.id): p.payload for p in points}
+    assert len(docs) == len(stored) == 7
     for doc in docs:
         payload = stored[doc.id]
         assert doc.page_content == payload["text"] == payload["page_content"]
@@ -57,12 +50,17 @@ SHARED_CASES = [
 ]
 
 
-def test_qdrant_vector_store_and_molmo_retriever_agree_on_a_cli_collection(lc_index, lc_points, lc_library):
+def test_qdrant_vector_store_and_molmo_retriever_agree_on_a_cli_collection(lc_local_index, lc_index, lc_points, lc_library):
+    """The stock QdrantVectorStore on a local-mode folder (what it opens by path) and
+    MolmoRetriever give the same documents in the same order, and MolmoRetriever gives them
+    on the Edge folder of the same media too."""
     from langchain_qdrant import QdrantVectorStore
     from molmo_rag import pipeline
 
     paths = {"PHOTOS": str(lc_library / "photos"), "DECK": str(lc_library / "decks" / "talk.pdf")}
-    with pipeline.open_index(lc_index) as index:  # one client for both doors: embedded Qdrant allows one
+    on_edge = MolmoRetriever(db=lc_index, k=100)
+    with pipeline.open_index(lc_local_index) as index:  # one client for both doors: embedded Qdrant allows one
+        assert index.storage_kind == "qdrant-local"
         store = QdrantVectorStore(
             client=index.client, collection_name="molmo_rag", embedding=MolmoEmbeddings(), vector_name="text-dense"
         )
@@ -74,6 +72,7 @@ def test_qdrant_vector_store_and_molmo_retriever_agree_on_a_cli_collection(lc_in
             assert 0 < len(mine) < len(lc_points), case
             # QdrantVectorStore hands the point id back as metadata["_id"]
             assert [d.metadata["_id"] for d in theirs] == [d.id for d in mine], case
+            assert [d.id for d in on_edge.invoke(QUERY, **options)] == [d.id for d in mine], case
             for a, b in zip(theirs, mine):
                 assert a.page_content == b.page_content
                 own = {k: v for k, v in a.metadata.items() if k not in ("_id", "_collection_name")}
