@@ -20,7 +20,7 @@ from llama_index.readers.molmo import (
     MolmoReader,
     MolmoVectorStore,
 )
-from llama_index.vector_stores.qdrant import QdrantVectorStore
+from llama_index.core.vector_stores.types import BasePydanticVectorStore
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,7 +30,7 @@ def test_classes_derive_from_llama_index_bases():
     assert issubclass(MolmoReader, BaseReader)
     assert issubclass(MolmoExtractor, BaseExtractor) and issubclass(MolmoExtractor, TransformComponent)
     assert issubclass(MolmoEmbedding, BaseEmbedding)
-    assert issubclass(MolmoVectorStore, QdrantVectorStore)
+    assert issubclass(MolmoVectorStore, BasePydanticVectorStore)
     assert MolmoExtractor().is_text_node_only is False
     # the async loader is a native async generator, not the base class's thread wrapper
     assert inspect.isasyncgenfunction(MolmoReader.alazy_load_data)

@@ -34,11 +34,12 @@ def retrieve(index: VectorStoreIndex, query: str, filters: MetadataFilters | Non
     return index.as_retriever(filters=filters, similarity_top_k=top).retrieve(query)
 
 
-@pytest.fixture
-def cli_collection(li_media, li_fake, tmp_path) -> Path:
-    """The mixed folder indexed by the core (what ``molmo-rag index --count person`` does)."""
+@pytest.fixture(params=["edge", "local"])
+def cli_collection(li_media, li_fake, tmp_path, request) -> Path:
+    """The mixed folder indexed by the core (what ``molmo-rag index --count person`` does),
+    in a Qdrant Edge folder (the default) and in a qdrant-client local-mode folder."""
     db = tmp_path / "cli-db"
-    summary = pipeline.index([li_media], backend=li_fake, count=["person"], db=db)
+    summary = pipeline.index([li_media], backend=li_fake, count=["person"], db=db, storage=request.param)
     assert summary.indexed == 9 and len(summary.failed) == 1
     return db
 
@@ -47,7 +48,7 @@ def test_a_collection_built_by_molmo_rag_answers_llama_index(cli_collection):
     store = pipeline.open_index(cli_collection)  # one client shared by both doors
     try:
         index = open_index(store)
-        assert isinstance(index.vector_store.client, type(store.client))
+        assert index.vector_store.client is store
         query = "a red photo"
         hits = retrieve(index, query, top=9)
         core = pipeline.search(query, db=store, top=9)
@@ -81,12 +82,13 @@ def test_a_collection_built_by_molmo_rag_answers_llama_index(cli_collection):
         store.close()
 
 
-def test_documents_indexed_through_llama_index_are_found_by_the_cli(li_media, li_fake, tmp_path, capsys):
+@pytest.mark.parametrize("storage", ["edge", "local"])
+def test_documents_indexed_through_llama_index_are_found_by_the_cli(li_media, li_fake, tmp_path, capsys, storage):
     db = tmp_path / "li-db"
     docs = MolmoReader(backend=li_fake, count=["person"]).load_data(li_media)
-    index = open_index(db=db)
+    index = open_index(db=pipeline.open_index(db, storage=storage) if storage == "local" else db)
     index.insert_nodes(docs)
-    index.vector_store.close()  # the embedded path is free for the CLI
+    index.vector_store.client.close()  # the embedded path is free for the CLI
 
     def search(*args: str) -> list[dict]:
         assert cli(["search", "a red photo", "--db", str(db), "--top", "20", "--json", *args]) == 0
@@ -109,6 +111,21 @@ def test_documents_indexed_through_llama_index_are_found_by_the_cli(li_media, li
     hits = retrieve(index, "a red photo", where(("kind", FilterOperator.EQ, "slide")))
     assert len(hits) == 4 and all(isinstance(h.node, ImageNode) and Path(h.node.image_path).is_file() for h in hits)
     index.vector_store.close()
+    if storage == "local":  # and LlamaIndex's stock QdrantVectorStore reads what MolmoVectorStore wrote
+        from llama_index.vector_stores.qdrant import QdrantVectorStore
+        from qdrant_client import QdrantClient
+
+        client = QdrantClient(path=str(db))
+        try:
+            stock = VectorStoreIndex.from_vector_store(
+                QdrantVectorStore(client=client, collection_name="molmo_rag", dense_vector_name="text-dense"),
+                embed_model=MolmoEmbedding(),
+            )
+            theirs = retrieve(stock, "a red photo", where(("kind", FilterOperator.EQ, "slide")))
+            assert [h.node.node_id for h in theirs] == [h.node.node_id for h in hits]
+            assert all(h.node.metadata["kind"] == "slide" for h in theirs)
+        finally:
+            client.close()
 
 
 def test_ingestion_pipeline_upserts_instead_of_duplicating(li_media, li_fake):

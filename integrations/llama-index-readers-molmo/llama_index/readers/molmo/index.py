@@ -4,6 +4,10 @@ collection as a LlamaIndex ``VectorStoreIndex``.
 * A collection written by ``molmo-rag index`` answers LlamaIndex retrievers and query
   engines, with ``MetadataFilters`` on the same keys (``kind``, ``source``, ``slide``,
   ``start``, ``end``, ``counts.<label>``), queried with the same embedder.
+* Every storage molmo-rag opens: a Qdrant Edge folder (the default of ``molmo-rag index``),
+  a qdrant-client local-mode folder, ``:memory:``, a Qdrant server (:class:`MolmoVectorStore`
+  works through ``molmo_rag.QdrantIndex``; LlamaIndex's stock ``QdrantVectorStore`` opens a
+  server or a local-mode folder only).
 * Documents of :class:`~llama_index.readers.molmo.MolmoReader` inserted through it are
   found by ``molmo-rag search`` (``--where``, ``--kind``, ``--source``, ``--after``): the
   collection has the named dense vector ``text-dense`` and the recorded embedder, and each
@@ -15,21 +19,24 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from collections.abc import Sequence
 from typing import Any
 
 from llama_index.core import VectorStoreIndex
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
-from llama_index.core.schema import BaseNode, ImageNode, MetadataMode
+from llama_index.core.schema import BaseNode, ImageNode, MetadataMode, TextNode
 from llama_index.core.vector_stores.types import (
+    BasePydanticVectorStore,
+    MetadataFilters,
     VectorStoreQuery,
     VectorStoreQueryResult,
 )
+from llama_index.core.vector_stores.utils import metadata_dict_to_node, node_to_metadata_dict
 from llama_index.vector_stores.qdrant import QdrantVectorStore
 
 from molmo_rag import (
     DEFAULT_COLLECTION,
     PAYLOAD_KEYS,
-    VECTOR_NAME,
     ConfigurationError,
     MediaRecord,
     QdrantIndex,
@@ -46,41 +53,66 @@ _CORE_LAYOUT_KEYS = ("page_content", "metadata", "source_prefixes", "record_hash
 """Payload keys the core writes for other doors (LangChain, its own search), not metadata."""
 
 
-class MolmoVectorStore(QdrantVectorStore):
-    """``QdrantVectorStore`` on a molmo-rag collection (dense vector ``text-dense``).
+class _StockFilters:
+    """LlamaIndex's own translation of ``MetadataFilters`` (and ``doc_ids``/``node_ids``)
+    into a Qdrant filter, borrowed from its ``QdrantVectorStore`` so both stores read the
+    filters alike; the index translates that filter for whatever storage holds it."""
 
-    Writing: a node with molmo metadata (``kind``, ``source``, ``media_id``) also gets the
-    core's payload layout (``text``, LangChain's ``page_content``/``metadata``,
-    ``source_prefixes``, and ``record_hash`` when its vector is the core's), so
-    ``molmo-rag search`` and LangChain read it and ``molmo-rag index`` knows it is current.
-    Reading: points written by ``molmo-rag index`` become nodes with the payload keys as
-    metadata (layout keys dropped, thumbnails and points kept out of embedding and prompt).
-    With an embedded (path or ``:memory:``) client, the async methods run the sync ones in a
-    worker thread, so async retrievers and query engines work without an ``aclient``.
+    _build_subfilter = QdrantVectorStore._build_subfilter
+    _build_query_filter = QdrantVectorStore._build_query_filter
+
+
+class MolmoVectorStore(BasePydanticVectorStore):
+    """A LlamaIndex vector store on a molmo-rag collection, on every storage molmo-rag opens:
+    a Qdrant Edge folder (the default), a qdrant-client local-mode folder, ``:memory:`` or a
+    Qdrant server (through ``molmo_rag.QdrantIndex``; dense vector ``text-dense``).
+
+    Writing: nodes are stored as LlamaIndex's ``QdrantVectorStore`` stores them (so that
+    class reads them on a server or local-mode folder), with node ids as point ids; a node
+    with molmo metadata (``kind``, ``source``, ``media_id``) also gets the core's payload
+    layout (``text``, LangChain's ``page_content``/``metadata``, ``source_prefixes``, and
+    ``record_hash`` when its vector is the core's), so ``molmo-rag search`` and LangChain
+    read it and ``molmo-rag index`` knows it is current. Reading: ``MetadataFilters`` (EQ,
+    NE, GT, GTE, LT, LTE, IN, NIN, IS_EMPTY, TEXT_MATCH, AND/OR, nested) on the payload keys
+    (``kind``, ``source``, ``slide``, ``start``, ``end``, ``counts.<label>``), which the
+    collection's payload indexes serve; points written by ``molmo-rag index`` become nodes
+    with the payload keys as metadata (layout keys dropped, thumbnails and points kept out
+    of embedding and prompt); a hit showing a picture comes back as an ``ImageNode``.
+    Async methods run the blocking store in a worker thread.
     """
 
+    stores_text: bool = True
+    flat_metadata: bool = False
+    collection_name: str = Field(description="The collection of the index.")
     embedder_name: str | None = Field(
         default=None, description="The embedder recorded in the collection (what record_hash is computed for)."
     )
-    _store: QdrantIndex | None = PrivateAttr(default=None)
+    _store: QdrantIndex = PrivateAttr()
+    _owned: bool = PrivateAttr(default=False)
 
-    def __init__(self, collection_name: str, *, embedder_name: str | None = None, **kwargs: Any):
-        kwargs.setdefault("dense_vector_name", VECTOR_NAME)
-        super().__init__(collection_name, **kwargs)  # QdrantVectorStore drops fields it does not know
-        self.embedder_name = embedder_name
+    def __init__(self, store: QdrantIndex, *, embedder_name: str | None = None, owned: bool = False, **kwargs: Any):
+        super().__init__(collection_name=store.collection, embedder_name=embedder_name, **kwargs)
+        self._store = store
+        self._owned = owned
 
     @classmethod
     def class_name(cls) -> str:
         return "MolmoVectorStore"
 
+    @property
+    def client(self) -> QdrantIndex:
+        """The ``molmo_rag.QdrantIndex`` this store writes to and reads from."""
+        return self._store
+
     # -- writing -------------------------------------------------------------------------------
-    def _build_points(self, nodes: list[BaseNode], sparse_vector_name: str) -> tuple[list[Any], list[str]]:
-        points, ids = super()._build_points(nodes, sparse_vector_name)
-        for node, point in zip(nodes, points):
-            extra = self._core_payload(node)
-            if extra:
-                point.payload = {**(point.payload or {}), **extra}
-        return points, ids
+    def add(self, nodes: Sequence[BaseNode], **add_kwargs: Any) -> list[str]:
+        points = []
+        for node in nodes:
+            payload = node_to_metadata_dict(node, remove_text=False, flat_metadata=self.flat_metadata)
+            payload.update(self._core_payload(node))
+            points.append((node.node_id, node.get_embedding(), payload))
+        self._store.upsert_points(points)
+        return [node.node_id for node in nodes]
 
     def _core_payload(self, node: BaseNode) -> dict[str, Any]:
         metadata = node.metadata
@@ -93,69 +125,83 @@ class MolmoVectorStore(QdrantVectorStore):
             payload.pop("record_hash", None)  # its vector is not the one the core would make
         return payload
 
+    def delete(self, ref_doc_id: str, **delete_kwargs: Any) -> None:
+        self._store.delete_where(_StockFilters()._build_query_filter(VectorStoreQuery(doc_ids=[ref_doc_id])))
+
+    def delete_nodes(self, node_ids: list[str] | None = None, filters: MetadataFilters | None = None, **delete_kwargs: Any) -> None:
+        if node_ids is not None and not filters:
+            self._store.delete(list(node_ids))
+            return
+        self._store.delete_where(_StockFilters()._build_query_filter(VectorStoreQuery(node_ids=node_ids, filters=filters)))
+
+    def clear(self) -> None:
+        self._store.delete_where(None)
+
     # -- reading -------------------------------------------------------------------------------
-    def parse_to_query_result(self, response: list[Any]) -> VectorStoreQueryResult:
-        """Nodes of the hits; a hit showing a picture (a photo, or a rendered slide or segment
-        frame inserted from MolmoReader) comes back as an ``ImageNode`` with its path."""
-        result = super().parse_to_query_result(response)
-        nodes = []
-        for point, node in zip(response, result.nodes):
-            payload = point.payload or {}
-            if "_node_content" in payload:  # written through LlamaIndex: as it was inserted
-                image = _inserted_image(payload)
-            else:  # written by molmo-rag index: the payload keys are the metadata
-                for key in _CORE_LAYOUT_KEYS:
-                    node.metadata.pop(key, None)
-                node.excluded_embed_metadata_keys = [k for k in node.metadata if k in EMBED_EXCLUDED_KEYS]
-                node.excluded_llm_metadata_keys = [k for k in node.metadata if k in LLM_EXCLUDED_KEYS]
-                image = _photo(node.metadata)
-            if image and not isinstance(node, ImageNode):
-                fields = node.model_dump(exclude={"class_name"})
-                node = ImageNode(**fields, **image)
-            nodes.append(node)
-        result.nodes = nodes
-        return result
+    def query(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
+        if query.query_embedding is None:
+            raise ValueError("MolmoVectorStore searches by vector: the query needs an embedding")
+        flt = _StockFilters()._build_query_filter(query)
+        points = self._store.query_points(query.query_embedding, flt, query.similarity_top_k)
+        return VectorStoreQueryResult(
+            nodes=[self._node(p) for p in points], similarities=[float(p.score) for p in points], ids=[str(p.id) for p in points]
+        )
 
-    # -- async over an embedded client -----------------------------------------------------------
-    def _sync(self) -> bool:
-        return getattr(self, "_aclient", None) is None
+    def get_nodes(self, node_ids: list[str] | None = None, filters: MetadataFilters | None = None, **kwargs: Any) -> list[BaseNode]:
+        if node_ids is not None and not filters:
+            return [self._node(p) for p in self._store.retrieve(list(node_ids))]
+        flt = _StockFilters()._build_query_filter(VectorStoreQuery(node_ids=node_ids, filters=filters))
+        nodes, offset = [], None
+        while True:
+            page, offset = self._store.scroll(flt, offset=offset)
+            nodes.extend(self._node(p) for p in page)
+            if offset is None:
+                return nodes
 
+    def _node(self, point: Any) -> BaseNode:
+        """The node of a point: as it was inserted through LlamaIndex, or, for a point
+        ``molmo-rag index`` wrote, a node whose metadata are the payload keys; a node
+        showing a picture (a photo, or a rendered slide or segment frame inserted from
+        MolmoReader) comes back as an ``ImageNode`` with its path."""
+        payload = dict(point.payload or {})
+        if "_node_content" in payload:  # written through LlamaIndex: as it was inserted
+            node = metadata_dict_to_node(payload)
+            image = _inserted_image(payload)
+        else:  # written by molmo-rag index: the payload keys are the metadata
+            metadata = {k: v for k, v in payload.items() if k not in _CORE_LAYOUT_KEYS and k != "text"}
+            node = TextNode(id_=str(point.id), text=payload.get("text") or "", metadata=metadata)
+            node.excluded_embed_metadata_keys = [k for k in metadata if k in EMBED_EXCLUDED_KEYS]
+            node.excluded_llm_metadata_keys = [k for k in metadata if k in LLM_EXCLUDED_KEYS]
+            image = _photo(metadata)
+        if image and not isinstance(node, ImageNode):
+            node = ImageNode(**node.model_dump(exclude={"class_name"}), **image)
+        return node
+
+    # -- async: the store blocks, so a worker thread keeps the event loop free ------------------
     async def aquery(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
-        if self._sync():
-            return await asyncio.to_thread(self.query, query, **kwargs)
-        return await super().aquery(query, **kwargs)
+        return await asyncio.to_thread(self.query, query, **kwargs)
 
-    async def async_add(self, nodes: list[BaseNode], **kwargs: Any) -> list[str]:
-        if self._sync():
-            return await asyncio.to_thread(self.add, nodes, **kwargs)
-        return await super().async_add(nodes, **kwargs)
+    async def async_add(self, nodes: Sequence[BaseNode], **kwargs: Any) -> list[str]:
+        return await asyncio.to_thread(self.add, nodes, **kwargs)
 
     async def adelete(self, ref_doc_id: str, **kwargs: Any) -> None:
-        if self._sync():
-            return await asyncio.to_thread(self.delete, ref_doc_id, **kwargs)
-        return await super().adelete(ref_doc_id, **kwargs)
+        return await asyncio.to_thread(self.delete, ref_doc_id, **kwargs)
 
     async def adelete_nodes(self, node_ids: list[str] | None = None, filters: Any = None, **kwargs: Any) -> None:
-        if self._sync():
-            return await asyncio.to_thread(self.delete_nodes, node_ids, filters, **kwargs)
-        return await super().adelete_nodes(node_ids, filters, **kwargs)
+        return await asyncio.to_thread(self.delete_nodes, node_ids, filters, **kwargs)
 
     async def aget_nodes(self, node_ids: list[str] | None = None, filters: Any = None, **kwargs: Any) -> list[BaseNode]:
-        if self._sync():
-            return await asyncio.to_thread(self.get_nodes, node_ids, filters, **kwargs)
-        return await super().aget_nodes(node_ids, filters, **kwargs)
+        return await asyncio.to_thread(self.get_nodes, node_ids, filters, **kwargs)
 
     async def aclear(self) -> None:
-        if self._sync():
-            return await asyncio.to_thread(self.clear)
-        return await super().aclear()
+        return await asyncio.to_thread(self.clear)
 
     def close(self) -> None:
-        """Close the Qdrant client :func:`open_index` opened (an embedded path is then free
-        for another client); an index passed in as ``db`` is left to its owner."""
-        if self._store is not None:
+        """Close the index :func:`open_index` opened (an embedded folder is then free for
+        another process); an index passed in as ``db`` is left to its owner."""
+        if self._owned:
             self._store.close()
-            self._store = None
+            self._owned = False
 
 
 def _inserted_image(payload: dict) -> dict[str, str]:
@@ -217,16 +263,10 @@ def open_index(
             raise ConfigurationError(f"no collection {store.collection!r} at {store.location}: index something first")
         embed_model = MolmoEmbedding(embedder if embedder is not None else (info or {}).get("embedder"))
         store.ensure(embed_model.core)  # a new collection in the core's layout; a mismatch is refused
-        vector_store = MolmoVectorStore(
-            collection_name=store.collection,
-            client=store.client,
-            dense_vector_name=VECTOR_NAME,
-            embedder_name=embed_model.model_name,
-        )
+        vector_store = MolmoVectorStore(store, embedder_name=embed_model.model_name, owned=owned)
     except BaseException:
         if owned:
             store.close()
         raise
-    vector_store._store = store if owned else None
     index_kwargs.setdefault("embed_model", embed_model)
     return VectorStoreIndex.from_vector_store(vector_store, **index_kwargs)
