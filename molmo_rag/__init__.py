@@ -72,7 +72,8 @@ _LAZY_GROUPS: dict[str, tuple[str, ...]] = {
         "aindex", "search", "remove", "labels", "count_labels", "open_index", "embedder_for", "RunSummary", "Hits",
     ),
     # the index: the Qdrant collection, its payload layout, filters, count words, embedders
-    "molmo_rag.index.store": ("QdrantIndex", "Hit", "DEFAULT_COLLECTION", "VECTOR_NAME", "default_db_path"),
+    "molmo_rag.index.store": ("QdrantIndex", "Hit", "DEFAULT_COLLECTION", "VECTOR_NAME", "STORAGES", "default_db_path"),
+    "molmo_rag.index.migrate": ("migrate", "MigrateSummary"),
     "molmo_rag.index.records": ("MediaRecord", "PAYLOAD_KEYS", "point_id"),
     "molmo_rag.index.filters": ("SearchFilter", "build_filter", "parse_where"),
     "molmo_rag.index.count_words": ("CountQuery", "split_counts"),

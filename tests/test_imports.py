@@ -39,7 +39,7 @@ def test_public_api_is_pinned():
          "absolute_source", "IMAGE_EXTENSIONS", "MEDIA_EXTENSIONS", "ResultCache", "Run", "RunOptions", "RunChoices",
          # jobs, the index, grounding
          "aanalyze", "aindex", "search", "remove", "labels", "count_labels", "open_index", "embedder_for",
-         "RunSummary", "Hits", "QdrantIndex", "Hit", "DEFAULT_COLLECTION", "VECTOR_NAME", "default_db_path",
+         "RunSummary", "Hits", "QdrantIndex", "Hit", "DEFAULT_COLLECTION", "VECTOR_NAME", "STORAGES", "default_db_path", "migrate", "MigrateSummary",
          "MediaRecord", "PAYLOAD_KEYS", "point_id", "SearchFilter", "build_filter", "parse_where",
          "CountQuery", "split_counts", "Embedder", "DEFAULT_EMBEDDER", "get_embedder",
          "Grounder", "GroundedHits", "aground"]

@@ -16,14 +16,14 @@ __all__ = ["app", "main"]
 
 # Keys the commands read from the environment: kept out of every log record (and URL
 # credentials with them) while a command runs, whichever library logs (errors.register_secret).
-_KEY_VARIABLES = ("WAVESPEED_API_KEY", "OPENOCTOPUS_API_KEY", "OPENAI_API_KEY", "QDRANT_API_KEY")
+_KEY_VARIABLES = ("WAVESPEED_API_KEY", "OPENOCTOPUS_API_KEY", "OPENAI_API_KEY", "QDRANT_API_KEY", "QDRANT_TO_API_KEY")
 
 
 def _register_commands() -> None:
     # Imported for their side effect: each module adds its commands to ``app``.
     import importlib
 
-    for module in ("analyze_cmd", "index_cmd"):
+    for module in ("analyze_cmd", "index_cmd", "migrate_cmd"):
         try:
             importlib.import_module(f"{__name__}.{module}")
         except ModuleNotFoundError as exc:  # pragma: no cover - only while a module is missing

@@ -566,6 +566,17 @@ class QdrantIndex:
         """The labels index runs asked to count (``--count``), sorted; [] if none recorded."""
         return sorted(self._meta().get("asked_labels") or []) if self.exists() else []
 
+    def meta(self) -> dict:
+        """What molmo-rag records with the collection: ``embedder``, ``dim``, ``labels``,
+        ``made_with``, ``asked_labels`` (empty for a collection another tool made)."""
+        return self._meta() if self.exists() else {}
+
+    def upsert_meta(self, info: dict) -> None:
+        """Merge ``info`` into the recorded metadata (a migration copies it); the embedder
+        and dimension this collection was made with are kept."""
+        mine = self._meta()
+        self._set_meta({**mine, **info, **{k: mine[k] for k in ("embedder", "dim") if k in mine}})
+
     def _meta(self) -> dict:
         return dict(self._api.metadata(self.collection).get(_META_KEY) or {})
 
