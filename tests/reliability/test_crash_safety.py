@@ -229,13 +229,15 @@ def test_sigkill_at_random_moments_then_a_full_run_gives_the_uninterrupted_point
         assert "Traceback" not in stderr
         killed_at.append((before, cached_rows(cache)))
         # whatever a kill interrupted, the index opens and holds only finished, correct points
-        now = points(db) if (db / "meta.json").exists() else {}
+        now = points(db)
         assert set(now) <= set(expected.points)
         assert all(now[pid][0] == expected.points[pid][0] for pid in now)
 
     assert killed_at[-1][1] > killed_at[0][0]  # the killed runs got somewhere
     done, pending = cached_rows(cache), pending_jobs(cache)
-    assert done < total
+    # usually some work is left; a kill that lands after the last result (a fast machine) is
+    # legal too: the final run must then re-use everything and buy nothing
+    assert done <= total
     # a kill can land between a job's creation and its journal entry: at most the jobs in
     # flight (--concurrency 2) per kill are paid twice, never more
     assert srv.stats.jobs_created <= done + pending + 2 * len(goals)
