@@ -334,7 +334,7 @@ def _match(match: Any, q: Any) -> Any:
     if isinstance(match, ours.MatchValue):
         return q.MatchValue(match.value)
     if isinstance(match, ours.MatchExcept):
-        return q.MatchExcept(except_=list(match.except_))
+        return q.MatchExcept(list(match.except_))  # positional: its keyword is the reserved word "except"
     from qdrant_client import models
 
     if isinstance(match, models.MatchValue):
@@ -342,7 +342,7 @@ def _match(match: Any, q: Any) -> Any:
     if isinstance(match, models.MatchAny):
         return q.MatchAny(any=list(match.any))
     if isinstance(match, models.MatchExcept):
-        return q.MatchExcept(except_=list(match.except_))
+        return q.MatchExcept(list(match.except_))  # positional: its keyword is the reserved word "except"
     if isinstance(match, models.MatchText):
         return q.MatchText(match.text)
     raise TypeError(f"the embedded Qdrant Edge index cannot match with {type(match).__name__}")

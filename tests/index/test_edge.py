@@ -238,3 +238,26 @@ def test_a_search_over_edge_never_loads_qdrant_client(tmp_path):
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_filters_a_framework_builds_give_the_hits_of_local_mode(twins):
+    """LlamaIndex's own translation builds qdrant-client filters (NIN is MatchExcept, node
+    ids are HasIdCondition, text is MatchText): Edge must run them as local mode does."""
+    from qdrant_client import models
+
+    from molmo_rag.index import conditions as ours
+
+    stores, emb = twins
+    query = emb.embed_query("people with a chart")
+    first_ids = [h.id for h in stores["local"].search(query, None, 5)]
+    cases = [
+        models.Filter(must=[models.FieldCondition(key="backend", match=models.MatchExcept(**{"except": ["local"]}))]),
+        ours.Filter(must=[ours.FieldCondition(key="backend", match=ours.MatchExcept(except_=["local"]))]),
+        models.Filter(must=[models.FieldCondition(key="kind", match=models.MatchValue(value="slide"))]),
+        models.Filter(must=[models.HasIdCondition(has_id=first_ids)]),
+        models.Filter(must_not=[models.FieldCondition(key="counts.person", range=models.Range(gte=2))]),
+        models.Filter(should=[models.IsEmptyCondition(is_empty=models.PayloadField(key="slide"))]),
+    ]
+    for flt in cases:
+        got = {name: [h.id for h in store.search(query, flt, 60)] for name, store in stores.items()}
+        assert got["edge"] == got["local"] and got["edge"], flt
