@@ -4,6 +4,7 @@ through LlamaIndex are found by ``molmo-rag search --where`` (embedded Qdrant th
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -61,6 +62,10 @@ def test_a_collection_built_by_molmo_rag_answers_llama_index(cli_collection):
         assert "thumbnail" in node.metadata and "data:image" not in node.get_content(MetadataMode.LLM)
         photos = [h.node for h in hits if h.node.metadata["kind"] == "image"]
         assert photos and all(isinstance(n, ImageNode) and n.image_path == n.metadata["source"] for n in photos)
+        # get_nodes: the same nodes, with their vectors
+        stored = index.vector_store.get_nodes(filters=where(("kind", FilterOperator.EQ, "image")))
+        assert {n.node_id for n in stored} == {n.node_id for n in photos} and all(isinstance(n, ImageNode) for n in stored)
+        assert all(len(n.embedding) == 256 for n in stored)
 
         # the filters of molmo-rag search, spelled as MetadataFilters
         crowd = retrieve(index, query, where(("counts.person", FilterOperator.GTE, 2)))
@@ -86,9 +91,10 @@ def test_a_collection_built_by_molmo_rag_answers_llama_index(cli_collection):
 def test_documents_indexed_through_llama_index_are_found_by_the_cli(li_media, li_fake, tmp_path, capsys, storage):
     db = tmp_path / "li-db"
     docs = MolmoReader(backend=li_fake, count=["person"]).load_data(li_media)
-    index = open_index(db=pipeline.open_index(db, storage=storage) if storage == "local" else db)
+    index = open_index(db=db, storage=storage)
+    assert index.vector_store.client.storage_kind == f"qdrant-{storage}"
     index.insert_nodes(docs)
-    index.vector_store.client.close()  # the embedded path is free for the CLI
+    index.vector_store.close()  # the embedded path is free for the CLI
 
     def search(*args: str) -> list[dict]:
         assert cli(["search", "a red photo", "--db", str(db), "--top", "20", "--json", *args]) == 0
@@ -149,12 +155,25 @@ def test_ingestion_pipeline_upserts_instead_of_duplicating(li_media, li_fake):
     assert len(hits) == 3
 
 
-async def test_async_retrieval_over_an_embedded_client(li_media, li_fake):
-    store = pipeline.open_index(":memory:")
-    index = open_index(store)
-    docs = await MolmoReader(backend=li_fake).aload_data(li_media / "decks")
-    await index.ainsert_nodes(docs)
-    hits = await index.as_retriever(filters=where(("slide", FilterOperator.EQ, 1)), similarity_top_k=5).aretrieve("results")
-    assert len(hits) == 2 and {h.node.metadata["title"] for h in hits} == {"Revenue by region", "Quarterly results"}
-    response = await index.as_query_engine(llm=MockLLM(max_tokens=8)).aquery("what is on the slides?")
-    assert response.source_nodes
+@pytest.mark.parametrize("storage", [":memory:", "edge"])
+async def test_async_retrieval_over_an_embedded_store(li_media, li_fake, tmp_path, storage):
+    store = pipeline.open_index(":memory:" if storage == ":memory:" else tmp_path / "edge-db")
+    assert store.storage_kind == ("qdrant-local" if storage == ":memory:" else "qdrant-edge")
+    try:
+        index = open_index(store)
+        docs = await MolmoReader(backend=li_fake).aload_data(li_media / "decks")
+        await index.ainsert_nodes(docs)
+        first = index.as_retriever(filters=where(("slide", FilterOperator.EQ, 1)), similarity_top_k=5)
+        hits = await first.aretrieve("results")
+        assert len(hits) == 2 and {h.node.metadata["title"] for h in hits} == {"Revenue by region", "Quarterly results"}
+        # several retrievals at once share the store (one call at a time in a worker thread)
+        queries = ["results", "team", "revenue", "outlook"]
+        together = await asyncio.gather(*(index.as_retriever(similarity_top_k=4).aretrieve(q) for q in queries))
+        alone = [index.as_retriever(similarity_top_k=4).retrieve(q) for q in queries]
+        assert [[h.node.node_id for h in hits] for hits in together] == [[h.node.node_id for h in hits] for hits in alone]
+        response = await index.as_query_engine(llm=MockLLM(max_tokens=8)).aquery("what is on the slides?")
+        assert response.source_nodes
+        await index.vector_store.adelete_nodes([docs[0].id_])
+        assert store.count() == 3 and {n.node_id for n in await index.vector_store.aget_nodes()} == {d.id_ for d in docs[1:]}
+    finally:
+        store.close()

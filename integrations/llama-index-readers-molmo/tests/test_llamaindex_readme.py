@@ -88,3 +88,22 @@ def test_readme_one_run_shared_by_every_door(li_media, tmp_path, monkeypatch):
     exec(compile(imports + code, "README.md (Options)", "exec"), namespace)  # noqa: S102 - the README is ours
     assert len(namespace["documents"]) == 3 and len(made) == 1  # one backend for the reader and the CLI's indexing
     assert made[0].calls == 3 * 3 + 4 * 3  # three photos, four slides: caption, scene, count each
+
+
+def test_readme_which_door_opens_which(li_media, li_fake, tmp_path):
+    from llama_index.readers.molmo import MolmoReader
+
+    documents = MolmoReader(backend=li_fake, count=["person"]).load_data(li_media)
+    edge, small = blocks(section(README.read_text(), "Which door opens which index"), "python")
+    namespace: dict = {"documents": documents}
+    exec(compile(edge.replace('"./my-index"', repr(str(tmp_path / "my-index"))), "README.md (MolmoVectorStore)", "exec"), namespace)  # noqa: S102
+    crowded = {d.id_ for d in documents if d.metadata["counts"]["person"] >= 2}
+    assert crowded and {h.id for h in namespace["hits"]} == crowded
+    assert (tmp_path / "my-index" / "molmo-rag-edge.json").is_file()  # a new folder is Qdrant Edge
+
+    exec(compile(small.replace('"./small-index"', repr(str(tmp_path / "small-index"))), "README.md (stock)", "exec"), namespace)  # noqa: S102
+    try:
+        nodes = namespace["stock"].as_retriever(similarity_top_k=20).retrieve("people talking")
+        assert {n.node.node_id for n in nodes} == {d.id_ for d in documents}
+    finally:
+        namespace["client"].close()

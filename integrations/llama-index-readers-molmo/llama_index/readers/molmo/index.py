@@ -19,8 +19,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import Sequence
-from typing import Any
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from llama_index.core import VectorStoreIndex
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
@@ -29,6 +30,7 @@ from llama_index.core.vector_stores.types import (
     BasePydanticVectorStore,
     MetadataFilters,
     VectorStoreQuery,
+    VectorStoreQueryMode,
     VectorStoreQueryResult,
 )
 from llama_index.core.vector_stores.utils import metadata_dict_to_node, node_to_metadata_dict
@@ -37,9 +39,11 @@ from llama_index.vector_stores.qdrant import QdrantVectorStore
 from molmo_rag import (
     DEFAULT_COLLECTION,
     PAYLOAD_KEYS,
+    VECTOR_NAME,
     ConfigurationError,
     MediaRecord,
     QdrantIndex,
+    get_embedder,
     is_local_path,
 )
 from molmo_rag import open_index as open_store
@@ -48,6 +52,8 @@ from .base import EMBED_EXCLUDED_KEYS, LLM_EXCLUDED_KEYS
 from .embedding import MolmoEmbedding
 
 __all__ = ["MolmoVectorStore", "open_index"]
+
+T = TypeVar("T")
 
 _CORE_LAYOUT_KEYS = ("page_content", "metadata", "source_prefixes", "record_hash")
 """Payload keys the core writes for other doors (LangChain, its own search), not metadata."""
@@ -62,36 +68,56 @@ class _StockFilters:
     _build_query_filter = QdrantVectorStore._build_query_filter
 
 
+def _stock_filter(node_ids: list[str] | None = None, filters: MetadataFilters | None = None, doc_ids: list[str] | None = None) -> Any:
+    return _StockFilters()._build_query_filter(VectorStoreQuery(node_ids=node_ids, filters=filters, doc_ids=doc_ids))
+
+
 class MolmoVectorStore(BasePydanticVectorStore):
     """A LlamaIndex vector store on a molmo-rag collection, on every storage molmo-rag opens:
     a Qdrant Edge folder (the default), a qdrant-client local-mode folder, ``:memory:`` or a
-    Qdrant server (through ``molmo_rag.QdrantIndex``; dense vector ``text-dense``).
+    Qdrant server, through a ``molmo_rag.QdrantIndex`` (dense vector ``text-dense``)::
+
+        store = MolmoVectorStore(molmo_rag.open_index("./my-index"))
+        index = VectorStoreIndex(documents, storage_context=StorageContext.from_defaults(vector_store=store),
+                                 embed_model=MolmoEmbedding())
 
     Writing: nodes are stored as LlamaIndex's ``QdrantVectorStore`` stores them (so that
     class reads them on a server or local-mode folder), with node ids as point ids; a node
     with molmo metadata (``kind``, ``source``, ``media_id``) also gets the core's payload
     layout (``text``, LangChain's ``page_content``/``metadata``, ``source_prefixes``, and
     ``record_hash`` when its vector is the core's), so ``molmo-rag search`` and LangChain
-    read it and ``molmo-rag index`` knows it is current. Reading: ``MetadataFilters`` (EQ,
-    NE, GT, GTE, LT, LTE, IN, NIN, IS_EMPTY, TEXT_MATCH, AND/OR, nested) on the payload keys
-    (``kind``, ``source``, ``slide``, ``start``, ``end``, ``counts.<label>``), which the
-    collection's payload indexes serve; points written by ``molmo-rag index`` become nodes
-    with the payload keys as metadata (layout keys dropped, thumbnails and points kept out
-    of embedding and prompt); a hit showing a picture comes back as an ``ImageNode``.
-    Async methods run the blocking store in a worker thread.
+    read it and ``molmo-rag index`` knows it is current. A new collection is made at the
+    first write in the core's layout, recording ``embedder_name`` (default: the embedder
+    ``MolmoEmbedding()`` loads). Reading: ``MetadataFilters`` (EQ, NE, GT, GTE, LT, LTE, IN,
+    NIN, IS_EMPTY, TEXT_MATCH, AND/OR/NOT, nested; LlamaIndex's own translation, the one its
+    ``QdrantVectorStore`` uses) on the payload keys (``kind``, ``source``, ``slide``,
+    ``start``, ``end``, ``counts.<label>``), which the collection's payload indexes serve;
+    ``vector_store_kwargs={"qdrant_filters": Filter(...)}`` replaces them with a
+    ``qdrant_client.models.Filter``. Points written by ``molmo-rag index`` become nodes with
+    the payload keys as metadata (layout keys dropped, thumbnails and points kept out of
+    embedding and prompt); a hit showing a picture comes back as an ``ImageNode``. Async
+    methods run the blocking store in a worker thread, one call at a time.
     """
 
     stores_text: bool = True
     flat_metadata: bool = False
     collection_name: str = Field(description="The collection of the index.")
     embedder_name: str | None = Field(
-        default=None, description="The embedder recorded in the collection (what record_hash is computed for)."
+        default=None,
+        description="The embedder the collection records (what record_hash is computed for); None: the recorded one, "
+        "else the default embedder at the first write.",
     )
     _store: QdrantIndex = PrivateAttr()
     _owned: bool = PrivateAttr(default=False)
+    _dim: int | None = PrivateAttr(default=None)
+    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     def __init__(self, store: QdrantIndex, *, embedder_name: str | None = None, owned: bool = False, **kwargs: Any):
-        super().__init__(collection_name=store.collection, embedder_name=embedder_name, **kwargs)
+        """``store``: an open ``molmo_rag.open_index(...)``; ``owned``: close it with :meth:`close`."""
+        if not isinstance(store, QdrantIndex):
+            raise TypeError(f"MolmoVectorStore takes a molmo_rag.QdrantIndex (molmo_rag.open_index(...)), not {type(store).__name__}")
+        recorded = (store.embedder_info() or {}).get("embedder")
+        super().__init__(collection_name=store.collection, embedder_name=embedder_name or recorded, **kwargs)
         self._store = store
         self._owned = owned
 
@@ -101,11 +127,15 @@ class MolmoVectorStore(BasePydanticVectorStore):
 
     @property
     def client(self) -> QdrantIndex:
-        """The ``molmo_rag.QdrantIndex`` this store writes to and reads from."""
+        """The ``molmo_rag.QdrantIndex`` this store writes to and reads from (its ``.client``
+        is the ``QdrantClient`` of a server or local-mode folder, None on Qdrant Edge)."""
         return self._store
 
     # -- writing -------------------------------------------------------------------------------
     def add(self, nodes: Sequence[BaseNode], **add_kwargs: Any) -> list[str]:
+        if not nodes:
+            return []
+        self._ensure_collection(len(nodes[0].get_embedding()))
         points = []
         for node in nodes:
             payload = node_to_metadata_dict(node, remove_text=False, flat_metadata=self.flat_metadata)
@@ -113,6 +143,30 @@ class MolmoVectorStore(BasePydanticVectorStore):
             points.append((node.node_id, node.get_embedding(), payload))
         self._store.upsert_points(points)
         return [node.node_id for node in nodes]
+
+    def _ensure_collection(self, dim: int) -> None:
+        """The collection in the core's layout, made for ``embedder_name`` if new; vectors of
+        another size than the collection holds are refused."""
+        if self.embedder_name is None:
+            default = get_embedder()
+            if default.dim != dim:
+                raise ConfigurationError(
+                    f"these nodes have {dim}-d vectors, not those of molmo-rag's default embedder {default.name} "
+                    f"({default.dim}-d): embed with MolmoEmbedding(), or name your embedder with MolmoVectorStore(..., embedder_name=...)",
+                    option="embedder",
+                )
+            self.embedder_name = default.name
+        if self._dim == dim:
+            return
+        self._store.ensure((self.embedder_name, dim))
+        stored = (self._store.embedder_info() or {}).get("dim")
+        if stored != dim:  # ensure checks a collection once per index: this store's nodes too
+            raise ConfigurationError(
+                f"collection {self.collection_name!r} holds {stored}-d vectors; these nodes have {dim}-d ones. "
+                "Vectors of different embedders cannot be mixed: use the same embedder or another collection.",
+                option="embedder",
+            )
+        self._dim = dim
 
     def _core_payload(self, node: BaseNode) -> dict[str, Any]:
         metadata = node.metadata
@@ -126,37 +180,53 @@ class MolmoVectorStore(BasePydanticVectorStore):
         return payload
 
     def delete(self, ref_doc_id: str, **delete_kwargs: Any) -> None:
-        self._store.delete_where(_StockFilters()._build_query_filter(VectorStoreQuery(doc_ids=[ref_doc_id])))
+        """Delete the nodes of one source document (their ``ref_doc_id``)."""
+        self._store.delete_where(_stock_filter(doc_ids=[ref_doc_id]))
 
     def delete_nodes(self, node_ids: list[str] | None = None, filters: MetadataFilters | None = None, **delete_kwargs: Any) -> None:
-        if node_ids is not None and not filters:
-            self._store.delete(list(node_ids))
+        """Delete the nodes with these ids, or those passing ``filters``, or both (either
+        alone selects nothing when None; :meth:`clear` deletes every node)."""
+        if node_ids is None and not (filters and filters.filters):
             return
-        self._store.delete_where(_StockFilters()._build_query_filter(VectorStoreQuery(node_ids=node_ids, filters=filters)))
+        if not filters or not filters.filters:
+            self._store.delete(list(node_ids or []))
+            return
+        self._store.delete_where(_stock_filter(node_ids=node_ids, filters=filters))
 
     def clear(self) -> None:
+        """Delete every node; the collection stays, with its embedder and payload indexes."""
         self._store.delete_where(None)
 
     # -- reading -------------------------------------------------------------------------------
     def query(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
+        if query.mode != VectorStoreQueryMode.DEFAULT:
+            raise ValueError(f"MolmoVectorStore searches the dense vector {VECTOR_NAME!r} only, not in {query.mode.value!r} mode")
         if query.query_embedding is None:
             raise ValueError("MolmoVectorStore searches by vector: the query needs an embedding")
-        flt = _StockFilters()._build_query_filter(query)
+        flt = kwargs.get("qdrant_filters")
+        if flt is None:
+            flt = _StockFilters()._build_query_filter(query)
         points = self._store.query_points(query.query_embedding, flt, query.similarity_top_k)
         return VectorStoreQueryResult(
             nodes=[self._node(p) for p in points], similarities=[float(p.score) for p in points], ids=[str(p.id) for p in points]
         )
 
-    def get_nodes(self, node_ids: list[str] | None = None, filters: MetadataFilters | None = None, **kwargs: Any) -> list[BaseNode]:
-        if node_ids is not None and not filters:
-            return [self._node(p) for p in self._store.retrieve(list(node_ids))]
-        flt = _StockFilters()._build_query_filter(VectorStoreQuery(node_ids=node_ids, filters=filters))
-        nodes, offset = [], None
-        while True:
-            page, offset = self._store.scroll(flt, offset=offset)
-            nodes.extend(self._node(p) for p in page)
-            if offset is None:
-                return nodes
+    def get_nodes(
+        self, node_ids: list[str] | None = None, filters: MetadataFilters | None = None, limit: int | None = None, **kwargs: Any
+    ) -> list[BaseNode]:
+        """The nodes with these ids and/or passing ``filters`` (every node when both are
+        None), with their embeddings; at most ``limit``."""
+        if node_ids is not None and not (filters and filters.filters):
+            points = self._store.retrieve(list(node_ids), with_vectors=True)
+        else:
+            flt = _stock_filter(node_ids=node_ids, filters=filters)
+            points, offset = [], None
+            while limit is None or len(points) < limit:
+                page, offset = self._store.scroll(flt, offset=offset, with_vectors=True)
+                points.extend(page)
+                if offset is None:
+                    break
+        return [self._node(p) for p in points[:limit]]
 
     def _node(self, point: Any) -> BaseNode:
         """The node of a point: as it was inserted through LlamaIndex, or, for a point
@@ -173,32 +243,44 @@ class MolmoVectorStore(BasePydanticVectorStore):
             node.excluded_embed_metadata_keys = [k for k in metadata if k in EMBED_EXCLUDED_KEYS]
             node.excluded_llm_metadata_keys = [k for k in metadata if k in LLM_EXCLUDED_KEYS]
             image = _photo(metadata)
+        vector = getattr(point, "vector", None)
+        if isinstance(vector, dict) and node.embedding is None:
+            node.embedding = vector.get(VECTOR_NAME)
         if image and not isinstance(node, ImageNode):
             node = ImageNode(**node.model_dump(exclude={"class_name"}), **image)
         return node
 
     # -- async: the store blocks, so a worker thread keeps the event loop free ------------------
+    async def _in_thread(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        def locked() -> T:
+            with self._lock:  # an embedded store is written by one call at a time
+                return call(*args, **kwargs)
+
+        return await asyncio.to_thread(locked)
+
     async def aquery(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
-        return await asyncio.to_thread(self.query, query, **kwargs)
+        return await self._in_thread(self.query, query, **kwargs)
 
     async def async_add(self, nodes: Sequence[BaseNode], **kwargs: Any) -> list[str]:
-        return await asyncio.to_thread(self.add, nodes, **kwargs)
+        return await self._in_thread(self.add, nodes, **kwargs)
 
     async def adelete(self, ref_doc_id: str, **kwargs: Any) -> None:
-        return await asyncio.to_thread(self.delete, ref_doc_id, **kwargs)
+        return await self._in_thread(self.delete, ref_doc_id, **kwargs)
 
-    async def adelete_nodes(self, node_ids: list[str] | None = None, filters: Any = None, **kwargs: Any) -> None:
-        return await asyncio.to_thread(self.delete_nodes, node_ids, filters, **kwargs)
+    async def adelete_nodes(self, node_ids: list[str] | None = None, filters: MetadataFilters | None = None, **kwargs: Any) -> None:
+        return await self._in_thread(self.delete_nodes, node_ids, filters, **kwargs)
 
-    async def aget_nodes(self, node_ids: list[str] | None = None, filters: Any = None, **kwargs: Any) -> list[BaseNode]:
-        return await asyncio.to_thread(self.get_nodes, node_ids, filters, **kwargs)
+    async def aget_nodes(
+        self, node_ids: list[str] | None = None, filters: MetadataFilters | None = None, limit: int | None = None, **kwargs: Any
+    ) -> list[BaseNode]:
+        return await self._in_thread(self.get_nodes, node_ids, filters, limit, **kwargs)
 
     async def aclear(self) -> None:
-        return await asyncio.to_thread(self.clear)
+        return await self._in_thread(self.clear)
 
     def close(self) -> None:
         """Close the index :func:`open_index` opened (an embedded folder is then free for
-        another process); an index passed in as ``db`` is left to its owner."""
+        another process); an index passed in is left to its owner."""
         if self._owned:
             self._store.close()
             self._owned = False
@@ -238,6 +320,7 @@ def open_index(
     collection: str = DEFAULT_COLLECTION,
     embedder: str | None = None,
     create: bool = True,
+    storage: str | None = None,
     **index_kwargs: Any,
 ) -> VectorStoreIndex:
     """A ``VectorStoreIndex`` over a molmo-rag collection, ready for
@@ -247,16 +330,19 @@ def open_index(
     ``db``: an embedded Qdrant folder (default ``MOLMO_RAG_DB`` or ``./.molmo-rag/qdrant``),
     ``":memory:"``, or an open ``molmo_rag.open_index(...)`` (left open, so
     ``molmo_rag.search(..., db=it)`` shares the client); ``url``: a Qdrant server
-    (key from ``api_key`` or ``QDRANT_API_KEY``). ``embedder``: None for the one the
-    collection was made with (else the default); a new collection is created in the
-    core's layout, so ``molmo-rag search`` reads it. Close with ``index.vector_store.close()``.
+    (key from ``api_key`` or ``QDRANT_API_KEY``). ``storage``: how a new folder is stored,
+    ``"edge"`` (Qdrant Edge, the default) or ``"local"`` (qdrant-client's local mode, which
+    LlamaIndex's stock ``QdrantVectorStore`` also opens); an existing folder opens as it was
+    written. ``embedder``: None for the one the collection was made with (else the default);
+    a new collection is created in the core's layout, so ``molmo-rag search`` reads it.
+    Close with ``index.vector_store.close()``.
     """
     if isinstance(db, QdrantIndex):
-        if url:
-            raise ConfigurationError("give either an open index as db or a url, not both")
+        if url or storage:
+            raise ConfigurationError("give either an open index as db, or a url or storage for a new one, not both")
         store, owned = db, False
     else:
-        store, owned = open_store(db, qdrant_url=url, api_key=api_key, collection=collection, create=create), True
+        store, owned = open_store(db, qdrant_url=url, api_key=api_key, collection=collection, create=create, storage=storage), True
     try:
         info = store.embedder_info()
         if info is None and not create:
