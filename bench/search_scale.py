@@ -1,30 +1,38 @@
-"""Search at scale: every embedded engine side by side on the same points.
+"""Search at scale: every embedded engine side by side on the same data, one run.
 
-The points have the project's payload layout (``MediaRecord.point_payload``: kinds, counts,
-slides, segment times, sources under a few folders, captions; no thumbnails) and 256-d
-vectors around 200 seeded cluster centres, so that approximate search has something to
-get wrong. Engines, each size and engine in a fresh process (clean RSS):
+The data (``bench/_scale_data.py``) has the project's payload layout and vector size: the
+points an index run writes (:meth:`MediaRecord.point_payload`: images, slides, video
+segments; counts with realistic spreads, slide numbers, start/end, sources under a few
+folders, captions, 128 px thumbnails), 256-d unit vectors in clusters, seeded; made once
+per size and read by every engine. Queries: a fixed seeded set, each run three ways:
+plain, filtered (kind slide AND count.person>=2, :class:`SearchFilter` as the product
+builds it) and a time range (video segments overlapping [a, a+60 s]).
 
-* ``molmo-rag edge``: ``QdrantIndex`` on Qdrant Edge, the embedded default (writes in
-  batches of 256 through ``upsert_points``, then ``settle()``; search through
-  ``QdrantIndex.search`` with the one-layout filter, what ``molmo-rag search`` runs);
-* ``molmo-rag local, before``: qdrant-client local mode with the filter of both layouts,
-  what search ran on every collection before issue 19;
-* ``molmo-rag local``: the same folder with the one-layout filter (what local mode gets now);
-* ``lancedb``: LanceDB with an IVF_HNSW_SQ index and scalar indexes (when installed:
-  ``pip install lancedb``), metadata in flat columns;
-* ``numpy exact``: brute force over an in-memory matrix and boolean masks: the floor, and
-  the ground truth of recall@10.
+Engines:
 
-Queries (``--queries``, seeded): plain, filtered (slides with ``count.person>=2``, the
-product's filter) and a time range (video segments overlapping a minute). Figures: write
-rate (index build included, embedding excluded), p50/p95, recall@10 against numpy exact,
-open-to-first-answer (a fresh process opening the folder and answering one filtered
-query), disk, peak RSS, and ``molmo-rag search`` end to end (a fresh CLI process with a
-``--where``; at the smallest and the largest size, for the growth ratio).
+* ``edge``: molmo-rag's ``QdrantIndex`` on Qdrant Edge (the default for a new folder):
+  ``upsert_points`` then ``settle()``; ``QdrantIndex.search`` with the product's filter;
+* ``local``: ``QdrantIndex(storage="local")``, qdrant-client's local mode (the previous
+  default), searched three ways: the either-layout filter search used before this issue
+  ("today"), the one-layout filter it uses now, and raw ``client.query_points``;
+* ``rawedge``: ``qdrant_edge`` itself with the same config and payload indexes (what our
+  layer costs on top);
+* ``lancedb``: LanceDB with an IVF_HNSW_SQ index and scalar indexes (skipped with a note
+  when not installed); defaults, and a variant with more probes and a refine step;
+* ``numpy``: exact search over an array, no payload store: the floor, and the ground
+  truth of recall@10.
 
-    .venv/bin/python bench/search_scale.py [--sizes 1000,10000,100000] [--queries 50]
-        [--local-queries 10] [--max-local 100000] [--engines edge,local,lancedb,numpy] [--quick]
+Each engine writes in its own process and is searched in another fresh one (so RSS is
+its own: peak RSS, VmHWM); open-to-first-answer is that fresh process's wall
+time from spawn to its first (filtered) answer. ``molmo-rag search "..." --where
+count.person>=2`` end to end is a fresh CLI process, median of ``--e2e-runs``, for the
+molmo-rag engines, also at ``--e2e-base`` points to show how it grows.
+
+    .venv/bin/python bench/search_scale.py [--sizes 10000,100000,1000000] [--quick]
+        [--engines numpy,edge,rawedge,lancedb,local] [--max-local 100000] [--queries 50]
+
+Prints markdown tables (and ``--json PATH`` the raw figures). The machine is shared:
+read the ratios more than the absolute times.
 """
 
 from __future__ import annotations
@@ -33,228 +41,44 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-
-import numpy as np
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
-DIM = 256
-EMBEDDER = "wordllama/l2_supercat-256"  # recorded, so the CLI embeds its query with it
-KINDS = ("image", "slide", "video_segment")
-FOLDERS = ("/archive/photos", "/archive/decks", "/archive/videos", "/shared/team")
+import numpy as np  # noqa: E402
 
+import _scale_data as data  # noqa: E402
 
-# -- data -------------------------------------------------------------------------------------
-def make_data(n: int, folder: Path, seed: int = 7) -> None:
-    """``vectors.npy`` (float32, unit length) and ``payloads.jsonl`` for ``n`` points."""
-    from molmo_rag.index.records import MediaRecord
-
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(200, DIM))
-    vectors = centres[rng.integers(0, 200, n)] + 0.6 * rng.normal(size=(n, DIM))
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    np.save(folder / "vectors.npy", vectors.astype(np.float32))
-    words = ["people", "a chart", "cars", "a whiteboard", "trees", "a stage", "a kitchen", "slides", "a dog", "the sea"]
-    with open(folder / "payloads.jsonl", "w") as out:
-        for i in range(n):
-            kind = KINDS[i % 3]
-            counts = {"person": int(rng.integers(0, 6)), "car": int(rng.integers(0, 3))}
-            if kind == "slide":
-                counts["chart"] = int(rng.integers(0, 4))
-            payload = {
-                "kind": kind,
-                "source": f"{FOLDERS[i % 4]}/{i // 40:05d}/{i}.{('jpg', 'pptx', 'mp4')[i % 3]}",
-                "media_id": f"sha256:{i:064x}",
-                "caption": f"A picture of {words[i % 10]} and {words[(i * 7) % 10]}.",
-                "detail": "medium",
-                "counts": counts,
-                "backend": "local",
-                "model": "allenai/Molmo2-4B",
-            }
-            if kind == "slide":
-                payload.update(slide=i % 30 + 1, title=f"Slide {i % 30 + 1}")
-            if kind == "video_segment":
-                start = float(rng.integers(0, 36_000))
-                payload.update(start=start, end=start + 10.0)
-            record = MediaRecord(payload=payload, text=payload["caption"])
-            out.write(json.dumps({"id": record.id, "payload": record.point_payload(EMBEDDER)}) + "\n")
+ENGINES = ("numpy", "edge", "rawedge", "lancedb", "local")
+MODES = ("plain", "filtered", "time")
+COLLECTION = "molmo_rag"
+CLI_QUERY = "two people next to a whiteboard"
+TARGETS = {
+    "filtered_ratio": 3.0, "filtered_ms": 20.0, "e2e_s": 1.5, "e2e_growth": 1.5, "write_100k_s": 227.0,
+    "recall": 0.99, "rss_mb": 1024.0,
+}
 
 
-def load(folder: Path) -> tuple[np.ndarray, list[dict]]:
-    vectors = np.load(folder / "vectors.npy")
-    rows = [json.loads(line) for line in open(folder / "payloads.jsonl")]
-    return vectors, rows
+def _peak_rss_mb() -> float:
+    """This process's peak RSS (VmHWM: its own memory since exec; getrusage's ru_maxrss
+    would also count what the parent held when it forked this process)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def queries(count: int, seed: int = 11) -> tuple[np.ndarray, list[float]]:
-    """The first ``k`` of any count are the same queries (each stream drawn on its own)."""
-    q = np.random.default_rng(seed).normal(size=(count, DIM))
-    q /= np.linalg.norm(q, axis=1, keepdims=True)
-    starts = np.random.default_rng(seed + 1).integers(0, 36_000 - 60, count)
-    return q.astype(np.float32), [float(x) for x in starts]
-
-
-def search_filter(kind: str, at: float = 0.0):
-    from molmo_rag.index.filters import SearchFilter
-
-    if kind == "filtered":
-        return SearchFilter(kind=["slide"], where=["count.person>=2"])
-    if kind == "range":
-        return SearchFilter(kind=["video"], after=at, before=at + 60)
-    return SearchFilter()
-
-
-# -- engines (each in its own process) --------------------------------------------------------
-def numpy_worker(data: Path, args: argparse.Namespace) -> dict:
-    vectors, rows = load(data)
-    kind = np.array([r["payload"]["kind"] for r in rows])
-    person = np.array([r["payload"]["counts"]["person"] for r in rows])
-    start = np.array([r["payload"].get("start", np.nan) for r in rows])
-    end = np.array([r["payload"].get("end", np.nan) for r in rows])
-    ids = np.array([r["id"] for r in rows])
-    qs, ats = queries(args.queries)
-    out: dict = {"truth": {}}
-    for which in ("plain", "filtered", "range"):
-        times, truth = [], []
-        for q, at in zip(qs, ats):
-            t = time.perf_counter()
-            if which == "plain":
-                mask = None
-            elif which == "filtered":
-                mask = (kind == "slide") & (person >= 2)
-            else:
-                mask = (kind == "video_segment") & (end > at) & (start < at + 60)
-            scores = vectors @ q
-            if mask is not None:
-                scores = np.where(mask, scores, -np.inf)
-            top = np.argpartition(-scores, 10)[:10]
-            top = top[np.argsort(-scores[top])]
-            top = top[np.isfinite(scores[top])]
-            times.append(time.perf_counter() - t)
-            truth.append(ids[top].tolist())
-        out[which] = times
-        out["truth"][which] = truth
-    return out
-
-
-def molmo_worker(data: Path, folder: Path, storage: str, args: argparse.Namespace, n_queries: int) -> dict:
-    from molmo_rag.index.filters import either_layout, filter_of
-    from molmo_rag.index.store import QdrantIndex
-
-    vectors, rows = load(data)
-    t = time.perf_counter()
-    with QdrantIndex(folder, storage=storage) as store:
-        store.ensure((EMBEDDER, DIM))
-        for i in range(0, len(rows), 256):
-            store.upsert_points([(r["id"], v, r["payload"]) for r, v in zip(rows[i : i + 256], vectors[i : i + 256].tolist())])
-        store.settle()
-    write_s = time.perf_counter() - t
-    del vectors, rows
-    qs, ats = queries(n_queries)
-    out: dict = {"write_s": write_s, "hits": {}}
-    variants = {"": filter_of} if storage == "edge" else {"": filter_of, "before ": either_layout}
-    with QdrantIndex(folder, create=False) as store:
-        for name, make in variants.items():
-            for which in ("plain", "filtered", "range"):
-                times, hits = [], []
-                for q, at in zip(qs, ats):
-                    flt = make(search_filter(which, at))
-                    started = time.perf_counter()
-                    found = store.search(q.tolist(), flt, 10)
-                    times.append(time.perf_counter() - started)
-                    hits.append([h.id for h in found])
-                out[name + which] = times
-                out["hits"][name + which] = hits
-    return out
-
-
-def lancedb_worker(data: Path, folder: Path, args: argparse.Namespace) -> dict:
-    import lancedb
-    import pyarrow as pa
-
-    vectors, rows = load(data)
-    t = time.perf_counter()
-    table = pa.table(
-        {
-            "id": [r["id"] for r in rows],
-            "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), DIM),
-            "kind": [r["payload"]["kind"] for r in rows],
-            "person": [r["payload"]["counts"]["person"] for r in rows],
-            "start": [r["payload"].get("start") for r in rows],
-            "end": [r["payload"].get("end") for r in rows],
-            "payload": [json.dumps(r["payload"]) for r in rows],
-        }
-    )
-    db = lancedb.connect(str(folder))
-    tbl = db.create_table("media", table)
-    if len(rows) >= 5000:
-        tbl.create_index(metric="cosine", vector_column_name="vector", index_type="IVF_HNSW_SQ")
-    for column in ("kind", "person", "start", "end"):
-        tbl.create_scalar_index(column)
-    write_s = time.perf_counter() - t
-    del vectors, rows, table
-    qs, ats = queries(args.queries)
-    wheres = {"plain": lambda at: None, "filtered": lambda at: "kind = 'slide' AND person >= 2",
-              "range": lambda at: f"kind = 'video_segment' AND \"end\" > {at} AND start < {at + 60}"}
-    out: dict = {"write_s": write_s, "hits": {}}
-    tbl = lancedb.connect(str(folder)).open_table("media")
-    for which, where in wheres.items():
-        times, hits = [], []
-        for q, at in zip(qs, ats):
-            started = time.perf_counter()
-            query = tbl.search(q.tolist()).metric("cosine").limit(10)
-            if where(at):
-                query = query.where(where(at), prefilter=True)
-            found = query.select(["id"]).to_list()
-            times.append(time.perf_counter() - started)
-            hits.append([row["id"] for row in found])
-        out[which] = times
-        out["hits"][which] = hits
-    return out
-
-
-FIRST_ANSWER = r"""
-import sys, time
-t = time.perf_counter()
-kind, folder = sys.argv[1], sys.argv[2]
-import numpy as np
-q = np.ones(256, dtype=np.float32) / 16
-if kind == "lancedb":
-    import lancedb
-    tbl = lancedb.connect(folder).open_table("media")
-    tbl.search(q.tolist()).metric("cosine").where("kind = 'slide' AND person >= 2", prefilter=True).limit(10).to_list()
-else:
-    from molmo_rag.index.filters import SearchFilter, filter_of
-    from molmo_rag.index.store import QdrantIndex
-    with QdrantIndex(folder, create=False) as store:
-        store.search(q.tolist(), filter_of(SearchFilter(kind=["slide"], where=["count.person>=2"])), 10)
-import resource
-print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-"""
-
-
-def worker_main(args: argparse.Namespace) -> None:
-    engine, data, folder = args.worker
-    data, folder = Path(data), Path(folder)
-    if engine == "numpy":
-        out = numpy_worker(data, args)
-    elif engine == "lancedb":
-        out = lancedb_worker(data, folder, args)
-    else:
-        out = molmo_worker(data, folder, engine, args, args.queries if engine == "edge" else args.local_queries)
-    out["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps(out))
-
-
-# -- the driver --------------------------------------------------------------------------------
-def disk_mb(folder: Path) -> float:
+def _disk_mb(folder: Path) -> float:
     total = 0
     for root, _, files in os.walk(folder):
         for name in files:
@@ -265,121 +89,507 @@ def disk_mb(folder: Path) -> float:
     return total / 2**20
 
 
-def recall(hits: list[list[str]], truth: list[list[str]]) -> float:
-    found = sum(len(set(h) & set(t)) for h, t in zip(hits, truth))
-    wanted = sum(len(t) for t in truth)
-    return found / wanted if wanted else 1.0
+def _filters() -> tuple[Any, Any]:
+    from molmo_rag.index.filters import SearchFilter
+
+    return SearchFilter(kind=["slide"], where=["count.person>=2"]), SearchFilter
 
 
-def ms(times: list[float], q: float) -> float:
-    return 1000 * (statistics.median(times) if q == 0.5 else float(np.quantile(times, q)))
+# -- writing (one process per engine) ------------------------------------------------------
+def _embedder_name() -> str:
+    from molmo_rag.index.embeddings import get_embedder
+
+    return get_embedder().name  # loaded before any timer: the CLI needs the name recorded
 
 
-def run(cmd: list[str], timeout: float) -> str:
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{cmd[:4]} failed: {proc.stderr[-2000:]}")
-    return proc.stdout
+def build_molmo(storage: str, folder: Path, src: Path, batch: int, thumbnails: bool) -> dict:
+    from molmo_rag.index.store import QdrantIndex
+
+    name = _embedder_name()
+    writing = 0.0
+    with QdrantIndex(folder, storage=storage) as store:
+        store.ensure((name, data.DIM))
+        for chunk in data.points(src, name, thumbnails=thumbnails, batch=batch):
+            started = time.perf_counter()
+            store.upsert_points(chunk)
+            writing += time.perf_counter() - started
+        started = time.perf_counter()
+        store.settle()
+        settling = time.perf_counter() - started
+        started = time.perf_counter()
+    closing = time.perf_counter() - started
+    return {"write_s": writing, "build_s": settling + closing}
 
 
-def cli_search(folder: Path, runs: int = 3) -> float:
-    walls = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        run([sys.executable, "-m", "molmo_rag", "search", "people on a stage", "--db", str(folder), "--where", "count.person>=2", "--top", "10"], 300)
-        walls.append(time.perf_counter() - t)
-    return statistics.median(walls)
+def build_rawedge(folder: Path, src: Path, batch: int, thumbnails: bool) -> dict:
+    import qdrant_edge as q
+
+    from molmo_rag.index.store import INDEXED_FIELDS
+
+    from molmo_rag.index.edge import EdgeStorage
+
+    name = _embedder_name()
+    folder.mkdir(parents=True, exist_ok=True)
+    made = EdgeStorage(folder, create=True)  # the shard config molmo-rag makes; from here on qdrant_edge alone
+    made.create(COLLECTION, {"text-dense": data.DIM}, {})
+    made.close()
+    shard = q.EdgeShard.load(str(folder / "edge" / COLLECTION))
+    kinds = {"keyword": q.PayloadSchemaType.Keyword, "integer": q.PayloadSchemaType.Integer, "float": q.PayloadSchemaType.Float}
+    for key, schema in {**INDEXED_FIELDS, "counts.person": "integer", "counts.car": "integer", "counts.chart": "integer"}.items():
+        shard.update(q.UpdateOperation.create_field_index(key, kinds[schema]))
+    writing = 0.0
+    for chunk in data.points(src, name, thumbnails=thumbnails, batch=batch):
+        started = time.perf_counter()
+        shard.update(q.UpdateOperation.upsert_points([q.Point(id=pid, vector={"text-dense": vec.tolist()}, payload=payload)
+                                                      for pid, vec, payload in chunk]))
+        writing += time.perf_counter() - started
+    started = time.perf_counter()
+    shard.optimize()
+    shard.flush()
+    shard.close()
+    return {"write_s": writing, "build_s": time.perf_counter() - started}
+
+
+def _lance_rows(chunk: list, pa: Any) -> Any:
+    payloads = [payload for _, _, payload in chunk]
+    return pa.table({
+        "id": [pid for pid, _, _ in chunk],
+        "vector": pa.FixedSizeListArray.from_arrays(pa.array(np.stack([v for _, v, _ in chunk]).ravel()), data.DIM),
+        "kind": [p["kind"] for p in payloads],
+        "source": [p["source"] for p in payloads],
+        "counts_person": pa.array([p["counts"].get("person") for p in payloads], pa.int32()),
+        "slide": pa.array([p.get("slide") for p in payloads], pa.int32()),
+        "seg_start": pa.array([p.get("start") for p in payloads], pa.float64()),
+        "seg_end": pa.array([p.get("end") for p in payloads], pa.float64()),
+        "text": [p["text"] for p in payloads],
+        "payload": [json.dumps(p) for p in payloads],
+    })
+
+
+def build_lancedb(folder: Path, src: Path, batch: int, thumbnails: bool) -> dict:
+    import lancedb
+    import pyarrow as pa
+
+    name = _embedder_name()
+    db = lancedb.connect(str(folder))
+    table = None
+    writing = 0.0
+    for chunk in data.points(src, name, thumbnails=thumbnails, batch=max(batch, 10_000)):
+        rows = _lance_rows(chunk, pa)
+        started = time.perf_counter()
+        if table is None:
+            table = db.create_table(COLLECTION, data=rows)
+        else:
+            table.add(rows)
+        writing += time.perf_counter() - started
+    started = time.perf_counter()
+    table.create_index(metric="cosine", vector_column_name="vector", index_type="IVF_HNSW_SQ")
+    table.create_scalar_index("kind", index_type="BITMAP")
+    for column in ("counts_person", "slide", "seg_start", "seg_end"):
+        table.create_scalar_index(column, index_type="BTREE")
+    return {"write_s": writing, "build_s": time.perf_counter() - started}
+
+
+def build_numpy(folder: Path, src: Path) -> dict:
+    started = time.perf_counter()
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(src / "vectors.npy", folder / "vectors.npy")
+    shutil.copy(src / "columns.npz", folder / "columns.npz")
+    shutil.copy(src / "ids.npy", folder / "ids.npy")
+    return {"write_s": time.perf_counter() - started, "build_s": 0.0}
+
+
+def worker_build(engine: str, folder: Path, src: Path, batch: int, thumbnails: bool) -> dict:
+    if engine in ("edge", "local"):
+        out = build_molmo(engine, folder, src, batch, thumbnails)
+    elif engine == "rawedge":
+        out = build_rawedge(folder, src, batch, thumbnails)
+    elif engine == "lancedb":
+        out = build_lancedb(folder, src, batch, thumbnails)
+    else:
+        out = build_numpy(folder, src)
+    return {**out, "rss_mb": _peak_rss_mb()}
+
+
+# -- searching (a fresh process per engine) ------------------------------------------------
+class Searcher:
+    """One engine opened on its folder: ``variants`` maps a row name to a function
+    ``(mode, vector, after, before) -> ids``."""
+
+    def __init__(self, engine: str, folder: Path):
+        self.engine, self.folder = engine, folder
+        self.variants: dict[str, Any] = {}
+        getattr(self, f"_open_{engine}")()
+
+    def _open_edge(self) -> None:
+        from molmo_rag.index.filters import filter_of
+        from molmo_rag.index.store import QdrantIndex
+
+        slides, make = _filters()
+        store = QdrantIndex(self.folder, create=False)
+        self.store = store
+
+        def search(mode: str, vector: Any, after: float, before: float) -> list[str]:
+            flt = None if mode == "plain" else filter_of(slides if mode == "filtered" else make(after=after, before=before))
+            return [h.id for h in store.search(vector, flt, 10)]
+
+        self.variants["molmo-rag Edge (QdrantIndex.search)"] = search
+
+    def _open_local(self) -> None:
+        from molmo_rag.index.filters import build_filter, filter_of
+        from molmo_rag.index.store import QdrantIndex
+        from molmo_rag.pipeline import _either_layout
+
+        slides, make = _filters()
+        store = QdrantIndex(self.folder, create=False)
+        self.store = store
+
+        def by(filter_for: Any) -> Any:
+            def search(mode: str, vector: Any, after: float, before: float) -> list[str]:
+                flt = None if mode == "plain" else filter_for(slides if mode == "filtered" else make(after=after, before=before))
+                return [h.id for h in store.search(vector, flt, 10)]
+
+            return search
+
+        def raw(mode: str, vector: Any, after: float, before: float) -> list[str]:
+            flt = None if mode == "plain" else build_filter(slides if mode == "filtered" else make(after=after, before=before))
+            points = store.client.query_points(COLLECTION, query=[float(x) for x in vector], using="text-dense",
+                                               query_filter=flt, limit=10, with_payload=True).points
+            return [str(p.id) for p in points]
+
+        self.variants["molmo-rag local mode, today (either-layout filter)"] = by(_either_layout)
+        self.variants["molmo-rag local mode, one-layout filter (this issue)"] = by(filter_of)
+        self.variants["qdrant-client local mode, raw query_points"] = raw
+
+    def _open_rawedge(self) -> None:
+        import qdrant_edge as q
+
+        from molmo_rag.index.edge import to_edge_filter
+        from molmo_rag.index.filters import filter_of
+
+        slides, make = _filters()
+        shard = q.EdgeShard.load(str(self.folder / "edge" / COLLECTION))
+        self.store = shard
+        slide_filter = to_edge_filter(filter_of(slides), q)
+
+        def search(mode: str, vector: Any, after: float, before: float) -> list[str]:
+            flt = None if mode == "plain" else slide_filter if mode == "filtered" else to_edge_filter(filter_of(make(after=after, before=before)), q)
+            request = q.QueryRequest(limit=10, query=q.Query.Nearest(vector.tolist(), using="text-dense"), filter=flt, with_payload=True)
+            return [str(p.id) for p in shard.query(request)]
+
+        self.variants["qdrant-edge raw + payload indexes"] = search
+
+    def _open_lancedb(self) -> None:
+        import lancedb
+
+        table = lancedb.connect(str(self.folder)).open_table(COLLECTION)
+        self.store = table
+
+        def tuned(nprobes: int | None, refine: int | None) -> Any:
+            def search(mode: str, vector: Any, after: float, before: float) -> list[str]:
+                query = table.search(vector, vector_column_name="vector").distance_type("cosine")
+                if nprobes:
+                    query = query.nprobes(nprobes)
+                if refine:
+                    query = query.refine_factor(refine)
+                if mode == "filtered":
+                    query = query.where("kind = 'slide' AND counts_person >= 2", prefilter=True)
+                elif mode == "time":
+                    query = query.where(f"seg_end > {after} AND seg_start < {before}", prefilter=True)
+                return query.limit(10).select(["id", "payload", "_distance"]).to_arrow().column("id").to_pylist()
+
+            return search
+
+        self.variants["LanceDB IVF_HNSW_SQ (defaults)"] = tuned(None, None)
+        self.variants["LanceDB IVF_HNSW_SQ (nprobes 64, refine 10)"] = tuned(64, 10)
+
+    def _open_numpy(self) -> None:
+        vectors = np.load(self.folder / "vectors.npy")
+        columns = data.load_columns(self.folder)
+        ids = np.load(self.folder / "ids.npy")
+        self.store = None
+        slides = data.filtered_mask(columns)  # noqa: F841 - computed per query below, like an engine would
+
+        def search(mode: str, vector: Any, after: float, before: float) -> list[str]:
+            mask = None if mode == "plain" else data.filtered_mask(columns) if mode == "filtered" else data.time_mask(columns, after, before)
+            return [str(ids[i]) for i in data.exact_top(vectors, vector, mask)]
+
+        self.variants["numpy exact, no payload store (floor)"] = search
+
+    def close(self) -> None:
+        closing = getattr(self.store, "close", None)
+        if closing is not None:
+            closing()
+
+
+def worker_search(engine: str, folder: Path, src: Path, count: int) -> dict:
+    started = time.perf_counter()
+    searcher = Searcher(engine, folder)
+    opened = time.perf_counter() - started
+    qs = data.queries(src)
+    first_variant = next(iter(searcher.variants.values()))
+    first_variant("filtered", qs["vectors"][0], float(qs["after"][0]), float(qs["before"][0]))
+    print("FIRST", flush=True)
+    first = time.perf_counter() - started - opened
+    out: dict = {"open_s": opened, "first_query_s": first, "variants": {}}
+    for name, search in searcher.variants.items():
+        rows: dict = {}
+        for mode in MODES:
+            search(mode, qs["vectors"][-1], float(qs["after"][-1]), float(qs["before"][-1]))  # warm up, untimed
+            times, hits = [], []
+            for i in range(count):
+                t = time.perf_counter()
+                hits.append(search(mode, qs["vectors"][i], float(qs["after"][i]), float(qs["before"][i])))
+                times.append(time.perf_counter() - t)
+            rows[mode] = {"times": times, "hits": hits}
+        out["variants"][name] = rows
+    searcher.close()
+    out["rss_mb"] = _peak_rss_mb()
+    return out
+
+
+# -- the parent: run each engine in its own processes -------------------------------------
+def _worker(args: list[str]) -> dict:
+    done = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, cwd=ROOT)
+    if done.returncode:
+        raise RuntimeError(f"worker {args[:3]} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _search_process(args: list[str]) -> dict:
+    """Run the search worker; open-to-first-answer is the wall time from spawn to its
+    ``FIRST`` line (interpreter start and imports included, like a user's process)."""
+    with tempfile.TemporaryFile("w+") as errors:  # a file, not a pipe: a chatty engine cannot fill it and stall
+        started = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, __file__, *args], stdout=subprocess.PIPE, stderr=errors, text=True, cwd=ROOT)
+        first = None
+        lines = []
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.strip() == "FIRST" and first is None:
+                first = time.perf_counter() - started
+            else:
+                lines.append(line)
+        if proc.wait():
+            errors.seek(0)
+            raise RuntimeError(f"search worker {args[:3]} failed:\n{errors.read()[-3000:]}")
+    out = json.loads(lines[-1])
+    out["first_answer_s"] = first
+    return out
+
+
+def cli_seconds(folder: Path, runs: int) -> list[float]:
+    cli = Path(sys.executable).parent / "molmo-rag"
+    command = [str(cli), "search", CLI_QUERY, "--db", str(folder), "--where", "count.person>=2"]
+    times = []
+    for run in range(runs + 1):  # the first warms the OS caches, untimed
+        started = time.perf_counter()
+        done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+        if run:
+            times.append(time.perf_counter() - started)
+        if done.returncode:
+            raise RuntimeError(f"molmo-rag search failed ({done.returncode}): {done.stderr[-2000:]}")
+    return times
+
+
+def truth(src: Path, count: int) -> dict[str, list[set[str]]]:
+    vectors = np.load(src / "vectors.npy")
+    columns = data.load_columns(src)
+    ids = np.load(src / "ids.npy")
+    qs = data.queries(src)
+    slides = data.filtered_mask(columns)
+    out: dict[str, list[set[str]]] = {mode: [] for mode in MODES}
+    for i in range(count):
+        v = qs["vectors"][i]
+        masks = {"plain": None, "filtered": slides, "time": data.time_mask(columns, float(qs["after"][i]), float(qs["before"][i]))}
+        for mode, mask in masks.items():
+            out[mode].append({str(ids[j]) for j in data.exact_top(vectors, v, mask)})
+    return out
+
+
+def recall(hits: list[list[str]], expected: list[set[str]]) -> float:
+    found = sum(len(set(h) & e) for h, e in zip(hits, expected))
+    return found / max(1, sum(len(e) for e in expected))
+
+
+def ms(values: list[float], q: float) -> float:
+    return float(np.percentile(np.array(values) * 1000, q))
+
+
+def measure(engine: str, size: int, src: Path, work: Path, args: argparse.Namespace, expected: dict) -> list[dict]:
+    folder = work / f"{engine}-{size}"
+    shutil.rmtree(folder, ignore_errors=True)
+    count = args.queries if engine != "local" or size <= 10_000 else min(args.queries, args.local_queries)
+    common = ["--data", str(src), "--folder", str(folder)]
+    print(f"[{size}] {engine}: writing", file=sys.stderr, flush=True)
+    built = _worker(["--worker", "build", "--engine", engine, *common, "--batch", str(args.batch),
+                     *(["--no-thumbnails"] if args.no_thumbnails else [])])
+    print(f"[{size}] {engine}: written in {built['write_s']:.1f} s + {built['build_s']:.1f} s; searching", file=sys.stderr, flush=True)
+    found = _search_process(["--worker", "search", "--engine", engine, *common, "--count", str(count)])
+    disk = _disk_mb(folder)
+    e2e = cli_seconds(folder, args.e2e_runs) if engine in ("edge", "local") else None
+    if not args.keep:
+        shutil.rmtree(folder, ignore_errors=True)
+    rows = []
+    for name, modes in found["variants"].items():
+        label = name if count == args.queries else f"{name} ({count} queries)"
+        row = {"size": size, "engine": engine, "name": label, "queries": count, "write_s": built["write_s"], "build_s": built["build_s"],
+               "write_rss_mb": built["rss_mb"], "rss_mb": found["rss_mb"], "open_s": found["open_s"],
+               "first_answer_s": found["first_answer_s"], "disk_mb": disk, "e2e_s": e2e}
+        for mode in MODES:
+            times = modes[mode]["times"]
+            row[f"{mode}_p50"], row[f"{mode}_p95"] = ms(times, 50), ms(times, 95)
+            row[f"{mode}_recall"] = recall(modes[mode]["hits"], expected[mode][:count])
+        rows.append(row)
+    return rows
+
+
+def _cell(value: float | None, fmt: str = "{:,.1f}") -> str:
+    return "-" if value is None else fmt.format(value)
+
+
+def print_size(size: int, rows: list[dict], skipped: list[str]) -> None:
+    print(f"\n### {size:,} points\n")
+    print("| engine | write points/s (write + build s) | p50 / p95 plain ms | p50 / p95 filtered ms | p50 / p95 time range ms "
+          "| recall@10 plain / filtered / time | open to first answer s | disk MB | RSS search / write MB | `molmo-rag search` s |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        total = r["write_s"] + r["build_s"]
+        write = "-" if r["engine"] == "numpy" else f"{size / total:,.0f} ({r['write_s']:.1f} + {r['build_s']:.1f})"
+        e2e = f"{statistics.median(r['e2e_s']):.2f}" if r["e2e_s"] else "-"
+        print(f"| {r['name']} | {write} "
+              f"| {r['plain_p50']:,.1f} / {r['plain_p95']:,.1f} | {r['filtered_p50']:,.1f} / {r['filtered_p95']:,.1f} "
+              f"| {r['time_p50']:,.1f} / {r['time_p95']:,.1f} "
+              f"| {r['plain_recall']:.3f} / {r['filtered_recall']:.3f} / {r['time_recall']:.3f} "
+              f"| {r['first_answer_s']:.2f} | {r['disk_mb']:,.0f} | {r['rss_mb']:,.0f} / {r['write_rss_mb']:,.0f} | {e2e} |")
+    for note in skipped:
+        print(f"\n_{note}_")
+
+
+def print_targets(rows: list[dict], base: dict[str, float]) -> None:
+    edge = [r for r in rows if r["engine"] == "edge"]
+    if not edge:
+        return
+    t = TARGETS
+    print("\n### Targets (molmo-rag on Edge)\n")
+    print("| size | filtered p50 / plain p50 (target < 3x) | filtered p50 ms (< 20) | time range p50 ms | recall@10 plain / filtered (>= 0.99) "
+          "| write + build s (100k: < 227) | RSS search MB (< 1024) | `molmo-rag search` s (< 1.5) | growth vs base (< 1.5x) |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in edge:
+        e2e = statistics.median(r["e2e_s"]) if r["e2e_s"] else None
+        growth = e2e / base["edge"] if e2e and base.get("edge") else None
+
+        def mark(ok: bool) -> str:
+            return "" if ok else " **(miss)**"
+
+        ratio = r["filtered_p50"] / r["plain_p50"]
+        total = r["write_s"] + r["build_s"]
+        write_ok = total <= t["write_100k_s"] * r["size"] / 100_000
+        print(f"| {r['size']:,} | {ratio:.2f}x{mark(ratio < t['filtered_ratio'])} | {r['filtered_p50']:.1f}{mark(r['filtered_p50'] < t['filtered_ms'])} "
+              f"| {r['time_p50']:.1f} | {r['plain_recall']:.3f} / {r['filtered_recall']:.3f}{mark(min(r['plain_recall'], r['filtered_recall']) >= t['recall'])} "
+              f"| {total:.1f}{mark(write_ok)} | {r['rss_mb']:,.0f}{mark(r['rss_mb'] < t['rss_mb'])} "
+              f"| {_cell(e2e, '{:.2f}')}{'' if e2e is None else mark(e2e < t['e2e_s'])} | {_cell(growth, '{:.2f}x')}{'' if growth is None else mark(growth < t['e2e_growth'])} |")
+
+
+def e2e_base(size: int, work: Path, args: argparse.Namespace, engines: list[str]) -> dict[str, float]:
+    """``molmo-rag search`` end to end on a small index (what the growth is measured from)."""
+    src = data.make(work / f"data-{size}", size, args.seed, args.queries)
+    base = {}
+    for engine in [e for e in ("edge", "local") if e in engines]:
+        folder = work / f"e2e-{engine}-{size}"
+        shutil.rmtree(folder, ignore_errors=True)
+        _worker(["--worker", "build", "--engine", engine, "--data", str(src), "--folder", str(folder), "--batch", str(args.batch),
+                 *(["--no-thumbnails"] if args.no_thumbnails else [])])
+        base[engine] = statistics.median(cli_seconds(folder, args.e2e_runs))
+        shutil.rmtree(folder, ignore_errors=True)
+    return base
+
+
+def _memory_gb() -> float:
+    with open("/proc/meminfo") as f:
+        info = {line.split(":")[0]: int(line.split()[1]) for line in f}
+    return info["MemAvailable"] / 2**20
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--sizes", default="1000,10000,100000")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="10000,100000,1000000", help="comma-separated point counts")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 2,000 points, 10 queries, e2e base 500")
+    parser.add_argument("--engines", default=",".join(ENGINES))
     parser.add_argument("--queries", type=int, default=50)
-    parser.add_argument("--local-queries", type=int, default=10, help="queries for local mode (seconds each at 100k)")
-    parser.add_argument("--max-local", type=int, default=100_000, help="largest size local mode is written at")
-    parser.add_argument("--engines", default="edge,local,lancedb,numpy")
-    parser.add_argument("--quick", action="store_true", help="2,000 points, 10 queries")
-    parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--max-local", type=int, default=100_000, help="largest size local mode runs at (it keeps every point in Python)")
+    parser.add_argument("--local-queries", type=int, default=10, help="queries for local mode past 10,000 points (seconds each)")
+    parser.add_argument("--batch", type=int, default=256, help="points per upsert")
+    parser.add_argument("--e2e-base", type=int, default=1000, help="small size `molmo-rag search` growth is measured from (0: none)")
+    parser.add_argument("--e2e-runs", type=int, default=3)
+    parser.add_argument("--no-thumbnails", action="store_true", help="payloads without the 128 px thumbnail")
+    parser.add_argument("--seed", type=int, default=19)
+    parser.add_argument("--work", type=Path, help="folder for data and indexes (default: a temporary one, removed)")
+    parser.add_argument("--keep", action="store_true", help="keep each engine's folder")
+    parser.add_argument("--json", type=Path, help="write the raw figures here")
+    parser.add_argument("--worker", choices=("build", "search"), help=argparse.SUPPRESS)
+    parser.add_argument("--engine", help=argparse.SUPPRESS)
+    parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--count", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.worker:
-        worker_main(args)
+
+    if args.worker == "build":
+        print(json.dumps(worker_build(args.engine, args.folder, args.data, args.batch, not args.no_thumbnails)))
         return 0
+    if args.worker == "search":
+        print(json.dumps(worker_search(args.engine, args.folder, args.data, args.count)))
+        return 0
+
     if args.quick:
-        args.sizes, args.queries, args.local_queries = "2000", 10, 5
-    sizes = [int(s) for s in args.sizes.split(",")]
-    engines = args.engines.split(",")
+        args.sizes, args.queries, args.e2e_base = "2000", min(args.queries, 10), 500
+    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+    notes: list[str] = []
     if "lancedb" in engines:
         try:
             import lancedb  # noqa: F401
         except ImportError:
-            print("lancedb is not installed (pip install lancedb): left out")
             engines.remove("lancedb")
-    names = {"edge": "molmo-rag edge (default)", "local": "molmo-rag local", "lancedb": "LanceDB IVF_HNSW_SQ", "numpy": "numpy exact"}
-    rows: list[dict] = []
-    cli_walls: dict[tuple[str, int], float] = {}
-    with tempfile.TemporaryDirectory(prefix="search-scale-") as tmp:
-        for n in sizes:
-            data = Path(tmp) / f"data-{n}"
-            data.mkdir()
-            make_data(n, data)
-            common = ["--queries", str(args.queries), "--local-queries", str(args.local_queries)]
-            truth = json.loads(run([sys.executable, __file__, "--worker", "numpy", str(data), "-", *common], 3600))
+            notes.append("LanceDB skipped: not installed (pip install lancedb)")
+    tmp = None
+    if args.work is None:
+        tmp = tempfile.TemporaryDirectory(prefix="molmo-rag-scale-")
+        args.work = Path(tmp.name)
+    args.work.mkdir(parents=True, exist_ok=True)
+    all_rows: list[dict] = []
+    try:
+        base = e2e_base(args.e2e_base, args.work, args, engines) if args.e2e_base else {}
+        print(f"# Search at scale ({', '.join(f'{s:,}' for s in sizes)} points; {args.queries} queries; "
+              f"{'no thumbnails' if args.no_thumbnails else 'payloads with thumbnails'}; batches of {args.batch})")
+        if base:
+            print(f"\n`molmo-rag search` at {args.e2e_base:,} points (growth base): "
+                  + ", ".join(f"{engine} {seconds:.2f} s" for engine, seconds in base.items()))
+        for note in notes:
+            print(f"\n_{note}_")
+        for size in sizes:
+            free = _memory_gb()
+            print(f"[{size}] making data ({free:.1f} GB of memory available)", file=sys.stderr, flush=True)
+            src = data.make(args.work / f"data-{size}", size, args.seed, args.queries)
+            expected = truth(src, args.queries)
+            rows, skipped = [], []
             for engine in engines:
-                if engine == "local" and n > args.max_local:
-                    print(f"local mode at {n:,} points left out (--max-local {args.max_local:,}: it keeps every point in Python)")
+                if engine == "local" and size > args.max_local:
+                    skipped.append(f"local mode skipped at {size:,} points (> --max-local {args.max_local:,}): it holds every "
+                                   "point in Python and scans them (3.7 GB and seconds a filtered query at 100k)")
                     continue
-                folder = Path(tmp) / f"{engine}-{n}"
-                out = truth if engine == "numpy" else json.loads(run([sys.executable, __file__, "--worker", engine, str(data), str(folder), *common], 7200))
-                first = search_rss = None
-                if engine != "numpy":
-                    answers = [run([sys.executable, "-c", FIRST_ANSWER, engine, str(folder)], 600).split() for _ in range(2)]
-                    first, search_rss = min(float(a[0]) for a in answers), max(float(a[1]) for a in answers)
-                if engine in ("edge", "local") and n in (sizes[0], sizes[-1]):
-                    cli_walls[(engine, n)] = cli_search(folder)
-                prefixes = [""] if engine != "local" else ["before ", ""]
-                for prefix in prefixes:
-                    row = {"engine": names[engine] + (", before (filter of both layouts)" if prefix else ""), "n": n}
-                    row["write"] = n / out["write_s"] if "write_s" in out else None
-                    row["write_s"] = out.get("write_s")
-                    for which in ("plain", "filtered", "range"):
-                        times = out[prefix + which]
-                        row[which] = (ms(times, 0.5), ms(times, 0.95))
-                        hits = truth["truth"][which] if engine == "numpy" else out["hits"][prefix + which]
-                        row["recall_" + which] = recall(hits, truth["truth"][which][: len(hits)])
-                    row["first"] = first
-                    row["disk"] = disk_mb(folder) if engine != "numpy" else None
-                    row["rss"] = out["rss_mb"]
-                    row["search_rss"] = search_rss
-                    row["cli"] = cli_walls.get((engine, n)) if not prefix else None
-                    rows.append(row)
-                    print(json.dumps(row), flush=True)
-    print()
-    print("| engine | points | write (points/s; s) | p50 / p95 plain (ms) | p50 / p95 filtered (ms) | p50 / p95 time range (ms) "
-          "| recall@10 plain / filtered / range | open to first answer (s) | disk (MB) | peak RSS: write / open + query (MB) | `molmo-rag search` (s) |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for r in rows:
-        write = f"{r['write']:,.0f}; {r['write_s']:.1f}" if r["write"] else "-"
-        lat = " | ".join(f"{r[w][0]:.1f} / {r[w][1]:.1f}" for w in ("plain", "filtered", "range"))
-        rec = " / ".join(f"{r['recall_' + w]:.3f}" for w in ("plain", "filtered", "range"))
-        first = f"{r['first']:.2f}" if r["first"] is not None else "-"
-        disk = f"{r['disk']:.0f}" if r["disk"] is not None else "-"
-        cli = f"{r['cli']:.2f}" if r["cli"] else "-"
-        rss = f"{r['rss']:.0f} / {r['search_rss']:.0f}" if r["search_rss"] else f"{r['rss']:.0f}"
-        print(f"| {r['engine']} | {r['n']:,} | {write} | {lat} | {rec} | {first} | {disk} | {rss} | {cli} |")
-    edge = {r["n"]: r for r in rows if r["engine"].startswith("molmo-rag edge")}
-    if edge:
-        big = max(edge)
-        r = edge[big]
-        print(f"\nTargets at {big:,} points (molmo-rag edge): filtered p50 {r['filtered'][0]:.1f} ms = "
-              f"{r['filtered'][0] / r['plain'][0]:.2f}x plain (target < 3x and < 20 ms); recall@10 "
-              f"{min(r['recall_plain'], r['recall_filtered'], r['recall_range']):.3f} (target >= 0.99); RSS {r['search_rss']:.0f} MB searching, "
-              f"{r['rss']:.0f} MB writing (the data itself included) (target < 1 GB); "
-              f"write {r['write_s']:.0f} s (today's local mode: 227 s at 100k)")
-        small = min(edge)
-        if ("edge", small) in cli_walls and ("edge", big) in cli_walls:
-            print(f"molmo-rag search end to end: {cli_walls[('edge', small)]:.2f} s at {small:,}, {cli_walls[('edge', big)]:.2f} s at {big:,} "
-                  f"({cli_walls[('edge', big)] / cli_walls[('edge', small)]:.2f}x; target < 1.5 s and < 1.5x)")
-    print(f"load average {os.getloadavg()[0]:.1f} at the end")
+                rows.extend(measure(engine, size, src, args.work, args, expected))
+            print_size(size, rows, skipped)
+            sys.stdout.flush()
+            all_rows.extend(rows)
+            if not args.keep:
+                shutil.rmtree(src, ignore_errors=True)
+        print_targets(all_rows, base)
+        if args.json:
+            args.json.write_text(json.dumps({"base_e2e_s": base, "rows": all_rows}, indent=1))
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
     return 0
 
 
