@@ -124,9 +124,8 @@ def build_molmo(storage: str, folder: Path, src: Path, batch: int, thumbnails: b
 def build_rawedge(folder: Path, src: Path, batch: int, thumbnails: bool) -> dict:
     import qdrant_edge as q
 
-    from molmo_rag.index.store import INDEXED_FIELDS
-
     from molmo_rag.index.edge import EdgeStorage
+    from molmo_rag.index.store import INDEXED_FIELDS
 
     name = _embedder_name()
     folder.mkdir(parents=True, exist_ok=True)
@@ -308,7 +307,6 @@ class Searcher:
         columns = data.load_columns(self.folder)
         ids = np.load(self.folder / "ids.npy")
         self.store = None
-        slides = data.filtered_mask(columns)  # noqa: F841 - computed per query below, like an engine would
 
         def search(mode: str, vector: Any, after: float, before: float) -> list[str]:
             mask = None if mode == "plain" else data.filtered_mask(columns) if mode == "filtered" else data.time_mask(columns, after, before)
