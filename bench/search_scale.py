@@ -129,13 +129,12 @@ def build_rawedge(folder: Path, src: Path, batch: int, thumbnails: bool) -> dict
 
     name = _embedder_name()
     folder.mkdir(parents=True, exist_ok=True)
-    made = EdgeStorage(folder, create=True)  # the shard config molmo-rag makes; from here on qdrant_edge alone
+    made = EdgeStorage(folder, create=True)  # the shard and indexes molmo-rag makes; from here on qdrant_edge alone
     made.create(COLLECTION, {"text-dense": data.DIM}, {})
+    for key, schema in {**INDEXED_FIELDS, "counts.person": "integer", "counts.car": "integer", "counts.chart": "integer"}.items():
+        made.index_field(COLLECTION, key, schema)
     made.close()
     shard = q.EdgeShard.load(str(folder / "edge" / COLLECTION))
-    kinds = {"keyword": q.PayloadSchemaType.Keyword, "integer": q.PayloadSchemaType.Integer, "float": q.PayloadSchemaType.Float}
-    for key, schema in {**INDEXED_FIELDS, "counts.person": "integer", "counts.car": "integer", "counts.chart": "integer"}.items():
-        shard.update(q.UpdateOperation.create_field_index(key, kinds[schema]))
     writing = 0.0
     for chunk in data.points(src, name, thumbnails=thumbnails, batch=batch):
         started = time.perf_counter()
@@ -263,7 +262,7 @@ class Searcher:
     def _open_rawedge(self) -> None:
         import qdrant_edge as q
 
-        from molmo_rag.index.edge import to_edge_filter
+        from molmo_rag.index.edge import EXACT_UP_TO, HNSW_EF, to_edge_filter
         from molmo_rag.index.filters import filter_of
 
         slides, make = _filters()
@@ -273,7 +272,10 @@ class Searcher:
 
         def search(mode: str, vector: Any, after: float, before: float) -> list[str]:
             flt = None if mode == "plain" else slide_filter if mode == "filtered" else to_edge_filter(filter_of(make(after=after, before=before)), q)
-            request = q.QueryRequest(limit=10, query=q.Query.Nearest(vector.tolist(), using="text-dense"), filter=flt, with_payload=True)
+            exact = shard.count(q.CountRequest(exact=False, filter=flt)) <= EXACT_UP_TO  # molmo-rag's rule
+            params = q.SearchParams(exact=True) if exact else q.SearchParams(hnsw_ef=HNSW_EF)
+            request = q.QueryRequest(limit=10, query=q.Query.Nearest(vector.tolist(), using="text-dense"), filter=flt,
+                                     params=params, with_payload=True)
             return [str(p.id) for p in shard.query(request)]
 
         self.variants["qdrant-edge raw + payload indexes"] = search

@@ -8,9 +8,13 @@ qdrant-client's shapes without importing it) or as ``qdrant_client.models`` (wha
 framework store builds) and are translated here.
 
 Every field search filters on has a payload index, made with the collection, so a
-filtered query costs about what a plain one does. Vectors are searched exactly (recall
-1.0) until a segment outgrows :data:`HNSW_FROM_KB`; past that the optimizer builds an
-HNSW graph tuned for build time (see ``BENCHMARKS.md``, "Search at scale").
+filtered query costs about what a plain one does. New points land in a small appendable
+segment; once it outgrows :data:`IMMUTABLE_FROM_KB`, :meth:`EdgeStorage.settle` lets the
+optimizer turn it into an immutable segment with an HNSW graph (tuned for build time) and
+memory-mapped payload indexes, which open in a fraction of the time an appendable segment
+takes to load. A search that can match at most :data:`EXACT_UP_TO` points (Edge's own
+estimate, from the payload indexes) is exact, recall 1.0; past that it walks the graph
+(see ``BENCHMARKS.md``, "Search at scale").
 """
 
 from __future__ import annotations
@@ -35,9 +39,19 @@ RESERVE_BYTES = 128 * 2**20
 """Free space a write needs beyond what it adds. Edge writes through memory-mapped files,
 and a mapped page the file system cannot back kills the process (SIGBUS) instead of
 raising: so every write first checks that the disk has room, and says so in one line."""
-HNSW_FROM_KB = 200_000
-"""Segments above this size (KB of vectors: about 200,000 points of 256 dimensions) get
-an HNSW graph; below it an exact scan is as fast as the graph and needs no build."""
+IMMUTABLE_FROM_KB = 10_000
+"""Appendable segments above this size (KB of vectors: about 10,000 points of 256
+dimensions) are optimized into immutable ones with an HNSW graph. Opening an appendable
+segment rebuilds its payload indexes in memory (0.7 s at 100,000 points, against 0.2 s
+for the immutable form), so only the newest few thousand points stay appendable."""
+EXACT_UP_TO = 200_000
+"""Searches that can match at most this many points score every one of them (recall 1.0,
+about 6 ms per 100,000 points of 256 dimensions here). Past it the HNSW graph answers; a
+filter that lets few points through breaks a graph built without per-value links
+(``payload_m=0``, which keeps the build three times shorter), so only filters matching
+many points use it."""
+HNSW_EF = 128
+"""Candidates the graph search keeps (Qdrant's ``hnsw_ef``) when it is used."""
 
 
 def is_edge_folder(path: Path) -> bool:
@@ -168,8 +182,11 @@ class EdgeStorage:
         where = self.path / _SHARDS / name
         config = q.EdgeConfig(
             vectors={vec: q.EdgeVectorParams(size=size, distance=q.Distance.Cosine) for vec, size in vectors.items()},
-            hnsw_config=q.HnswIndexConfig(m=16, ef_construct=64, full_scan_threshold=10_000),
-            optimizers=q.EdgeOptimizersConfig(indexing_threshold=HNSW_FROM_KB),
+            # payload_m=0: no per-value graph links (they tripled the build); filters with few
+            # matches are answered exactly instead (EXACT_UP_TO)
+            hnsw_config=q.HnswIndexConfig(m=16, ef_construct=64, full_scan_threshold=IMMUTABLE_FROM_KB, payload_m=0),
+            optimizers=q.EdgeOptimizersConfig(indexing_threshold=IMMUTABLE_FROM_KB),
+            id_tracker_memory=q.Memory.Cold,
         )
         if where.exists():
             shutil.rmtree(where)  # a create a kill cut short: the marker does not list it, so no point was written
@@ -183,8 +200,13 @@ class EdgeStorage:
 
     def index_field(self, name: str, key: str, schema: str) -> None:
         q = self._q
-        kind = {"keyword": q.PayloadSchemaType.Keyword, "integer": q.PayloadSchemaType.Integer, "float": q.PayloadSchemaType.Float}[schema]
-        self._update(name, q.UpdateOperation.create_field_index(key, kind))
+        cold = q.Memory.Cold  # memory-mapped in immutable segments: opening reads nothing up front
+        params = {
+            "keyword": lambda: q.KeywordIndexParams(memory=cold, enable_hnsw=False),
+            "integer": lambda: q.IntegerIndexParams(lookup=True, range=True, memory=cold, enable_hnsw=False),
+            "float": lambda: q.FloatIndexParams(memory=cold, enable_hnsw=False),
+        }[schema]()
+        self._update(name, q.UpdateOperation.create_field_index(key, params))
 
     def indexed_fields(self, name: str) -> dict[str, str]:
         schema = self._shard(name).info().payload_schema
@@ -219,10 +241,14 @@ class EdgeStorage:
 
     def query(self, name: str, vector: Sequence[float], using: str, flt: Any, top: int) -> list[_Point]:
         q = self._q
+        shard = self._shard(name)
+        edge_filter = to_edge_filter(flt, q)
+        reach = shard.count(q.CountRequest(exact=False, filter=edge_filter))  # from the indexes: microseconds
+        params = q.SearchParams(exact=True) if reach <= EXACT_UP_TO else q.SearchParams(hnsw_ef=max(HNSW_EF, top))
         request = q.QueryRequest(
-            limit=top, query=q.Query.Nearest(list(vector), using=using), filter=to_edge_filter(flt, q), with_payload=True
+            limit=top, query=q.Query.Nearest(list(vector), using=using), filter=edge_filter, params=params, with_payload=True
         )
-        return [_Point(p, score=p.score) for p in self._shard(name).query(request)]
+        return [_Point(p, score=p.score) for p in shard.query(request)]
 
     def count(self, name: str, flt: Any = None) -> int:
         q = self._q
