@@ -74,12 +74,14 @@ _LAZY_GROUPS: dict[str, tuple[str, ...]] = {
     # the index: the Qdrant collection, its payload layout, filters, count words, embedders
     "molmo_rag.index.store": ("QdrantIndex", "Hit", "DEFAULT_COLLECTION", "VECTOR_NAME", "STORAGES", "default_db_path"),
     "molmo_rag.index.migrate": ("migrate", "MigrateSummary"),
-    "molmo_rag.index.records": ("MediaRecord", "PAYLOAD_KEYS", "point_id"),
+    "molmo_rag.index.records": ("MediaRecord", "PAYLOAD_KEYS", "COUNT_PREFIX", "count_key", "flat_counts", "public_keys", "point_id"),
+    "molmo_rag.pictures": ("picture_folder",),
+    "molmo_rag.backends.shared": ("close_shared_backends",),
     "molmo_rag.index.filters": ("SearchFilter", "build_filter", "parse_where"),
     "molmo_rag.index.count_words": ("CountQuery", "split_counts"),
     "molmo_rag.index.embeddings": ("Embedder", "DEFAULT_EMBEDDER", "get_embedder"),
     # grounding: re-rank hits by counting what the query names, visual citations
-    "molmo_rag.grounding": ("Grounder", "GroundedHits", "ground", "aground", "draw"),
+    "molmo_rag.grounding": ("Grounder", "GroundedHits", "ground", "aground", "draw", "NO_PICTURE"),
 }
 
 _LAZY = {name: module for module, names in _LAZY_GROUPS.items() for name in names}

@@ -295,6 +295,10 @@ class ResultCache:
         self.hits = 0
         self.misses = 0
 
+    def __reduce__(self) -> tuple:
+        """A copy in another process opens the same folder (SQLite's WAL lets processes share it)."""
+        return (_reopened, (str(self.directory), self.read, self.write, self.retry_failed))
+
     def _check_folder(self) -> None:
         """A file where the folder must be, or (when storing) a folder that cannot be
         written: one error naming it, instead of SQLite's "unable to open database file"."""
@@ -477,3 +481,7 @@ class ResultCache:
 
     def __repr__(self) -> str:
         return f"ResultCache({str(self.path)!r}, read={self.read}, write={self.write})"
+
+
+def _reopened(directory: str, read: bool, write: bool, retry_failed: bool) -> ResultCache:
+    return ResultCache(directory, read=read, write=write, retry_failed=retry_failed)

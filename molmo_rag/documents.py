@@ -25,8 +25,7 @@ from typing import TYPE_CHECKING, Any, Unpack
 
 from .engine import EnrichedItem, Progress
 from .index.records import MediaRecord, build_record, make_thumbnail
-from .media.door import is_local_path
-from .media.names import local_path
+from .pictures import picture_folder, save_frames, save_picture
 from .results import Failure, Result
 from .syncio import iterate_twin
 
@@ -59,8 +58,8 @@ class MediaDocument:
     """Tasks of this item that failed (the others' results are in the document); each
     Failure of an item carries that ``item``."""
     frames_folder: Path | None = field(default=None, repr=False)
-    """Where :meth:`image_path` saves rendered slides and segment frames: the ``frames``
-    folder of the run's result cache (None: the default cache directory's)."""
+    """Where :meth:`image_path` saves pictures: the run's ``pictures`` folder (None: the
+    default cache directory's)."""
 
     # -- the media reference -------------------------------------------------------------
     @property
@@ -86,28 +85,21 @@ class MediaDocument:
         return self.item.thumbnail()
 
     def image_path(self, folder: str | os.PathLike | None = None) -> Path | None:
-        """A file showing this item: the photo itself when it is a local file, else the
-        rendered slide or segment frame saved once as ``<folder>/<id>.jpg`` (default: a
-        ``frames`` folder in the result cache directory). None when it cannot be made."""
-        if self.kind == "image" and is_local_path(self.source) and os.path.isfile(local_path(self.source)):
-            return Path(local_path(self.source))
-        from .cache import default_cache_dir
+        """A file showing this item at the resolution it was read: the photo itself when it
+        is a local file, else the picture saved once, by content hash, under ``folder``
+        (default: this run's ``pictures`` folder, see :mod:`molmo_rag.pictures`). None when
+        it cannot be made."""
+        known = self.metadata.get("image_path")
+        if folder is None and known and os.path.isfile(known):
+            return Path(known)
+        return save_picture(self.item, Path(folder) if folder is not None else self._pictures())
 
-        if folder is not None:
-            target = Path(folder)
-        else:
-            target = self.frames_folder or default_cache_dir() / "frames"
-        path = target / f"{self.id}.jpg"
-        if not path.exists():
-            try:
-                image = self.image().convert("RGB")
-            except Exception:  # a picture is a nicety: never fail a document over it
-                return None
-            target.mkdir(parents=True, exist_ok=True)
-            partial = path.with_suffix(".part")
-            image.save(partial, format="JPEG", quality=85)
-            os.replace(partial, path)
-        return path
+    def frame_paths(self, count: int = 8, folder: str | os.PathLike | None = None) -> list[Path]:
+        """Up to ``count`` frames of a video segment saved as files (``[]`` for a photo or slide)."""
+        return save_frames(self.item, Path(folder) if folder is not None else self._pictures(), count)
+
+    def _pictures(self) -> Path:
+        return self.frames_folder or picture_folder()
 
     @property
     def record(self) -> MediaRecord:
@@ -125,20 +117,42 @@ class MediaDocument:
         return {"id": self.id, "text": self.text, **self.metadata}
 
 
-def document_of(entry: EnrichedItem, thumbnail_size: int) -> MediaDocument | list[Failure]:
+def document_of(
+    entry: EnrichedItem, thumbnail_size: int, pictures: Path | None = None, segment_frames: int | None = None
+) -> MediaDocument | list[Failure]:
     """The document of one enriched item, or its failures when there is nothing to index:
     every task failed, or none ran (the backend runs no task on this input: the run warned
-    once about that) and the item has no text of its own."""
+    once about that) and the item has no text of its own.
+
+    ``pictures``: the folder the item's picture (and ``segment_frames`` frames of a video
+    segment) are saved in, their paths put in ``metadata`` (None: no picture)."""
     record = build_record(entry.item, entry.results)
     if record is None or not (entry.results or not entry.failures):
         return list(entry.failures)
     thumbnail = make_thumbnail(entry.item, thumbnail_size) if thumbnail_size > 0 else None
     if thumbnail:
         record.payload["thumbnail"] = thumbnail
+    if pictures is not None:
+        record.payload.update(picture_fields(entry.item, pictures, segment_frames))
     return MediaDocument(
         id=record.id, text=record.text, metadata=record.payload, item=entry.item,
-        results=list(entry.results), failures=list(entry.failures),
+        results=list(entry.results), failures=list(entry.failures), frames_folder=pictures,
     )
+
+
+def picture_fields(item: "MediaItem", folder: Path, segment_frames: int | None = None) -> dict:
+    """``image_path`` (and ``image_url`` for a photo read from the web, ``frame_paths`` for
+    a segment's frames when asked) of one item; keys left out when there is no picture."""
+    fields: dict = {}
+    path = save_picture(item, folder)
+    if path is not None:
+        fields["image_path"] = str(path)
+    if item.kind == "image" and item.source.startswith(("http://", "https://")):
+        fields["image_url"] = item.source
+    frames = save_frames(item, folder, segment_frames or 0)
+    if frames:
+        fields["frame_paths"] = [str(p) for p in frames]
+    return fields
 
 
 async def aiter_documents(
@@ -164,8 +178,9 @@ async def aiter_documents(
     from .run import Run
 
     live, owned = Run.of(run, choices, on_warning=on_warning)
-    frames = live.frames_folder
-    thumbnail_size = live.options.thumbnail_size
+    options = live.options
+    pictures = live.pictures_folder if options.pictures else None
+    thumbnail_size = options.thumbnail_size
     try:
         engine = live.engine(progress=progress)
         # The engine's run is closed (requests in flight cancelled, reader thread joined)
@@ -176,9 +191,10 @@ async def aiter_documents(
                 if isinstance(outcome, Failure):
                     yield outcome
                     continue
-                document = document_of(outcome, thumbnail_size)
+                document = document_of(outcome, thumbnail_size, pictures, options.segment_frames)
                 if isinstance(document, MediaDocument):
-                    document.frames_folder = frames
+                    if pictures is None:
+                        document.frames_folder = live.pictures_folder
                     yield document
                 else:
                     for failure in document:

@@ -10,6 +10,13 @@ for if it asks; else 0.0), ``evidence`` (target, count, points, answer) and a co
 ``score`` = ``weight`` x grounded + the vector score, so every hit with evidence ranks above
 every hit without. Media are re-opened only when the answer is not cached.
 
+What is checked is the hit's own picture when it has one (a framework node's image, or the
+``image_path`` / ``image_url`` molmo-rag saved with it), else its ``source`` reopened at
+its slide or time range; a video segment is checked on its clip while its source can be
+read. A hit with neither (a text node) is passed through unchecked. A check that fails
+leaves ``grounded`` None with the cause in ``evidence["error"]`` (and a warning on the
+``molmo_rag.grounding`` logger): never a 0.0 that looks like a miss.
+
 Both take a :class:`~molmo_rag.run.Run` or :class:`~molmo_rag.run.RunOptions` like every
 door; by default they check with the backend and model that made the hits' collection.
 :class:`Grounder` keeps one run for many queries (a framework's reranker), and
@@ -21,12 +28,14 @@ door; by default they check with the backend and model that made the hits' colle
 from __future__ import annotations
 
 import dataclasses
+import logging
+import os
 import threading
 from collections.abc import Sequence
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any, Unpack
 
-from .index.filters import Condition
+from .index.filters import KINDS, Condition
 from .media.items import MediaItem
 from .syncio import run_sync, run_twin
 from .tasks import Count
@@ -44,6 +53,8 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["GroundedHits", "Grounder", "ground", "aground", "grounding_target", "grounding_backend", "made_with", "draw"]
 
 _ARTICLES = ("a ", "an ", "the ", "some ", "any ")
+logger = logging.getLogger("molmo_rag.grounding")
+NO_PICTURE = "no picture to check (a text node: no image, image_path, image_url or media source)"
 
 
 class GroundedHits(list):
@@ -123,7 +134,15 @@ class _Reopened:
         return self.item().thumbnail()
 
 
-def _item_of(hit: "Hit", reader_options: Any) -> MediaItem:
+def _item_of(hit: "Hit", reader_options: Any) -> MediaItem | str:
+    """What grounding sends for a hit: its own picture (see the module docstring), else
+    its source reopened when the answer is not cached; a reason to skip it when it has
+    neither. Raises the core's InputError when the picture cannot be read."""
+    picture = _picture_of(hit)
+    if picture is not None and not (hit.kind == "video_segment" and _readable(hit.source)):
+        return _picture_item(picture, hit, reader_options)
+    if hit.kind not in KINDS or not hit.source:
+        return NO_PICTURE
     return MediaItem(
         kind=hit.kind,  # type: ignore[arg-type]
         source=hit.source,
@@ -134,6 +153,39 @@ def _item_of(hit: "Hit", reader_options: Any) -> MediaItem:
         start=hit.start,
         end=hit.end,
     )
+
+
+def _picture_of(hit: "Hit") -> Any:
+    if hit.picture is not None:
+        return hit.picture
+    path = hit.payload.get("image_path")
+    if isinstance(path, str) and path:
+        return path
+    url = hit.payload.get("image_url")
+    return url if isinstance(url, str) and url else None
+
+
+def _readable(source: str) -> bool:
+    from .media.door import is_local_path
+    from .media.names import local_path
+
+    return bool(source) and (not is_local_path(source) or os.path.isfile(local_path(source)))
+
+
+def _picture_item(picture: Any, hit: "Hit", reader_options: Any) -> MediaItem:
+    """The picture as a photo item, named by its content (the cache key), keeping the
+    hit's source for the record."""
+    from .errors import InputError, UnsupportedMediaError
+    from .media.sources import read
+
+    for item in read(picture, reader_options):
+        if isinstance(item, InputError):
+            raise item
+        if item.kind != "image":
+            raise UnsupportedMediaError(f"the picture of hit {hit.id or hit.source!r} is a {item.kind}, not an image")
+        item.source = hit.source or item.source
+        return item
+    raise UnsupportedMediaError(f"the picture of hit {hit.id or hit.source!r} holds no image")
 
 
 def _holds(count: int | None, conditions: Sequence[Condition]) -> bool:
@@ -166,9 +218,11 @@ async def aground(
     they name no backend, the hits are checked with the backend and model that made their
     collection (:func:`made_with`). No backend is made when there is no hit to check.
 
-    A hit whose check failed gets ``grounded`` 0.0 and ``evidence["error"]`` (the cause);
-    one the backend cannot check (a photo on a backend that counts on video only) keeps
-    ``grounded`` None, with ``evidence["skipped"]`` saying why."""
+    A hit whose check failed keeps ``grounded`` None, with ``evidence["error"]`` (the cause,
+    also logged); one with no picture, or one the backend cannot check (a photo on a backend
+    that counts on video only), keeps ``grounded`` None with ``evidence["skipped"]`` saying
+    why. Either ranks with the misses, by its vector score."""
+    from .errors import MolmoRagError
     from .engine import EnrichedItem
     from .index.count_words import check_query
     from .results import Failure
@@ -190,8 +244,15 @@ async def aground(
             items, by_item = [], {}
             for hit in checked:
                 hit.vector_score = hit.score
-                item = _item_of(hit, engine.reader_options)
-                if live.backend.supports(task, item.model_input):
+                try:
+                    item = _item_of(hit, engine.reader_options)
+                except MolmoRagError as exc:
+                    out.failures.append(Failure(source=hit.source or str(_picture_of(hit)), error=exc, media_id=hit.media_id or None, task=task))
+                    _failed(out, hit, f"{type(exc).__name__}: {exc}")
+                    continue
+                if isinstance(item, str):
+                    _skip(out, hit, reason=item)
+                elif live.backend.supports(task, item.model_input):
                     items.append(item)
                     by_item[id(item)] = hit
                 else:  # never sent: said in the hit's evidence
@@ -234,17 +295,26 @@ def _take(
         count = result.fields.get("count")
         hit.grounded = 1.0 if _holds(count, conditions) else 0.0
         evidence.update(count=count, points=list(result.fields.get("points") or []), answer=result.fields.get("answer"))
+        hit.evidence = evidence
     else:
-        hit.grounded = 0.0  # ranks with the misses, but says it is no answer
         error = outcome.failures[0].to_json()
-        evidence["error"] = f"{error['error_type']}: {error['error']}"
+        _failed(out, hit, f"{error['error_type']}: {error['error']}")
+        return
     hit.evidence = evidence
 
 
-def _skip(out: GroundedHits, hit: "Hit", backend: "Backend", item: MediaItem) -> None:
+def _failed(out: GroundedHits, hit: "Hit", cause: str) -> None:
+    """A check that could not be made: not a miss (``grounded`` stays None), and said."""
     hit.grounded = None
-    hit.evidence = {"target": out.target, "count": None, "points": [], "answer": None, "skipped": _cannot_check(backend, item)}
-    out.skipped.append(hit.evidence["skipped"])
+    hit.evidence = {"target": out.target, "count": None, "points": [], "answer": None, "error": cause}
+    logger.warning("grounding could not check %s: %s", hit.source or hit.id, cause)
+
+
+def _skip(out: GroundedHits, hit: "Hit", backend: "Backend | None" = None, item: MediaItem | None = None, *, reason: str | None = None) -> None:
+    hit.grounded = None
+    why = reason if reason is not None else _cannot_check(backend, item)  # type: ignore[arg-type]
+    hit.evidence = {"target": out.target, "count": None, "points": [], "answer": None, "skipped": why}
+    out.skipped.append(why)
 
 
 def _run_for(hits: Sequence["Hit"], run: Any, choices: "RunChoices | dict[str, Any]") -> "tuple[Run, bool]":

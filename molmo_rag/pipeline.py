@@ -25,6 +25,7 @@ import time
 from contextlib import aclosing
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Unpack
 
 from .errors import (
@@ -184,7 +185,9 @@ class _Writer:
     """Writes documents in small batches, one batch at a time in a worker thread, so the
     engine keeps going while a batch is embedded and upserted."""
 
-    def __init__(self, store, vectors, summary, thumbnail_size, on_record, batch_size: int, max_wait: float):
+    def __init__(self, store, vectors, summary, thumbnail_size, on_record, batch_size: int, max_wait: float,
+                 pictures: Path | None = None, segment_frames: int | None = None):
+        self.pictures, self.segment_frames = pictures, segment_frames
         self.store, self.vectors, self.summary = store, vectors, summary
         self.thumbnail_size, self.on_record = thumbnail_size, on_record
         self.batch_size, self.max_wait = max(1, batch_size), max_wait
@@ -217,6 +220,7 @@ class _Writer:
             self.writing = None
 
     def _write(self, documents: "list[MediaDocument]") -> None:
+        from .documents import picture_fields
         from .index.records import make_thumbnail
 
         records = list({d.record.id: d.record for d in documents}.values())  # one per point
@@ -226,6 +230,8 @@ class _Writer:
             thumb = make_thumbnail(record.item, self.thumbnail_size) if record.item is not None else None
             if thumb:
                 record.payload["thumbnail"] = thumb
+            if self.pictures is not None and record.item is not None:
+                record.payload.update(picture_fields(record.item, self.pictures, self.segment_frames))
         if changed:
             self.store.upsert(changed, self.vectors.embed([r.text for r in changed]), self.vectors)
         changed_ids = {r.id for r in changed}
@@ -306,7 +312,10 @@ async def aindex(
             bar.update(0)
 
         tracker = Progress(on_change=None if bar.disable else show)
-        writer = _Writer(store, vectors, summary, live.options.thumbnail_size, on_record, write_batch, max_wait=1.0)
+        writer = _Writer(
+            store, vectors, summary, live.options.thumbnail_size, on_record, write_batch, max_wait=1.0,
+            pictures=live.pictures_folder if live.options.pictures else None, segment_frames=live.options.segment_frames,
+        )
         seen: dict[str, set[str]] = {}  # source -> point ids read from it
         with_point: set[str] = set()  # point ids of items that have a document to index
         try:
@@ -323,7 +332,7 @@ async def aindex(
                     summary.failed_sent += outcome.failed_sent
                     summary.failed_cached += outcome.failed_cached
                     summary.cost_usd += sum(r.cost_usd for r in outcome.fresh) + outcome.failed_cost_usd
-                    document = document_of(outcome, thumbnail_size=0)  # thumbnails: changed points only
+                    document = document_of(outcome, thumbnail_size=0)  # thumbnails, pictures: changed points only
                     if isinstance(document, MediaDocument):
                         with_point.add(document.id)
                         for failure in document.failures:

@@ -40,6 +40,17 @@ __all__ = ["RunOptions", "RunChoices", "Run", "run_options"]
 _SECRET_WORDS = ("key", "token", "secret", "password")
 
 
+def _plain(value: Any) -> bool:
+    """Whether an option value is plain data a dump can carry (not a client or a callable)."""
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain(v) for k, v in value.items())
+    return False
+
+
 class RunOptions(EnrichOptions):
     """Everything a run is made of, typed and described: the backend and its options, the
     plan (inherited from :class:`~molmo_rag.enrich.EnrichOptions`: ``detail``, ``count``,
@@ -70,6 +81,12 @@ class RunOptions(EnrichOptions):
         description="Requests at once: sets the backend's concurrency option (batch size of a local model, "
         "requests in flight of a hosted API).",
     )
+    share_backend: bool = Field(
+        False,
+        description="Use this process's one backend of this configuration (made on first use, kept until the "
+        "process exits or molmo_rag.close_shared_backends()) instead of one of this run's own; the framework "
+        "packages turn it on, so every loader, parser and retriever shares one model.",
+    )
 
     # -- reading ----------------------------------------------------------------------------
     reader_options: ReaderOptions | None = Field(
@@ -96,6 +113,14 @@ class RunOptions(EnrichOptions):
     )
     ordered: bool = Field(False, description="Hand out results in source order (else as each item finishes).")
     thumbnail_size: int = Field(128, ge=0, description="Longest side of each document's thumbnail (0: none).")
+    pictures: bool = Field(
+        True,
+        description="Give every document a full-resolution picture in metadata `image_path`: a local photo's own "
+        "file, else the photo, rendered slide or segment frame saved once under the cache root's `pictures` folder.",
+    )
+    segment_frames: int = Field(
+        0, ge=0, le=64, description="Also save this many frames of each video segment (metadata `frame_paths`)."
+    )
 
     @field_validator("reader_options", mode="before")
     @classmethod
@@ -139,6 +164,8 @@ class RunOptions(EnrichOptions):
 
     @field_serializer("backend_options")
     def _no_secrets(self, value: dict[str, Any]) -> dict[str, Any]:
+        if isinstance(self.backend, Backend):  # a ready instance travels as its name and options
+            value = {k: v for k, v in self.backend.made_with().items() if _plain(v)}
         return {k: v for k, v in value.items() if not any(word in k.lower() for word in _SECRET_WORDS)}
 
     @field_serializer("tasks")
@@ -174,6 +201,7 @@ class RunChoices(TypedDict, total=False):
     model: str | None
     backend_options: dict[str, Any]
     concurrency: int | None
+    share_backend: bool
     detail: "Detail"
     default_tasks: bool | None
     count: Sequence[str] | str
@@ -187,6 +215,8 @@ class RunChoices(TypedDict, total=False):
     max_pending: int | None
     ordered: bool
     thumbnail_size: int
+    pictures: bool
+    segment_frames: int
 
 
 def run_options(options: "RunOptions | Run | None" = None, choices: "RunChoices | dict[str, Any] | None" = None) -> RunOptions:
@@ -255,10 +285,21 @@ class Run:
         return cls(run_options(run, choices), on_warning=on_warning), True
 
     def _make_backend(self) -> Backend:
-        spec = self.options.backend
+        opts = self.options
+        spec = opts.backend
         if isinstance(spec, Backend):
             return spec
-        backend = create_backend(spec, self.options.model, self.options.concurrency, **self.options.backend_options)
+
+        def make() -> Backend:
+            return create_backend(spec, opts.model, opts.concurrency, **opts.backend_options)
+
+        if opts.share_backend:
+            from .backends.shared import configuration_key, shared_backend
+
+            name = backend_name(spec)
+            key = configuration_key(name, (opts.model, opts.concurrency), opts.backend_options)
+            return shared_backend(key, make)  # the process's, not this run's: left open by close()
+        backend = make()
         self._owned.append(backend)
         return backend
 
@@ -291,9 +332,12 @@ class Run:
         return cache_key_values(self.options.reader_options, prefix="reader.")
 
     @property
-    def frames_folder(self) -> Path | None:
-        """Where rendered slides and segment frames of this run's documents are saved."""
-        return self.cache.directory / "frames" if self.cache is not None else None
+    def pictures_folder(self) -> Path:
+        """Where the pictures of this run's documents are saved (:mod:`molmo_rag.pictures`):
+        beside the result cache, or under the default cache directory without one."""
+        from .pictures import picture_folder
+
+        return picture_folder(self.cache.directory if self.cache is not None else None)
 
     @property
     def skipped(self) -> list[str]:

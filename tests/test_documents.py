@@ -115,15 +115,16 @@ def test_image_and_image_path(tmp_path, monkeypatch, deck, video):
     assert image_doc.image_path() == Path(photo)  # the photo itself, no copy
     assert image_doc.image().size == (60, 40)
 
-    default = slide_doc.image_path()  # a rendered page, saved once under the cache dir
-    assert default == tmp_path / "cache-home" / "frames" / f"{slide_doc.id}.jpg"
+    default = slide_doc.image_path()  # a rendered page, saved once under the cache dir, by content
+    assert default.parent == tmp_path / "cache-home" / "pictures" and default.suffix == ".jpg"
+    assert slide_doc.metadata["image_path"] == str(default)  # in the metadata every framework reads
     with Image.open(default) as page:
         assert page.format == "JPEG" and page.size == slide_doc.image().size
     written = default.stat().st_mtime_ns
     assert slide_doc.image_path() == default and default.stat().st_mtime_ns == written  # not made twice
 
     frame = segment_doc.image_path(tmp_path / "frames")
-    assert frame == tmp_path / "frames" / f"{segment_doc.id}.jpg"
+    assert frame.parent == tmp_path / "frames" and frame.name == Path(segment_doc.metadata["image_path"]).name
     with Image.open(frame) as img:
         assert img.format == "JPEG" and img.size == segment_doc.image().size
     assert not list((tmp_path / "frames").glob("*.part"))
@@ -322,7 +323,7 @@ def test_progress_counts_documents_against_a_total_known_up_front(tmp_path, deck
 def test_frames_go_to_the_runs_cache_and_the_point_payload_is_the_index_layout(tmp_path, deck):
     docs = [d for d in iter_documents([deck], backend=FakeBackend(), cache=tmp_path / "cache") if isinstance(d, MediaDocument)]
     path = docs[0].image_path()
-    assert path is not None and path.parent == tmp_path / "cache" / "frames" and path.exists()
+    assert path is not None and path.parent == tmp_path / "cache" / "pictures" and path.exists()
     payload = docs[0].point_payload("wordllama/l2_supercat-256")
     assert payload["text"] == payload["page_content"] == docs[0].text
     assert payload["metadata"]["media_id"] == docs[0].media_id and payload["record_hash"]

@@ -100,7 +100,7 @@ def test_slides_and_video_segments_are_reopened_and_grounded(tmp_path):
             assert strip.height > 0 and strip.width >= 1
 
 
-def test_a_hit_whose_media_is_gone_is_a_failure_and_ranks_with_the_misses(world):
+def test_a_hit_whose_media_is_gone_is_a_failure_shown_as_unchecked(world):
     db, truth, cache = world
     hits = pipeline.search("bright spots", db=db, top=10)
     gone = next(h for h in hits if truth[h.source] > 0)
@@ -109,7 +109,9 @@ def test_a_hit_whose_media_is_gone_is_a_failure_and_ranks_with_the_misses(world)
     os.unlink(gone.source)
     grounded = ground(hits, "bright spots", backend=FakeBackend(), top=10, cache=False)
     assert [f.source for f in grounded.failures] == [gone.source]
-    assert next(h for h in grounded if h.source == gone.source).grounded == 0.0
+    failed = next(h for h in grounded if h.source == gone.source)
+    assert failed.grounded is None and "SourceNotFoundError" in failed.evidence["error"]  # not a miss: said
+    assert failed.score == failed.vector_score  # ranks by its vector score, with the misses
 
 
 def test_cli_search_ground(world, capsys, monkeypatch):
@@ -236,3 +238,32 @@ def test_ground_and_its_twin_share_one_signature():
 
     assert inspect.signature(ground).parameters == inspect.signature(aground).parameters
     assert ground.__name__ == "ground" and "run" in inspect.signature(ground).parameters
+
+
+def test_a_hit_is_checked_on_its_own_picture_before_its_source(world, tmp_path):
+    db, truth, cache = world
+    spotted = next(s for s, n in truth.items() if n > 0)
+    plain = next(s for s, n in truth.items() if n == 0)
+    from molmo_rag.index.store import Hit
+
+    elsewhere = str(tmp_path / "report.pdf")  # a source that is no picture, and not even there
+    by_path = Hit.from_payload({"source": elsewhere, "kind": "image"}, score=0.1, id="a", picture=spotted)
+    by_bytes = Hit.from_payload({"source": elsewhere}, score=0.2, id="b", picture=open(spotted, "rb").read())
+    by_metadata = Hit.from_payload({"source": plain, "kind": "image", "image_path": spotted}, score=0.3, id="c")
+    grounded = ground([by_path, by_bytes, by_metadata], "bright spots", backend=FakeBackend(), top=3, cache=False)
+    assert not grounded.failures and grounded.checked == 3
+    assert [h.grounded for h in grounded] == [1.0, 1.0, 1.0]  # the spotted picture, each time, not the plain source
+    assert all(h.evidence["count"] == truth[spotted] for h in grounded)
+    assert {h.source for h in grounded} == {elsewhere, plain}  # each hit still names its own source
+
+
+def test_a_text_hit_is_passed_through_unchecked(world):
+    from molmo_rag.grounding import NO_PICTURE
+    from molmo_rag.index.store import Hit
+
+    text = Hit.from_payload({"source": "notes.txt"}, score=0.9, id="t", text="a note about bright spots")
+    backend = FakeBackend()
+    grounded = ground([text], "bright spots", backend=backend, top=5, cache=False)
+    assert backend.calls == 0 and grounded.checked == 0 and not grounded.failures
+    assert grounded[0].grounded is None and grounded[0].evidence["skipped"] == NO_PICTURE
+    assert grounded[0].score == 0.9

@@ -224,7 +224,7 @@ def test_a_run_makes_a_named_backend_once_and_closes_it(made, tmp_path):
     run = Run(backend="closing", cache=tmp_path / "cache")
     assert made == [run.backend] and run.model == FakeBackend.default_model
     cache = run.cache
-    assert is_open(cache) and run.frames_folder == tmp_path / "cache" / "frames"
+    assert is_open(cache) and run.pictures_folder == tmp_path / "cache" / "pictures"
     run.close()
     assert made[0].closed == 1 and not is_open(cache)
     run.close()  # twice is harmless

@@ -193,6 +193,25 @@ class Backend(ABC):
 
     model: str
 
+    def __new__(cls, *args: Any, **kwargs: Any) -> "Backend":
+        self = super().__new__(cls)
+        self._made_with = (args, dict(kwargs))  # what a copy in another process is made from
+        return self
+
+    def __reduce__(self) -> tuple:
+        """A backend pickles as its class and the arguments it was made with, and unpickles
+        into the receiving process's shared backend of that configuration
+        (:mod:`molmo_rag.backends.shared`): never its clients, threads or model weights."""
+        from .shared import configuration_key, rebuilt
+
+        args, kwargs = getattr(self, "_made_with", ((), {}))
+        configuration_key(type(self), args, kwargs)  # fails here, clearly, when they cannot travel
+        return (rebuilt, (type(self), args, kwargs))
+
+    def made_with(self) -> dict[str, Any]:
+        """The keyword arguments this backend was made with (secrets included: do not log)."""
+        return dict(getattr(self, "_made_with", ((), {}))[1])
+
     # -- facts -----------------------------------------------------------------------------
     @classmethod
     def resolve_model(cls, model: str | None = None) -> str:

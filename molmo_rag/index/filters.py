@@ -4,8 +4,9 @@
 several conditions are joined with ``,`` or ``and`` (and repeated ``--where`` options),
 and all must hold. Fields:
 
-* ``count.LABEL`` (or ``counts.LABEL``): the count from ``--count LABEL`` at index time;
-  items never counted for LABEL do not match any condition on it;
+* ``count.LABEL`` (or ``counts.LABEL``, or the flat metadata key ``count_LABEL``): the
+  count from ``--count LABEL`` at index time; items never counted for LABEL do not match
+  any condition on it;
 * ``slide``, ``start``, ``end``: numbers;
 * ``kind``, ``source``, ``backend``, ``model``, ``title``: text, with ``==`` or ``!=``
   (quotes optional).
@@ -53,7 +54,7 @@ _TEXT_FIELDS = {"kind", "source", "backend", "model", "title"}
 _CONDITION = re.compile(r"^\s*([A-Za-z_][^<>=!]*?)\s*(>=|<=|==|!=|=|>|<)\s*(.+?)\s*$")
 _SEPARATOR = re.compile(r"\s*,\s*|\s+and\s+", re.IGNORECASE)
 _NOT_ALNUM = re.compile(r"[\W_]+")
-_HELP = "expected FIELD OP VALUE, e.g. 'count.person>=2' (ops: >= > <= < == !=; fields: count.LABEL, slide, start, end, kind, source, backend, model, title)"
+_HELP = "expected FIELD OP VALUE, e.g. 'count.person>=2' (ops: >= > <= < == !=; fields: count.LABEL (or count_LABEL), slide, start, end, kind, source, backend, model, title)"
 
 
 LABEL_RULE = "a count label is a word or a few, in letters or digits of any script (e.g. 'person', 'traffic light', '人')"
@@ -108,9 +109,9 @@ def parse_where(expr: str) -> list[Condition]:
         name, op, raw = match.groups()
         op = "==" if op == "=" else op
         lowered = name.lower()
-        if lowered.startswith(("count.", "counts.")):
+        if lowered.startswith(("count.", "counts.", "count_")):
             try:
-                key = label_key(lowered.split(".", 1)[1])
+                key = label_key(lowered[6:] if lowered.startswith("count_") else lowered.split(".", 1)[1])
             except UsageError as exc:
                 raise UsageError(f"bad condition {part!r}: {exc}", option="where") from None
             conditions.append(Condition(f"counts.{key}", op, _number(raw, part)))  # type: ignore[arg-type]

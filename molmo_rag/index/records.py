@@ -22,7 +22,18 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..backends.base import Result
     from ..media.items import MediaItem
 
-__all__ = ["MediaRecord", "build_record", "point_id", "make_thumbnail", "PAYLOAD_KEYS"]
+__all__ = [
+    "COUNT_PREFIX",
+    "FILE_KEYS",
+    "MediaRecord",
+    "PAYLOAD_KEYS",
+    "build_record",
+    "count_key",
+    "flat_counts",
+    "make_thumbnail",
+    "point_id",
+    "public_keys",
+]
 
 PAYLOAD_KEYS = (
     "kind",
@@ -43,8 +54,37 @@ PAYLOAD_KEYS = (
     "thumbnail",
     "backend",
     "model",
+    "image_path",
+    "image_url",
+    "frame_paths",
 )
-"""Public metadata keys (the payload root and LangChain's ``metadata`` copy)."""
+"""Public metadata keys (the payload root and LangChain's ``metadata`` copy); beside them
+the flat count keys, ``count_<label>`` (:func:`public_keys`)."""
+
+FILE_KEYS = ("thumbnail", "image_path", "image_url", "frame_paths")
+"""Keys that show the media rather than say something about it: left out of a record's
+fingerprint (they follow the media and the machine's cache folder)."""
+
+COUNT_PREFIX = "count_"
+"""Flat count keys: ``count_person: 3`` beside ``counts: {"person": 3}``, one scalar per
+label, so the frameworks' own filters (LlamaIndex's ``SimpleVectorStore``, LangChain's
+``InMemoryVectorStore``, ``filter_complex_metadata``) work on counts in any store."""
+
+
+def count_key(label: str) -> str:
+    """The flat metadata key of a count label's payload key (``person`` -> ``count_person``)."""
+    return f"{COUNT_PREFIX}{label}"
+
+
+def flat_counts(counts: dict[str, int]) -> dict[str, int]:
+    """``{"count_person": 3, ...}`` of a ``counts`` mapping."""
+    return {count_key(label): n for label, n in counts.items()}
+
+
+def public_keys(payload: dict) -> list[str]:
+    """The keys of ``payload`` a document's metadata carries: :data:`PAYLOAD_KEYS` and
+    the flat count keys, in that order."""
+    return [k for k in PAYLOAD_KEYS if k in payload] + [k for k in payload if k.startswith(COUNT_PREFIX)]
 
 _NAMESPACE = uuid.UUID("5b0f6a3e-8a52-4f0e-9a57-6d6f6c6d6f32")
 
@@ -89,13 +129,14 @@ class MediaRecord:
         return point_id(self.media_id, self.payload.get("source"))
 
     def fingerprint(self, embedder: str) -> str:
-        """Changes whenever the stored point would change (thumbnail aside: it follows the media)."""
-        body = {k: v for k, v in self.payload.items() if k != "thumbnail"}
+        """Changes whenever the stored point would change (:data:`FILE_KEYS` aside: they
+        follow the media)."""
+        body = {k: v for k, v in self.payload.items() if k not in FILE_KEYS}
         blob = json.dumps([body, self.text, embedder], sort_keys=True, ensure_ascii=False, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()
 
     def point_payload(self, embedder: str) -> dict:
-        metadata = {k: self.payload[k] for k in PAYLOAD_KEYS if k in self.payload}
+        metadata = {k: self.payload[k] for k in public_keys(self.payload)}
         return {
             **metadata,
             "text": self.text,
@@ -157,6 +198,7 @@ def build_record(item: "MediaItem", results: Sequence["Result"]) -> MediaRecord 
     if not results and not (item.title or item.slide_text or item.notes):
         return None
     p["counts"] = counts
+    p.update(flat_counts(counts))
     p["points"] = points
     p["answers"] = answers
     if backends:

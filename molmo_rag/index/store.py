@@ -42,7 +42,7 @@ from .client_storage import ClientStorage
 from .conditions import FieldCondition, Filter, MatchAny
 from .edge import in_use
 from .embeddings import Embedder
-from .records import PAYLOAD_KEYS, MediaRecord
+from .records import MediaRecord, count_key, public_keys
 
 __all__ = ["QdrantIndex", "Hit", "STORAGES", "INDEXED_FIELDS", "folder_storage", "VECTOR_NAME", "DEFAULT_COLLECTION", "COLLECTION_NAME_RULE", "check_collection_name", "default_db_path"]
 
@@ -63,7 +63,8 @@ INDEXED_FIELDS = {
     "slide": "integer",
 }
 """The payload indexes made with every collection (on the root keys, the layout search
-filters on); each count label gets ``counts.LABEL`` (integer) when it is first written."""
+filters on); each count label gets ``counts.LABEL`` and its flat ``count_LABEL`` (integer)
+when it is first written."""
 
 
 COLLECTION_NAME_RULE = "1 to 255 ASCII letters, digits, '_', '-' or '.', not starting with '.'"
@@ -111,10 +112,15 @@ class Hit:
     """Every public payload key (points, answers, slide_text, backend, model, ...)."""
     text: str | None = field(default=None, repr=False)
     """The text the point's vector was made from."""
+    picture: Any = field(default=None, repr=False)
+    """The hit's own picture when it was handed one (a framework node's image: a path, URL,
+    data URI or bytes); grounding looks at it, then at ``payload["image_path"]`` /
+    ``["image_url"]``, before reopening ``source``."""
     grounded: float | None = None
     """After grounded re-ranking: 1.0 when the backend found what the query names (and in
-    the number asked for), 0.0 when it did not or the check failed (``evidence["error"]``);
-    None when the hit was not checked (``evidence["skipped"]`` says why, when it was asked)."""
+    the number asked for), 0.0 when it did not; None when the hit was not checked: its check
+    failed (``evidence["error"]`` says why), it has no picture, or the backend cannot check
+    it (``evidence["skipped"]``)."""
     evidence: dict | None = field(default=None, repr=False)
     """After grounded re-ranking: ``target``, ``count``, ``points`` (x, y in 0..1, t in
     seconds of the video) and the backend's ``answer``."""
@@ -129,10 +135,12 @@ class Hit:
         return cls.from_payload(raw, score=float(point.score), id=str(point.id))
 
     @classmethod
-    def from_payload(cls, raw: dict, *, score: float = 0.0, id: str = "", text: str | None = None) -> "Hit":
+    def from_payload(
+        cls, raw: dict, *, score: float = 0.0, id: str = "", text: str | None = None, picture: Any = None
+    ) -> "Hit":
         """A hit from a payload or a document's metadata (the payload keys), e.g. to ground
-        what a framework's retriever returned."""
-        payload = {k: raw[k] for k in PAYLOAD_KEYS if k in raw}
+        what a framework's retriever returned; ``picture``: the node's own image, if any."""
+        payload = {k: raw[k] for k in public_keys(raw)}
         return cls(
             score=score,
             id=id,
@@ -149,6 +157,7 @@ class Hit:
             thumbnail=payload.get("thumbnail"),
             payload=payload,
             text=text if text is not None else (raw.get("text") or raw.get("page_content")),
+            picture=picture,
         )
 
     def to_json(self) -> dict:
@@ -522,6 +531,7 @@ class QdrantIndex:
         recorded = set(info.get("labels") or [])
         for label in sorted(new - recorded):
             self._api.index_field(self.collection, f"counts.{label}", "integer")
+            self._api.index_field(self.collection, count_key(label), "integer")  # the stock classes' flat key
         self._count_labels |= new
         if not new <= recorded:
             info["labels"] = sorted(recorded | new)

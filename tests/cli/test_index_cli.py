@@ -181,11 +181,21 @@ def test_tiny_local_checkpoint(library, run, tmp_path, tiny_molmo2_path, monkeyp
 
 
 def _points(db: Path) -> dict:
+    """Each point's payload and vector; the picture paths, which name each run's own cache
+    folder, are compared by the picture they hold."""
     from molmo_rag.index.store import QdrantIndex
+
+    paths = ("image_path", "image_url", "frame_paths")
+
+    def same_where(payload: dict) -> dict:
+        out = {k: v for k, v in payload.items() if k not in paths and k != "metadata"}
+        out["metadata"] = {k: v for k, v in payload["metadata"].items() if k not in paths}
+        out["picture"] = Path(payload["image_path"]).read_bytes()
+        return out
 
     with QdrantIndex(db, create=False) as store:
         points, _ = store.scroll(limit=1000, with_vectors=True)
-        return {str(p.id): (p.payload, [round(x, 5) for x in p.vector["text-dense"]]) for p in points}
+        return {str(p.id): (same_where(p.payload), [round(x, 5) for x in p.vector["text-dense"]]) for p in points}
 
 
 def test_a_killed_run_resumes_to_the_same_index(library, tmp_path):
