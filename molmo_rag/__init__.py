@@ -77,7 +77,7 @@ _LAZY_GROUPS: dict[str, tuple[str, ...]] = {
     "molmo_rag.index.records": ("MediaRecord", "PAYLOAD_KEYS", "COUNT_PREFIX", "count_key", "flat_counts", "public_keys", "point_id"),
     "molmo_rag.pictures": ("picture_folder",),
     "molmo_rag.backends.shared": ("close_shared_backends",),
-    "molmo_rag.index.filters": ("SearchFilter", "build_filter", "parse_where"),
+    "molmo_rag.index.filters": ("SearchFilter", "build_filter", "parse_where", "metadata_filter"),
     "molmo_rag.index.count_words": ("CountQuery", "split_counts"),
     "molmo_rag.index.embeddings": ("Embedder", "DEFAULT_EMBEDDER", "get_embedder"),
     # grounding: re-rank hits by counting what the query names, visual citations

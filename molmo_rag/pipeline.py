@@ -519,7 +519,7 @@ def search(
     too).
     """
     from .index.count_words import check_query
-    from .index.filters import SearchFilter, either_layout, filter_of
+    from .index.filters import SearchFilter, filter_of
 
     if top < 1:
         raise UsageError(f"the number of hits must be at least 1, not {top}", option="top")
@@ -547,7 +547,7 @@ def search(
 
             read = split_counts(query, store.count_labels(), asked=store.asked_labels())
             flt = flt.model_copy(update={"where": [*flt.where, *read.where]})
-        layout_filter = filter_of(flt) if store.one_layout() else either_layout(flt)
+        layout_filter = store.filter_for(flt)
         hits = Hits(store.search(vectors.embed_query((read.text if read else "") or query), layout_filter, top))
         hits.count_query = read
         hits.made_with = store.made_with()

@@ -42,6 +42,7 @@ __all__ = [
     "build_filter",
     "filter_of",
     "either_layout",
+    "metadata_filter",
     "normalize_kind",
     "KINDS",
 ]
@@ -266,3 +267,79 @@ def either_layout(search: SearchFilter) -> "Filter | None":
             return None
         branches.append(Filter(must=[FieldCondition(key=f"{prefix}kind", match=MatchAny(any=list(KINDS))), own]))
     return Filter(should=branches)
+
+
+_DICT_OPS = {"$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin"}
+
+
+def metadata_filter(spec: dict, key_prefix: str = "") -> "Filter | None":
+    """The filter tree of a metadata filter in the dict form LangChain's vector stores take
+    (Chroma's and PGVector's operators): ``{"kind": "slide", "count_person": {"$gte": 2},
+    "source": {"$in": [...]}}``; keys joined by ``$and`` (also given explicitly), ``$or``
+    of several such dicts; operators ``$eq $ne $gt $gte $lt $lte $in $nin``. Keys are the
+    documents' metadata keys (``count.person`` is read as ``counts.person``); an
+    unknown operator or a malformed value is a :class:`UsageError`."""
+    from .conditions import FieldCondition, Filter, MatchAny, MatchExcept, MatchValue, Range
+
+    if not spec:
+        return None
+    if not isinstance(spec, dict):
+        raise UsageError(f"a metadata filter is a dict such as {{'count_person': {{'$gte': 2}}}}, not {type(spec).__name__}", option="filter")
+
+    def key_of(name: str) -> str:
+        if name.lower().startswith(("count.", "counts.")):
+            name = f"counts.{label_key(name.split('.', 1)[1])}"
+        return key_prefix + name
+
+    def scalar(value: Any, where: str) -> Any:
+        if isinstance(value, bool) or isinstance(value, (str, int)):
+            return value
+        raise UsageError(f"metadata filter {where}: {value!r} is not a string, an integer or a boolean", option="filter")
+
+    def number(value: Any, where: str) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise UsageError(f"metadata filter {where}: {value!r} is not a number", option="filter")
+        return value
+
+    def field(name: str, value: Any) -> list[Any]:
+        key = key_of(name)
+        if not isinstance(value, dict):
+            return [FieldCondition(key=key, match=MatchValue(value=scalar(value, name)))]
+        out: list[Any] = []
+        for op, operand in value.items():
+            where = f"{name} {op}"
+            if op not in _DICT_OPS:
+                raise UsageError(f"metadata filter {where}: unknown operator (use one of {', '.join(sorted(_DICT_OPS))})", option="filter")
+            if op == "$eq":
+                out.append(FieldCondition(key=key, match=MatchValue(value=scalar(operand, where))))
+            elif op == "$ne":
+                out.append(Filter(must_not=[FieldCondition(key=key, match=MatchValue(value=scalar(operand, where)))]))
+            elif op in ("$in", "$nin"):
+                if not isinstance(operand, (list, tuple)) or not operand:
+                    raise UsageError(f"metadata filter {where}: give a non-empty list", option="filter")
+                values = [scalar(v, where) for v in operand]
+                out.append(FieldCondition(key=key, match=MatchAny(any=values) if op == "$in" else MatchExcept(except_=values)))
+            else:
+                out.append(FieldCondition(key=key, range=Range(**{op[1:]: number(operand, where)})))
+        return out
+
+    def clause(part: dict) -> Filter:
+        if not isinstance(part, dict) or not part:
+            raise UsageError(f"metadata filter: {part!r} is not a non-empty dict", option="filter")
+        must: list[Any] = []
+        for name, value in part.items():
+            if name in ("$and", "$or"):
+                if not isinstance(value, (list, tuple)) or not value:
+                    raise UsageError(f"metadata filter {name}: give a non-empty list of dicts", option="filter")
+                branches = [clause(v) for v in value]
+                if name == "$and":
+                    must.extend(branches)
+                else:
+                    must.append(Filter(should=branches))
+            elif name.startswith("$"):
+                raise UsageError(f"metadata filter: unknown operator {name!r} (use $and or $or)", option="filter")
+            else:
+                must.extend(field(name, value))
+        return Filter(must=must)
+
+    return clause(spec)

@@ -695,6 +695,14 @@ class QdrantIndex:
         ours = Filter(must=[FieldCondition(key="kind", match=MatchAny(any=list(KINDS)))])
         return self._api.count(self.collection, ours) == self._api.count(self.collection)
 
+    def filter_for(self, search: Any) -> Any:
+        """The filter tree of a :class:`~molmo_rag.index.filters.SearchFilter` for this
+        collection: on the root keys the payload indexes serve, or on either layout when
+        some point was written by a stock framework store (:meth:`one_layout`)."""
+        from .filters import either_layout, filter_of
+
+        return filter_of(search) if self.one_layout() else either_layout(search)
+
     def search(self, vector: Sequence[float], query_filter: Any = None, top: int = 10) -> list[Hit]:
         if not self.exists():
             others = self._api.names()
