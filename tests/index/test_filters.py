@@ -1,6 +1,6 @@
 import pytest
 
-from molmo_rag.errors import ConfigurationError
+from molmo_rag.errors import ConfigurationError, UsageError
 from molmo_rag.index.filters import (
     Condition,
     SearchFilter,
@@ -154,3 +154,36 @@ def test_a_relative_source_is_read_from_the_working_directory(client, monkeypatc
     assert matching(client, source="d/photos") == {1, 2}
     assert matching(client, where=["source==d/photos/a.jpg"]) == {1}
     assert matching(client, where=["source!=d/photos/a.jpg", "kind==image"]) == {2, 3}
+
+
+@pytest.mark.parametrize(
+    "spec, expected",
+    [
+        ({"kind": "image"}, {1, 2, 3}),
+        ({"counts.person": {"$gte": 2}}, {1, 4, 5}),
+        ({"count.person": {"$gt": 1, "$lt": 3}}, {4, 5}),
+        ({"kind": {"$in": ["slide", "video_segment"]}, "counts.person": {"$eq": 2}}, {4, 5}),
+        ({"kind": {"$nin": ["image"]}}, {4, 5, 6, 7}),
+        ({"kind": {"$ne": "image"}}, {4, 5, 6, 7}),
+        ({"$or": [{"slide": 2}, {"start": {"$gte": 20}}]}, {4, 7}),
+        ({"$and": [{"kind": "video_segment"}, {"end": {"$lte": 20}}]}, {5, 6}),
+    ],
+)
+def test_a_langchain_style_dict_filter_returns_exactly_the_matching_items(client, spec, expected):
+    from molmo_rag.index.conditions import to_qdrant_filter
+    from molmo_rag.index.filters import metadata_filter
+
+    points, _ = client.scroll("t", scroll_filter=to_qdrant_filter(metadata_filter(spec)), limit=100)
+    assert {p.id for p in points} == expected
+
+
+@pytest.mark.parametrize(
+    "spec, fragment",
+    [({"a": {"$near": 1}}, "unknown operator"), ({"$not": [{"a": 1}]}, "unknown operator"), ({"a": {"$in": []}}, "non-empty list"),
+     ({"a": {"$gt": "x"}}, "not a number"), ({"a": [1, 2]}, "not a string"), ({"$or": {"a": 1}}, "non-empty list")],
+)
+def test_a_bad_dict_filter_says_what_is_wrong(spec, fragment):
+    from molmo_rag.index.filters import metadata_filter
+
+    with pytest.raises(UsageError, match=fragment):
+        metadata_filter(spec)
