@@ -113,6 +113,12 @@ class ReaderOptions(BaseModel):
     include_hidden: bool = Field(
         default=False, description="Pick up files and folders whose name starts with a dot."
     )
+    every_file: bool = Field(
+        default=False,
+        description="Hand every regular file of a folder or glob to the reader, whatever its "
+        "ending, as LangChain's loaders do: each is read by its first bytes or reported "
+        "(notes.txt: UnsupportedMediaError), so nothing is passed over quietly but hidden files.",
+    )
 
     # --- fetching -----------------------------------------------------------------------
     url_timeout: float = Field(

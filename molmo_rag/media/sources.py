@@ -71,7 +71,7 @@ def _reports_odd_entry(name: str, options: ReaderOptions) -> bool:
     yes for a wanted ending and for an unknown one; no for what is clearly not media and for
     media endings the caller left out of ``options.extensions``."""
     suffix = _suffix(name)
-    if suffix in options.extensions:
+    if options.every_file or suffix in options.extensions:
         return True
     return suffix not in NOT_MEDIA_EXTENSIONS and suffix not in MEDIA_EXTENSIONS
 
@@ -136,7 +136,7 @@ def _entry(path: str, options: ReaderOptions, seen: set[tuple[int, int]] | None)
         elif seen is not None and options.recursive:
             yield from _walk(Path(path), options, seen)
     elif stat.S_ISREG(info.st_mode):
-        if suffix in options.extensions and not _is_other_file_sharing_the_ending(path, suffix):
+        if options.every_file or (suffix in options.extensions and not _is_other_file_sharing_the_ending(path, suffix)):
             yield Path(path)
     elif _reports_odd_entry(name, options):
         yield _odd_entry_error(path, mode=info.st_mode)
@@ -170,7 +170,8 @@ def _walk_blobs(path: Path, options: ReaderOptions) -> Iterator[Blob | InputErro
             found += 1
             yield Blob(source=text_path(entry), path=entry)
     if not found:
-        raise SourceNotFoundError(f"no media files in folder {str(path)!r}", source=str(path))
+        what = "files" if options.every_file else "media files"
+        raise SourceNotFoundError(f"no {what} in folder {str(path)!r}", source=str(path))
 
 
 def _glob_blobs(pattern: str, options: ReaderOptions) -> Iterator[Blob | InputError]:

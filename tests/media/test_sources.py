@@ -559,3 +559,27 @@ def test_a_url_that_trickles_forever_is_cut_off_by_the_download_deadline():
         stop.set()
         server.shutdown()
         server.server_close()
+
+
+def test_every_file_hands_a_folders_other_files_to_the_reader(tmp_path):
+    """LangChain's loaders walk every file: so does ``every_file``, and each is read by its
+    bytes or reported, never passed over; hidden files still stay out."""
+    (tmp_path / "photo.jpg").write_bytes(_png_bytes())
+    (tmp_path / "notes.txt").write_text("not a picture")
+    (tmp_path / "renamed.dat").write_bytes(_png_bytes())
+    (tmp_path / "server.key").write_text("-----BEGIN PRIVATE KEY-----")
+    (tmp_path / ".hidden.png").write_bytes(_png_bytes())
+    (tmp_path / "gone.txt").symlink_to(tmp_path / "deleted.txt")
+    quiet = list(read(tmp_path))
+    assert [r.source for r in quiet] == [str(tmp_path / "photo.jpg")]
+    every = {os.path.basename(r.source): r for r in read(tmp_path, ReaderOptions(every_file=True))}
+    assert set(every) == {"photo.jpg", "notes.txt", "renamed.dat", "server.key", "gone.txt"}
+    assert isinstance(every["photo.jpg"], MediaItem) and isinstance(every["renamed.dat"], MediaItem)
+    assert isinstance(every["notes.txt"], UnsupportedMediaError) and isinstance(every["server.key"], UnsupportedMediaError)
+    assert isinstance(every["gone.txt"], SourceNotFoundError) and "broken symbolic link" in str(every["gone.txt"])
+
+
+def test_every_file_in_an_empty_folder_says_it_has_no_files(tmp_path):
+    (tmp_path / ".only-hidden.txt").write_text("x")
+    (results,) = list(read(tmp_path, ReaderOptions(every_file=True)))
+    assert isinstance(results, SourceNotFoundError) and "no files in folder" in str(results)

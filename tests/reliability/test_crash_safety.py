@@ -204,8 +204,9 @@ def test_sigkill_at_random_moments_then_a_full_run_gives_the_uninterrupted_point
     db, cache = tmp_path / "db", tmp_path / "cache"
     env = env_for(srv)
     args = index_args(library, db, cache, backend=backend)
-    # Each kill: wait until the cache holds at least `goal` results (0: do not wait: the kill
-    # may land in start-up, while the collection is made), then a seeded pause, then SIGKILL.
+    # Each kill: wait until the cache holds at least `goal` results, then a seeded pause (0: a
+    # seeded pause that may end in start-up, while the collection is made, or at the first new
+    # result at the latest), then SIGKILL.
     goals = [0, *sorted(rng.sample(range(1, total // 2 + 1), 3))]  # kills wait for half the results at most
     killed_at = []
     srv.reset_stats()
@@ -216,8 +217,9 @@ def test_sigkill_at_random_moments_then_a_full_run_gives_the_uninterrupted_point
             if goal:
                 wait_until(lambda goal=goal: cached_rows(cache) >= goal, proc)
                 time.sleep(rng.uniform(0.0, 0.3))
-            else:
-                time.sleep(rng.uniform(0.5, 4.0))
+            else:  # a seeded moment, cut short by the run's first new result so a fast run is still caught mid-way
+                until = time.monotonic() + rng.uniform(0.5, 4.0)
+                wait_until(lambda until=until, before=before: time.monotonic() >= until or cached_rows(cache) > before, proc)
             proc.send_signal(signal.SIGKILL)
             code = proc.wait(timeout=DEADLINE)
         finally:
