@@ -53,7 +53,9 @@ def li_media(tmp_path_factory) -> Path:
 @pytest.fixture(autouse=True)
 def li_env(monkeypatch, tmp_path, li_render_home):
     """A fresh result cache per test, no backend or index from the environment, the fake
-    backend registered as ``fake``, the session's render cache."""
+    backend registered as ``fake``, the session's render cache, and no shared backend left
+    from another test (the package shares one backend per configuration per process)."""
+    from molmo_rag import close_shared_backends
     from molmo_rag.testing import register_fake_backend
 
     monkeypatch.setenv("MOLMO_RAG_CACHE_DIR", str(tmp_path / "molmo-cache"))
@@ -61,6 +63,9 @@ def li_env(monkeypatch, tmp_path, li_render_home):
     for name in ("MOLMO_RAG_BACKEND", "MOLMO_RAG_MODEL", "MOLMO_RAG_DB", "MOLMO_RAG_QDRANT_URL", "MOLMO_RAG_EMBEDDER"):
         monkeypatch.delenv(name, raising=False)
     register_fake_backend("fake", monkeypatch)
+    close_shared_backends()
+    yield
+    close_shared_backends()
 
 
 @pytest.fixture

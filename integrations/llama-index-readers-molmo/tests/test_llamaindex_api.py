@@ -38,8 +38,8 @@ def test_classes_derive_from_llama_index_bases():
 
 def test_public_api_is_pinned():
     assert sorted(package.__all__) == [
-        "MolmoEmbedding", "MolmoExtractor", "MolmoGroundedReranker", "MolmoLoadError", "MolmoReader", "MolmoVectorStore", "open_index",
-        "to_image_document",
+        "MolmoEmbedding", "MolmoExtractor", "MolmoGroundedReranker", "MolmoLoadError", "MolmoNodeParser", "MolmoReader",
+        "MolmoVectorStore", "open_index", "to_image_document", "to_image_node",
     ]
     for name in package.__all__:
         assert hasattr(package, name)

@@ -46,7 +46,8 @@ def test_load_data_one_document_per_photo_slide_and_segment(li_media, li_fake, l
     by_kind = {d.metadata["kind"]: d for d in docs}
     assert by_kind["image"].image_path == by_kind["image"].metadata["source"]  # the photo itself
     slide = by_kind["slide"]
-    assert slide.image_path.endswith(f"{slide.id_}.jpg") and "frames" in slide.image_path  # rendered once, in the cache
+    # rendered once, saved by content hash under the cache root's pictures/ folder
+    assert slide.image_path == slide.metadata["image_path"] and Path(slide.image_path).parent.name == "pictures"
     assert {"slide", "title"} <= set(slide.metadata) and slide.metadata["title"] in slide.text
     segment = by_kind["video_segment"]
     assert segment.metadata["end"] > segment.metadata["start"] >= 0

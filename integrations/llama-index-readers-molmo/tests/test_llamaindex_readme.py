@@ -107,3 +107,21 @@ def test_readme_which_door_opens_which(li_media, li_fake, tmp_path):
         assert {n.node.node_id for n in nodes} == {d.id_ for d in documents}
     finally:
         namespace["client"].close()
+
+
+def test_readme_own_paths_hand_a_multimodal_llm_the_filtered_pictures(li_media):
+    from llama_index.core.schema import ImageNode
+
+    from test_llamaindex_pictures import RecordingLLM, picture_bytes  # the tests folder is on sys.path
+
+    (code,) = blocks(section(README.read_text(), "LlamaIndex's own paths: any store, the picture on every hit"), "python")
+    code = code.replace('backend="local"', 'backend="fake"').replace('"media/"', repr(f"{li_media}/"))
+    llm = RecordingLLM()
+    namespace: dict = {"my_multimodal_llm": llm}
+    exec(compile(code, "README.md (own paths)", "exec"), namespace)  # noqa: S102 - the README is ours
+    crowded = {d.id_ for d in namespace["documents"] if d.metadata["counts"]["person"] >= 2}
+    hits = namespace["retriever"].retrieve("What are the people doing?")
+    assert crowded and {h.node.node_id for h in hits} <= crowded and len(hits) == min(5, len(crowded))
+    assert all(isinstance(h.node, ImageNode) and Path(h.node.image_path).is_file() for h in hits)
+    sent = {picture_bytes(block) for block in llm.images()}
+    assert sent == {Path(h.node.image_path).read_bytes() for h in hits}  # the LLM saw each hit's picture

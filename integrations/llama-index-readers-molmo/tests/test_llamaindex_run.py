@@ -36,7 +36,8 @@ def made(monkeypatch) -> dict[str, list[FakeBackend]]:
 
 def test_one_backend_across_load_data_calls_until_close(li_media, made):
     photos = li_media / "photos"
-    reader = MolmoReader(backend="fake", count=["person"], backend_options={"batch_size": 2})
+    # share_backend=False: the reader's run owns its backend and close() releases it
+    reader = MolmoReader(backend="fake", count=["person"], backend_options={"batch_size": 2}, share_backend=False)
     assert made["made"] == []  # nothing is made before the first call
     (first,) = reader.load_data(photos / "coffee.png")
     (second,) = reader.load_data(photos / "chelsea.png")
@@ -48,6 +49,26 @@ def test_one_backend_across_load_data_calls_until_close(li_media, made):
     reader.load_data(photos / "coffee.png")  # after close: a new run, answered from the cache
     assert len(made["made"]) == 2 and made["made"][1].calls == 0
     reader.close()
+
+
+def test_components_share_the_process_backend_by_default(li_media, made):
+    from molmo_rag import close_shared_backends
+
+    photos = li_media / "photos"
+    reader, other = MolmoReader(backend="fake", scene=False), MolmoReader(backend="fake", count=["person"])
+    extractor = MolmoExtractor(backend="fake", scene=False)
+    reader.load_data(photos / "coffee.png")
+    other.load_data(photos / "chelsea.png")
+    extractor.extract([ImageNode(image_path=str(photos / "astronaut.png"))])
+    (backend,) = made["made"]  # one configuration: one backend in this process
+    assert reader.get_backend() is other.get_backend() is extractor.get_backend() is backend
+    different = MolmoReader(backend="fake", backend_options={"batch_size": 1})
+    assert different.get_backend() is not backend and len(made["made"]) == 2  # another configuration
+    for component in (reader, other, extractor, different):
+        component.close()
+    assert made["closed"] == []  # the shared one lives on for the next component
+    close_shared_backends()
+    assert backend in made["closed"]
 
 
 async def test_async_and_sync_calls_share_the_run(li_media, made):
@@ -63,7 +84,7 @@ async def test_async_and_sync_calls_share_the_run(li_media, made):
 
 def test_extractor_makes_one_backend_for_every_batch(li_media, made):
     photos = li_media / "photos"
-    extractor = MolmoExtractor(backend="fake", scene=False)
+    extractor = MolmoExtractor(backend="fake", scene=False, share_backend=False)
     for name in ("coffee.png", "chelsea.png"):
         (metadata,) = extractor.extract([ImageNode(image_path=str(photos / name))])
         assert metadata["caption"]

@@ -24,6 +24,7 @@ from llama_index.core.readers.base import BasePydanticReader
 from llama_index.core.schema import Document, ImageDocument, MediaResource
 
 from molmo_rag import (
+    COUNT_PREFIX,
     MEDIA_EXTENSIONS,
     PAYLOAD_KEYS,
     Failure,
@@ -38,9 +39,9 @@ from .settings import MolmoSettings
 __all__ = ["EMBED_EXCLUDED_KEYS", "LLM_EXCLUDED_KEYS", "MolmoReader", "to_image_document"]
 
 EMBED_EXCLUDED_KEYS = tuple(PAYLOAD_KEYS)
-"""Kept out of the embedding text: the record text already says everything worth embedding
-(caption, scene, slide title/text/notes, counts, answers), so a document's vector is the
-vector ``molmo-rag index`` writes for the same item."""
+"""Kept out of the embedding text (with the flat ``count_<label>`` keys): the record text
+already says everything worth embedding (caption, scene, slide title/text/notes, counts,
+answers), so a document's vector is the vector ``molmo-rag index`` writes for the same item."""
 
 LLM_VISIBLE_KEYS = ("kind", "source", "slide", "start", "end")
 """What an LLM sees besides the text: where the item is (file, slide number, time range)."""
@@ -87,8 +88,8 @@ def to_image_document(
         text=document.text,
         metadata=metadata,
         image_resource=MediaResource(path=image_path, data=data, mimetype=mimetype),
-        excluded_embed_metadata_keys=[k for k in metadata if k in EMBED_EXCLUDED_KEYS],
-        excluded_llm_metadata_keys=[k for k in metadata if k in LLM_EXCLUDED_KEYS],
+        excluded_embed_metadata_keys=[k for k in metadata if k in EMBED_EXCLUDED_KEYS or k.startswith(COUNT_PREFIX)],
+        excluded_llm_metadata_keys=[k for k in metadata if k in LLM_EXCLUDED_KEYS or k.startswith(COUNT_PREFIX)],
         **extra,
     )
 
@@ -130,7 +131,25 @@ class MolmoReader(MolmoSettings, BasePydanticReader):
     :class:`molmo_rag.Run` made from them serves every call until :meth:`close`.
 
     With SimpleDirectoryReader: ``SimpleDirectoryReader("media/",
-    file_extractor=MolmoReader(...).file_extractor())``.
+    file_extractor=MolmoReader(...).file_extractor())`` (``num_workers=N`` too: the reader
+    pickles with its backend's name and options, rebuilt once per worker process).
+
+    Examples:
+        `pip install llama-index-readers-molmo`
+
+        ```python
+        from llama_index.core import SimpleDirectoryReader
+        from llama_index.readers.molmo import MolmoReader
+
+        reader = MolmoReader(backend="wavespeed", count=["person"])
+        documents = reader.load_data("media/")  # a file, folder, glob or URL, or a list
+        documents = await reader.aload_data("media/")
+        async for document in reader.alazy_load_data("media/"):
+            ...
+        documents = SimpleDirectoryReader(
+            "media/", file_extractor=reader.file_extractor()
+        ).load_data(num_workers=2)
+        ```
     """
 
     keep_image: bool = Field(

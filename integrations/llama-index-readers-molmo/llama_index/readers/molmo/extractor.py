@@ -60,6 +60,21 @@ class MolmoExtractor(MolmoSettings, BaseExtractor):
     ``failures``); the pipeline goes on, unless ``raise_on_error``.
 
     >>> pipeline = IngestionPipeline(transformations=[MolmoExtractor(count=["person"]), MolmoEmbedding()])
+
+    Examples:
+        `pip install llama-index-readers-molmo`
+
+        ```python
+        from llama_index.core.ingestion import IngestionPipeline
+        from llama_index.core.schema import ImageNode
+        from llama_index.readers.molmo import MolmoEmbedding, MolmoExtractor
+
+        extractor = MolmoExtractor(backend="wavespeed", count=["person"])
+        metadata = extractor.extract([ImageNode(image_path="crowd.jpg")])
+        metadata = await extractor.aextract([ImageNode(image_path="crowd.jpg")])
+        pipeline = IngestionPipeline(transformations=[extractor, MolmoEmbedding()])
+        nodes = pipeline.run(nodes=[ImageNode(image_path="crowd.jpg")])
+        ```
     """
 
     is_text_node_only: bool = False

@@ -37,14 +37,15 @@ from llama_index.core.vector_stores.utils import metadata_dict_to_node, node_to_
 from llama_index.vector_stores.qdrant import QdrantVectorStore
 
 from molmo_rag import (
+    COUNT_PREFIX,
     DEFAULT_COLLECTION,
-    PAYLOAD_KEYS,
     VECTOR_NAME,
     ConfigurationError,
     MediaRecord,
     QdrantIndex,
     get_embedder,
     is_local_path,
+    public_keys,
 )
 from molmo_rag import open_index as open_store
 
@@ -97,6 +98,25 @@ class MolmoVectorStore(BasePydanticVectorStore):
     the payload keys as metadata (layout keys dropped, thumbnails and points kept out of
     embedding and prompt); a hit showing a picture comes back as an ``ImageNode``. Async
     methods run the blocking store in a worker thread, one call at a time.
+
+    Examples:
+        `pip install llama-index-readers-molmo`
+
+        ```python
+        import molmo_rag
+        from llama_index.core import StorageContext, VectorStoreIndex
+        from llama_index.readers.molmo import MolmoEmbedding, MolmoNodeParser, MolmoVectorStore
+
+        store = MolmoVectorStore(molmo_rag.open_index("./my-index"), owned=True)
+        index = VectorStoreIndex(
+            MolmoNodeParser().get_nodes_from_documents(documents),
+            storage_context=StorageContext.from_defaults(vector_store=store),
+            embed_model=MolmoEmbedding(),
+        )
+        nodes = index.as_retriever(similarity_top_k=5).retrieve("two people")
+        nodes = await index.as_retriever(similarity_top_k=5).aretrieve("two people")
+        store.close()
+        ```
     """
 
     stores_text: bool = True
@@ -111,6 +131,7 @@ class MolmoVectorStore(BasePydanticVectorStore):
     _owned: bool = PrivateAttr(default=False)
     _dim: int | None = PrivateAttr(default=None)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    _api_key: str | None = PrivateAttr(default=None)
 
     def __init__(self, store: QdrantIndex, *, embedder_name: str | None = None, owned: bool = False, **kwargs: Any):
         """``store``: an open ``molmo_rag.open_index(...)``; ``owned``: close it with :meth:`close`."""
@@ -124,6 +145,20 @@ class MolmoVectorStore(BasePydanticVectorStore):
     @classmethod
     def class_name(cls) -> str:
         return "MolmoVectorStore"
+
+    def __reduce__(self) -> tuple:
+        """A copy opens the same collection where it lands (a folder by its path, a server
+        by its URL, with the key :func:`open_index` was given or ``QDRANT_API_KEY``) and
+        closes it with :meth:`close`; an embedded folder is opened by one process at a
+        time, so close this one first. A ``:memory:`` collection lives in this process only
+        and does not pickle. Never a copy without its store."""
+        store = self._store
+        if store.location == ":memory:":
+            raise TypeError(
+                "a MolmoVectorStore on ':memory:' cannot be pickled: the collection lives in this process only "
+                "(use a folder or a Qdrant server to share it)"
+            )
+        return (_reopened, (store.location, store.is_local, store.collection, self.embedder_name, self._api_key))
 
     @property
     def client(self) -> QdrantIndex:
@@ -173,7 +208,7 @@ class MolmoVectorStore(BasePydanticVectorStore):
         if not all(isinstance(metadata.get(key), str) for key in ("kind", "source", "media_id")):
             return {}
         text = node.get_content(metadata_mode=MetadataMode.NONE)
-        record = MediaRecord(payload={k: metadata[k] for k in PAYLOAD_KEYS if k in metadata}, text=text)
+        record = MediaRecord(payload={k: metadata[k] for k in public_keys(metadata)}, text=text)
         payload = record.point_payload(self.embedder_name or "")
         if not self.embedder_name or node.get_content(metadata_mode=MetadataMode.EMBED) != text:
             payload.pop("record_hash", None)  # its vector is not the one the core would make
@@ -240,8 +275,8 @@ class MolmoVectorStore(BasePydanticVectorStore):
         else:  # written by molmo-rag index: the payload keys are the metadata
             metadata = {k: v for k, v in payload.items() if k not in _CORE_LAYOUT_KEYS and k != "text"}
             node = TextNode(id_=str(point.id), text=payload.get("text") or "", metadata=metadata)
-            node.excluded_embed_metadata_keys = [k for k in metadata if k in EMBED_EXCLUDED_KEYS]
-            node.excluded_llm_metadata_keys = [k for k in metadata if k in LLM_EXCLUDED_KEYS]
+            node.excluded_embed_metadata_keys = [k for k in metadata if k in EMBED_EXCLUDED_KEYS or k.startswith(COUNT_PREFIX)]
+            node.excluded_llm_metadata_keys = [k for k in metadata if k in LLM_EXCLUDED_KEYS or k.startswith(COUNT_PREFIX)]
             image = _photo(metadata)
         vector = getattr(point, "vector", None)
         if isinstance(vector, dict) and node.embedding is None:
@@ -284,6 +319,17 @@ class MolmoVectorStore(BasePydanticVectorStore):
         if self._owned:
             self._store.close()
             self._owned = False
+
+
+def _reopened(location: str, local: bool, collection: str, embedder_name: str | None, api_key: str | None) -> MolmoVectorStore:
+    """What an unpickled :class:`MolmoVectorStore` becomes: the same collection, opened here."""
+    if local:
+        store = QdrantIndex(location, collection=collection, create=False)
+    else:
+        store = QdrantIndex(url=location, api_key=api_key, collection=collection, create=False)
+    vector_store = MolmoVectorStore(store, embedder_name=embedder_name, owned=True)
+    vector_store._api_key = api_key
+    return vector_store
 
 
 def _inserted_image(payload: dict) -> dict[str, str]:
@@ -350,6 +396,7 @@ def open_index(
         embed_model = MolmoEmbedding(embedder if embedder is not None else (info or {}).get("embedder"))
         store.ensure(embed_model.core)  # a new collection in the core's layout; a mismatch is refused
         vector_store = MolmoVectorStore(store, embedder_name=embed_model.model_name, owned=owned)
+        vector_store._api_key = api_key  # for a copy sent to another process (see __reduce__)
     except BaseException:
         if owned:
             store.close()

@@ -9,8 +9,8 @@ from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import NodeWithScore, QueryBundle
 
-from molmo_rag import Grounder, Hit, RunOptions
-
+from molmo_rag import NO_PICTURE, Grounder, Hit, RunOptions
+from .extractor import image_source
 from .settings import RunFields, options_fields
 
 __all__ = ["MolmoGroundedReranker"]
@@ -29,19 +29,33 @@ class MolmoGroundedReranker(RunFields, BaseNodePostprocessor):
     score becomes ``weight`` x grounded + the vector score. Evidence stays out of the
     embedding and the LLM prompt. Answers are cached like every molmo-rag result.
 
+    What is checked is the node's own picture (``image_path``, ``image``, ``image_url``),
+    then the picture molmo-rag saved for it, then its ``source``. A node whose check failed
+    keeps its score and gets ``grounded`` None with the cause in ``evidence["error"]`` (also
+    logged); a node without any picture (a text node) is passed through as it came.
+
     The backend, model, cache, reader options and window are :class:`molmo_rag.RunOptions`
     fields (with no backend named, the one that made the collection checks it); the first
     argument may be ``RunOptions`` or a ready :class:`molmo_rag.Run` shared with a reader
     (used, left open). A run made here is made at the first query and reused until
     :meth:`close` (a local model loads once).
 
-    .. code-block:: python
+    It pickles and serialises (``to_json`` / ``from_json``) with the backend as its name
+    and options, secrets left out of JSON.
 
+    Examples:
+        `pip install llama-index-readers-molmo`
+
+        ```python
         from llama_index.readers.molmo import MolmoGroundedReranker, open_index
 
+        reranker = MolmoGroundedReranker(backend="local", top_n=10)
         engine = open_index(db="./my-index").as_query_engine(
-            similarity_top_k=10, node_postprocessors=[MolmoGroundedReranker(backend="local", top_n=10)], llm=...
+            similarity_top_k=10, node_postprocessors=[reranker], llm=...
         )
+        nodes = reranker.postprocess_nodes(retrieved, query_str="two people")
+        nodes = await reranker.apostprocess_nodes(retrieved, query_str="two people")
+        ```
     """
 
     top_n: int = Field(default=10, ge=1, description="How many of the retrieved nodes to check.")
@@ -68,18 +82,19 @@ class MolmoGroundedReranker(RunFields, BaseNodePostprocessor):
         if query_bundle is None:
             raise ValueError("MolmoGroundedReranker needs the query (query_bundle or query_str)")
         hits = [
-            Hit.from_payload(n.node.metadata, score=float(n.score or 0.0), id=n.node.node_id, text=n.node.get_content())
-            for n in nodes
+            Hit.from_payload(
+                n.node.metadata, score=float(n.score or 0.0), id=str(i), text=n.node.get_content(), picture=image_source(n.node)
+            )
+            for i, n in enumerate(nodes)
         ]
         return hits, query_bundle.query_str
 
     def _nodes(self, nodes: List[NodeWithScore], grounded: list) -> List[NodeWithScore]:
-        by_id = {n.node.node_id: n for n in nodes}
         out: List[NodeWithScore] = []
         for hit in grounded:
-            original = by_id[hit.id]
-            if hit.grounded is None:
-                out.append(original)
+            original = nodes[int(hit.id)]
+            if hit.evidence is None or hit.evidence.get("skipped") == NO_PICTURE:
+                out.append(original)  # not looked at: as it came
                 continue
             if self.drop_misses and hit.grounded == 0.0:
                 continue
@@ -87,7 +102,7 @@ class MolmoGroundedReranker(RunFields, BaseNodePostprocessor):
             node.metadata = {**node.metadata, "grounded": hit.grounded, "evidence": hit.evidence, "vector_score": hit.vector_score}
             node.excluded_embed_metadata_keys = [*node.excluded_embed_metadata_keys, *_EVIDENCE_KEYS]
             node.excluded_llm_metadata_keys = [*node.excluded_llm_metadata_keys, "evidence", "vector_score"]
-            out.append(NodeWithScore(node=node, score=hit.score))
+            out.append(NodeWithScore(node=node, score=hit.score if hit.grounded is not None else original.score))
         return out
 
     def _postprocess_nodes(

@@ -43,8 +43,12 @@ def describe_failure(failure: Failure) -> str:
 
 def options_fields(options: RunOptions) -> dict[str, Any]:
     """The core run options set on ``options``, as given (instances kept, nothing dumped;
-    fields of a framework class on top of ``RunOptions`` left out)."""
-    return {name: getattr(options, name) for name in options.model_fields_set if name in RunOptions.model_fields}
+    fields of a framework class on top of ``RunOptions`` left out). A component of this
+    package always says ``share_backend`` (on unless turned off)."""
+    fields = {name: getattr(options, name) for name in options.model_fields_set if name in RunOptions.model_fields}
+    if isinstance(options, RunFields):
+        fields.setdefault("share_backend", options.share_backend)
+    return fields
 
 
 class RunFields(RunOptions):
@@ -55,6 +59,12 @@ class RunFields(RunOptions):
 
     fixed_by_run: ClassVar[frozenset[str]] = frozenset(RunOptions.model_fields)
     """Fields a ready Run decides: refused as keywords next to one."""
+
+    share_backend: bool = Field(
+        default=True,
+        description="Use the process's one backend of this configuration, shared by every reader, extractor and "
+        "reranker that asks for the same one (a local model loads once per process).",
+    )
 
     _run: Run | None = PrivateAttr(default=None)
 
@@ -77,6 +87,16 @@ class RunFields(RunOptions):
     @classmethod
     def _what(cls) -> str:
         return f"{cls.__name__} options"
+
+    def __getstate__(self) -> dict[str, Any]:
+        """The fields, whole (the backend as its name and options: see
+        ``molmo_rag.backends.shared``); private state (the run, locks) is made again where
+        the copy lands. Unlike LlamaIndex's default, nothing is dropped silently: a field
+        that cannot travel fails the pickling."""
+        from pydantic import BaseModel
+
+        state = BaseModel.__getstate__(self)
+        return {**state, "__pydantic_private__": None}
 
 
 class MolmoSettings(RunFields):
