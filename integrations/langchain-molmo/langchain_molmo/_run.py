@@ -81,13 +81,23 @@ def options_of(spec: RunOptions | Run | None) -> RunOptions:
     return spec if spec is not None else RunOptions()
 
 
+SHARED = {"share_backend": True}
+"""What every object of this package runs with unless told otherwise: the process's one
+backend of its configuration (``molmo_rag.RunOptions.share_backend``), so loaders made per
+file, parsers in worker processes and retrievers share one model."""
+
+
 class MolmoRun:
     """One molmo-rag run shared by every call of a LangChain object, and its failure policy.
 
     Given a ``molmo_rag.Run``, it is used and left open (whoever made it closes it). Given
     ``RunOptions`` (or their fields as ``choices``), one ``Run`` is made on first use and
-    reused by every later call (one backend: a local model loads once, one result cache),
-    then released by :meth:`close` (or when this object is garbage collected)."""
+    reused by every later call (one result cache; the backend is the process's shared one
+    of that configuration unless ``share_backend=False``), then released by :meth:`close`
+    (or when this object is garbage collected).
+
+    It pickles as its options and failure policy (a given ``Run`` as that run's options):
+    a copy in another process makes its own run there, with that process's shared backend."""
 
     def __init__(
         self,
@@ -101,16 +111,22 @@ class MolmoRun:
 
         if not (on_failure in ("log", "raise") or callable(on_failure)):
             raise ValueError(f"on_failure must be 'log', 'raise' or a callable, not {on_failure!r}")
-        spec = run_spec(run, choices or {}, defaults)
+        spec = run_spec(run, choices or {}, {**SHARED, **(defaults or {})})
         self._given: Run | None = spec if isinstance(spec, Run) else None
         self.options: RunOptions = options_of(spec)
         """The options of every call (those of the given ``Run``, when one was given)."""
         self.on_failure = on_failure
         self.failures: list[Failure] = []
-        """Every failure of the latest call (also reported as ``on_failure`` says)."""
+        """Every failure since this object was made, in the order reported (also reported
+        as ``on_failure`` says); ``failures.clear()`` to start again."""
         self._made: Run | None = None
         self._release: weakref.finalize | None = None
         self._lock = threading.Lock()
+
+    @property
+    def given(self) -> Run | None:
+        """The ``Run`` this object was given (used and left open), or None."""
+        return self._given
 
     @property
     def run(self) -> Run:
@@ -126,17 +142,21 @@ class MolmoRun:
                 self._release = weakref.finalize(self, self._made.close)
             return self._made
 
+    def __getstate__(self) -> dict:
+        return {"options": self.options, "on_failure": self.on_failure}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["options"], on_failure=state["on_failure"])
+
     # -- the core's seam ---------------------------------------------------------------------
     def iter_outcomes(self, sources: Sources) -> Iterator[MediaDocument | Failure]:
         from molmo_rag import iter_documents
 
-        self.failures = []
         return iter_documents(sources, self.run)
 
     def aiter_outcomes(self, sources: Sources) -> AsyncIterator[MediaDocument | Failure]:
         from molmo_rag import aiter_documents
 
-        self.failures = []
         return aiter_documents(sources, self.run)
 
     # -- failures ------------------------------------------------------------------------
@@ -206,6 +226,25 @@ def relabelled(entries: Iterable[Any], label: str) -> Iterator[Any]:
         yield entry
 
 
+class MadeAgainWhenCopied:
+    """For this package's pydantic classes: a pickled copy carries the fields (options,
+    paths, settings) and makes its private state (an open index, a grounder, locks) again
+    where it lands; a ``molmo_rag.Run`` in a field travels as its options."""
+
+    def __getstate__(self) -> dict:
+        from molmo_rag import Run
+
+        state = super().__getstate__()  # type: ignore[misc]
+        fields = {k: (v.options if isinstance(v, Run) else v) for k, v in state["__dict__"].items()}
+        return {**state, "__dict__": fields, "__pydantic_private__": None}
+
+    def __setstate__(self, state: dict) -> None:
+        from pydantic._internal._model_construction import init_private_attributes
+
+        super().__setstate__(state)  # type: ignore[misc]
+        init_private_attributes(self, None)
+
+
 class HoldsRun:
     """What the loader, the blob parser and the transformer share: one :class:`MolmoRun`
     (``self._run``), its options and failures, and closing it (also as a context manager)."""
@@ -219,7 +258,9 @@ class HoldsRun:
 
     @property
     def failures(self) -> list[Failure]:
-        """Sources that could not be read and tasks that failed, in the latest call."""
+        """Sources that could not be read and tasks that failed, every one since this object
+        was made (cumulative across calls, as in the LlamaIndex package; a pickled copy
+        starts empty); ``failures.clear()`` to start again."""
         return self._run.failures
 
     def close(self) -> None:

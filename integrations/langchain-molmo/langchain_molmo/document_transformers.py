@@ -83,26 +83,50 @@ class MolmoDocumentTransformer(HoldsRun, BaseDocumentTransformer):
     id get the molmo-rag point id of their picture.
 
     A picture that cannot be read, or a task that fails, is reported as ``on_failure``
-    says (``"log"``, ``"raise"`` or a callable) and its document comes back unchanged:
-    never dropped. ``atransform_documents`` is native async (the core's engine on the
-    caller's event loop).
+    says (``"log"``, ``"raise"`` or a callable), kept in :attr:`failures` (every one since
+    the transformer was made) and its document comes back unchanged: never dropped.
 
-    Example:
+    Setup:
+        Install ``langchain-molmo`` and molmo-rag with the backend you use.
+
+        .. code-block:: bash
+
+            pip install -U langchain-molmo "molmo-rag[all]"
+
+    Instantiate:
+        .. code-block:: python
+
+            from langchain_molmo import MolmoDocumentTransformer
+
+            transformer = MolmoDocumentTransformer(
+                backend="local",
+                # backend_options={"device": "cuda"},
+                count=["person"],
+                content="append",
+            )
+
+    Load:
         .. code-block:: python
 
             from langchain_community.document_loaders import UnstructuredPDFLoader
-            from langchain_molmo import MolmoDocumentTransformer
 
             elements = UnstructuredPDFLoader("report.pdf", mode="elements", strategy="hi_res",
                                              extract_images_in_pdf=True).load()
             pictures = [d for d in elements if d.metadata.get("category") == "Image"]
-            enriched = MolmoDocumentTransformer(backend="wavespeed").transform_documents(pictures)
+            enriched = transformer.transform_documents(pictures)
+            print(enriched[0].metadata["caption"], enriched[0].metadata["counts"])
+
+    Async load:
+        .. code-block:: python
+
+            enriched = await transformer.atransform_documents(pictures)  # native async
 
     Takes ``run`` (a ``molmo_rag.RunOptions``, or a ``molmo_rag.Run`` shared with other
     objects), ``on_failure`` and the run options of :class:`~langchain_molmo.MolmoLoader` as
-    keywords (``backend``, ``model``, ``tasks``, ``count``, ``ask``, ``cache``,
-    ``reader_options``, ``thumbnail_size``, ...). One run is made on first use and kept for
-    every call (a local model loads once); :meth:`close` (or ``with``) releases it.
+    keywords (``backend``, ``model``, ``backend_options``, ``tasks``, ``count``, ``ask``,
+    ``cache``, ``reader_options``, ``thumbnail_size``, ...). One run is made on first use and
+    kept for every call, on the process's shared backend of that configuration;
+    :meth:`close` (or ``with``) releases it. A transformer pickles as its settings.
     """
 
     def __init__(
@@ -119,8 +143,6 @@ class MolmoDocumentTransformer(HoldsRun, BaseDocumentTransformer):
         self.image_keys = [image_keys] if isinstance(image_keys, str) else list(image_keys)
         self.content = content
         self._run = MolmoRun(run, choices, on_failure=on_failure)
-
-
 
     # -- LangChain's hooks -------------------------------------------------------------------
     def transform_documents(self, documents: Sequence[Document], **kwargs: Any) -> Sequence[Document]:
@@ -148,7 +170,6 @@ class MolmoDocumentTransformer(HoldsRun, BaseDocumentTransformer):
         finally:
             await outcomes.aclose()  # type: ignore[attr-defined]
         return self._merge(documents, jobs)
-
 
     # -- the pictures ------------------------------------------------------------------------
     def _picture(self, document: Document) -> tuple[Any, str, bool] | None:

@@ -38,13 +38,44 @@ class MolmoEmbeddings(BaseModel, Embeddings):
     collection such as ``"wordllama/l2_supercat-256"``. Default: ``MOLMO_RAG_EMBEDDER``,
     else ``wordllama``.
 
-    Example:
+    Setup:
+        Install ``langchain-molmo`` (``wordllama`` comes with molmo-rag; ``fastembed``
+        needs ``molmo-rag[fastembed]``).
+
+        .. code-block:: bash
+
+            pip install -U langchain-molmo
+
+    Key init args:
+        model: str
+            ``"wordllama"``, ``"fastembed"``, ``"fastembed:MODEL"`` or a recorded name.
+
+    Instantiate:
         .. code-block:: python
 
             from langchain_molmo import MolmoEmbeddings
 
-            embeddings = MolmoEmbeddings()
+            embeddings = MolmoEmbeddings()  # or MolmoEmbeddings(model="fastembed")
+
+    Embed single text:
+        .. code-block:: python
+
             vector = embeddings.embed_query("two people at a whiteboard")
+            print(len(vector), embeddings.name)  # 256 wordllama/l2_supercat-256
+
+    Embed multiple texts:
+        .. code-block:: python
+
+            vectors = embeddings.embed_documents(["a red car", "a slide about revenue"])
+
+    Async:
+        .. code-block:: python
+
+            vector = await embeddings.aembed_query("two people at a whiteboard")
+            vectors = await embeddings.aembed_documents(["a red car", "a slide about revenue"])
+
+    It pickles as its ``model`` (the loaded embedder is not pickled: it loads again, once
+    per process, where the copy lands).
     """
 
     model: str = Field(default_factory=_default_model, description="Embedder spec: wordllama, fastembed[:MODEL].")

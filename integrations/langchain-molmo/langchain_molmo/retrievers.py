@@ -14,6 +14,8 @@ from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, model_validator
 
+from ._run import MadeAgainWhenCopied
+
 if TYPE_CHECKING:  # pragma: no cover
     from molmo_rag import Hit, QdrantIndex, SearchFilter
 
@@ -90,35 +92,86 @@ def molmo_filter(
     return build_filter(_search_filter(kind, where, source, after, before), key_prefix=key_prefix)
 
 
-class MolmoRetriever(BaseRetriever):
+class MolmoRetriever(MadeAgainWhenCopied, BaseRetriever):
     """Search a molmo-rag collection (written by ``molmo-rag index``, ``molmo_rag.pipeline``
     or :class:`~langchain_molmo.MolmoLoader` documents) in words, with molmo-rag's filters.
 
     Each hit is a ``Document``: ``page_content`` the embedded text, ``metadata`` the payload
-    keys plus ``score``, ``id`` the point id (the id :class:`~langchain_molmo.MolmoLoader`
-    gives that item).
+    keys (``image_path``, the flat ``count_<label>`` keys included) plus ``score``, ``id``
+    the point id (the id :class:`~langchain_molmo.MolmoLoader` gives that item).
 
-    Example:
+    Setup:
+        Install ``langchain-molmo`` and index media with ``molmo-rag index`` (or write
+        :class:`~langchain_molmo.MolmoLoader` documents into a Qdrant collection).
+
+        .. code-block:: bash
+
+            pip install -U langchain-molmo "molmo-rag[all]"
+            molmo-rag index media/ --count person --db ./my-index
+
+    Key init args:
+        db: str | QdrantIndex
+            folder of an embedded Qdrant (default ``MOLMO_RAG_DB`` or ``./.molmo-rag/qdrant``
+            when no ``url`` is given either), or an open ``molmo_rag.QdrantIndex``. An
+            embedded folder is opened for each search and closed after it (Qdrant lets one
+            client at a time hold it).
+        url: str
+            a Qdrant server or cluster (key: ``api_key`` or ``QDRANT_API_KEY``).
+        collection: str
+            the collection name (default ``molmo_rag``).
+        k: int
+            how many documents to return.
+        kind, where, source, after, before:
+            filters, as in ``molmo-rag search``.
+        embedder: str
+            the query embedder (default: the one the collection was made with).
+        count_words: bool
+            read "at least 3 people"-style phrases as count filters (see ``molmo-rag
+            labels`` for the labels a collection counted).
+
+        It runs no Molmo2 backend (so it takes no ``backend`` / ``backend_options``): the
+        search is the collection's embedder and Qdrant. Put a
+        :class:`~langchain_molmo.MolmoGroundedCompressor` after it to have Molmo2 check hits.
+
+    Instantiate:
         .. code-block:: python
 
             from langchain_molmo import MolmoRetriever
 
             retriever = MolmoRetriever(db="./my-index", k=5, kind="video", where="count.person>=2")
+
+    Usage:
+        .. code-block:: python
+
             docs = retriever.invoke("people talking at a whiteboard")
             docs = retriever.invoke("a red car", kind="image", k=2)  # per-call overrides
+            print(docs[0].metadata["source"], docs[0].metadata["score"], docs[0].metadata["image_path"])
 
-    Args:
-        db: folder of an embedded Qdrant (default ``MOLMO_RAG_DB`` or ``./.molmo-rag/qdrant``
-            when no ``url`` is given either), or an open ``molmo_rag.QdrantIndex``.
-            An embedded folder is opened for each search and closed after it (Qdrant lets
-            one client at a time hold it).
-        url: a Qdrant server or cluster (key: ``api_key`` or ``QDRANT_API_KEY``).
-        collection: the collection name (default ``molmo_rag``).
-        k: how many documents to return.
-        kind, where, source, after, before: filters, as in ``molmo-rag search``.
-        embedder: the query embedder (default: the one the collection was made with).
-        count_words: read "at least 3 people"-style phrases as count filters (see
-            ``molmo-rag labels`` for the labels a collection counted).
+    Use within a chain:
+        .. code-block:: python
+
+            from langchain_core.output_parsers import StrOutputParser
+            from langchain_core.runnables import RunnableLambda, RunnablePassthrough
+            from langchain_molmo import image_message
+
+            def ask(inputs):  # the question and the retrieved pictures, as image content blocks
+                return [image_message(inputs["question"], inputs["docs"])]
+
+            chain = (
+                {"docs": retriever, "question": RunnablePassthrough()}
+                | RunnableLambda(ask)
+                | llm  # any multimodal chat model
+                | StrOutputParser()
+            )
+            chain.invoke("What is written on the whiteboard?")
+
+    Async:
+        .. code-block:: python
+
+            docs = await retriever.ainvoke("people talking at a whiteboard")
+
+    A retriever pickles as its fields (an open server connection is made again where the
+    copy lands).
     """
 
     db: Any = None

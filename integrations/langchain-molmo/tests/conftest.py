@@ -11,11 +11,16 @@ import pytest
 
 @pytest.fixture(autouse=True)
 def _lc_molmo_environment(monkeypatch, tmp_path):
-    """Hermetic runs: the result cache in this test's folder, no backend, index or embedder
-    chosen by the environment."""
+    """Hermetic runs: the result cache (and saved pictures) in this test's folder, no
+    backend, index or embedder chosen by the environment, no shared backend left over."""
+    from molmo_rag import close_shared_backends
+
     monkeypatch.setenv("MOLMO_RAG_CACHE_DIR", str(tmp_path / "molmo-cache"))
     for name in ("MOLMO_RAG_BACKEND", "MOLMO_RAG_MODEL", "MOLMO_RAG_DB", "MOLMO_RAG_QDRANT_URL", "MOLMO_RAG_EMBEDDER"):
         monkeypatch.delenv(name, raising=False)
+    close_shared_backends()  # the process's shared backends (share_backend): none from another test
+    yield
+    close_shared_backends()
 
 
 @pytest.fixture
@@ -126,13 +131,16 @@ def lc_points(lc_index) -> dict:
 
 
 @pytest.fixture(scope="session")
-def lc_documents(lc_library) -> list:
+def lc_documents(lc_library, tmp_path_factory) -> list:
     """MolmoLoader's Documents of the library (FakeBackend, counting ``person``): read once,
-    shared by the tests that only need them as input (do not mutate)."""
+    shared by the tests that only need them as input (do not mutate). Their pictures are
+    saved under a session folder (``MOLMO_RAG_CACHE_DIR`` while loading), not the user's."""
     from molmo_rag.testing import FakeBackend
 
     from langchain_molmo import MolmoLoader
 
-    return MolmoLoader(
-        lc_library, backend=FakeBackend(), count=["person"], cache=False, on_failure=lambda f: None
-    ).load()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MOLMO_RAG_CACHE_DIR", str(tmp_path_factory.mktemp("lc_documents_cache")))
+        return MolmoLoader(
+            lc_library, backend=FakeBackend(), count=["person"], cache=False, on_failure=lambda f: None
+        ).load()

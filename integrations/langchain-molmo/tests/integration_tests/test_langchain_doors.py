@@ -25,16 +25,19 @@ def cli(capsys, *args) -> tuple[int, str]:
     return code, out
 
 
-def test_loader_documents_are_the_cli_points(lc_library, lc_fake_backend, lc_documents, stored_points, tmp_path, capsys):
+def test_loader_documents_are_the_cli_points(lc_library, lc_fake_backend, stored_points, tmp_path, capsys):
+    from langchain_molmo import MolmoLoader
+
     db = tmp_path / "db"
     cli(capsys, "index", lc_library, "--backend", "fake", "--db", db, "--count", "person", "--quiet")
     stored = stored_points(db)
-    docs = lc_documents  # MolmoLoader(lc_library, backend=FakeBackend(), count=["person"]).load()
+    # the same cache root as the CLI's (MOLMO_RAG_CACHE_DIR): the same saved pictures
+    docs = MolmoLoader(lc_library, backend="fake", count=["person"], on_failure=lambda f: None).load()
     assert len(docs) == len(stored) == 7
     for doc in docs:
         payload = stored[doc.id]
         assert doc.page_content == payload["text"] == payload["page_content"]
-        assert doc.metadata == payload["metadata"]  # every key, the thumbnail included
+        assert doc.metadata == payload["metadata"]  # every key, the thumbnail and image_path included
         assert doc.metadata == {k: v for k, v in payload.items() if k in doc.metadata}
 
 

@@ -84,7 +84,8 @@ def test_the_compressor_shares_a_run_and_leaves_it_open(lc_world, lc_made_backen
         assert not backend.closed and backend.calls == 10  # the run's backend, left open
         assert len(compressor.compress_documents(docs, "bright spots")) == 4 and backend.calls == 20
     assert backend.closed
-    # RunOptions given whole, keywords on top: one backend made for every query, closed by close()
+    # RunOptions given whole, keywords on top: one backend made for every query, the
+    # process's shared one (left open by close()) unless share_backend=False
     options = RunOptions(backend="fake")
     compressor = MolmoGroundedCompressor(options, top_n=3, cache=False)
     assert compressor.options.backend == "fake" and compressor.options.cache is False
@@ -92,4 +93,9 @@ def test_the_compressor_shares_a_run_and_leaves_it_open(lc_world, lc_made_backen
         assert len(compressor.compress_documents(docs, "bright spots")) == 10
     assert len(lc_made_backends) == 2 and lc_made_backends[1].calls == 6
     compressor.close()
-    assert lc_made_backends[1].closed
+    assert not lc_made_backends[1].closed
+    own = MolmoGroundedCompressor(options, top_n=3, cache=False, share_backend=False)
+    assert len(own.compress_documents(docs, "bright spots")) == 10
+    assert len(lc_made_backends) == 3 and lc_made_backends[2].calls == 3
+    own.close()
+    assert lc_made_backends[2].closed and not lc_made_backends[1].closed

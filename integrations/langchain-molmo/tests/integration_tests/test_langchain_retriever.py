@@ -55,7 +55,7 @@ def test_filters_are_exact(case, lc_index, lc_points, lc_library):
 
 
 def test_documents_carry_text_payload_and_score(lc_index, lc_points):
-    from molmo_rag.index.records import PAYLOAD_KEYS
+    from molmo_rag.index.records import public_keys
 
     docs = MolmoRetriever(db=str(lc_index), k=3).invoke("Quarterly results revenue")
     assert len(docs) == 3
@@ -65,9 +65,8 @@ def test_documents_carry_text_payload_and_score(lc_index, lc_points):
     for doc in docs:
         stored = lc_points[doc.id]
         assert doc.page_content == stored["text"]
-        assert {k: v for k, v in doc.metadata.items() if k != "score"} == {
-            k: stored[k] for k in PAYLOAD_KEYS if k in stored
-        }
+        assert {k: v for k, v in doc.metadata.items() if k != "score"} == {k: stored[k] for k in public_keys(stored)}
+        assert doc.metadata["count_person"] == doc.metadata["counts"]["person"]  # the flat key beside the nested one
 
 
 async def test_async_and_per_call_overrides(lc_index, lc_points):

@@ -15,7 +15,11 @@ EXPECTED_ALL = [
     "MolmoGroundedCompressor",
     "MolmoLoader",
     "MolmoRetriever",
+    "MolmoVectorStore",
     "__version__",
+    "document_image_block",
+    "image_blocks",
+    "image_message",
     "molmo_filter",
 ]
 
@@ -33,6 +37,8 @@ def test_base_classes() -> None:
     assert issubclass(langchain_molmo.MolmoEmbeddings, Embeddings)
     assert issubclass(langchain_molmo.MolmoRetriever, BaseRetriever)
     assert callable(langchain_molmo.molmo_filter)
+    for helper in (langchain_molmo.image_message, langchain_molmo.image_blocks, langchain_molmo.document_image_block):
+        assert callable(helper)
 
 
 def test_typed_package() -> None:

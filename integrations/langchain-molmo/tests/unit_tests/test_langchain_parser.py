@@ -101,12 +101,22 @@ def test_numpy_image_blobs_as_an_images_parser(lc_library):
 
 
 def test_a_backend_by_name_is_made_once(lc_library, lc_made_backends):
+    from molmo_rag import close_shared_backends
+
     with MolmoBlobParser(backend="fake") as parser:
         for name in ("coffee.png", "astronaut.png"):
             assert len(list(parser.lazy_parse(Blob.from_path(lc_library / "photos" / name)))) == 1
         (backend,) = lc_made_backends
         assert backend.calls == 4 and not backend.closed
+    assert not backend.closed  # the process's shared backend: a second parser gets it too
+    coffee = Blob.from_path(lc_library / "photos" / "coffee.png")
+    assert len(list(MolmoBlobParser(backend="fake").lazy_parse(coffee))) == 1
+    assert lc_made_backends == [backend]
+    close_shared_backends()
     assert backend.closed
+    with MolmoBlobParser(backend="fake", share_backend=False) as own:  # its own, closed with it
+        assert len(list(own.lazy_parse(Blob.from_path(lc_library / "photos" / "coffee.png")))) == 1
+    assert len(lc_made_backends) == 2 and lc_made_backends[1].closed
 
 
 def test_slides_of_a_blob_come_in_order_on_a_shared_unordered_run(lc_library):

@@ -11,6 +11,8 @@ import pytest
 from langchain_core.document_loaders.blob_loaders import Blob
 from langchain_core.documents import Document
 
+from molmo_rag import close_shared_backends
+
 from langchain_molmo import MolmoBlobParser, MolmoDocumentTransformer, MolmoGroundedCompressor, MolmoLoader
 
 
@@ -31,13 +33,18 @@ def test_one_run_and_one_backend_across_loads(lc_library, lc_made_backends):
     assert not backend.closed
     assert sorted(d.id for d in first) == sorted(d.id for d in again) == sorted(d.id for d in streamed)
     assert sorted(d.id for d in arrived) == sorted(d.id for d in first)
-    assert [f.source for f in loader.failures] == [str(photos / "broken.jpg")]
+    assert [f.source for f in loader.failures] == [str(photos / "broken.jpg")] * 4  # every load's, kept
     loader.close()
+    assert not backend.closed  # the process's shared backend outlives the loader's run
+    assert len(loader.load()) == 3 and lc_made_backends == [backend]  # a new run, the same shared backend
+    close_shared_backends()
     assert backend.closed
-    assert len(loader.load()) == 3 and len(lc_made_backends) == 2  # after close, a new run on the next load
-    with loader:
-        loader.load()
-    assert len(lc_made_backends) == 2 and lc_made_backends[1].closed
+    # share_backend=False: the loader's own backend, closed with its run
+    own = MolmoLoader(photos, backend="fake", cache=False, share_backend=False, on_failure=lambda f: None)
+    with own:
+        own.load()
+        own.load()
+    assert len(lc_made_backends) == 2 and lc_made_backends[1].closed and lc_made_backends[1].calls == 2 * 3 * 2
 
 
 def test_the_transformer_and_parser_keep_one_run(lc_library, lc_made_backends):
@@ -50,12 +57,15 @@ def test_the_transformer_and_parser_keep_one_run(lc_library, lc_made_backends):
     parser = MolmoBlobParser(backend="fake", cache=False)
     for _ in range(2):
         assert len(list(parser.lazy_parse(Blob.from_path(coffee)))) == 1
-    transformer_backend, parser_backend = lc_made_backends
-    assert transformer_backend.closed and transformer_backend.calls == 3 * 2
-    assert not parser_backend.closed and parser_backend.calls == 2 * 2
-    del parser
+    (backend,) = lc_made_backends  # the transformer and the parser share the process's one
+    assert not backend.closed and backend.calls == 3 * 2 + 2 * 2
+    own = MolmoBlobParser(backend="fake", cache=False, share_backend=False)
+    assert len(list(own.lazy_parse(Blob.from_path(coffee)))) == 1
+    own_backend = lc_made_backends[1]
+    assert not own_backend.closed and own_backend.calls == 2
+    del own
     gc.collect()
-    assert parser_backend.closed  # an object never closed releases its run when collected
+    assert own_backend.closed  # an object never closed releases its run (and own backend) when collected
 
 
 def test_loader_and_transformer_share_a_run(lc_library, lc_made_backends):
@@ -112,7 +122,13 @@ def test_run_options_given_whole(lc_library):
     options = RunOptions(backend=backend, count="person", thumbnail_size=0, cache=False)
     loader = MolmoLoader(coffee, options)
     (doc,) = loader.load()
-    assert loader.options is options and backend.calls == 3
+    assert backend.calls == 3
+    # the package's defaults (share_backend; the loader walks every file) on a copy; the
+    # given options left as they were
+    assert loader.options.share_backend and not options.share_backend
+    assert loader.options.reader_options.every_file and not (options.reader_options and options.reader_options.every_file)
+    plain = loader.options.model_copy(update={"share_backend": False, "reader_options": options.reader_options})
+    assert plain == options
     assert "person" in doc.metadata["counts"] and "thumbnail" not in doc.metadata
     # keywords on top of the options: one merged RunOptions, the given one left as it was
     more = MolmoLoader(coffee, options, thumbnail_size=64, ask=["What colour?"])
@@ -124,8 +140,8 @@ def test_run_options_given_whole(lc_library):
     (parsed,) = parser.lazy_parse(Blob.from_path(coffee))
     assert parsed.id == doc.id and "person" in parsed.metadata["counts"]
     transformer = MolmoDocumentTransformer(options, content="replace")
-    assert transformer.options is options
+    assert transformer.options.model_copy(update={"share_backend": False}) == options
     (out,) = transformer.transform_documents([Document("x", metadata={"image_path": str(coffee)})])
     assert out.page_content == parsed.page_content
-    assert MolmoGroundedCompressor(options, top_n=2).options is options
-    assert MolmoGroundedCompressor(run=options).run is options
+    assert MolmoGroundedCompressor(options, top_n=2).options.model_copy(update={"share_backend": False}) == options
+    assert MolmoGroundedCompressor(run=options).run.model_copy(update={"share_backend": False}) == options
