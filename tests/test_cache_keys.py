@@ -24,7 +24,7 @@ from molmo_rag.testing import FakeBackend
 # A new field must go either here or be declared with cache_key_field.
 READER_NOT_SENT = {
     # finding and fetching: which items there are, not what one of them looks like
-    "extensions", "recursive", "include_hidden", "url_timeout", "max_download_seconds",
+    "extensions", "recursive", "include_hidden", "every_file", "url_timeout", "max_download_seconds",
     "max_download_bytes", "download_in_memory_bytes", "cache_dir", "render_timeout",
     # caps that refuse an item (an error, never stored), checks that report one
     "max_image_pixels", "max_video_seconds", "verify_images",
