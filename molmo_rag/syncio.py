@@ -58,19 +58,31 @@ class _LoopThread:
         interrupted (KeyboardInterrupt) the task is cancelled and its clean-up awaited
         before the interrupt goes on, so nothing keeps running on the loop behind it."""
         done = threading.Event()
-        box: dict[str, asyncio.Task] = {}
+        box: dict[str, Any] = {}
 
         def start() -> None:
+            if box.get("abandoned"):
+                return
             task = self.loop.create_task(_await(awaitable))
             task.add_done_callback(lambda _: done.set())
             box["task"] = task
 
-        self.loop.call_soon_threadsafe(start)
+        def cancel() -> None:
+            # callbacks run in order: if start was queued, the task exists by now
+            task = box.get("task")
+            if task is not None:
+                task.cancel()
+                return
+            box["abandoned"] = True  # interrupted before start was queued: nothing runs
+            if asyncio.iscoroutine(awaitable):
+                awaitable.close()
+            done.set()
+
         try:
+            self.loop.call_soon_threadsafe(start)  # an interrupt can land in here too
             done.wait()
         except BaseException:
-            # callbacks run in order: the task exists by the time this one runs
-            self.loop.call_soon_threadsafe(lambda: box["task"].cancel())
+            self.loop.call_soon_threadsafe(cancel)
             done.wait()
             raise
         return box["task"].result()
