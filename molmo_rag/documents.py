@@ -60,6 +60,9 @@ class MediaDocument:
     frames_folder: Path | None = field(default=None, repr=False)
     """Where :meth:`image_path` saves pictures: the run's ``pictures`` folder (None: the
     default cache directory's)."""
+    plan_key: str | None = field(default=None, repr=False)
+    """The digest of the plan this document answers in full (None when a task failed):
+    what the index stores so a later run knows the item is done."""
 
     # -- the media reference -------------------------------------------------------------
     @property
@@ -104,7 +107,7 @@ class MediaDocument:
     @property
     def record(self) -> MediaRecord:
         """The index record (payload + text) of this document."""
-        return MediaRecord(payload=self.metadata, text=self.text, item=self.item)
+        return MediaRecord(payload=self.metadata, text=self.text, item=self.item, plan_key=self.plan_key)
 
     def point_payload(self, embedder: str) -> dict:
         """The Qdrant payload ``molmo-rag index`` writes for this document with vectors of
@@ -118,14 +121,17 @@ class MediaDocument:
 
 
 def document_of(
-    entry: EnrichedItem, thumbnail_size: int, pictures: Path | None = None, segment_frames: int | None = None
+    entry: EnrichedItem, thumbnail_size: int, pictures: Path | None = None, segment_frames: int | None = None,
+    planner: Any = None,
 ) -> MediaDocument | list[Failure]:
     """The document of one enriched item, or its failures when there is nothing to index:
     every task failed, or none ran (the backend runs no task on this input: the run warned
     once about that) and the item has no text of its own.
 
     ``pictures``: the folder the item's picture (and ``segment_frames`` frames of a video
-    segment) are saved in, their paths put in ``metadata`` (None: no picture)."""
+    segment) are saved in, their paths put in ``metadata`` (None: no picture).
+    ``planner``: the run's planner (:class:`~molmo_rag.enrich.Enricher`), whose plan key
+    a document with no failed task carries."""
     record = build_record(entry.item, entry.results)
     if record is None or not (entry.results or not entry.failures):
         return list(entry.failures)
@@ -134,9 +140,11 @@ def document_of(
         record.payload["thumbnail"] = thumbnail
     if pictures is not None:
         record.payload.update(picture_fields(entry.item, pictures, segment_frames))
+    plan_key = getattr(planner, "plan_key", None)
     return MediaDocument(
         id=record.id, text=record.text, metadata=record.payload, item=entry.item,
         results=list(entry.results), failures=list(entry.failures), frames_folder=pictures,
+        plan_key=plan_key(entry.item) if plan_key is not None and not entry.failures else None,
     )
 
 
@@ -191,7 +199,7 @@ async def aiter_documents(
                 if isinstance(outcome, Failure):
                     yield outcome
                     continue
-                document = document_of(outcome, thumbnail_size, pictures, options.segment_frames)
+                document = document_of(outcome, thumbnail_size, pictures, options.segment_frames, live.planner)
                 if isinstance(document, MediaDocument):
                     if pictures is None:
                         document.frames_folder = live.pictures_folder

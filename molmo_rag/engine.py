@@ -253,11 +253,17 @@ class Progress:
         self._changed()
 
     def finished(self, outcome: "EnrichedItem | Failure") -> None:
+        failed = isinstance(outcome, Failure) or bool(outcome.failures)
+        self.count(failed=failed, cached=0 if failed or not isinstance(outcome, EnrichedItem) else outcome.cached)
+
+    def count(self, *, failed: bool = False, cached: int = 0) -> None:
+        """One item done (failed, or with ``cached`` results from the cache), wherever it
+        ran: here, or on a Ray worker (:mod:`molmo_rag.ray`)."""
         self.done += 1
-        if isinstance(outcome, Failure) or outcome.failures:
+        if failed:
             self.failed += 1
-        elif isinstance(outcome, EnrichedItem):
-            self.cached += outcome.cached
+        else:
+            self.cached += cached
         self._changed()
 
     def _estimate(self, item: MediaItem) -> float:

@@ -21,6 +21,7 @@ content policy refusal) are remembered in the cache, so a re-run does not pay fo
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
@@ -160,6 +161,13 @@ class Enricher:
 
     def key(self, item: MediaItem, task: Task) -> str:
         return cache_key(item.media_id, self.backend.name, self.model, task.key(), self.policy)
+
+    def plan_key(self, item: MediaItem) -> str:
+        """One digest of every request this plan makes for ``item`` (the cache keys of its
+        tasks): a point written with it holds the answers of exactly this plan, so a run
+        that finds it in the collection has nothing left to ask for that item."""
+        keys = sorted(self.key(item, task) for task in self.plan(item))
+        return hashlib.sha256("\n".join(keys).encode()).hexdigest()
 
     # -- running ---------------------------------------------------------------------------
     def engine(self, **options: Any) -> Engine:

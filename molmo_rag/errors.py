@@ -56,6 +56,19 @@ class MolmoRagError(Exception):
     an empty balance, a model that cannot load). A backend sets it on the instance it
     raises; the engine reads it to stop sending and end the run with this error."""
 
+    def __reduce__(self) -> tuple:
+        # Rebuilt without the initializer, whose arguments (``source=``, ``backend=``) the
+        # default pickling would drop: a failure sent back from a worker process (Ray, a
+        # pool) keeps its type, message and every attribute.
+        return (_rebuild_error, (type(self), self.args, dict(self.__dict__)))
+
+
+def _rebuild_error(kind: type, args: tuple, attributes: dict) -> "MolmoRagError":
+    error = kind.__new__(kind)
+    error.args = args
+    error.__dict__.update(attributes)
+    return error
+
 
 class InputError(MolmoRagError):
     """One source cannot be used; other sources in the same batch are unaffected."""

@@ -50,7 +50,7 @@ if TYPE_CHECKING:  # pragma: no cover - search needs none of these: keep its sta
     from .media.items import MediaItem
     from .run import Run, RunChoices, RunOptions
 
-__all__ = ["RunSummary", "Hits", "CountLabels", "index", "aindex", "search", "remove", "open_index", "labels", "count_labels", "embedder_for"]
+__all__ = ["RunSummary", "Hits", "write_batch", "CountLabels", "index", "aindex", "search", "remove", "open_index", "labels", "count_labels", "embedder_for"]
 
 
 @dataclass
@@ -85,6 +85,14 @@ class RunSummary:
     elapsed_s: float = 0.0
     collection: str = DEFAULT_COLLECTION
     location: str = ""
+
+    def tally(self, outcome: Any) -> None:
+        """Count the task results and failed requests of one enriched item."""
+        self.cached += outcome.cached
+        self.done += len(outcome.fresh)
+        self.failed_sent += outcome.failed_sent
+        self.failed_cached += outcome.failed_cached
+        self.cost_usd += sum(r.cost_usd for r in outcome.fresh) + outcome.failed_cost_usd
 
     @property
     def ok(self) -> bool:
@@ -181,6 +189,49 @@ def _progress_bar(enabled: bool | None, desc: str = "indexing"):
     return tqdm(desc=desc, unit="item", total=None, disable=disable, file=sys.stderr, dynamic_ncols=True)
 
 
+def write_batch(
+    store: QdrantIndex,
+    vectors: "Embedder",
+    documents: "Sequence[MediaDocument]",
+    *,
+    given: "Sequence[Sequence[float] | None] | None" = None,
+    thumbnail_size: int = 0,
+    pictures: Path | None = None,
+    segment_frames: int | None = None,
+) -> "tuple[list[MediaRecord], set[str]]":
+    """Write one batch of documents: one record per point, only those whose fingerprint
+    changed (their thumbnail and picture made now, from the item, unless the document
+    carries them already), embedded unless ``given`` holds their vectors. Returns the
+    batch's records and the ids of those written. Every writer of the index calls this:
+    :func:`index`'s worker thread and the Ray writers (:mod:`molmo_rag.ray`)."""
+    from .documents import picture_fields
+    from .index.records import make_thumbnail
+
+    records: dict = {}
+    vector_of: dict = {}
+    for position, document in enumerate(documents):
+        record = document.record
+        records[record.id] = record  # one per point: an item read twice is written once
+        if given is not None and given[position] is not None:
+            vector_of[record.id] = given[position]
+    stored = store.stored_fingerprints(list(records))
+    changed = [r for r in records.values() if stored.get(r.id) != r.fingerprint(vectors.name)]
+    for record in changed:
+        if record.item is None:
+            continue
+        thumb = make_thumbnail(record.item, thumbnail_size) if "thumbnail" not in record.payload else None
+        if thumb:
+            record.payload["thumbnail"] = thumb
+        if pictures is not None and "image_path" not in record.payload:
+            record.payload.update(picture_fields(record.item, pictures, segment_frames))
+    if changed:
+        missing = [r for r in changed if r.id not in vector_of]
+        if missing:
+            vector_of.update(zip((r.id for r in missing), vectors.embed([r.text for r in missing])))
+        store.upsert(changed, [vector_of[r.id] for r in changed], vectors)
+    return list(records.values()), {r.id for r in changed}
+
+
 class _Writer:
     """Writes documents in small batches, one batch at a time in a worker thread, so the
     engine keeps going while a batch is embedded and upserted."""
@@ -191,7 +242,7 @@ class _Writer:
         self.store, self.vectors, self.summary = store, vectors, summary
         self.thumbnail_size, self.on_record = thumbnail_size, on_record
         self.batch_size, self.max_wait = max(1, batch_size), max_wait
-        self.pending: list[MediaDocument] = []
+        self.pending: list[tuple[MediaDocument, Any]] = []
         self.writing: asyncio.Future | None = None
         self.last = time.monotonic()
         # point ids, so an item read twice (a file listed twice, two objects for one point)
@@ -199,8 +250,9 @@ class _Writer:
         self.written: set[str] = set()
         self.up_to_date: set[str] = set()
 
-    async def add(self, document: "MediaDocument") -> None:
-        self.pending.append(document)
+    async def add(self, document: "MediaDocument", vector: "Sequence[float] | None" = None) -> None:
+        """Queue a document (with its vector, when it was embedded already)."""
+        self.pending.append((document, vector))
         if len(self.pending) >= self.batch_size or time.monotonic() - self.last >= self.max_wait:
             await self.flush()
 
@@ -219,22 +271,15 @@ class _Writer:
             await self.writing
             self.writing = None
 
-    def _write(self, documents: "list[MediaDocument]") -> None:
-        from .documents import picture_fields
-        from .index.records import make_thumbnail
+    def _write(self, batch: "list[tuple[MediaDocument, Any]]") -> None:
+        records, changed_ids = write_batch(
+            self.store, self.vectors, [d for d, _ in batch], given=[v for _, v in batch],
+            thumbnail_size=self.thumbnail_size, pictures=self.pictures, segment_frames=self.segment_frames,
+        )
+        self.count(records, changed_ids)
 
-        records = list({d.record.id: d.record for d in documents}.values())  # one per point
-        stored = self.store.stored_fingerprints([r.id for r in records])
-        changed = [r for r in records if stored.get(r.id) != r.fingerprint(self.vectors.name)]
-        for record in changed:
-            thumb = make_thumbnail(record.item, self.thumbnail_size) if record.item is not None else None
-            if thumb:
-                record.payload["thumbnail"] = thumb
-            if self.pictures is not None and record.item is not None:
-                record.payload.update(picture_fields(record.item, self.pictures, self.segment_frames))
-        if changed:
-            self.store.upsert(changed, self.vectors.embed([r.text for r in changed]), self.vectors)
-        changed_ids = {r.id for r in changed}
+    def count(self, records: "Sequence[MediaRecord]", changed_ids: set[str]) -> None:
+        """Account for a batch written (here, or by a writer elsewhere: Ray workers)."""
         self.written |= changed_ids
         self.up_to_date.update(r.id for r in records if r.id not in changed_ids)
         self.summary.indexed = len(self.written)
@@ -327,12 +372,9 @@ async def aindex(
                         continue
                     item = outcome.item
                     seen.setdefault(item.source, set()).add(point_id(item.media_id, item.source))
-                    summary.cached += outcome.cached
-                    summary.done += len(outcome.fresh)
-                    summary.failed_sent += outcome.failed_sent
-                    summary.failed_cached += outcome.failed_cached
-                    summary.cost_usd += sum(r.cost_usd for r in outcome.fresh) + outcome.failed_cost_usd
-                    document = document_of(outcome, thumbnail_size=0)  # thumbnails, pictures: changed points only
+                    summary.tally(outcome)
+                    # thumbnails, pictures: changed points only (the writer makes them)
+                    document = document_of(outcome, thumbnail_size=0, planner=live.planner)
                     if isinstance(document, MediaDocument):
                         with_point.add(document.id)
                         for failure in document.failures:

@@ -115,3 +115,25 @@ def test_a_key_with_a_byte_that_is_not_text_can_be_registered_and_redacted():
     key = "sk-NOT-UTF8-\udcff-SENTINEL"  # os.environ's spelling of the byte 0xff
     errors.register_secret(key)
     assert errors.redact_secrets(f"echo {key}") == "echo ***"
+
+
+def test_every_error_pickles_whole_type_message_and_attributes():
+    """A failure sent back from a worker process (Ray, a process pool) keeps what the
+    default pickling of an exception drops: the keyword arguments its initializer took."""
+    import pickle
+
+    cases = [
+        errors.CorruptMediaError("photo.jpg cannot be decoded", source="/a/photo.jpg"),
+        errors.UnsupportedTaskError("video", "openoctopus", ["local", "wavespeed"]),
+        errors.ConfigurationError("no key", option="api_key"),
+        errors.MissingDependencyError("ray[data]", "ray", "scale-out"),
+    ]
+    backend_error = errors.BackendError("rate limited", backend="wavespeed")
+    backend_error.fatal = True
+    cases.append(backend_error)
+    for error in cases:
+        copy = pickle.loads(pickle.dumps(error))
+        assert type(copy) is type(error) and str(copy) == str(error)
+        assert copy.__dict__ == error.__dict__
+    assert pickle.loads(pickle.dumps(cases[0])).source == "/a/photo.jpg"
+    assert pickle.loads(pickle.dumps(backend_error)).fatal is True

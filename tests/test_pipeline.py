@@ -279,3 +279,53 @@ def test_remove_sources_folders_and_missing_files(where, tmp_path):
     assert _sources(db) == [str(trip / "white.png")]
     with pytest.raises(UsageError):
         pipeline.remove(db=db)
+
+
+def test_a_point_answered_in_full_carries_its_plan_key_and_one_with_a_failed_task_none(where):
+    """The collection is the record of what is done: a point holds the digest of the plan
+    whose every answer it holds (what a Ray re-run skips), and a different plan (one more
+    label to count) is another key."""
+    from molmo_rag.run import Run
+
+    media = [photo("red", 2), photo("blue", 1)]
+    pipeline.index(media, backend=PixelBackend(fail_on="blue", batch_size=1), count=["spot"], **where)
+    store = QdrantIndex(where["db"])
+    try:
+        keys = store.plan_keys_of(["/lib/photos/red.png", "/lib/photos/blue.png"])
+        payloads = {p.payload["source"]: p.payload for p in store.scroll()[0]}
+    finally:
+        store.close()
+    assert "blue.png" not in " ".join(payloads)  # every task of blue failed: no point at all
+    red = payloads["/lib/photos/red.png"]
+    with Run(backend=PixelBackend(), count=["spot"], cache=False) as run:
+        assert red["plan_key"] == run.planner.plan_key(media[0])
+        assert list(keys.values()) == [red["plan_key"]]
+    with Run(backend=PixelBackend(), count=["spot", "car"], cache=False) as run:
+        assert run.planner.plan_key(media[0]) != red["plan_key"]
+
+
+def test_a_partly_failed_item_has_no_plan_key_and_gets_it_once_every_task_answered(where):
+    from molmo_rag.errors import BackendError
+    from molmo_rag.tasks import Count
+
+    class CountFails(PixelBackend):
+        def generate_batch(self, requests):
+            if any(isinstance(r.task, Count) for r in requests):
+                raise BackendError("counting is down", backend=self.name)
+            return super().generate_batch(requests)
+
+    item = photo("green", 1)
+    first = pipeline.index([item], backend=CountFails(batch_size=1), count=["spot"], **where)
+    assert first.indexed == 1 and [f.task.name for f in first.failed] == ["count"]
+    store = QdrantIndex(where["db"])
+    try:
+        assert store.plan_keys_of(["/lib/photos/green.png"]) == {}
+    finally:
+        store.close()
+    second = pipeline.index([item], backend=PixelBackend(batch_size=1), count=["spot"], **where)
+    assert second.indexed == 1 and not second.failed and second.cached == 2 and second.done == 1
+    store = QdrantIndex(where["db"])
+    try:
+        assert len(store.plan_keys_of(["/lib/photos/green.png"])) == 1
+    finally:
+        store.close()

@@ -80,12 +80,45 @@ def index_command(
     strict: Annotated[bool, typer.Option("--strict", help="Exit 1 if any item or task failed.")] = False,
     as_json: JsonOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no warnings.")] = False,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            help="Run on Ray Data (extra: ray): local (a Ray instance on this machine for the run), auto (the cluster "
+            "this machine belongs to, or RAY_ADDRESS), ray://HOST:PORT or HOST:PORT. Same options, same collection.",
+            show_default=False,
+        ),
+    ] = None,
+    ray_actors: Annotated[
+        int | None,
+        typer.Option("--ray-actors", min=1, help="Model actors (unset: one per GPU with --ray-gpus, else up to one per two CPUs, "
+                     "never more than --concurrency for a hosted backend, which they share).", show_default=False),
+    ] = None,
+    ray_gpus: Annotated[
+        float | None, typer.Option("--ray-gpus", min=0, help="GPUs per model actor (a local Molmo2 per GPU: 1).", show_default=False)
+    ] = None,
+    ray_actor_cpus: Annotated[
+        float | None, typer.Option("--ray-actor-cpus", min=0, help="CPUs each model actor reserves (unset: 1).", show_default=False)
+    ] = None,
 ) -> None:
     """Caption, describe and count every image, slide and video segment, and index it in Qdrant."""
     from tqdm import tqdm
 
     from ..pipeline import index
     from ..run import Run
+
+    if ray is None and any(v is not None for v in (ray_actors, ray_gpus, ray_actor_cpus)):
+        from ..errors import UsageError
+
+        raise UsageError("--ray-actors, --ray-gpus and --ray-actor-cpus shape a Ray run: give --ray ADDRESS too", option="ray")
+    if ray is not None:
+        from functools import partial
+
+        from ..ray import PoolOptions
+        from ..ray import index as ray_index
+
+        pool = PoolOptions(**_given(actors=ray_actors, num_gpus=ray_gpus, actor_cpus=ray_actor_cpus))
+        index = partial(ray_index, ray=ray, pool=pool)  # type: ignore[assignment]
 
     def warn(message: str) -> None:
         if not quiet:

@@ -119,6 +119,10 @@ class MediaRecord:
     payload: dict
     text: str
     item: "MediaItem | None" = field(default=None, repr=False)
+    plan_key: str | None = None
+    """The digest of the plan whose every answer this record holds (see
+    :meth:`molmo_rag.enrich.Enricher.plan_key`); None when a task failed: a re-run must
+    ask again. Stored beside ``record_hash``, so the collection is the record of what is done."""
 
     @property
     def media_id(self) -> str:
@@ -132,7 +136,10 @@ class MediaRecord:
         """Changes whenever the stored point would change (:data:`FILE_KEYS` aside: they
         follow the media)."""
         body = {k: v for k, v in self.payload.items() if k not in FILE_KEYS}
-        blob = json.dumps([body, self.text, embedder], sort_keys=True, ensure_ascii=False, default=str)
+        parts: list[Any] = [body, self.text, embedder]
+        if self.plan_key:
+            parts.append(self.plan_key)
+        blob = json.dumps(parts, sort_keys=True, ensure_ascii=False, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()
 
     def point_payload(self, embedder: str) -> dict:
@@ -144,6 +151,7 @@ class MediaRecord:
             "metadata": dict(metadata),
             "source_prefixes": source_prefixes(self.payload["source"]),
             "record_hash": self.fingerprint(embedder),
+            **({"plan_key": self.plan_key} if self.plan_key else {}),
         }
 
 

@@ -660,6 +660,22 @@ class QdrantIndex:
                 found.setdefault(source, {}).update(points)
         return found
 
+    def plan_keys_of(self, sources: Iterable[str], key: str = "source") -> dict[str, str]:
+        """point id -> ``plan_key`` of every point of these sources (``key="source_prefixes"``:
+        under these folders / URL prefixes) written with a complete plan: what a run finds
+        done (:attr:`molmo_rag.index.records.MediaRecord.plan_key`)."""
+        wanted = list(dict.fromkeys(sources))
+        found: dict[str, str] = {}
+        for start in range(0, len(wanted), 1000):
+            flt = Filter(must=[FieldCondition(key=key, match=MatchAny(any=wanted[start : start + 1000]))])
+            offset = None
+            while self.exists():
+                points, offset = self._api.scroll(self.collection, flt, ["plan_key"], 1024, offset)
+                found.update((str(p.id), (p.payload or {})["plan_key"]) for p in points if (p.payload or {}).get("plan_key"))
+                if offset is None:
+                    break
+        return found
+
     def _scan(self, flt: Any) -> dict[str, dict[str, str]]:
         found: dict[str, dict[str, str]] = {}
         if not self.exists():

@@ -1,0 +1,421 @@
+"""Sources to a Ray Dataset of documents, and such a dataset into the collection.
+
+:func:`document_dataset` is :func:`molmo_rag.documents.iter_documents` on Ray Data (listing
+on the driver, reading on CPU tasks, model work in an actor pool); :func:`write_documents`
+writes a dataset of documents, whatever stages a user put in between, into the collection
+with :func:`molmo_rag.pipeline.write_batch`, the one writer every index run uses: from the
+workers to a Qdrant server, or through the driver when the index is embedded (an embedded
+folder has one writer). :func:`index` is the two together, with the summary, pruning and
+settling of :func:`molmo_rag.pipeline.index`, so the collection is the same.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Unpack
+
+from ..errors import UsageError
+from ..index.store import DEFAULT_COLLECTION, QdrantIndex
+from ..pipeline import RunSummary, _folders, _progress_bar, _record_run, _stale_points, _store_for, _Writer, embedder_for, write_batch
+from ..results import Failure
+from .cluster import connect, ray_module
+from .stages import ModelStage, RayOutcome, list_sources, outcome_of, read_rows, source_rows, write_rows
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ray.data import Dataset
+
+    from ..index.embeddings import Embedder
+    from ..index.records import MediaRecord
+    from ..run import Run, RunChoices, RunOptions
+
+__all__ = ["PoolOptions", "document_dataset", "write_documents", "index"]
+
+
+@dataclass
+class PoolOptions:
+    """How the model stage runs on the cluster."""
+
+    actors: int | None = None
+    """Model actors (None: one per GPU asked for with a local model, else up to one per two
+    CPUs of the cluster, never more than the hosted concurrency)."""
+    num_gpus: float = 0.0
+    """GPUs per model actor (a local Molmo2 per GPU: 1)."""
+    actor_cpus: float = 1.0
+    """CPUs each model actor reserves (it decodes the frames and clips it sends)."""
+    batch_rows: int | None = None
+    """Items per batch an actor takes (None: two windows of its backend)."""
+
+
+def _resolved_options(run: "Run") -> "RunOptions":
+    """The run's options as every worker must see them: the cache as the driver's folder
+    (a worker has neither the driver's working directory nor its environment), slide
+    renders under the same root."""
+    from ..media.options import with_cache_root
+
+    options = run.options
+    update: dict[str, Any] = {}
+    if run.cache is not None:
+        update["cache"] = Path(run.cache.directory).resolve()
+        update["reader_options"] = with_cache_root(options.reader_options, Path(run.cache.directory).resolve())
+    elif options.cache is not False:
+        update["cache"] = False
+    return options.model_copy(update=update)
+
+
+def _pool_size(run: "Run", options: "RunOptions", pool: PoolOptions) -> tuple["RunOptions", int]:
+    """The actors of the model pool and the options each runs with: a hosted backend's
+    concurrency split between them, so the account-wide total is what was asked."""
+    ray = ray_module()
+    cls = type(run.backend)
+    hosted = cls.concurrency_option == "concurrency" and not _ready_backend(options)
+    if hosted:
+        total = options.concurrency or getattr(getattr(run.backend, "options", None), "concurrency", None) or 16
+        actors = pool.actors or max(1, min(total, int(ray.cluster_resources().get("CPU", 2)) // 2))
+        actors = max(1, min(actors, total))
+        return options.model_copy(update={"concurrency": max(1, total // actors)}), actors
+    if pool.actors:
+        return options, pool.actors
+    gpus = ray.cluster_resources().get("GPU", 0)
+    return options, max(1, int(gpus // pool.num_gpus)) if pool.num_gpus and gpus else 1
+
+
+def _ready_backend(options: "RunOptions") -> bool:
+    from ..backends.base import Backend
+
+    return isinstance(options.backend, Backend)
+
+
+def _environment(run: "Run") -> tuple[dict[str, str], list[str]]:
+    """The variables a worker's backend reads (its key, base URL, model) and molmo-rag's
+    own, as set on the driver, and the secret values among them (kept out of logs there)."""
+    env = type(run.backend).env
+    names = [n for n in (env.api_key, env.base_url, env.model) if n]
+    names += [n for n in os.environ if n.startswith("MOLMO_RAG_")]
+    environment = {n: os.environ[n] for n in names if os.environ.get(n)}
+    secrets = [environment[env.api_key]] if env.api_key and env.api_key in environment else []
+    secrets += [str(v) for k, v in run.options.backend_options.items() if any(w in k.lower() for w in ("key", "token", "secret", "password")) and v]
+    return environment, secrets
+
+
+def document_dataset(
+    sources: Any,
+    run: "Run | RunOptions | None" = None,
+    /,
+    *,
+    pool: PoolOptions | None = None,
+    embedder: "str | None" = None,
+    done: dict[str, str] | None = None,
+    listed: list[Any] | None = None,
+    on_warning: Callable[[str], None] | None = None,
+    **choices: Unpack["RunChoices"],
+) -> "Dataset":
+    """A Ray Dataset of the documents of ``sources`` (one row per photo, slide or video
+    segment, or per failure), built lazily: nothing runs until it is consumed.
+
+    Sources are listed here, on the driver; reading, sniffing, slide rendering and video
+    cutting run as CPU tasks; the plan runs in a pool of model actors (``pool``), each with
+    its own :class:`~molmo_rag.run.Run` of ``run``'s options (or ``choices``). ``embedder``:
+    also embed each document's text in the actor (its ``vector``). ``done``: point id ->
+    plan key of points already written with a complete plan: those items are passed on as
+    ``done`` without asking anything (:func:`index` reads it from the collection).
+    ``listed``: the sources as :func:`molmo_rag.ray.stages.list_sources` listed them already.
+
+    Rows: ``outcome`` (``document``, ``failure``, ``done`` or ``fatal``), ``id``,
+    ``source``, ``kind``, ``text`` and ``blob``; :func:`molmo_rag.ray.outcome_of` gives
+    the :class:`~molmo_rag.ray.RayOutcome` of a row (its ``document``, ``failures``...).
+    Put your own stages after it, and :func:`write_documents` at the end.
+    """
+    from ..run import Run
+
+    ray = ray_module()
+    pool = pool or PoolOptions()
+    live, owned = Run.of(run, choices, on_warning=on_warning)  # the plan is checked here, before any work
+    try:
+        options = _resolved_options(live)
+        actor_options, actors = _pool_size(live, options, pool)
+        environment, secrets = _environment(live)
+        registry: dict[str, str] = {}
+        if not _ready_backend(actor_options):
+            # the name as the driver resolves it, and what it names: a backend registered
+            # in this process only (a test's, a plugin's) is known to the workers too
+            from ..backends.base import backend_name
+            from ..vocabulary import BACKENDS
+
+            name = backend_name(actor_options.backend)
+            actor_options = actor_options.model_copy(update={"backend": name})
+            registry = {name: BACKENDS[name]}
+        listed = listed if listed is not None else list_sources(sources, options.reader_options)
+        backend_name, model = live.backend.name, live.model
+        window = live.backend.window if actor_options.concurrency is None else actor_options.concurrency
+    finally:
+        if owned:
+            live.close()
+    rows = source_rows(listed)
+    dataset = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows), 4096)))
+    dataset = dataset.flat_map(
+        read_rows, fn_kwargs={"reader_options": options.reader_options, "backend": backend_name, "model": model},
+        num_cpus=1,
+    )
+    # the done map (one entry per point already written) goes to the object store once
+    done_ref = ray.put(dict(done or {}))
+    return dataset.map_batches(
+        ModelStage,
+        fn_constructor_kwargs={
+            "options": actor_options, "registry": registry, "environment": environment, "secrets": secrets, "done": done_ref,
+            "embedder": embedder, "pictures": options.pictures,
+        },
+        batch_size=pool.batch_rows or max(4, 2 * window),
+        batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(size=actors),
+        num_gpus=pool.num_gpus or None,
+        num_cpus=pool.actor_cpus,
+    )  # Ray Data restarts a lost actor and retries its batches (max_restarts, max_task_retries: -1)
+
+
+def write_documents(
+    dataset: "Dataset",
+    *,
+    db: "str | os.PathLike | QdrantIndex | None" = None,
+    qdrant_url: str | None = None,
+    api_key: str | None = None,
+    collection: str = DEFAULT_COLLECTION,
+    storage: str | None = None,
+    embedder: "str | Embedder | None" = None,
+    write_batch_size: int = 16,
+    progress: bool | None = False,
+    total: int | None = None,
+    on_record: "Callable[[MediaRecord, str], None] | None" = None,
+    on_failure: Callable[[Failure], None] | None = None,
+) -> RunSummary:
+    """Write a dataset of documents (from :func:`document_dataset`, through any stages of
+    yours) into the collection, and return what was done. With ``qdrant_url`` the workers
+    upsert their batches themselves; an embedded folder (``db``) is written by this
+    process alone, in batches, as rows arrive. Failures are reported (``on_failure``, the
+    summary), never raised; an error that ends the run (a refused key) is raised once
+    what arrived before it is written."""
+    started = time.perf_counter()
+    store, owned = _store_for(db, qdrant_url, api_key, collection, create=True, storage=storage)
+    try:
+        vectors = embedder_for(store, embedder)
+        store.ensure(vectors)
+        server = {"url": qdrant_url, "api_key": api_key, "collection": store.collection} if qdrant_url else None
+        drive = _write_all(dataset, store, vectors, server=server, write_batch_size=write_batch_size, progress=progress,
+                           total=total, on_record=on_record, on_failure=on_failure)
+        drive.summary.elapsed_s = time.perf_counter() - started
+        return drive.summary
+    finally:
+        if owned:
+            store.close()
+
+
+def _write_all(dataset: "Dataset", store: QdrantIndex, vectors: "Embedder", *, server: dict | None, write_batch_size: int,
+               progress: bool | None, total: int | None, on_record: Any, on_failure: Any) -> "_Drive":
+    """Consume the dataset into the store: the workers upsert to a server themselves
+    (``server``: its URL, key and collection), else this process writes."""
+    summary = RunSummary(collection=store.collection, location=store.location)
+    drive = _Drive(store, vectors, summary, on_record, on_failure, write_batch_size, progress, total)
+    if server is not None:
+        dataset = dataset.map_batches(
+            write_rows, fn_kwargs={"store": server, "embedder": vectors.name},
+            batch_size=write_batch_size, batch_format="numpy", num_cpus=0.25,
+        )
+    try:
+        drive.consume(dataset)
+    finally:
+        drive.close()
+    return drive
+
+
+class _Drive:
+    """The driver's side of a run: rows in, the summary, progress, the embedded writer."""
+
+    def __init__(self, store, vectors, summary, on_record, on_failure, batch_size, progress, total):
+        from ..engine import Progress
+
+        self.store, self.vectors, self.summary = store, vectors, summary
+        self.on_record, self.on_failure = on_record, on_failure
+        self.writer = _Writer(store, vectors, summary, 0, on_record, batch_size, max_wait=1.0)
+        self.pending: list[RayOutcome] = []
+        self.done_pending: list[str] = []
+        self.last = time.monotonic()
+        self.seen: dict[str, set[str]] = {}
+        self.with_point: set[str] = set()
+        self.bar = _progress_bar(progress)
+        self.tracker = Progress(files_total=total, on_change=None if self.bar.disable else self._show)
+        self.fatal: BaseException | None = None
+
+    def _show(self, p) -> None:
+        if p.total is not None and self.bar.total != p.total:
+            self.bar.total = p.total
+        self.bar.n = p.done
+        self.bar.set_postfix(cached=p.cached, failed=len(self.summary.failed), refresh=False)
+        self.bar.update(0)
+
+    def failed(self, failure: Failure) -> None:
+        self.summary.failed.append(failure)
+        if self.on_failure:
+            self.on_failure(failure)
+
+    def consume(self, dataset: "Dataset") -> None:
+        for row in dataset.iter_rows():
+            outcome = outcome_of(row)
+            if outcome.fatal is not None:
+                self.fatal = outcome.fatal
+                break
+            self.take(outcome)
+        self.flush()
+        if self.fatal is not None:
+            raise self.fatal
+
+    def take(self, outcome: RayOutcome) -> None:
+        from ..index.records import point_id
+        from ..media.items import MediaItem
+
+        s = self.summary
+        for warning in outcome.skipped:
+            if warning not in s.skipped:
+                s.skipped.append(warning)
+        for name, value in outcome.tally.items():
+            setattr(s, name, getattr(s, name) + value)
+        seen = outcome.seen
+        if seen:
+            light = MediaItem(kind=seen["kind"], source=outcome.source, media_id=seen["media_id"], loader=None,
+                              start=seen["start"], end=seen["end"], extra=seen["extra"])
+            self.tracker.saw(light)
+            self.seen.setdefault(outcome.source, set()).add(point_id(seen["media_id"], outcome.source))
+        else:
+            self.tracker.saw(outcome.failures[0].error if outcome.failures else _Unread(outcome.source))
+        self.tracker.count(failed=bool(outcome.failures), cached=int(outcome.tally.get("cached", 0)))
+        for failure in outcome.failures:
+            self.failed(failure)
+        if outcome.done_id is not None:
+            self.with_point.add(outcome.done_id)
+            self.done_pending.append(outcome.done_id)
+        elif outcome.document is not None:
+            self.with_point.add(outcome.document.id)
+            if outcome.written is None:
+                self.pending.append(outcome)
+            else:
+                self.writer.count([outcome.document.record], {outcome.document.id} if outcome.written else set())
+        if len(self.pending) + len(self.done_pending) >= self.writer.batch_size or time.monotonic() - self.last >= 1.0:
+            self.flush()
+
+    def flush(self) -> None:
+        self.last = time.monotonic()
+        if self.pending:
+            batch, self.pending = self.pending, []
+            records, changed = write_batch(self.store, self.vectors, [o.document for o in batch], given=[o.vector for o in batch])
+            self.writer.count(records, changed)
+        if self.done_pending:
+            ids, self.done_pending = self.done_pending, []
+            self.writer.count(self._stored_records(ids), set())
+
+    def _stored_records(self, ids: list[str]) -> list["MediaRecord"]:
+        """Records of points found done, as stored (what ``on_record`` is shown)."""
+        from ..index.records import MediaRecord, public_keys
+
+        if self.on_record is None:
+            return [_IdOnly(pid) for pid in ids]  # type: ignore[list-item]
+        records = []
+        for point in self.store.retrieve(ids):
+            payload = point.payload or {}
+            records.append(MediaRecord(payload={k: payload[k] for k in public_keys(payload)}, text=payload.get("text", ""),
+                                       plan_key=payload.get("plan_key")))
+        return records
+
+    def close(self) -> None:
+        self.bar.close()
+        self.summary.items = len(self.with_point)
+
+
+@dataclass
+class _IdOnly:
+    id: str
+
+
+class _Unread:
+    """A row with neither an item nor a failure (never made by our stages)."""
+
+    def __init__(self, source: str):
+        self.source = source
+
+
+def index(
+    sources: "Iterable[Any] | str | os.PathLike",
+    run: "Run | RunOptions | None" = None,
+    /,
+    *,
+    ray: str | None = None,
+    pool: PoolOptions | None = None,
+    db: "str | os.PathLike | QdrantIndex | None" = None,
+    qdrant_url: str | None = None,
+    api_key: str | None = None,
+    collection: str = DEFAULT_COLLECTION,
+    storage: str | None = None,
+    embedder: "str | Embedder | None" = None,
+    write_batch: int = 16,
+    prune: bool = True,
+    progress: bool | None = False,
+    on_record: "Callable[[MediaRecord, str], None] | None" = None,
+    on_failure: Callable[[Failure], None] | None = None,
+    on_warning: Callable[[str], None] | None = None,
+    **choices: Unpack["RunChoices"],
+) -> RunSummary:
+    """:func:`molmo_rag.pipeline.index` on a Ray cluster: the same collection (point ids,
+    payloads, pruning), the same summary. ``ray``: ``local`` (a Ray instance on this
+    machine for the run), ``auto``, ``ray://host:port`` or a GCS address (None:
+    ``RAY_ADDRESS``, else local). ``pool``: the model actors (:class:`PoolOptions`).
+
+    Items whose point the collection holds with this run's plan key are not asked again
+    (the collection is the record of what is done: a driver killed and started again, on
+    other nodes even, pays only for what is missing); everything else goes through the
+    result cache and its job journal (shared by every worker that sees the cache folder)."""
+    from ..run import Run
+
+    started = time.perf_counter()
+    sources = list(sources) if not isinstance(sources, (str, os.PathLike)) and isinstance(sources, Iterable) else sources
+    if isinstance(db, QdrantIndex) and db.location == ":memory:":
+        raise UsageError("an in-memory index lives in this process only: Ray workers cannot write to it; give a folder or a server", option="db")
+    live, owned_run = Run.of(run, choices, on_warning=on_warning)
+    store, owned_store = _store_for(db, qdrant_url, api_key, collection, create=True, storage=storage)
+    started_ray = False
+    try:
+        vectors = embedder_for(store, embedder)
+        store.ensure(vectors)
+        _record_run(store, live)
+        listed = list_sources(sources, live.options.reader_options)
+        done = _done_points(store, listed)
+        started_ray = connect(ray)
+        dataset = document_dataset(sources, live, pool=pool, embedder=vectors.name, done=done, listed=listed)
+        server = {"url": qdrant_url, "api_key": api_key, "collection": store.collection} if qdrant_url else None
+        drive = _write_all(dataset, store, vectors, server=server, write_batch_size=write_batch, progress=progress,
+                           total=len(listed), on_record=on_record, on_failure=on_failure)
+        summary = drive.summary
+        if prune:
+            stale = _stale_points(store, drive.seen, summary.failed, _folders(sources))
+            store.delete(stale)
+            summary.pruned = len(stale)
+        store.settle()
+        summary.elapsed_s = time.perf_counter() - started
+        return summary
+    finally:
+        if owned_run:
+            live.close()
+        if owned_store:
+            store.close()
+        if started_ray:
+            ray_module().shutdown()
+
+
+def _done_points(store: QdrantIndex, listed: list[Any]) -> dict[str, str]:
+    """point id -> plan key of every point of these sources written with a complete plan."""
+    from ..media.door import absolute_path, is_local_path, is_web_url
+
+    files = [absolute_path(entry) for entry in listed if is_local_path(entry)]
+    urls = [entry for entry in listed if is_web_url(entry)]
+    return store.plan_keys_of(files + urls)

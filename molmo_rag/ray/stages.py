@@ -1,0 +1,262 @@
+"""The stages of a Ray Data run, each the same code as a single-machine run's.
+
+* :func:`list_sources` (driver): sources to one row per file, URL or in-memory source
+  (folders and globs expanded; nothing opened or fetched).
+* :func:`read_rows` (CPU tasks): each row read, sniffed and cut into media items (slides
+  rendered, videos cut into segments: :func:`molmo_rag.engine.read_entries`); a source
+  that cannot be read becomes its failure.
+* :class:`ModelStage` (an actor pool): each actor holds one :class:`~molmo_rag.run.Run`
+  (one local Molmo2, or a hosted backend with its share of the concurrency) and runs its
+  batches through the streaming engine (cache first, jobs journaled), then makes each
+  document (thumbnail, picture) and its vector. An item whose point the collection
+  already holds with this plan's key is passed on as done, asking nothing.
+* :func:`write_rows` (CPU tasks, Qdrant server only): batches upserted from the workers.
+
+Rows carry their objects pickled in ``blob`` (a :class:`RayOutcome` after the model
+stage) beside plain columns (``outcome``, ``id``, ``source``, ``kind``, ``text``) that a
+user's own stages can filter on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import pickle
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..documents import MediaDocument, document_of
+from ..errors import MolmoRagError, register_secret
+from ..media.items import MediaItem
+from ..results import Failure
+
+__all__ = ["RayOutcome", "list_sources", "read_rows", "ModelStage", "write_rows", "outcome_of"]
+
+OUTCOMES = ("document", "failure", "done", "fatal")
+
+
+@dataclass
+class RayOutcome:
+    """What the model stage made of one item (or one source that could not be read)."""
+
+    source: str
+    document: MediaDocument | None = None
+    vector: list[float] | None = None
+    failures: list[Failure] = field(default_factory=list)
+    done_id: str | None = None
+    """A point the collection already holds with this run's plan: nothing was asked."""
+    tally: dict[str, float] = field(default_factory=dict)
+    """done, cached, failed_sent, failed_cached, cost_usd of this item's tasks."""
+    skipped: list[str] = field(default_factory=list)
+    """Warnings of tasks the backend cannot run (each actor's, the first time it met them)."""
+    seen: dict[str, Any] = field(default_factory=dict)
+    """What the driver's progress estimate needs: kind, media_id, start, end, extra."""
+    fatal: MolmoRagError | None = None
+    """An error that ends the run (a refused key): the driver stops and raises it."""
+    written: bool | None = None
+    """Set by a worker that wrote the document itself (a Qdrant server): True when the
+    point changed, False when it was up to date; None when the driver writes it."""
+
+    @property
+    def kind(self) -> str:
+        if self.fatal is not None:
+            return "fatal"
+        if self.done_id is not None:
+            return "done"
+        return "document" if self.document is not None else "failure"
+
+    def row(self) -> dict[str, Any]:
+        document = self.document
+        return {
+            "outcome": self.kind,
+            "id": document.id if document is not None else (self.done_id or ""),
+            "source": self.source,
+            "kind": document.kind if document is not None else str(self.seen.get("kind", "")),
+            "text": document.text if document is not None else "",
+            "blob": pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL),
+        }
+
+
+def outcome_of(row: dict[str, Any]) -> RayOutcome:
+    """The :class:`RayOutcome` of a row of a documents dataset."""
+    return pickle.loads(row["blob"])
+
+
+# -- listing (driver) ---------------------------------------------------------------------
+
+
+def list_sources(sources: Any, reader_options: Any = None) -> list[Any]:
+    """One entry per file (folders and globs expanded), URL or in-memory source, and the
+    typed error of a folder entry that cannot be listed. Nothing is opened or fetched."""
+    from ..media.door import as_source_list, is_local_path, is_stream
+    from ..media.sources import expand
+
+    listed: list[Any] = []
+    for source in as_source_list(sources):
+        if isinstance(source, (MediaItem, MolmoRagError)) or not is_local_path(source):
+            listed.append(source.read() if is_stream(source) else source)  # a stream does not pickle: its bytes do
+            continue
+        found = False
+        for entry in expand(source, reader_options):
+            found = True
+            listed.append(entry if isinstance(entry, MolmoRagError) else (entry.path or entry.source))
+        if not found:
+            listed.append(source)  # nothing matched: reading it says why (not found, empty glob)
+    return listed
+
+
+def source_rows(listed: list[Any]) -> list[dict[str, Any]]:
+    return [{"blob": pickle.dumps(entry, protocol=pickle.HIGHEST_PROTOCOL)} for entry in listed]
+
+
+# -- reading (CPU tasks) --------------------------------------------------------------------
+
+
+def read_rows(row: dict[str, Any], *, reader_options: Any, backend: str, model: str | None) -> Iterator[dict[str, Any]]:
+    """The media items of one listed source (or its failure), as rows."""
+    from ..engine import read_entries
+
+    source = pickle.loads(row["blob"])
+    for entry in read_entries([source], reader_options, absolute=True):
+        if isinstance(entry, MolmoRagError):
+            entry = Failure(source=getattr(entry, "source", None) or "?", error=entry, backend=backend, model=model)
+        yield {"blob": pickle.dumps(entry, protocol=pickle.HIGHEST_PROTOCOL)}
+
+
+# -- model work (actor pool) ----------------------------------------------------------------
+
+
+def _seen(item: MediaItem) -> dict[str, Any]:
+    extra = {k: v for k, v in (item.extra or {}).items() if k in ("slides", "video_duration", "segment", "segment_index")}
+    return {"kind": item.kind, "media_id": item.media_id, "start": item.start, "end": item.end, "extra": extra}
+
+
+class ModelStage:
+    """One actor of the model pool: a Run of its own, its event loop, its embedder."""
+
+    def __init__(
+        self,
+        options: Any,
+        *,
+        registry: dict[str, str],
+        environment: dict[str, str],
+        secrets: list[str],
+        done: "dict[str, str] | Any",
+        embedder: str | None,
+        pictures: bool,
+    ):
+        from ..vocabulary import BACKENDS
+
+        BACKENDS.update(registry)
+        for name, value in environment.items():
+            os.environ[name] = value
+        for value in secrets:
+            register_secret(value)
+        from ..run import Run
+
+        self.run = Run(options, on_warning=lambda message: None)  # warnings travel in the rows
+        if not isinstance(done, dict):  # the driver's map, put in the object store once for every actor
+            import ray
+
+            done = ray.get(done)
+        self.done = done
+        self.embedder = None
+        if embedder is not None:
+            from ..index.embeddings import get_embedder
+
+            self.embedder = get_embedder(embedder)
+        self.pictures = self.run.pictures_folder if pictures else None
+        self.loop = asyncio.new_event_loop()
+        self._warned = 0
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
+        from ..index.records import point_id
+
+        outcomes: list[RayOutcome] = []
+        todo: list[MediaItem] = []
+        for blob in batch["blob"]:
+            entry = pickle.loads(blob)
+            if isinstance(entry, Failure):
+                outcomes.append(RayOutcome(source=entry.source, failures=[entry]))
+                continue
+            pid = point_id(entry.media_id, entry.source)
+            stored = self.done.get(pid)
+            if stored is not None and stored == self.run.planner.plan_key(entry):
+                outcomes.append(RayOutcome(source=entry.source, done_id=pid, seen=_seen(entry)))
+            else:
+                todo.append(entry)
+        if todo:
+            outcomes += self.loop.run_until_complete(self._enrich(todo))
+        self._embed(outcomes)
+        skipped = self.run.skipped
+        if len(skipped) > self._warned and outcomes:
+            outcomes[0].skipped = skipped[self._warned :]
+            self._warned = len(skipped)
+        rows = [o.row() for o in outcomes]
+        return {name: [row[name] for row in rows] for name in ("outcome", "id", "source", "kind", "text", "blob")}
+
+    async def _enrich(self, items: list[MediaItem]) -> list[RayOutcome]:
+        from ..engine import EnrichedItem
+        from ..pipeline import RunSummary
+
+        options = self.run.options
+        out: list[RayOutcome] = []
+        engine = self.run.engine()
+        try:
+            async with contextlib.aclosing(engine.run(items)) as results:
+                async for outcome in results:
+                    if not isinstance(outcome, EnrichedItem):
+                        out.append(RayOutcome(source=outcome.source, failures=[outcome]))
+                        continue
+                    tally = RunSummary()
+                    tally.tally(outcome)
+                    made = document_of(outcome, options.thumbnail_size, self.pictures, options.segment_frames, self.run.planner)
+                    counts = {k: getattr(tally, k) for k in ("done", "cached", "failed_sent", "failed_cached", "cost_usd")}
+                    if isinstance(made, MediaDocument):
+                        out.append(RayOutcome(source=outcome.item.source, document=made, failures=list(made.failures), tally=counts, seen=_seen(outcome.item)))
+                    else:
+                        out.append(RayOutcome(source=outcome.item.source, failures=made, tally=counts, seen=_seen(outcome.item)))
+        except MolmoRagError as error:
+            if not error.fatal:
+                raise
+            out.append(RayOutcome(source=getattr(error, "source", None) or "", fatal=error))
+        return out
+
+    def _embed(self, outcomes: list[RayOutcome]) -> None:
+        documents = [o for o in outcomes if o.document is not None]
+        if self.embedder is not None and documents:
+            for outcome, vector in zip(documents, self.embedder.embed([o.document.text for o in documents])):
+                outcome.vector = [float(x) for x in vector]
+
+    def __del__(self) -> None:  # an actor that ends closes its backend and cache
+        with contextlib.suppress(Exception):
+            self.run.close()
+            self.loop.close()
+
+
+# -- writing from the workers (a Qdrant server) ---------------------------------------------
+
+
+def write_rows(batch: dict[str, Any], *, store: dict[str, Any], embedder: str) -> dict[str, list[Any]]:
+    """Upsert the documents of a batch into a Qdrant server from this worker; each outcome
+    says whether its point changed."""
+    from ..index.embeddings import get_embedder
+    from ..index.store import QdrantIndex
+    from ..pipeline import write_batch
+
+    outcomes = [pickle.loads(blob) for blob in batch["blob"]]
+    documents = [o for o in outcomes if o.document is not None]
+    if documents:
+        if store.get("api_key"):
+            register_secret(store["api_key"])
+        index = QdrantIndex(None, url=store["url"], api_key=store.get("api_key"), collection=store["collection"], create=False)
+        try:
+            _, changed = write_batch(index, get_embedder(embedder), [o.document for o in documents], given=[o.vector for o in documents])
+        finally:
+            index.close()
+        for outcome in documents:
+            outcome.written = outcome.document.id in changed
+    rows = [o.row() for o in outcomes]
+    return {name: [row[name] for row in rows] for name in ("outcome", "id", "source", "kind", "text", "blob")}
