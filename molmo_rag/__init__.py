@@ -74,7 +74,7 @@ _LAZY_GROUPS: dict[str, tuple[str, ...]] = {
     # the index: the Qdrant collection, its payload layout, filters, count words, embedders
     "molmo_rag.index.store": ("QdrantIndex", "Hit", "DEFAULT_COLLECTION", "VECTOR_NAME", "STORAGES", "default_db_path"),
     "molmo_rag.index.migrate": ("migrate", "MigrateSummary"),
-    "molmo_rag.index.records": ("MediaRecord", "PAYLOAD_KEYS", "COUNT_PREFIX", "count_key", "flat_counts", "public_keys", "point_id"),
+    "molmo_rag.index.records": ("MediaRecord", "PAYLOAD_KEYS", "LAYOUT_KEYS", "COUNT_PREFIX", "count_key", "flat_counts", "public_keys", "point_id"),
     "molmo_rag.pictures": ("picture_folder",),
     "molmo_rag.backends.shared": ("close_shared_backends",),
     "molmo_rag.index.filters": ("SearchFilter", "build_filter", "parse_where", "metadata_filter"),

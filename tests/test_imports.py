@@ -40,7 +40,7 @@ def test_public_api_is_pinned():
          # jobs, the index, grounding
          "aanalyze", "aindex", "search", "remove", "labels", "count_labels", "open_index", "embedder_for",
          "RunSummary", "Hits", "QdrantIndex", "Hit", "DEFAULT_COLLECTION", "VECTOR_NAME", "STORAGES", "default_db_path", "migrate", "MigrateSummary",
-         "MediaRecord", "PAYLOAD_KEYS", "point_id", "SearchFilter", "build_filter", "parse_where",
+         "MediaRecord", "PAYLOAD_KEYS", "LAYOUT_KEYS", "point_id", "SearchFilter", "build_filter", "parse_where",
          "COUNT_PREFIX", "count_key", "flat_counts", "public_keys", "picture_folder", "close_shared_backends", "NO_PICTURE", "metadata_filter",
          "CountQuery", "split_counts", "Embedder", "DEFAULT_EMBEDDER", "get_embedder",
          "Grounder", "GroundedHits", "aground"]

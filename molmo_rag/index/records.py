@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "COUNT_PREFIX",
     "FILE_KEYS",
+    "LAYOUT_KEYS",
     "MediaRecord",
     "PAYLOAD_KEYS",
     "build_record",
@@ -60,6 +61,11 @@ PAYLOAD_KEYS = (
 )
 """Public metadata keys (the payload root and LangChain's ``metadata`` copy); beside them
 the flat count keys, ``count_<label>`` (:func:`public_keys`)."""
+
+LAYOUT_KEYS = ("text", "page_content", "metadata", "source_prefixes", "record_hash", "plan_key")
+"""Keys of a point's payload beside the metadata: the text under LlamaIndex's and
+LangChain's names, LangChain's ``metadata`` copy, the folder prefixes source filters read,
+and the index's own bookkeeping (``record_hash``, ``plan_key``). Never a document's metadata."""
 
 FILE_KEYS = ("thumbnail", "image_path", "image_url", "frame_paths")
 """Keys that show the media rather than say something about it: left out of a record's
@@ -122,7 +128,8 @@ class MediaRecord:
     plan_key: str | None = None
     """The digest of the plan whose every answer this record holds (see
     :meth:`molmo_rag.enrich.Enricher.plan_key`); None when a task failed: a re-run must
-    ask again. Stored beside ``record_hash``, so the collection is the record of what is done."""
+    ask again. Stored beside ``record_hash`` (not part of it: a point a framework store wrote
+    from the same document is the same point), so the collection is the record of what is done."""
 
     @property
     def media_id(self) -> str:
@@ -136,10 +143,7 @@ class MediaRecord:
         """Changes whenever the stored point would change (:data:`FILE_KEYS` aside: they
         follow the media)."""
         body = {k: v for k, v in self.payload.items() if k not in FILE_KEYS}
-        parts: list[Any] = [body, self.text, embedder]
-        if self.plan_key:
-            parts.append(self.plan_key)
-        blob = json.dumps(parts, sort_keys=True, ensure_ascii=False, default=str)
+        blob = json.dumps([body, self.text, embedder], sort_keys=True, ensure_ascii=False, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()
 
     def point_payload(self, embedder: str) -> dict:

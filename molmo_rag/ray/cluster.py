@@ -31,6 +31,7 @@ def connect(address: str | None = None, *, num_cpus: int | None = None) -> bool:
     then stops it with ``ray.shutdown()`` when the run ends)."""
     ray = ray_module()
     if ray.is_initialized():
+        _quiet_progress()
         return False
     address = address or os.environ.get("RAY_ADDRESS") or "local"
     options: dict[str, Any] = {"logging_level": "WARNING", "log_to_driver": True}
@@ -46,6 +47,13 @@ def connect(address: str | None = None, *, num_cpus: int | None = None) -> bool:
     return True
 
 
+def _quiet_logs() -> None:
+    """Ray Data's INFO lines (an execution started, finished) are not the run's output."""
+    import logging
+
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+
+
 def _quiet_progress() -> None:
     """Ray Data's own per-operator bars would fight ours on stderr: the driver shows one."""
     from ray.data import DataContext
@@ -53,3 +61,4 @@ def _quiet_progress() -> None:
     context = DataContext.get_current()
     context.enable_progress_bars = False
     context.print_on_execution_start = False
+    _quiet_logs()

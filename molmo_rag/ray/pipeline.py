@@ -214,11 +214,11 @@ def write_documents(
 
 
 def _write_all(dataset: "Dataset", store: QdrantIndex, vectors: "Embedder", *, server: dict | None, write_batch_size: int,
-               progress: bool | None, total: int | None, on_record: Any, on_failure: Any) -> "_Drive":
+               progress: bool | None, total: int | None, on_record: Any, on_failure: Any, on_warning: Any = None) -> "_Drive":
     """Consume the dataset into the store: the workers upsert to a server themselves
     (``server``: its URL, key and collection), else this process writes."""
     summary = RunSummary(collection=store.collection, location=store.location)
-    drive = _Drive(store, vectors, summary, on_record, on_failure, write_batch_size, progress, total)
+    drive = _Drive(store, vectors, summary, on_record, on_failure, write_batch_size, progress, total, on_warning)
     if server is not None:
         dataset = dataset.map_batches(
             write_rows, fn_kwargs={"store": server, "embedder": vectors.name},
@@ -234,9 +234,10 @@ def _write_all(dataset: "Dataset", store: QdrantIndex, vectors: "Embedder", *, s
 class _Drive:
     """The driver's side of a run: rows in, the summary, progress, the embedded writer."""
 
-    def __init__(self, store, vectors, summary, on_record, on_failure, batch_size, progress, total):
+    def __init__(self, store, vectors, summary, on_record, on_failure, batch_size, progress, total, on_warning=None):
         from ..engine import Progress
 
+        self.on_warning = on_warning
         self.store, self.vectors, self.summary = store, vectors, summary
         self.on_record, self.on_failure = on_record, on_failure
         self.writer = _Writer(store, vectors, summary, 0, on_record, batch_size, max_wait=1.0)
@@ -280,6 +281,8 @@ class _Drive:
         for warning in outcome.skipped:
             if warning not in s.skipped:
                 s.skipped.append(warning)
+                if self.on_warning is not None:
+                    self.on_warning(warning)
         for name, value in outcome.tally.items():
             setattr(s, name, getattr(s, name) + value)
         seen = outcome.seen
@@ -394,7 +397,7 @@ def index(
         dataset = document_dataset(sources, live, pool=pool, embedder=vectors.name, done=done, listed=listed)
         server = {"url": qdrant_url, "api_key": api_key, "collection": store.collection} if qdrant_url else None
         drive = _write_all(dataset, store, vectors, server=server, write_batch_size=write_batch, progress=progress,
-                           total=len(listed), on_record=on_record, on_failure=on_failure)
+                           total=len(listed), on_record=on_record, on_failure=on_failure, on_warning=live.planner.on_warning)
         summary = drive.summary
         if prune:
             stale = _stale_points(store, drive.seen, summary.failed, _folders(sources))

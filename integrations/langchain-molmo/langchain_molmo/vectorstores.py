@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 from langchain_core.vectorstores import VectorStore
+from molmo_rag import LAYOUT_KEYS
 
 if TYPE_CHECKING:  # pragma: no cover
     from molmo_rag import QdrantIndex
@@ -26,7 +27,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["MolmoVectorStore"]
 
 _NAMESPACE = uuid.UUID("0b5c2bd2-4d5e-4b83-9d1e-9a3c1f6c7a21")
-_RESERVED = ("text", "page_content", "metadata", "lc_id", "source_prefixes", "record_hash")
+_RESERVED = (*LAYOUT_KEYS, "lc_id")
 """Payload keys of the layout itself: a metadata key of the same name is kept only under ``metadata``."""
 
 

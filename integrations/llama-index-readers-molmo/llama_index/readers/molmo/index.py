@@ -39,6 +39,7 @@ from llama_index.vector_stores.qdrant import QdrantVectorStore
 from molmo_rag import (
     COUNT_PREFIX,
     DEFAULT_COLLECTION,
+    LAYOUT_KEYS,
     VECTOR_NAME,
     ConfigurationError,
     MediaRecord,
@@ -56,7 +57,7 @@ __all__ = ["MolmoVectorStore", "open_index"]
 
 T = TypeVar("T")
 
-_CORE_LAYOUT_KEYS = ("page_content", "metadata", "source_prefixes", "record_hash")
+_CORE_LAYOUT_KEYS = LAYOUT_KEYS  # the core's bookkeeping and framework copies: never node metadata
 """Payload keys the core writes for other doors (LangChain, its own search), not metadata."""
 
 
