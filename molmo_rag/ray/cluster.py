@@ -52,6 +52,8 @@ def _quiet_logs() -> None:
     import logging
 
     logging.getLogger("ray.data").setLevel(logging.WARNING)
+    # it would say, once a run, that the bars we turned off are off (ours is the driver's)
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
 
 
 def _quiet_progress() -> None:

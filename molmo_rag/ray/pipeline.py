@@ -69,15 +69,22 @@ def _resolved_options(run: "Run") -> "RunOptions":
 
 def _pool_size(run: "Run", options: "RunOptions", pool: PoolOptions) -> tuple["RunOptions", int]:
     """The actors of the model pool and the options each runs with: a hosted backend's
-    concurrency split between them, so the account-wide total is what was asked."""
+    concurrency split between them, so the account-wide total is what was asked (a ready
+    backend instance too: each actor gets a copy made with its share)."""
     ray = ray_module()
     cls = type(run.backend)
-    hosted = cls.concurrency_option == "concurrency" and not _ready_backend(options)
-    if hosted:
-        total = options.concurrency or getattr(getattr(run.backend, "options", None), "concurrency", None) or 16
+    if cls.concurrency_option == "concurrency":
+        ready = _ready_backend(options)
+        given = run.backend.made_with().get("concurrency") if ready else options.concurrency
+        total = given or getattr(getattr(run.backend, "options", None), "concurrency", None) or 16
         actors = pool.actors or max(1, min(total, int(ray.cluster_resources().get("CPU", 2)) // 2))
         actors = max(1, min(actors, total))
-        return options.model_copy(update={"concurrency": max(1, total // actors)}), actors
+        share = max(1, total // actors)
+        if not ready:
+            return options.model_copy(update={"concurrency": share}), actors
+        args, kwargs = getattr(run.backend, "_made_with", ((), {}))
+        copy = cls(*args, **{**kwargs, "concurrency": share})  # pickled as its configuration, opened in each actor
+        return options.model_copy(update={"backend": copy}), actors
     if pool.actors:
         return options, pool.actors
     gpus = ray.cluster_resources().get("GPU", 0)
@@ -151,7 +158,7 @@ def document_dataset(
             registry = {name: BACKENDS[name]}
         listed = listed if listed is not None else list_sources(sources, options.reader_options)
         backend_name, model = live.backend.name, live.model
-        window = live.backend.window if actor_options.concurrency is None else actor_options.concurrency
+        window = actor_options.backend.window if _ready_backend(actor_options) else (actor_options.concurrency or live.backend.window)
     finally:
         if owned:
             live.close()
@@ -161,8 +168,9 @@ def document_dataset(
         read_rows, fn_kwargs={"reader_options": options.reader_options, "backend": backend_name, "model": model},
         num_cpus=1,
     )
-    # the done map (one entry per point already written) goes to the object store once
-    done_ref = ray.put(dict(done or {}))
+    # the done map (one entry per point already written) travels with each actor's
+    # arguments: Ray moves a large one to the object store by itself
+    done_ref = dict(done or {})
     return dataset.map_batches(
         ModelStage,
         fn_constructor_kwargs={

@@ -241,7 +241,8 @@ class ModelStage:
 
 def write_rows(batch: dict[str, Any], *, store: dict[str, Any], embedder: str) -> dict[str, list[Any]]:
     """Upsert the documents of a batch into a Qdrant server from this worker; each outcome
-    says whether its point changed."""
+    says whether its point changed. ``store``: ``url``, ``api_key``, ``collection`` (or
+    ``db``, a folder, for a process that may open it alone)."""
     from ..index.embeddings import get_embedder
     from ..index.store import QdrantIndex
     from ..pipeline import write_batch
@@ -251,7 +252,7 @@ def write_rows(batch: dict[str, Any], *, store: dict[str, Any], embedder: str) -
     if documents:
         if store.get("api_key"):
             register_secret(store["api_key"])
-        index = QdrantIndex(None, url=store["url"], api_key=store.get("api_key"), collection=store["collection"], create=False)
+        index = QdrantIndex(store.get("db"), url=store.get("url"), api_key=store.get("api_key"), collection=store["collection"], create=False)
         try:
             _, changed = write_batch(index, get_embedder(embedder), [o.document for o in documents], given=[o.vector for o in documents])
         finally:

@@ -13,6 +13,8 @@ local Molmo2 backend (batching, sessions, per-request failures).
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 from collections.abc import Sequence
@@ -25,7 +27,7 @@ from ..cost import FREE, Price
 from ..errors import BackendError
 from ..tasks import Ask, Caption, Count, Scene, VideoTask
 
-__all__ = ["FakeBackend", "register", "colour_word", "count_bright_bands"]
+__all__ = ["FakeBackend", "EnvFakeBackend", "register", "colour_word", "count_bright_bands"]
 
 _COLOURS = {
     "red": (200, 30, 30),
@@ -72,22 +74,51 @@ class FakeBackend(BatchedBackend):
     env: ClassVar[BackendEnv] = BackendEnv()  # reads nothing: a test is what it is told
     concurrency_option: ClassVar[str | None] = "batch_size"
 
-    def __init__(self, model: str | None = None, batch_size: int = 4, delay: float = 0.0, fail_on: str | None = None):
+    def __init__(
+        self,
+        model: str | None = None,
+        batch_size: int = 4,
+        delay: float = 0.0,
+        fail_on: str | None = None,
+        ledger: str | None = None,
+        die_once: str | None = None,
+    ):
         self.model = model or self.default_model
         self.batch_size = batch_size
         self.delay = delay
         self.fail_on = fail_on  # a source substring whose requests fail (BackendError)
+        self.ledger = ledger
+        """A file every answered request appends one line to (``media_id<TAB>task``, with
+        O_APPEND): what was asked, counted across processes (Ray workers, killed drivers)."""
+        self.die_once = die_once
+        """A marker file: the first process to get a batch creates it and kills itself
+        with SIGKILL (a worker lost mid-run); every later batch, anywhere, is answered."""
         self.calls = 0
         self._lock = threading.Lock()
 
     def generate_batch(self, requests: Sequence[Request]) -> list[Answer]:
+        if self.die_once:
+            try:
+                os.close(os.open(self.die_once, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            except FileExistsError:
+                pass
+            else:
+                os.kill(os.getpid(), signal.SIGKILL)
         with self._lock:
             self.calls += len(requests)
         if self.delay:
             time.sleep(self.delay)
         if self.fail_on and any(self.fail_on in r.item.source for r in requests):
             raise BackendError(f"refused {self.fail_on}", backend=self.name)
-        return [self._answer(r) for r in requests]
+        answers = [self._answer(r) for r in requests]
+        if self.ledger:
+            lines = "".join(f"{r.item.media_id}\t{r.task.name}\n" for r in requests).encode()
+            fd = os.open(self.ledger, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, lines)
+            finally:
+                os.close(fd)
+        return answers
 
     def _answer(self, request: Request) -> Answer:
         pixels = _pixels(request)
@@ -113,6 +144,20 @@ class FakeBackend(BatchedBackend):
             raise BackendError(f"unknown task {task!r}", backend=self.name)
         return Answer(text=text, model=self.model)
 
+
+
+
+class EnvFakeBackend(FakeBackend):
+    """A FakeBackend whose default options come from ``MOLMO_RAG_FAKE_OPTIONS`` (JSON, e.g.
+    ``{"delay": 0.2, "ledger": "/tmp/ledger"}``), for a CLI subprocess whose backend is
+    made by name, in that process and in every Ray worker (which get the driver's
+    ``MOLMO_RAG_*`` variables); options given explicitly win."""
+
+    def __init__(self, **options):
+        import json
+
+        defaults = json.loads(os.environ.get("MOLMO_RAG_FAKE_OPTIONS") or "{}")
+        super().__init__(**{**defaults, **options})
 
 
 
