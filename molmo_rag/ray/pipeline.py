@@ -389,19 +389,21 @@ def index(
     from ..run import Run
 
     started = time.perf_counter()
+    ray_module()  # without the extra, say so before anything is made
     sources = list(sources) if not isinstance(sources, (str, os.PathLike)) and isinstance(sources, Iterable) else sources
     if isinstance(db, QdrantIndex) and db.location == ":memory:":
         raise UsageError("an in-memory index lives in this process only: Ray workers cannot write to it; give a folder or a server", option="db")
-    live, owned_run = Run.of(run, choices, on_warning=on_warning)
-    store, owned_store = _store_for(db, qdrant_url, api_key, collection, create=True, storage=storage)
-    started_ray = False
+    live, owned_run = Run.of(run, choices, on_warning=on_warning)  # the plan is checked before anything starts
+    store: QdrantIndex | None = None
+    owned_store = started_ray = False
     try:
+        started_ray = connect(ray)  # a cluster that cannot be joined leaves no empty collection behind
+        store, owned_store = _store_for(db, qdrant_url, api_key, collection, create=True, storage=storage)
         vectors = embedder_for(store, embedder)
         store.ensure(vectors)
         _record_run(store, live)
         listed = list_sources(sources, live.options.reader_options)
         done = _done_points(store, listed)
-        started_ray = connect(ray)
         dataset = document_dataset(sources, live, pool=pool, embedder=vectors.name, done=done, listed=listed)
         server = {"url": qdrant_url, "api_key": api_key, "collection": store.collection} if qdrant_url else None
         drive = _write_all(dataset, store, vectors, server=server, write_batch_size=write_batch, progress=progress,
@@ -417,7 +419,7 @@ def index(
     finally:
         if owned_run:
             live.close()
-        if owned_store:
+        if owned_store and store is not None:
             store.close()
         if started_ray:
             ray_module().shutdown()

@@ -58,6 +58,8 @@ USAGE_ERRORS = [
     (["index", "{photo}", "--backend", "nope"], "--backend", "choose one of: local, wavespeed"),
     (["estimate", "{photo}", "--backend", "nope"], "--backend", "choose one of: local, wavespeed"),
     (["remove"], "SOURCE", "name the files, folders or URLs"),
+    (["index", "{photo}", "--ray-actors", "2"], "--ray", "give --ray ADDRESS too"),
+    (["index", "{photo}", "--ray-gpus", "1"], "--ray", "give --ray ADDRESS too"),
 ]
 
 
