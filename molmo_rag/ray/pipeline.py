@@ -177,9 +177,11 @@ def document_dataset(
             "options": actor_options, "registry": registry, "environment": environment, "secrets": secrets, "done": done_ref,
             "embedder": embedder, "pictures": options.pictures,
         },
-        batch_size=pool.batch_rows or max(4, 2 * window),
+        batch_size=pool.batch_rows or max(4, window),
         batch_format="numpy",
-        compute=ray.data.ActorPoolStrategy(size=actors),
+        # several batches at once per actor, all feeding the actor's one engine: its window
+        # slides across them (ModelStage), and the concurrency stays the actor's share
+        compute=ray.data.ActorPoolStrategy(size=actors, max_tasks_in_flight_per_actor=4, max_concurrent_calls_per_actor=4),
         num_gpus=pool.num_gpus or None,
         num_cpus=pool.actor_cpus,
     )  # Ray Data restarts a lost actor and retries its batches (max_restarts, max_task_retries: -1)

@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import os
 import pickle
+import queue
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -133,8 +134,18 @@ def _seen(item: MediaItem) -> dict[str, Any]:
     return {"kind": item.kind, "media_id": item.media_id, "start": item.start, "end": item.end, "extra": extra}
 
 
+_END = object()
+
+
 class ModelStage:
-    """One actor of the model pool: a Run of its own, its event loop, its embedder."""
+    """One actor of the model pool: a Run of its own, one streaming engine serving every
+    batch Ray hands it, its embedder.
+
+    The engine runs for the actor's life over a feed of items: each batch (several run at
+    once: an async UDF) puts its items in and waits for their outcomes, so the engine's
+    window slides across batches (a slow hosted job holds one slot, not a batch; a local
+    model's batcher always finds requests ready) and the run's concurrency is this
+    actor's, whatever the number of batches in flight."""
 
     def __init__(
         self,
@@ -157,7 +168,7 @@ class ModelStage:
         from ..run import Run
 
         self.run = Run(options, on_warning=lambda message: None)  # warnings travel in the rows
-        if not isinstance(done, dict):  # the driver's map, put in the object store once for every actor
+        if not isinstance(done, dict):  # a map Ray moved to the object store
             import ray
 
             done = ray.get(done)
@@ -168,10 +179,13 @@ class ModelStage:
 
             self.embedder = get_embedder(embedder)
         self.pictures = self.run.pictures_folder if pictures else None
-        self.loop = asyncio.new_event_loop()
+        self._feed: queue.Queue = queue.Queue()
+        self._waiting: dict[int, asyncio.Future] = {}
+        self._serving: asyncio.Task | None = None
+        self._ended: BaseException | None = None
         self._warned = 0
 
-    def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
+    async def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
         from ..index.records import point_id
 
         outcomes: list[RayOutcome] = []
@@ -188,8 +202,8 @@ class ModelStage:
             else:
                 todo.append(entry)
         if todo:
-            outcomes += self.loop.run_until_complete(self._enrich(todo))
-        self._embed(outcomes)
+            outcomes += await self._enrich(todo)
+        await asyncio.to_thread(self._embed, outcomes)
         skipped = self.run.skipped
         if len(skipped) > self._warned and outcomes:
             outcomes[0].skipped = skipped[self._warned :]
@@ -198,31 +212,76 @@ class ModelStage:
         return {name: [row[name] for row in rows] for name in ("outcome", "id", "source", "kind", "text", "blob")}
 
     async def _enrich(self, items: list[MediaItem]) -> list[RayOutcome]:
+        if self._ended is not None:
+            return self._after_end(items)
+        loop = asyncio.get_running_loop()
+        futures = []
+        for item in items:
+            future = loop.create_future()
+            self._waiting[id(item)] = future
+            futures.append(future)
+        if self._serving is None:
+            self._serving = asyncio.ensure_future(self._serve())
+        for item in items:
+            self._feed.put(item)
+        return list(await asyncio.gather(*futures))
+
+    def _after_end(self, items: list[MediaItem]) -> list[RayOutcome]:
+        ended = self._ended
+        if isinstance(ended, MolmoRagError) and ended.fatal:
+            return [RayOutcome(source=item.source, fatal=ended) for item in items]
+        raise ended  # type: ignore[misc]
+
+    def _items(self) -> Iterator[MediaItem]:
+        """The feed, read by the engine's reader thread: blocks until a batch puts items in."""
+        while True:
+            item = self._feed.get()
+            if item is _END:
+                return
+            yield item
+
+    async def _serve(self) -> None:
         from ..engine import EnrichedItem
+
+        engine = self.run.engine()
+        try:
+            async with contextlib.aclosing(engine.run(self._items())) as results:
+                async for outcome in results:
+                    item = outcome.item
+                    future = self._waiting.pop(id(item), None)
+                    if future is None or future.done():
+                        continue
+                    if isinstance(outcome, EnrichedItem):
+                        future.set_result(await asyncio.to_thread(self._outcome_of, outcome))
+                    else:
+                        future.set_result(RayOutcome(source=outcome.source, failures=[outcome]))
+        except BaseException as error:  # noqa: BLE001 - every waiting batch hears of it
+            self._ended = error
+        else:
+            self._ended = MolmoRagError("the model stage's engine ended")
+        finally:
+            waiting, self._waiting = self._waiting, {}
+            ended = self._ended
+            for future in waiting.values():
+                if future.done():
+                    continue
+                if isinstance(ended, MolmoRagError) and ended.fatal:  # an item left undone by an account error
+                    future.set_result(RayOutcome(source="", fatal=ended))
+                else:
+                    future.set_exception(ended if isinstance(ended, Exception) else MolmoRagError(repr(ended)))
+
+    def _outcome_of(self, outcome: Any) -> RayOutcome:
+        """The document of an enriched item (its thumbnail and picture made here)."""
         from ..pipeline import RunSummary
 
         options = self.run.options
-        out: list[RayOutcome] = []
-        engine = self.run.engine()
-        try:
-            async with contextlib.aclosing(engine.run(items)) as results:
-                async for outcome in results:
-                    if not isinstance(outcome, EnrichedItem):
-                        out.append(RayOutcome(source=outcome.source, failures=[outcome]))
-                        continue
-                    tally = RunSummary()
-                    tally.tally(outcome)
-                    made = document_of(outcome, options.thumbnail_size, self.pictures, options.segment_frames, self.run.planner)
-                    counts = {k: getattr(tally, k) for k in ("done", "cached", "failed_sent", "failed_cached", "cost_usd")}
-                    if isinstance(made, MediaDocument):
-                        out.append(RayOutcome(source=outcome.item.source, document=made, failures=list(made.failures), tally=counts, seen=_seen(outcome.item)))
-                    else:
-                        out.append(RayOutcome(source=outcome.item.source, failures=made, tally=counts, seen=_seen(outcome.item)))
-        except MolmoRagError as error:
-            if not error.fatal:
-                raise
-            out.append(RayOutcome(source=getattr(error, "source", None) or "", fatal=error))
-        return out
+        tally = RunSummary()
+        tally.tally(outcome)
+        counts = {k: getattr(tally, k) for k in ("done", "cached", "failed_sent", "failed_cached", "cost_usd")}
+        made = document_of(outcome, options.thumbnail_size, self.pictures, options.segment_frames, self.run.planner)
+        if isinstance(made, MediaDocument):
+            return RayOutcome(source=outcome.item.source, document=made, failures=list(made.failures), tally=counts, seen=_seen(outcome.item))
+        return RayOutcome(source=outcome.item.source, failures=made, tally=counts, seen=_seen(outcome.item))
 
     def _embed(self, outcomes: list[RayOutcome]) -> None:
         documents = [o for o in outcomes if o.document is not None]
@@ -232,8 +291,8 @@ class ModelStage:
 
     def __del__(self) -> None:  # an actor that ends closes its backend and cache
         with contextlib.suppress(Exception):
+            self._feed.put(_END)
             self.run.close()
-            self.loop.close()
 
 
 # -- writing from the workers (a Qdrant server) ---------------------------------------------
