@@ -24,7 +24,7 @@ from ..index.store import DEFAULT_COLLECTION, QdrantIndex
 from ..pipeline import RunSummary, _folders, _progress_bar, _record_run, _stale_points, _store_for, _Writer, embedder_for, write_batch
 from ..results import Failure
 from .cluster import connect, ray_module
-from .stages import ModelStage, RayOutcome, list_sources, outcome_of, read_rows, source_rows, write_rows
+from .stages import ModelStage, RayOutcome, list_sources, outcome_of, read_rows, source_groups, source_rows, write_rows
 
 if TYPE_CHECKING:  # pragma: no cover
     from ray.data import Dataset
@@ -91,6 +91,34 @@ def _pool_size(run: "Run", options: "RunOptions", pool: PoolOptions) -> tuple["R
     return options, max(1, int(gpus // pool.num_gpus)) if pool.num_gpus and gpus else 1
 
 
+def _cluster_cpus(ray: Any) -> float:
+    """The CPUs of the cluster this process is connected to (of this machine before Ray starts)."""
+    if ray.is_initialized():
+        return float(ray.cluster_resources().get("CPU", 1.0))
+    return float(os.cpu_count() or 1)
+
+
+def _fit_pool(pool: PoolOptions, actors: int, cpus: float, on_warning: Callable[[str], None] | None) -> PoolOptions:
+    """The pool with at least one CPU left for reading: model actors that reserve every CPU
+    of the cluster would leave the read tasks unscheduled, and the run would wait forever."""
+    from dataclasses import replace
+
+    if actors * pool.actor_cpus <= cpus - 1:
+        return pool
+    fitted = max(0.0, (cpus - 1) / actors)
+    message = (
+        f"{actors} model actor(s) reserving {pool.actor_cpus:g} CPU each would leave none of the cluster's "
+        f"{cpus:g} for reading: each reserves {fitted:.2g} instead (set the actor CPUs, or fewer actors)"
+    )
+    if on_warning is not None:
+        on_warning(message)
+    else:
+        import logging
+
+        logging.getLogger("molmo_rag").warning(message)
+    return replace(pool, actor_cpus=fitted)
+
+
 def _ready_backend(options: "RunOptions") -> bool:
     from ..backends.base import Backend
 
@@ -125,7 +153,7 @@ def document_dataset(
     segment, or per failure), built lazily: nothing runs until it is consumed.
 
     Sources are listed here, on the driver; reading, sniffing, slide rendering and video
-    cutting run as CPU tasks; the plan runs in a pool of model actors (``pool``), each with
+    cutting run as CPU tasks (a video or deck a task, photos packed up to 32 a task); the plan runs in a pool of model actors (``pool``), each with
     its own :class:`~molmo_rag.run.Run` of ``run``'s options (or ``choices``). ``embedder``:
     also embed each document's text in the actor (its ``vector``). ``done``: point id ->
     plan key of points already written with a complete plan: those items are passed on as
@@ -162,8 +190,10 @@ def document_dataset(
     finally:
         if owned:
             live.close()
-    rows = source_rows(listed)
-    dataset = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows), 4096)))
+    cpus = _cluster_cpus(ray)
+    pool = _fit_pool(pool, actors, cpus, on_warning)
+    rows = source_rows(source_groups(listed, max(1, int(cpus - actors * pool.actor_cpus))))
+    dataset = ray.data.from_items(rows, override_num_blocks=max(1, len(rows)))  # a block per read task
     dataset = dataset.flat_map(
         read_rows, fn_kwargs={"reader_options": options.reader_options, "backend": backend_name, "model": model},
         num_cpus=1,
@@ -406,7 +436,8 @@ def index(
         _record_run(store, live)
         listed = list_sources(sources, live.options.reader_options)
         done = _done_points(store, listed)
-        dataset = document_dataset(sources, live, pool=pool, embedder=vectors.name, done=done, listed=listed)
+        dataset = document_dataset(sources, live, pool=pool, embedder=vectors.name, done=done, listed=listed,
+                                   on_warning=live.planner.on_warning)
         server = {"url": qdrant_url, "api_key": api_key, "collection": store.collection} if qdrant_url else None
         drive = _write_all(dataset, store, vectors, server=server, write_batch_size=write_batch, progress=progress,
                            total=len(listed), on_record=on_record, on_failure=on_failure, on_warning=live.planner.on_warning)

@@ -108,19 +108,50 @@ def list_sources(sources: Any, reader_options: Any = None) -> list[Any]:
     return listed
 
 
-def source_rows(listed: list[Any]) -> list[dict[str, Any]]:
-    return [{"blob": pickle.dumps(entry, protocol=pickle.HIGHEST_PROTOCOL)} for entry in listed]
+_ALONE_BYTES = 4 << 20
+"""A local file this large is read by a task of its own (so is every video and deck)."""
+_GROUP_MAX = 32
+
+
+def _reads_long(entry: Any) -> bool:
+    """Whether reading this source takes long: a video to cut, a deck to render, a big file."""
+    from ..media.door import is_local_path
+    from ..media.options import SLIDE_EXTENSIONS, VIDEO_EXTENSIONS
+
+    if not is_local_path(entry):
+        return False
+    path = os.fsdecode(entry)
+    if os.path.splitext(path)[1].lower() in VIDEO_EXTENSIONS | SLIDE_EXTENSIONS:
+        return True
+    try:
+        return os.path.getsize(path) >= _ALONE_BYTES
+    except OSError:
+        return False
+
+
+def source_groups(listed: list[Any], slots: int) -> list[list[Any]]:
+    """The listed sources as the read tasks take them: a video, a deck or a big file alone;
+    small ones (photos) packed, up to 32 a task, so a photo does not pay a Ray task of its
+    own, yet in enough tasks to keep ``slots`` readers busy (four tasks a slot)."""
+    alone = [[entry] for entry in listed if _reads_long(entry)]
+    small = [entry for entry in listed if not _reads_long(entry)]
+    size = max(1, min(_GROUP_MAX, len(small) // max(1, 4 * slots)))
+    return alone + [small[i : i + size] for i in range(0, len(small), size)]
+
+
+def source_rows(groups: list[list[Any]]) -> list[dict[str, Any]]:
+    return [{"blob": pickle.dumps(group, protocol=pickle.HIGHEST_PROTOCOL)} for group in groups]
 
 
 # -- reading (CPU tasks) --------------------------------------------------------------------
 
 
 def read_rows(row: dict[str, Any], *, reader_options: Any, backend: str, model: str | None) -> Iterator[dict[str, Any]]:
-    """The media items of one listed source (or its failure), as rows."""
+    """The media items of one group of listed sources (or the failure of each source that
+    cannot be read), as rows."""
     from ..engine import read_entries
 
-    source = pickle.loads(row["blob"])
-    for entry in read_entries([source], reader_options, absolute=True):
+    for entry in read_entries(pickle.loads(row["blob"]), reader_options, absolute=True):
         if isinstance(entry, MolmoRagError):
             entry = Failure(source=getattr(entry, "source", None) or "?", error=entry, backend=backend, model=model)
         yield {"blob": pickle.dumps(entry, protocol=pickle.HIGHEST_PROTOCOL)}
