@@ -24,6 +24,7 @@ import contextlib
 import os
 import pickle
 import queue
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -264,9 +265,17 @@ class ModelStage:
         raise ended  # type: ignore[misc]
 
     def _items(self) -> Iterator[MediaItem]:
-        """The feed, read by the engine's reader thread: blocks until a batch puts items in."""
+        """The feed, read by the engine's reader thread: waits until a batch puts items in.
+        It ends when the actor's process does (its main thread finished, or it was left
+        without its parent): a reader blocked for good would keep the process from exiting,
+        since Python joins its worker threads before it exits."""
         while True:
-            item = self._feed.get()
+            try:
+                item = self._feed.get(timeout=0.5)
+            except queue.Empty:
+                if not threading.main_thread().is_alive() or os.getppid() == 1:
+                    return
+                continue
             if item is _END:
                 return
             yield item
