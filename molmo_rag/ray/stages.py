@@ -338,24 +338,46 @@ class ModelStage:
 # -- writing from the workers (a Qdrant server) ---------------------------------------------
 
 
+_STORES: dict[tuple, Any] = {}
+"""One client per server and collection in each worker process, kept between batches."""
+
+
+def _store_key(store: dict[str, Any]) -> tuple:
+    import hashlib
+
+    key = hashlib.sha256((store.get("api_key") or "").encode()).hexdigest()  # two keys, two clients
+    return (store.get("db"), store.get("url"), store["collection"], key)
+
+
+def _server_store(store: dict[str, Any]) -> Any:
+    from ..index.store import QdrantIndex
+
+    key = _store_key(store)
+    if key not in _STORES:
+        if store.get("api_key"):
+            register_secret(store["api_key"])
+        _STORES[key] = QdrantIndex(store.get("db"), url=store.get("url"), api_key=store.get("api_key"),
+                                   collection=store["collection"], create=False)
+    return _STORES[key]
+
+
 def write_rows(batch: dict[str, Any], *, store: dict[str, Any], embedder: str) -> dict[str, list[Any]]:
     """Upsert the documents of a batch into a Qdrant server from this worker; each outcome
     says whether its point changed. ``store``: ``url``, ``api_key``, ``collection`` (or
     ``db``, a folder, for a process that may open it alone)."""
     from ..index.embeddings import get_embedder
-    from ..index.store import QdrantIndex
     from ..pipeline import write_batch
 
     outcomes = [pickle.loads(blob) for blob in batch["blob"]]
     documents = [o for o in outcomes if o.document is not None]
     if documents:
-        if store.get("api_key"):
-            register_secret(store["api_key"])
-        index = QdrantIndex(store.get("db"), url=store.get("url"), api_key=store.get("api_key"), collection=store["collection"], create=False)
+        index = _server_store(store)
         try:
             _, changed = write_batch(index, get_embedder(embedder), [o.document for o in documents], given=[o.vector for o in documents])
         finally:
-            index.close()
+            if store.get("db"):  # a folder is not to be held open between batches
+                _STORES.pop(_store_key(store), None)
+                index.close()
         for outcome in documents:
             outcome.written = outcome.document.id in changed
     rows = [o.row() for o in outcomes]
