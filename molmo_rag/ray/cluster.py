@@ -37,6 +37,10 @@ def connect(address: str | None = None, *, num_cpus: int | None = None) -> bool:
     options: dict[str, Any] = {"logging_level": "WARNING", "log_to_driver": True}
     if address == "local":
         options["include_dashboard"] = False
+        # the instance is this run's own: that Ray made it a token is not the run's output
+        import logging
+
+        logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
         if num_cpus is not None:
             options["num_cpus"] = num_cpus
     try:
