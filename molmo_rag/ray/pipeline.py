@@ -303,12 +303,16 @@ class _Drive:
             self.on_failure(failure)
 
     def consume(self, dataset: "Dataset") -> None:
-        for row in dataset.iter_rows():
-            outcome = outcome_of(row)
-            if outcome.fatal is not None:
-                self.fatal = outcome.fatal
-                break
-            self.take(outcome)
+        try:
+            for row in dataset.iter_rows():
+                outcome = outcome_of(row)
+                if outcome.fatal is not None:
+                    self.fatal = outcome.fatal
+                    break
+                self.take(outcome)
+        except KeyboardInterrupt:
+            self.flush()  # what arrived is kept in the index, not only in the cache
+            raise
         self.flush()
         if self.fatal is not None:
             raise self.fatal
