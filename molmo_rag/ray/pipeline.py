@@ -439,6 +439,7 @@ def index(
         store.ensure(vectors)
         _record_run(store, live)
         listed = list_sources(sources, live.options.reader_options)
+        _check_shared(live, listed)
         done = _done_points(store, listed)
         dataset = document_dataset(sources, live, pool=pool, embedder=vectors.name, done=done, listed=listed,
                                    on_warning=live.planner.on_warning)
@@ -460,6 +461,22 @@ def index(
             store.close()
         if started_ray:
             ray_module().shutdown()
+
+
+def _check_shared(run: "Run", listed: list[Any]) -> None:
+    """Warn, once, when a node cannot see the sources or the result cache folder at the
+    driver's paths (they must be on shared storage: docs/scale-out.md)."""
+    from .shared_storage import missing_on_nodes
+
+    from ..media.door import is_local_path
+
+    folder = Path(run.cache.directory).resolve() if run.cache is not None else None
+    seen_here = [entry for entry in listed if is_local_path(entry) and os.path.exists(os.fsdecode(entry))][:1]
+    for line in missing_on_nodes(ray_module(), folder, seen_here):  # what the driver cannot see either says nothing
+        run.planner.on_warning(
+            f"{line}: its items fail as not found, or keep files only it can open; mount the sources and the "
+            "cache folder at the same path on every node (docs/scale-out.md)"
+        )
 
 
 def _done_points(store: QdrantIndex, listed: list[Any]) -> dict[str, str]:
