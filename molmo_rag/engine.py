@@ -254,7 +254,7 @@ class Progress:
 
     def finished(self, outcome: "EnrichedItem | Failure") -> None:
         failed = isinstance(outcome, Failure) or bool(outcome.failures)
-        self.count(failed=failed, cached=0 if failed or not isinstance(outcome, EnrichedItem) else outcome.cached)
+        self.count(failed=failed, cached=0 if failed else outcome.cached)
 
     def count(self, *, failed: bool = False, cached: int = 0) -> None:
         """One item done (failed, or with ``cached`` results from the cache), wherever it

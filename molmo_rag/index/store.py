@@ -23,7 +23,7 @@ import os
 import re
 import warnings
 from urllib.parse import urlsplit
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -634,14 +634,7 @@ class QdrantIndex:
     def delete_where(self, query_filter: Any) -> None:
         """Delete every point that passes ``query_filter`` (a filter tree of
         :mod:`molmo_rag.index.conditions` or a ``qdrant_client.models.Filter``)."""
-        ids: list[str] = []
-        offset = None
-        while self.exists():
-            points, offset = self._api.scroll(self.collection, query_filter, False, 1024, offset)
-            ids.extend(str(p.id) for p in points)
-            if offset is None:
-                break
-        self.delete(ids)
+        self.delete([str(p.id) for p in self._each_point(query_filter, False)])
 
     def settle(self) -> None:
         """After a write run: let the store finish its indexes (Edge merges segments and,
@@ -652,11 +645,9 @@ class QdrantIndex:
         """source -> {point id: media_id} for every point of these sources (one scan per
         1,000 sources, not one per source); ``key="source_prefixes"``: every point under
         these folders / URL prefixes."""
-        wanted = list(dict.fromkeys(sources))
         found: dict[str, dict[str, str]] = {}
-        for start in range(0, len(wanted), 1000):
-            part = wanted[start : start + 1000]
-            for source, points in self._scan(Filter(must=[FieldCondition(key=key, match=MatchAny(any=part))])).items():
+        for flt in self._filters_of(sources, key):
+            for source, points in self._scan(flt).items():
                 found.setdefault(source, {}).update(points)
         return found
 
@@ -664,30 +655,34 @@ class QdrantIndex:
         """point id -> ``plan_key`` of every point of these sources (``key="source_prefixes"``:
         under these folders / URL prefixes) written with a complete plan: what a run finds
         done (:attr:`molmo_rag.index.records.MediaRecord.plan_key`)."""
-        wanted = list(dict.fromkeys(sources))
         found: dict[str, str] = {}
-        for start in range(0, len(wanted), 1000):
-            flt = Filter(must=[FieldCondition(key=key, match=MatchAny(any=wanted[start : start + 1000]))])
-            offset = None
-            while self.exists():
-                points, offset = self._api.scroll(self.collection, flt, ["plan_key"], 1024, offset)
-                found.update((str(p.id), (p.payload or {})["plan_key"]) for p in points if (p.payload or {}).get("plan_key"))
-                if offset is None:
-                    break
+        for flt in self._filters_of(sources, key):
+            for p in self._each_point(flt, ["plan_key"]):
+                if (p.payload or {}).get("plan_key"):
+                    found[str(p.id)] = p.payload["plan_key"]
         return found
+
+    @staticmethod
+    def _filters_of(sources: Iterable[str], key: str) -> Iterator[Any]:
+        """Filters matching ``key`` against these values, 1,000 values each."""
+        wanted = list(dict.fromkeys(sources))
+        for start in range(0, len(wanted), 1000):
+            yield Filter(must=[FieldCondition(key=key, match=MatchAny(any=wanted[start : start + 1000]))])
+
+    def _each_point(self, flt: Any, fields: list[str] | bool) -> Iterator[Any]:
+        """Every point passing ``flt``, page by page, with these payload ``fields``."""
+        offset = None
+        while self.exists():
+            points, offset = self._api.scroll(self.collection, flt, fields, 1024, offset)
+            yield from points
+            if offset is None:
+                break
 
     def _scan(self, flt: Any) -> dict[str, dict[str, str]]:
         found: dict[str, dict[str, str]] = {}
-        if not self.exists():
-            return found
-        offset = None
-        while True:
-            points, offset = self._api.scroll(self.collection, flt, ["source", "media_id"], 1024, offset)
-            for p in points:
-                payload = p.payload or {}
-                found.setdefault(payload.get("source", ""), {})[str(p.id)] = payload.get("media_id", "")
-            if offset is None:
-                break
+        for p in self._each_point(flt, ["source", "media_id"]):
+            payload = p.payload or {}
+            found.setdefault(payload.get("source", ""), {})[str(p.id)] = payload.get("media_id", "")
         return found
 
     def all_points(self) -> dict[str, dict[str, str]]:

@@ -153,8 +153,9 @@ def document_dataset(
     segment, or per failure), built lazily: nothing runs until it is consumed.
 
     Sources are listed here, on the driver; reading, sniffing, slide rendering and video
-    cutting run as CPU tasks (a video or deck a task, photos packed up to 32 a task); the plan runs in a pool of model actors (``pool``), each with
-    its own :class:`~molmo_rag.run.Run` of ``run``'s options (or ``choices``). ``embedder``:
+    cutting run as CPU tasks (a video or deck a task, photos packed up to 32 a task); the
+    plan runs in a pool of model actors (``pool``), each with its own
+    :class:`~molmo_rag.run.Run` of ``run``'s options (or ``choices``). ``embedder``:
     also embed each document's text in the actor (its ``vector``). ``done``: point id ->
     plan key of points already written with a complete plan: those items are passed on as
     ``done`` without asking anything (:func:`index` reads it from the collection).
@@ -174,8 +175,9 @@ def document_dataset(
         options = _resolved_options(live)
         actor_options, actors = _pool_size(live, options, pool)
         environment, secrets = _environment(live)
+        ready = _ready_backend(actor_options)
         registry: dict[str, str] = {}
-        if not _ready_backend(actor_options):
+        if not ready:
             # the name as the driver resolves it, and what it names: a backend registered
             # in this process only (a test's, a plugin's) is known to the workers too
             from ..backends.base import backend_name
@@ -185,8 +187,8 @@ def document_dataset(
             actor_options = actor_options.model_copy(update={"backend": name})
             registry = {name: BACKENDS[name]}
         listed = listed if listed is not None else list_sources(sources, options.reader_options)
-        backend_name, model = live.backend.name, live.model
-        window = actor_options.backend.window if _ready_backend(actor_options) else (actor_options.concurrency or live.backend.window)
+        made_by, model = live.backend.name, live.model
+        window = actor_options.backend.window if ready else (actor_options.concurrency or live.backend.window)
     finally:
         if owned:
             live.close()
@@ -195,12 +197,12 @@ def document_dataset(
     rows = source_rows(source_groups(listed, max(1, int(cpus - actors * pool.actor_cpus))))
     dataset = ray.data.from_items(rows, override_num_blocks=max(1, len(rows)))  # a block per read task
     dataset = dataset.flat_map(
-        read_rows, fn_kwargs={"reader_options": options.reader_options, "backend": backend_name, "model": model},
+        read_rows, fn_kwargs={"reader_options": options.reader_options, "backend": made_by, "model": model},
         num_cpus=1,
     )
-    # the done map (one entry per point already written) travels with each actor's
-    # arguments: Ray moves a large one to the object store by itself
-    done_ref = dict(done or {})
+    # the done map (one entry per point already written) goes to the object store once,
+    # not once per actor's arguments; each actor fetches it (ModelStage)
+    done_ref = ray.put(dict(done or {}))
     return dataset.map_batches(
         ModelStage,
         fn_constructor_kwargs={
@@ -335,8 +337,8 @@ class _Drive:
                               start=seen["start"], end=seen["end"], extra=seen["extra"])
             self.tracker.saw(light)
             self.seen.setdefault(outcome.source, set()).add(point_id(seen["media_id"], outcome.source))
-        else:
-            self.tracker.saw(outcome.failures[0].error if outcome.failures else _Unread(outcome.source))
+        elif outcome.failures:  # a source that could not be read
+            self.tracker.saw(outcome.failures[0].error)
         self.tracker.count(failed=bool(outcome.failures), cached=int(outcome.tally.get("cached", 0)))
         for failure in outcome.failures:
             self.failed(failure)
@@ -383,13 +385,6 @@ class _Drive:
 @dataclass
 class _IdOnly:
     id: str
-
-
-class _Unread:
-    """A row with neither an item nor a failure (never made by our stages)."""
-
-    def __init__(self, source: str):
-        self.source = source
 
 
 def index(

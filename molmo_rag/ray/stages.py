@@ -36,8 +36,6 @@ from ..results import Failure
 
 __all__ = ["RayOutcome", "list_sources", "read_rows", "ModelStage", "write_rows", "outcome_of"]
 
-OUTCOMES = ("document", "failure", "done", "fatal")
-
 
 @dataclass
 class RayOutcome:
@@ -200,11 +198,9 @@ class ModelStage:
         from ..run import Run
 
         self.run = Run(options, on_warning=lambda message: None)  # warnings travel in the rows
-        if not isinstance(done, dict):  # a map Ray moved to the object store
-            import ray
+        import ray
 
-            done = ray.get(done)
-        self.done = done
+        self.done = ray.get(done) if isinstance(done, ray.ObjectRef) else done  # the driver's one copy
         self.embedder = None
         if embedder is not None:
             from ..index.embeddings import get_embedder
